@@ -1,0 +1,54 @@
+"""entroq-redis: EntroQ's task queue (claim + atomic modify, versioned tasks) on Redis/Valkey.
+
+Typical use::
+
+    async with entroq_redis.connect("redis://localhost:6379") as eq:
+        await eq.modify(inserts=[TaskData("jobs", value=b"hello")])
+        task = await eq.claim("jobs", duration_ms=30_000)
+        ...  # do the work
+        await eq.modify(deletes=[task.as_id()])
+"""
+
+from ._client import EntroQ
+from ._connect import connect
+from ._contract import CONTRACT_VERSION
+from ._embedded import open_embedded
+from ._errors import (
+    ClaimTimeoutError,
+    DependencyError,
+    DependencyFailure,
+    EntroQError,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    StoreError,
+    StoreUnavailableError,
+    UnsafeStoreError,
+)
+from ._keys import Keys
+from ._types import ChangeMode, QueueStats, Task, TaskChange, TaskData, TaskID
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "ChangeMode",
+    "ClaimTimeoutError",
+    "DependencyError",
+    "DependencyFailure",
+    "EntroQ",
+    "EntroQError",
+    "InvalidArgumentError",
+    "Keys",
+    "PermissionDeniedError",
+    "QueueStats",
+    "StoreError",
+    "StoreUnavailableError",
+    "Task",
+    "TaskChange",
+    "TaskData",
+    "TaskID",
+    "UnsafeStoreError",
+    "__version__",
+    "connect",
+    "open_embedded",
+]

@@ -1,0 +1,151 @@
+"""The public client: EntroQ's Python API (with ``await``) over either backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+from ._backend import Backend
+from ._errors import InvalidArgumentError
+from ._types import QueueStats, Task, TaskChange, TaskData, TaskID
+
+DEFAULT_CLAIM_DURATION_MS = 30_000
+
+
+def _queue_list(queues: str | Iterable[str]) -> list[str]:
+    names = [queues] if isinstance(queues, str) else list(queues)
+    if not names:
+        raise InvalidArgumentError("at least one queue is required")
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidArgumentError(f"queue names must be strings, got {type(name).__name__}")
+    return names
+
+
+def _as_id(item: Task | TaskID) -> TaskID:
+    return item.as_id() if isinstance(item, Task) else item
+
+
+class EntroQ:
+    """A task queue client. Get one from :func:`entroq_redis.connect`.
+
+    Every mutation is one atomic, version-checked operation on the store: ``modify``
+    applies all of its inserts, changes, deletes and depends or none of them, and a
+    claim bumps the task's version so an older holder can never commit.
+
+    Args:
+        backend: The Redis or HTTP backend.
+        claimant_id: This client's claimant ID; random (UUIDv4) by default. Give each
+            worker its own: the claimant is half of the fence that keeps a stale holder
+            from committing.
+    """
+
+    def __init__(self, backend: Backend, claimant_id: str | None = None) -> None:
+        self.backend = backend
+        self.claimant_id = claimant_id or str(uuid.uuid4())
+
+    async def time(self) -> int:
+        """The store's clock in ms since the epoch (the clock every lease is measured on)."""
+        return await self.backend.time_ms()
+
+    async def try_claim(
+        self, queues: str | Iterable[str], duration_ms: int = DEFAULT_CLAIM_DURATION_MS
+    ) -> Task | None:
+        """Claims a random available task from one of the queues, or returns None at once.
+
+        Each queue holding an available task is equally likely, and so is each available
+        task within it. The claimed task's version and claims go up by one, its claimant
+        becomes this client and it stays invisible to other claims for ``duration_ms``.
+        """
+        return await self.backend.try_claim(self.claimant_id, _queue_list(queues), duration_ms)
+
+    async def claim(
+        self,
+        queues: str | Iterable[str],
+        duration_ms: int = DEFAULT_CLAIM_DURATION_MS,
+        timeout_s: float | None = None,
+    ) -> Task:
+        """Like try_claim, but waits for a task to become available.
+
+        Wakes within milliseconds of an insert or release (store pub/sub) and when the
+        earliest future arrival among the queues comes due; no fixed polling.
+
+        Raises:
+            ClaimTimeoutError: (a TimeoutError) if nothing was claimed within timeout_s.
+        """
+        return await self.backend.claim(self.claimant_id, _queue_list(queues), duration_ms, timeout_s)
+
+    async def modify(
+        self,
+        inserts: Iterable[TaskData] = (),
+        changes: Iterable[TaskChange] = (),
+        deletes: Iterable[Task | TaskID] = (),
+        depends: Iterable[Task | TaskID] = (),
+        *,
+        unsafe_claimant_id: str | None = None,
+    ) -> tuple[list[Task], list[Task]]:
+        """Applies every insert, change, delete and depend, or none of them.
+
+        Returns:
+            (inserted, changed): the new versions, in request order.
+
+        Raises:
+            DependencyError: listing every failing item (missing, version mismatch,
+                insert collision, held by another claimant); nothing was written.
+            InvalidArgumentError: the request is malformed; nothing was written.
+        """
+        return await self.backend.modify(
+            unsafe_claimant_id if unsafe_claimant_id is not None else self.claimant_id,
+            list(inserts),
+            list(changes),
+            [_as_id(d) for d in deletes],
+            [_as_id(d) for d in depends],
+        )
+
+    async def tasks(
+        self,
+        queue: str = "",
+        *,
+        ids: Iterable[str] = (),
+        claimant_id: str = "",
+        limit: int = 0,
+        omit_values: bool = False,
+    ) -> list[Task]:
+        """Lists a queue's tasks in arrival order (limit 0 = all), or the given IDs from any queue.
+
+        With ``claimant_id``, only tasks available now or held by that claimant are listed.
+        With ``ids``, ``queue`` (if given) filters and ``limit`` is ignored. No queue and no
+        IDs lists nothing.
+        """
+        return await self.backend.tasks(queue, list(ids), claimant_id, limit, omit_values)
+
+    async def queues(
+        self, prefixes: Iterable[str] = (), exact: Iterable[str] = (), limit: int = 0
+    ) -> dict[str, int]:
+        """Non-empty queues matching any prefix or exact name (all if neither) -> task count."""
+        stats = await self.backend.queues(list(prefixes), list(exact), limit, "size")
+        return {s.name: s.num_tasks for s in stats}
+
+    async def queue_stats(
+        self, prefixes: Iterable[str] = (), exact: Iterable[str] = (), limit: int = 0
+    ) -> list[QueueStats]:
+        """Stats of the matching non-empty queues, sorted by name."""
+        return await self.backend.queues(list(prefixes), list(exact), limit, "stats")
+
+    async def renew_for(self, task: Task | TaskID, duration_ms: int) -> Task:
+        """Extends a claim to ``duration_ms`` from now on the store's clock; returns the new version."""
+        return (await self.renew_all_for([task], duration_ms))[0]
+
+    async def renew_all_for(self, tasks: Sequence[Task | TaskID], duration_ms: int) -> list[Task]:
+        """Extends several claims in one atomic modify; all succeed or DependencyError."""
+        changes = []
+        for task in tasks:
+            task_id = _as_id(task)
+            changes.append(
+                TaskChange(task_id.id, task_id.version, task_id.queue, delay_ms=duration_ms, mode="lease")
+            )
+        _, changed = await self.modify(changes=changes)
+        return changed
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

