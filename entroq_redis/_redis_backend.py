@@ -123,8 +123,14 @@ class RedisBackend:
         hub = await self._wake_hub()
         with hub.watching(queues) as waiter:
             while True:
-                waiter.rearm()
-                task, wait_ms = await self._claim_once(claimant, queues, duration_ms)
+                consumed = waiter.rearm()
+                try:
+                    task, wait_ms = await self._claim_once(claimant, queues, duration_ms)
+                except BaseException:
+                    if consumed is not None:
+                        # Cancelled or failed before the attempt finished: someone else looks.
+                        hub.wake(consumed, 1)
+                    raise
                 if task is not None:
                     return task
                 sleep_s = SAFETY_RECHECK_S

@@ -32,11 +32,17 @@ class Waiter:
         self.event = anyio.Event()
         self.handoff: str | None = None
 
-    def rearm(self) -> None:
-        """Called before each claim attempt: a wake that arrives during it is not lost."""
+    def rearm(self) -> str | None:
+        """Called before each claim attempt, so a wake that arrives during it is not lost.
+
+        Returns the queue of the wake being consumed (if any): if the attempt does not
+        complete, the caller must hand that wake on.
+        """
+        consumed = self.handoff
         if self.event.is_set():
             self.event = anyio.Event()
         self.handoff = None
+        return consumed
 
     def wake(self, handoff: str | None) -> bool:
         if self.event.is_set():

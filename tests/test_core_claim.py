@@ -1,0 +1,111 @@
+"""Claim semantics (reference 2.1, design 2.7) over every backend."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from entroq_redis import EntroQ, InvalidArgumentError, TaskData
+
+
+async def test_try_claim_on_empty_queue_returns_none(eq: EntroQ) -> None:
+    assert await eq.try_claim("nothing-here") is None
+
+
+async def test_claim_bumps_version_and_claims_and_sets_lease(eq: EntroQ) -> None:
+    (inserted,), _ = await eq.modify(inserts=[TaskData("jobs", value=b"v", attempt=2, err="e")])
+    before = await eq.time()
+    task = await eq.try_claim("jobs", duration_ms=10_000)
+    after = await eq.time()
+    assert task is not None
+    assert task.id == inserted.id
+    assert task.version == inserted.version + 1 == 1
+    assert task.claims == 1
+    assert task.claimant == eq.claimant_id
+    assert before <= task.modified_ms <= after
+    assert task.at_ms == task.modified_ms + 10_000
+    # Unchanged by a claim: queue, value, created, attempt, err.
+    assert (task.queue, task.value, task.created_ms, task.attempt, task.err) == (
+        "jobs",
+        b"v",
+        inserted.created_ms,
+        2,
+        "e",
+    )
+
+
+async def test_claimed_task_is_invisible_until_lease_ends(eq: EntroQ, other: EntroQ) -> None:
+    await eq.modify(inserts=[TaskData("jobs")])
+    assert await eq.try_claim("jobs", duration_ms=60_000) is not None
+    assert await other.try_claim("jobs") is None
+
+
+async def test_expired_lease_is_reclaimable_by_another_claimant(eq: EntroQ, other: EntroQ) -> None:
+    await eq.modify(inserts=[TaskData("jobs")])
+    first = await eq.try_claim("jobs", duration_ms=50)
+    assert first is not None
+    await trio.sleep(0.1)
+    second = await other.try_claim("jobs", duration_ms=1000)
+    assert second is not None
+    assert second.id == first.id
+    assert second.version == first.version + 1
+    assert second.claims == 2
+    assert second.claimant == other.claimant_id
+
+
+async def test_duration_zero_leaves_task_claimable_at_once(eq: EntroQ, other: EntroQ) -> None:
+    await eq.modify(inserts=[TaskData("jobs")])
+    first = await eq.try_claim("jobs", duration_ms=0)
+    assert first is not None and first.at_ms == first.modified_ms
+    second = await other.try_claim("jobs", duration_ms=0)
+    assert second is not None and second.version == first.version + 1
+
+
+async def test_claim_from_several_queues_deduplicates_names(eq: EntroQ) -> None:
+    await eq.modify(inserts=[TaskData("b")])
+    task = await eq.try_claim(["a", "b", "b", "a"])
+    assert task is not None and task.queue == "b"
+
+
+async def test_future_task_is_not_claimable_until_due(eq: EntroQ) -> None:
+    now = await eq.time()
+    await eq.modify(inserts=[TaskData("later", at=now + 60_000)])
+    assert await eq.try_claim("later") is None
+
+
+@pytest.mark.parametrize(
+    ("queues", "duration_ms"),
+    [
+        ([], 1000),
+        ([""], 1000),
+        (["ok", ""], 1000),
+        (["q" * 1025], 1000),
+        (["ok"], -1),
+        (["ok"], 10**15),
+        ([f"q{i}" for i in range(1001)], 1000),
+    ],
+    ids=[
+        "no-queues",
+        "empty-name",
+        "one-empty-name",
+        "long-name",
+        "negative-duration",
+        "absurd-duration",
+        "too-many-queues",
+    ],
+)
+async def test_bad_claims_are_rejected_and_change_nothing(
+    eq: EntroQ, queues: list[str], duration_ms: int
+) -> None:
+    await eq.modify(inserts=[TaskData("ok")])
+    with pytest.raises(InvalidArgumentError):
+        await eq.try_claim(queues, duration_ms=duration_ms)
+    (task,) = await eq.tasks("ok")
+    assert task.version == 0 and task.claims == 0
+
+
+async def test_claim_with_empty_claimant_is_rejected(eq: EntroQ) -> None:
+    await eq.modify(inserts=[TaskData("ok")])
+    eq.claimant_id = ""
+    with pytest.raises(InvalidArgumentError):
+        await eq.try_claim("ok")
