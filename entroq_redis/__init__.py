@@ -26,21 +26,32 @@ from ._errors import (
 )
 from ._keys import Keys
 from ._types import ChangeMode, QueueStats, Task, TaskChange, TaskData, TaskID
+from ._worker import Worker, WorkerEvent
+from ._worker_compat import EntroQWorker, StopWorker, renewing
+from ._worker_lease import Lease, hold_lease
+from ._worker_outcomes import Backoff, Finish, MoveTaskError, RetryTaskError, default_err_queue
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CONTRACT_VERSION",
+    "Backoff",
     "ChangeMode",
     "ClaimTimeoutError",
     "DependencyError",
     "DependencyFailure",
     "EntroQ",
     "EntroQError",
+    "EntroQWorker",
+    "Finish",
     "InvalidArgumentError",
     "Keys",
+    "Lease",
+    "MoveTaskError",
     "PermissionDeniedError",
     "QueueStats",
+    "RetryTaskError",
+    "StopWorker",
     "StoreError",
     "StoreUnavailableError",
     "Task",
@@ -48,7 +59,12 @@ __all__ = [
     "TaskData",
     "TaskID",
     "UnsafeStoreError",
+    "Worker",
+    "WorkerEvent",
     "__version__",
     "connect",
+    "default_err_queue",
+    "hold_lease",
     "open_embedded",
+    "renewing",
 ]

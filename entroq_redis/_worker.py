@@ -1,0 +1,378 @@
+"""``Worker``: claims tasks, runs a handler on each under a renewed lease, commits the outcome.
+
+Outcomes (EntroQ's Go worker, reference section 3.1, with two deliberate differences: any
+exception is a retry rather than fatal, and a quarantined task is available at once):
+
+- the handler returns None: the task is deleted; it returns a :class:`Finish`: that modify
+  is applied with the held version;
+- :class:`RetryTaskError`, or **any other exception** (its message is ``"<Type>: <text>"``):
+  attempt + 1, the message appended to err, available again after a backoff; quarantined
+  to the error queue once attempt reaches ``max_attempts``;
+- :class:`MoveTaskError`: attempt + 1, err appended, moved to the error queue now;
+- the lease is lost (a renewal finds the task taken): the handler is cancelled and nothing
+  is committed;
+- the worker stops: handlers get ``grace_s`` to finish, then are cancelled and their tasks
+  released (available to everyone at once, attempt unchanged).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import inspect
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Literal, TypeAlias, cast
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from ._client import EntroQ
+from ._errors import DependencyError
+from ._types import Task
+from ._worker_lease import hold_lease
+from ._worker_outcomes import (
+    Backoff,
+    Commit,
+    ErrQueueMap,
+    Finish,
+    MoveTaskError,
+    RetryTaskError,
+    default_err_queue,
+    exception_message,
+    finish_commit,
+    quarantine_change,
+    release_change,
+    retry_change,
+)
+
+log = logging.getLogger("entroq_redis.worker")
+
+HandlerResult: TypeAlias = Finish | None
+Handler: TypeAlias = Callable[[Task], Awaitable[HandlerResult]] | Callable[[Task], HandlerResult]
+
+EventKind = Literal["done", "retried", "quarantined", "released", "lost", "failed"]
+
+# How long a release or commit may take while the worker is being cancelled from outside.
+_SHIELDED_CALL_S = 5.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerEvent:
+    """What happened to one claimed task.
+
+    Attributes:
+        kind: done (finished by the handler), retried, quarantined, released (given back
+            on stop), lost (another claimant took it; nothing committed), failed (the
+            outcome could not be written; the task comes back when its lease runs out).
+        task: The task as claimed.
+        result: The version the worker wrote (None when it deleted the task or wrote nothing).
+        message: The error recorded (retried, quarantined) or the reason (lost, failed).
+        elapsed_s: From claim to outcome.
+    """
+
+    kind: EventKind
+    task: Task
+    result: Task | None = None
+    message: str = ""
+    elapsed_s: float = 0.0
+
+
+def _is_async(handler: Handler) -> bool:
+    call = getattr(handler, "__call__", None)  # noqa: B004 (an async __call__ counts too)
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+
+
+class Worker:
+    """Claims tasks from ``queues`` and runs ``handler`` on up to ``concurrency`` at once.
+
+    Usage::
+
+        async def handle(task: Task) -> None:
+            ...  # raise RetryTaskError / MoveTaskError, or return a Finish
+
+        async with entroq_redis.connect(url) as eq:
+            await Worker(eq, ["jobs"], handle, lease_ms=30_000, concurrency=4).run()
+
+    A plain (non-async) handler runs in a worker thread, so CPU-bound work does not hold up
+    the event loop; it cannot be interrupted, so when its lease is lost or the grace period
+    ends the worker stops waiting for it and discards what it returns. An async handler must
+    not block the event loop: lease renewal runs on it.
+
+    Args:
+        eq: The client to work through (Redis or HTTP backend). The worker claims under its
+            own claimant ID (``claimant_id``, random by default), not the client's.
+        queues: Queues to claim from (each with a task is equally likely).
+        handler: Called with each claimed task.
+        lease_ms: Claim duration; renewed every ``lease_ms / 2`` while the handler runs.
+        concurrency: Tasks handled at once.
+        max_attempts: Quarantine a task when a failure brings its attempt to this (0 = never).
+        max_claims: Quarantine, without running it, a task claimed more than this many times
+            (0 = never): a task that keeps killing its worker never records a failure.
+        backoff: Delay before a failed task is tried again (default: 30 s doubling to 1 h).
+        err_queue: Maps an inbox to its quarantine queue (default ``<queue>/err``).
+        grace_s: How long :meth:`stop` lets running handlers finish by default.
+        max_tasks: Stop after claiming this many tasks (None = run until stopped).
+        claim_error_delay_s: Pause after a claim fails (store or service unreachable).
+        on_event: Called (on the event loop) with a :class:`WorkerEvent` per claimed task.
+        claimant_id: Claimant ID for this worker's claims and commits.
+    """
+
+    def __init__(
+        self,
+        eq: EntroQ,
+        queues: str | Iterable[str],
+        handler: Handler,
+        *,
+        lease_ms: int = 30_000,
+        concurrency: int = 1,
+        max_attempts: int = 0,
+        max_claims: int = 0,
+        backoff: Backoff | None = None,
+        err_queue: ErrQueueMap = default_err_queue,
+        grace_s: float = 30.0,
+        max_tasks: int | None = None,
+        claim_error_delay_s: float = 1.0,
+        on_event: Callable[[WorkerEvent], None] | None = None,
+        claimant_id: str | None = None,
+    ) -> None:
+        self.queues = [queues] if isinstance(queues, str) else list(queues)
+        if not self.queues:
+            raise ValueError("a worker needs at least one queue")
+        if lease_ms <= 0 or concurrency <= 0:
+            raise ValueError("lease_ms and concurrency must be positive")
+        # Its own claimant: claimant + version is the fence (design 2.9), so two workers
+        # sharing one client must still not share a claimant.
+        self.claimant_id = claimant_id or f"{eq.claimant_id}/worker-{secrets.token_hex(4)}"
+        self.eq = EntroQ(eq.backend, self.claimant_id)
+        self.handler = handler
+        self.lease_ms = lease_ms
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.max_claims = max_claims
+        self.backoff = backoff or Backoff()
+        self.err_queue = err_queue
+        self.grace_s = grace_s
+        self.claim_error_delay_s = claim_error_delay_s
+        self.on_event = on_event
+        self.counts: collections.Counter[EventKind] = collections.Counter()
+        self._handler_is_async = _is_async(handler)
+        self._budget = max_tasks
+        self._stop_requested = False
+        self._deadline = float("inf")
+        self._cancel_handlers = False
+        self._claim_scopes: set[anyio.CancelScope] = set()
+        self._handler_scopes: set[anyio.CancelScope] = set()
+        self._stop_event: anyio.Event | None = None
+        self._deadline_moved: anyio.Event | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Works until :meth:`stop` (or ``max_tasks``) and every running handler is done.
+
+        If ``run`` itself is cancelled, running handlers are cancelled and their tasks
+        released before it returns.
+        """
+        self._stop_event = anyio.Event()
+        self._deadline_moved = anyio.Event()
+        self._limiter = anyio.CapacityLimiter(self.concurrency)
+        if self._stop_requested:
+            self._stop_event.set()
+        async with anyio.create_task_group() as supervisor:
+            supervisor.start_soon(self._enforce_grace)
+            async with anyio.create_task_group() as slots:
+                for _ in range(self.concurrency):
+                    slots.start_soon(self._slot)
+                task_status.started()
+            supervisor.cancel_scope.cancel()
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stops claiming; running handlers get ``grace_s`` (default: the worker's) to finish.
+
+        Handlers still running after that are cancelled and their tasks released, so other
+        workers take them at once. Calling again with a shorter grace shortens it. Call it
+        from the worker's event loop (a signal handler task, another task, or a handler).
+        """
+        grace = self.grace_s if grace_s is None else grace_s
+        self._stop_requested = True
+        if self._stop_event is None:
+            return
+        self._deadline = min(self._deadline, anyio.current_time() + grace)
+        self._stop_event.set()
+        assert self._deadline_moved is not None
+        self._deadline_moved.set()
+        for scope in list(self._claim_scopes):
+            scope.cancel()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested
+
+    async def _enforce_grace(self) -> None:
+        assert self._stop_event is not None
+        await self._stop_event.wait()
+        if self._deadline == float("inf"):
+            self._deadline = anyio.current_time() + self.grace_s
+        while (remaining := self._deadline - anyio.current_time()) > 0:
+            self._deadline_moved = anyio.Event()
+            with anyio.move_on_after(remaining):
+                await self._deadline_moved.wait()
+        self._cancel_handlers = True
+        for scope in list(self._handler_scopes):
+            scope.cancel()
+
+    # -- claiming --------------------------------------------------------------------------
+
+    def _take_budget(self) -> bool:
+        if self._budget is None:
+            return True
+        if self._budget <= 0:
+            return False
+        self._budget -= 1
+        return True
+
+    async def _slot(self) -> None:
+        while not self._stop_requested and self._take_budget():
+            task: Task | None = None
+            with anyio.CancelScope() as scope:
+                self._claim_scopes.add(scope)
+                try:
+                    task = await self.eq.claim(self.queues, self.lease_ms)
+                except Exception as exc:
+                    log.warning("claim from %s failed (%s); retrying", self.queues, exc)
+                    await anyio.sleep(self.claim_error_delay_s)
+                finally:
+                    self._claim_scopes.discard(scope)
+            if task is None:
+                if self._budget is not None:
+                    self._budget += 1
+                continue
+            try:
+                await self._process(task)
+            except Exception:
+                # Never reached by design; a bug here must not end the worker.
+                log.exception("internal error handling task %s", task.id)
+
+    # -- one task --------------------------------------------------------------------------
+
+    def _emit(self, event: WorkerEvent) -> None:
+        self.counts[event.kind] += 1
+        level = logging.INFO if event.kind in ("done", "released") else logging.WARNING
+        log.log(level, "%s task %s from %s: %s", event.kind, event.task.id, event.task.queue, event.message)
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:
+                log.exception("on_event callback failed")
+
+    async def _call_handler(self, task: Task) -> HandlerResult:
+        result: object
+        if self._handler_is_async:
+            result = await cast(Callable[[Task], Awaitable[object]], self.handler)(task)
+        else:
+            # Abandoned on cancel: a thread cannot be interrupted, but the lease can be given up.
+            result = await anyio.to_thread.run_sync(
+                self.handler, task, abandon_on_cancel=True, limiter=self._limiter
+            )
+        if result is None or isinstance(result, Finish):
+            return result
+        raise TypeError(f"a handler returns None or Finish, not {type(result).__name__}")
+
+    async def _run_handler(self, task: Task) -> tuple[bool, HandlerResult | Exception]:
+        """(True, the handler's result or exception), or (False, None) if stop() cancelled it."""
+        with anyio.CancelScope() as scope:
+            self._handler_scopes.add(scope)
+            if self._cancel_handlers:
+                scope.cancel()
+            try:
+                return True, await self._call_handler(task)
+            except Exception as exc:
+                log.debug("handler raised on task %s", task.id, exc_info=True)
+                return True, exc
+            finally:
+                self._handler_scopes.discard(scope)
+        return False, None
+
+    async def _process(self, task: Task) -> None:
+        started = anyio.current_time()
+
+        def event(kind: EventKind, result: Task | None = None, message: str = "") -> None:
+            self._emit(WorkerEvent(kind, task, result, message, anyio.current_time() - started))
+
+        if self.max_claims and task.claims > self.max_claims:
+            message = f"claimed {task.claims} times without finishing (max_claims {self.max_claims})"
+            await self._commit_outcome(task, MoveTaskError(message), event)
+            return
+        held = task
+        needs_release = True
+        try:
+            try:
+                async with hold_lease(self.eq, task, self.lease_ms) as lease:
+                    finished, outcome = await self._run_handler(task)
+            except DependencyError as exc:
+                needs_release = False
+                event("lost", message=str(exc))
+                return
+            held = lease.task
+            if not finished:
+                return  # stopped past the grace period: released below
+            needs_release = False
+            await self._commit_outcome(held, outcome, event)
+        finally:
+            if needs_release:
+                await self._release(held, event)
+
+    async def _release(self, held: Task, event: Callable[..., None]) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S):
+            try:
+                _, changed = await self.eq.modify(changes=[release_change(held)])
+                event("released", changed[0], "worker stopping")
+            except Exception as exc:
+                event("failed", message=f"release failed: {exc}")
+
+    def _failure_commit(self, held: Task, exc: Exception) -> tuple[Commit, EventKind, str]:
+        err_queue = self.err_queue(held.queue)
+        if isinstance(exc, MoveTaskError):
+            change = quarantine_change(held, exc.message, exc.queue or err_queue)
+            return Commit(changes=[change]), "quarantined", exc.message
+        if isinstance(exc, RetryTaskError):
+            message, delay_ms = exc.message, exc.delay_ms
+        else:
+            message, delay_ms = exception_message(exc), None
+        if delay_ms is None:
+            delay_ms = self.backoff.delay_ms(held.attempt + 1)
+        change, quarantined = retry_change(
+            held, message, delay_ms=delay_ms, err_queue=err_queue, max_attempts=self.max_attempts
+        )
+        return Commit(changes=[change]), "quarantined" if quarantined else "retried", message
+
+    async def _commit_outcome(
+        self, held: Task, outcome: HandlerResult | Exception, event: Callable[..., None]
+    ) -> None:
+        if isinstance(outcome, Exception):
+            commit, kind, message = self._failure_commit(held, outcome)
+        else:
+            commit, kind, message = finish_commit(outcome, held), "done", ""
+        try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S) as timeout:
+                _, changed = await self.eq.modify(
+                    commit.inserts, commit.changes, commit.deletes, commit.depends
+                )
+            if timeout.cancelled_caught:
+                event("failed", message="commit timed out; the task returns when its lease runs out")
+                return
+        except DependencyError as exc:
+            if any(f.id == held.id for f in exc.failures) or kind != "done":
+                event("lost", message=str(exc))
+                return
+            # The handler's own items conflicted, not our claim: count it as a failed attempt.
+            await self._commit_outcome(held, RetryTaskError(str(exc)), event)
+            return
+        except Exception as exc:
+            event("failed", message=f"commit failed: {exc}")
+            return
+        mine = [t for t in changed if t.id == held.id]
+        event(kind, mine[0] if mine else None, message)
