@@ -3,13 +3,47 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from ._client import EntroQ
-from ._errors import InvalidArgumentError
+from ._errors import EntroQError, InvalidArgumentError
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 HTTP_SCHEMES = ("http://", "https://")
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+@contextlib.asynccontextmanager
+async def _unwrapping(manager: contextlib.AbstractAsyncContextManager[Any]) -> AsyncIterator[Any]:
+    """Enters ``manager``; an exception from the body leaves unwrapped.
+
+    The backends run background tasks in task groups (coredis does too), and task groups
+    wrap whatever crosses them in exception groups. A caller who writes
+    ``except DependencyError`` around ``async with connect(...)`` must get exactly what
+    their own code raised, so a group holding only that exception is unwrapped.
+    """
+    raised: list[BaseException] = []
+    try:
+        async with manager as value:
+            try:
+                yield value
+            except BaseException as exc:
+                raised.append(exc)
+                raise
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if len(leaves) == 1 and (leaves[0] in raised or isinstance(leaves[0], EntroQError)):
+            # Our own setup errors (unreachable or unsafe store) are unwrapped too.
+            raise leaves[0] from leaves[0].__cause__
+        raise
 
 
 @contextlib.asynccontextmanager
@@ -37,12 +71,14 @@ async def connect(
     if url.startswith(REDIS_SCHEMES):
         from ._redis_backend import open_redis_backend
 
-        async with open_redis_backend(url, namespace, allow_evicting_store=allow_evicting_store) as backend:
+        async with _unwrapping(
+            open_redis_backend(url, namespace, allow_evicting_store=allow_evicting_store)
+        ) as backend:
             yield EntroQ(backend, claimant_id)
     elif url.startswith(HTTP_SCHEMES):
         from ._http_backend import open_http_backend
 
-        async with open_http_backend(url, token=token) as http_backend:
+        async with _unwrapping(open_http_backend(url, token=token)) as http_backend:
             yield EntroQ(http_backend, claimant_id)
     else:
         raise InvalidArgumentError(

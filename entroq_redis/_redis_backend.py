@@ -222,7 +222,7 @@ async def open_redis_backend(
         redis: coredis.Redis[bytes] = coredis.Redis.from_url(url, decode_responses=False, **kwargs)
     except (ValueError, TypeError) as exc:
         raise StoreError(f"cannot use store URL {url!r}: {exc}") from exc
-    async with redis, anyio.create_task_group() as task_group:
+    async with redis:
         try:
             policy = await check_eviction_policy(redis)
         except coredis.exceptions.ConnectionError as exc:
@@ -233,8 +233,9 @@ async def open_redis_backend(
                 "set it to noeviction, or pass allow_evicting_store=True "
                 "(--allow-evicting-store) if losing tasks is acceptable"
             )
-        backend = RedisBackend(redis, keys, task_group, notify)
-        try:
-            yield backend
-        finally:
-            task_group.cancel_scope.cancel()
+        async with anyio.create_task_group() as task_group:
+            backend = RedisBackend(redis, keys, task_group, notify)
+            try:
+                yield backend
+            finally:
+                task_group.cancel_scope.cancel()
