@@ -352,3 +352,15 @@ def test_every_value_is_documented() -> None:
             if not any(documented(n) for n in chain):
                 undocumented.append(f"values.yaml:{number + 1}: {line.strip()}")
     assert not undocumented, "\n".join(undocumented)
+
+
+def test_readme_covers_every_value() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (CHART / "README.md").read_text()
+    missing = []
+    for key, value in values.items():
+        children = value if isinstance(value, dict) and key in ("redis", "authz", "valkey", "server") else {}
+        for name in [key] if not children else [f"{key}.{child}" for child in children]:
+            if f"`{name}" not in readme:
+                missing.append(name)
+    assert not missing, f"README.md does not mention {missing}"
