@@ -22,6 +22,10 @@ class Backend(Protocol):
         """The store's clock, ms since the epoch."""
         ...
 
+    async def ping(self) -> None:
+        """Checks that the store answers and is ready for use (readiness)."""
+        ...
+
     async def try_claim(self, claimant: str, queues: Sequence[str], duration_ms: int) -> Task | None:
         """Claims one available task from the queues, or returns None at once."""
         ...

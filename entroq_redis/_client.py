@@ -44,6 +44,20 @@ class EntroQ:
         self.backend = backend
         self.claimant_id = claimant_id or str(uuid.uuid4())
 
+    def as_claimant(self, claimant_id: str) -> EntroQ:
+        """A client acting as ``claimant_id`` that shares this client's backend (and connections).
+
+        The HTTP service uses it to act for each request's caller; the ID is taken as given
+        (an empty one is passed on, and the store decides whether the operation accepts it).
+        """
+        client = EntroQ(self.backend)
+        client.claimant_id = claimant_id
+        return client
+
+    async def ping(self) -> None:
+        """Checks that the store (or service) answers and is ready; raises StoreUnavailableError if not."""
+        await self.backend.ping()
+
     async def time(self) -> int:
         """The store's clock in ms since the epoch (the clock every lease is measured on)."""
         return await self.backend.time_ms()

@@ -50,7 +50,7 @@ async def _unwrapping(manager: contextlib.AbstractAsyncContextManager[Any]) -> A
 async def connect(
     url: str,
     *,
-    namespace: str = "eq",
+    namespace: str | None = None,
     claimant_id: str | None = None,
     allow_evicting_store: bool = False,
     token: str | None = None,
@@ -60,7 +60,8 @@ async def connect(
     Args:
         url: Where to connect.
         namespace: The key namespace on a store (all its keys share the hash tag
-            ``{namespace}``); ignored for HTTP, where the service chose it.
+            ``{namespace}``; default ``eq``). Over HTTP it is sent as the
+            ``EntroQ-Namespace`` header when given, else the service uses its default.
         claimant_id: This client's claimant ID; random by default.
         allow_evicting_store: Connect even if the store's maxmemory-policy may evict keys.
         token: Bearer token sent to an HTTP service.
@@ -72,13 +73,13 @@ async def connect(
         from ._redis_backend import open_redis_backend
 
         async with _unwrapping(
-            open_redis_backend(url, namespace, allow_evicting_store=allow_evicting_store)
+            open_redis_backend(url, namespace or "eq", allow_evicting_store=allow_evicting_store)
         ) as backend:
             yield EntroQ(backend, claimant_id)
     elif url.startswith(HTTP_SCHEMES):
         from ._http_backend import open_http_backend
 
-        async with _unwrapping(open_http_backend(url, token=token)) as http_backend:
+        async with _unwrapping(open_http_backend(url, token=token, namespace=namespace)) as http_backend:
             yield EntroQ(http_backend, claimant_id)
     else:
         raise InvalidArgumentError(
