@@ -1,16 +1,310 @@
-"""The HTTP backend: talks to an entroq-redis service (or any EntroQ HTTP server).
+"""The HTTP backend: the same client interface over an entroq-redis service.
 
-Not implemented yet: it arrives with the HTTP service.
+Speaks EntroQ's JSON wire format with httpx (which runs on trio and asyncio): REST for
+claims, modify and time (the routes EntroQ's own clients use), Connect unary
+(``POST /api.EntroQ/Tasks`` etc.) for listings, whose arguments (many IDs, queue names with
+any characters) do not fit a URL. Values travel as base64; relative arrivals (``delay_ms``)
+and change modes as EntroQ's protocol 2 fields ``byMs`` and ``mode``, so leases are measured
+on the store's clock, as with the Redis backend.
+
+HTTP errors map to the library's exceptions: 404 with ModifyDep details -> DependencyError,
+400/413 -> InvalidArgumentError, 401/403 -> PermissionDeniedError, 503 or an unreachable
+service -> StoreUnavailableError, 504 on a claim -> ClaimTimeoutError.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
+
+import anyio
+import httpx
+
+from ._backend import Detail
+from ._errors import (
+    ClaimTimeoutError,
+    DependencyError,
+    DependencyFailure,
+    FailureReason,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    StoreError,
+    StoreUnavailableError,
+)
+from ._types import QueueStats, Task, TaskChange, TaskData, TaskID, arrival_ms, as_bytes
+
+NAMESPACE_HEADER = "EntroQ-Namespace"
+
+# A blocking claim without a deadline is sent as a series of waits this long each, so no
+# proxy or idle-connection timeout between client and service ever sees a silent request.
+WAIT_CHUNK_S = 50.0
+# How much longer than the server-side wait the client waits for the answer.
+WAIT_SLACK_S = 15.0
+
+_MODES = {"full": None, "lease": "CHANGE_LEASE", "reset_claims": "CHANGE_RESET_CLAIMS"}
+_KIND_REASONS = {"INSERT": "collision", "CLAIM": "claimed"}
+_REASONS: dict[str, FailureReason] = {r: r for r in ("collision", "missing", "mismatch", "claimed")}
+_CONNECT_HEADERS = {"Connect-Protocol-Version": "1"}
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def _task(obj: dict[str, Any]) -> Task:
+    return Task(
+        queue=obj.get("queue", ""),
+        id=obj.get("id", ""),
+        version=int(obj.get("version", 0)),
+        at_ms=int(obj.get("atMs", 0)),
+        claimant=obj.get("claimantId", ""),
+        value=base64.b64decode(obj.get("value", "")),
+        created_ms=int(obj.get("createdMs", 0)),
+        modified_ms=int(obj.get("modifiedMs", 0)),
+        claims=int(obj.get("claims", 0)),
+        attempt=int(obj.get("attempt", 0)),
+        err=obj.get("err", ""),
+    )
+
+
+def _arrival(at: Any, delay_ms: int | None) -> dict[str, str]:
+    if delay_ms is not None:
+        return {"byMs": str(delay_ms)}
+    return {"atMs": str(arrival_ms(at))}
+
+
+def _insert(data: TaskData) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "queue": data.queue,
+        "value": _b64(as_bytes(data.value)),
+        "attempt": data.attempt,
+        "err": data.err,
+        **_arrival(data.at, data.delay_ms),
+    }
+    if data.id:
+        body["id"] = data.id
+    return body
+
+
+def _change(change: TaskChange) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "oldId": {"id": change.id, "version": change.version, "queue": change.old_queue},
+        "newData": {
+            "queue": change.queue,
+            "value": _b64(as_bytes(change.value)),
+            "attempt": change.attempt,
+            "err": change.err,
+            **_arrival(change.at, change.delay_ms),
+        },
+    }
+    mode = _MODES.get(change.mode, change.mode)
+    if mode:
+        body["mode"] = mode
+    return body
+
+
+def _task_id(task_id: TaskID) -> dict[str, Any]:
+    return {"id": task_id.id, "version": task_id.version, "queue": task_id.queue}
+
+
+def _failure(detail: dict[str, Any]) -> DependencyFailure | None:
+    kind = detail.get("type")
+    if kind not in ("INSERT", "CHANGE", "DELETE", "DEPEND", "CLAIM"):
+        return None  # DETAIL, or nothing we know
+    ident = detail.get("id") or {}
+    reason = _REASONS.get(detail.get("reason") or _KIND_REASONS.get(kind, "missing"), "missing")
+    return DependencyFailure(
+        kind=kind,
+        reason=reason,
+        id=ident.get("id", ""),
+        version=int(ident.get("version", 0)),
+        queue=ident.get("queue", ""),
+        # Our service states it (zero omitted); for others, unknown = -1.
+        current_version=int(detail.get("currentVersion", 0 if "reason" in detail else -1)),
+    )
+
+
+def _raise_for(response: httpx.Response, claiming: bool = False) -> None:
+    """Raises the library exception for a non-2xx answer."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    message = str(body.get("message") or f"HTTP {response.status_code} {response.reason_phrase}")
+    status = response.status_code
+    if status in (404, 409):
+        details = [d for d in body.get("details") or () if isinstance(d, dict)]
+        failures = [f for f in map(_failure, details) if f is not None]
+        if failures or any(d.get("type") == "DETAIL" for d in details):
+            raise DependencyError(failures)
+    if status in (400, 413):
+        raise InvalidArgumentError(message)
+    if status in (401, 403):
+        raise PermissionDeniedError(message, status)
+    if status == 503:
+        raise StoreUnavailableError(message)
+    if status == 504 and claiming:
+        raise ClaimTimeoutError(message)
+    raise StoreError(f"HTTP {status}: {message}")
+
+
+class HttpBackend:
+    """Runs each operation as one request to an entroq-redis (or EntroQ) HTTP service."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        http_timeout: httpx.Timeout | None = None,
+        claiming: bool = False,
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"json": json, "headers": headers}
+        if http_timeout is not None:
+            kwargs["timeout"] = http_timeout
+        try:
+            response = await self.client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise StoreUnavailableError(
+                f"cannot reach the service at {self.client.base_url}: {exc!r}"
+            ) from exc
+        if not response.is_success:
+            _raise_for(response, claiming)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise StoreError(f"the service answered {path} with non-JSON: {response.text[:200]!r}") from exc
+        if not isinstance(data, dict):
+            raise StoreError(f"the service answered {path} with {type(data).__name__}, not an object")
+        return data
+
+    async def _connect(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._send("POST", f"/api.EntroQ/{method}", json=body, headers=_CONNECT_HEADERS)
+
+    async def ping(self) -> None:
+        await self._send("GET", "/readyz")
+
+    async def time_ms(self) -> int:
+        return int((await self._send("GET", "/api/v0/time")).get("timeMs", 0))
+
+    async def try_claim(self, claimant: str, queues: Sequence[str], duration_ms: int) -> Task | None:
+        body = {"claimantId": claimant, "queues": list(queues), "durationMs": str(duration_ms)}
+        data = await self._send("POST", "/api/v0/claim", json=body)
+        return _task(data["task"]) if data.get("task") else None
+
+    async def claim(
+        self, claimant: str, queues: Sequence[str], duration_ms: int, timeout_s: float | None
+    ) -> Task:
+        body = {"claimantId": claimant, "queues": list(queues), "durationMs": str(duration_ms)}
+        deadline = None if timeout_s is None else anyio.current_time() + timeout_s
+        while True:
+            wait_s = WAIT_CHUNK_S
+            if deadline is not None:
+                wait_s = max(0.0, min(wait_s, deadline - anyio.current_time()))
+            try:
+                data = await self._send(
+                    "POST",
+                    "/api/v0/claim/wait",
+                    json=body,
+                    headers={"X-Server-Timeout": f"{wait_s:.3f}"},
+                    http_timeout=httpx.Timeout(30.0, read=wait_s + WAIT_SLACK_S),
+                    claiming=True,
+                )
+            except ClaimTimeoutError:
+                # The service's wait (ours, or its cap) ended: go on until our own deadline.
+                if deadline is not None and anyio.current_time() >= deadline:
+                    raise ClaimTimeoutError(f"no task in {list(queues)} within {timeout_s} s") from None
+                continue
+            if data.get("task"):
+                return _task(data["task"])
+            raise StoreError("the service ended a blocking claim without a task")
+
+    async def modify(
+        self,
+        claimant: str,
+        inserts: Sequence[TaskData],
+        changes: Sequence[TaskChange],
+        deletes: Sequence[TaskID],
+        depends: Sequence[TaskID],
+    ) -> tuple[list[Task], list[Task]]:
+        body = {
+            "claimantId": claimant,
+            "inserts": [_insert(d) for d in inserts],
+            "changes": [_change(c) for c in changes],
+            "deletes": [_task_id(d) for d in deletes],
+            "depends": [_task_id(d) for d in depends],
+        }
+        data = await self._send("POST", "/api/v0/modify", json=body)
+        return [_task(t) for t in data.get("inserted", ())], [_task(t) for t in data.get("changed", ())]
+
+    async def tasks(
+        self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool
+    ) -> list[Task]:
+        body = {
+            "queue": queue,
+            "taskId": list(ids),
+            "claimantId": claimant,
+            "limit": limit,
+            "omitValues": omit_values,
+        }
+        data = await self._connect("Tasks", body)
+        return [_task(t) for t in data.get("tasks", ())]
+
+    async def queues(
+        self, prefixes: Sequence[str], exact: Sequence[str], limit: int, detail: Detail
+    ) -> list[QueueStats]:
+        body = {"matchPrefix": list(prefixes), "matchExact": list(exact), "limit": limit}
+        data = await self._connect("QueueStats" if detail == "stats" else "Queues", body)
+        return [
+            QueueStats(
+                name=q.get("name", ""),
+                num_tasks=int(q.get("numTasks", 0)),
+                num_claimed=int(q.get("numClaimed", 0)),
+                num_available=int(q.get("numAvailable", 0)),
+                num_future=int(q.get("numFuture", 0)),
+                max_claims=int(q.get("maxClaims", 0)),
+            )
+            for q in data.get("queues", ())
+        ]
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
 
 @contextlib.asynccontextmanager
-async def open_http_backend(url: str, *, token: str | None = None) -> AsyncIterator[Any]:
-    raise NotImplementedError("the HTTP backend arrives with the HTTP service")
-    yield
+async def open_http_backend(
+    url: str, *, token: str | None = None, namespace: str | None = None
+) -> AsyncIterator[HttpBackend]:
+    """Yields a backend on the service at ``url``.
+
+    Args:
+        url: The service's base URL (http:// or https://).
+        token: Sent as ``Authorization: Bearer <token>``.
+        namespace: Sent as the ``EntroQ-Namespace`` header; None uses the service's default.
+    """
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if namespace:
+        headers[NAMESPACE_HEADER] = namespace
+    client = httpx.AsyncClient(
+        base_url=url.rstrip("/"),
+        headers=headers,
+        timeout=httpx.Timeout(60.0, connect=10.0),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+    )
+    backend = HttpBackend(client)
+    try:
+        yield backend
+    finally:
+        with anyio.CancelScope(shield=True):
+            await client.aclose()

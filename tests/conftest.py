@@ -7,9 +7,16 @@ the stock Redis 7 on 6379 that way). Nothing here mocks the store.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import secrets
+import select
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -68,8 +75,72 @@ def namespace(sync_redis: redis.Redis) -> Iterator[str]:
         sync_redis.delete(*keys[start : start + 500])
 
 
+@dataclasses.dataclass
+class ServiceProcess:
+    """An ``entroq-redis serve`` process started by a test (real Hypercorn, real HTTP)."""
+
+    url: str
+    process: subprocess.Popen[str]
+    log_path: str
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as log:
+            return log.read()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        """Signals the process and waits for it to exit; returns its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+        finally:
+            if self.process.stdout:
+                self.process.stdout.close()
+
+
+def start_service(
+    store_url: str, *args: str, log_dir: str | None = None, timeout: float = 30
+) -> ServiceProcess:
+    """Starts ``entroq-redis serve --redis STORE --port 0 ARGS`` and waits until it listens.
+
+    stderr (the service's log) goes to a file; the URL comes from the line the service
+    prints on stdout once it accepts connections.
+    """
+    log_fd, log_path = tempfile.mkstemp(prefix="entroq-serve-", suffix=".log", dir=log_dir)
+    command = [sys.executable, "-m", "entroq_redis.cli", "serve", "--redis", store_url, "--port", "0", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_fd, text=True)
+    os.close(log_fd)
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        line = process.stdout.readline() if ready else ""
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            return ServiceProcess(match.group(1), process, log_path)
+        if not line and process.poll() is not None:
+            break
+    process.kill()
+    process.wait()
+    with open(log_path, errors="replace") as log:
+        raise RuntimeError(f"entroq-redis serve did not start: {log.read()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def http_service(store_url: str) -> Iterator[ServiceProcess]:
+    """One service process for the session, serving every test's namespace (chosen per
+    request by the EntroQ-Namespace header, allowed here by --test-any-namespace)."""
+    service = start_service(store_url, "--test-any-namespace")
+    yield service
+    service.stop()
+
+
 # Backends the shared behaviour tests (fixtures ``eq`` and ``other``) run against.
-BACKENDS = ["redis"]
+BACKENDS = ["redis", "http"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -77,6 +148,9 @@ def backend_url(request: pytest.FixtureRequest, store_url: str) -> str:
     """Where ``eq`` connects: the store itself, or an HTTP service in front of it."""
     if request.param == "redis":
         return store_url
+    if request.param == "http":
+        service: ServiceProcess = request.getfixturevalue("http_service")
+        return service.url
     raise AssertionError(f"unknown backend {request.param}")
 
 

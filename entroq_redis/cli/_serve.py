@@ -1,32 +1,142 @@
-"""``entroq-redis serve``: runs the store (embedded Valkey unless --redis is given).
+"""``entroq-redis serve``: EntroQ's HTTP API, on the embedded Valkey unless --redis is given.
 
-Until the HTTP service lands this starts the embedded store and prints its URL.
+Prints the URL it listens on (``entroq-redis listening on http://HOST:PORT ...``) once it
+accepts connections. SIGINT/SIGTERM shut down cleanly: waiting claims return (503),
+in-flight requests finish, the library closes, and the embedded store stops last.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
 
 from .._embedded import open_embedded_store
+from .._errors import EntroQError
+
+DEFAULT_PORT = 9100
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("serve", help="run the service (embedded Valkey by default)")
-    parser.add_argument("--data", default="./entroq-data", help="embedded store data directory")
-    parser.add_argument("--fsync", choices=["everysec", "always"], default="everysec")
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the HTTP service (embedded Valkey by default)",
+        description="Serve EntroQ's HTTP JSON API (REST and Connect) on a Redis/Valkey store.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 9100; 0 = any free)")
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument("--redis", metavar="URL", help="use this store instead of the embedded Valkey")
+    store.add_argument("--data", default="./entroq-data", help="embedded store data directory")
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        metavar="NAME",
+        help="namespace to serve (repeatable; the first is the default; default eq); "
+        "requests pick one with the EntroQ-Namespace header",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="service processes sharing the port")
+    parser.add_argument(
+        "--fsync", choices=["everysec", "always"], default="everysec", help="embedded store AOF fsync"
+    )
+    parser.add_argument(
+        "--max-body-mb", type=float, default=10, help="request body limit in MiB (413 beyond)"
+    )
+    parser.add_argument(
+        "--claim-wait-cap",
+        type=float,
+        metavar="SECONDS",
+        help="longest a blocking claim waits whatever the client asks (default: no cap; 504 when it ends)",
+    )
+    parser.add_argument(
+        "--allow-evicting-store",
+        action="store_true",
+        help="run even if the store's maxmemory-policy may evict tasks",
+    )
+    parser.add_argument(
+        "--metrics-interval", type=float, default=15.0, help="seconds between queue size refreshes (metrics)"
+    )
+    parser.add_argument(
+        "--metrics-max-queues", type=int, default=1000, help="queues covered by entroq_queue_size (by name)"
+    )
+    parser.add_argument(
+        "--graceful-timeout", type=float, default=10.0, help="seconds in-flight requests get at shutdown"
+    )
+    parser.add_argument(
+        "--test-any-namespace",
+        action="store_true",
+        help="TESTING ONLY: serve any namespace a request names in its EntroQ-Namespace header",
+    )
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    async def serve() -> None:
-        async with open_embedded_store(args.data, fsync=args.fsync) as store:
-            print(f"embedded store listening at {store.url} (data in {store.data_dir})", flush=True)
-            await trio.sleep_forever()
+@contextlib.asynccontextmanager
+async def _store_url(args: argparse.Namespace) -> AsyncIterator[str]:
+    if args.redis:
+        yield args.redis
+        return
+    async with open_embedded_store(args.data, fsync=args.fsync) as store:
+        print(f"embedded store at {store.url} (data in {store.data_dir})", flush=True)
+        yield store.url
 
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(serve)
+
+def run(args: argparse.Namespace) -> int:
+    from entroq_redis_server import ServiceSettings, serve, serve_workers
+
+    if args.workers < 1:
+        print("entroq-redis serve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        async with _store_url(args) as url:
+            settings = ServiceSettings(
+                store_url=url,
+                host=args.host,
+                port=args.port,
+                namespaces=tuple(args.namespace or ["eq"]),
+                test_any_namespace=args.test_any_namespace,
+                max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+                claim_wait_cap_s=args.claim_wait_cap,
+                allow_evicting_store=args.allow_evicting_store,
+                metrics_interval_s=args.metrics_interval,
+                metrics_max_queues=args.metrics_max_queues,
+                graceful_timeout_s=args.graceful_timeout,
+                workers=args.workers,
+            )
+            runner = serve if args.workers == 1 else serve_workers
+            async with trio.open_nursery() as nursery:
+                binds = await nursery.start(runner, settings)
+                for bind in binds:
+                    print(
+                        f"entroq-redis listening on {bind} (namespace {settings.namespaces[0]}, "
+                        f"{args.workers} worker{'s' if args.workers > 1 else ''})",
+                        flush=True,
+                    )
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        pass
+    except BaseException as exc:
+        error = _entroq_error(exc)
+        if error is None:
+            raise
+        # A setup problem (unsafe or unusable store): say what, without a traceback.
+        print(f"entroq-redis serve: {error}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _entroq_error(exc: BaseException) -> EntroQError | None:
+    """The EntroQError behind ``exc`` (task groups wrap it in exception groups), if any."""
+    if isinstance(exc, EntroQError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _entroq_error(exc.exceptions[0])
+    return None

@@ -1,0 +1,264 @@
+"""The Quart (trio) application: routes, request decoding, response rendering, request metrics.
+
+Glue only: requests are decoded by ``_wire``/``_connect``, run by ``_calls``, and every
+failure is rendered from ``_errors``. Routing notes:
+
+- queue names in paths may hold ``/``, spaces and any unicode: ``{queue}`` matches greedily
+  (``/api/v0/queues//a/b/tasks`` is queue ``/a/b``), and slashes are never merged or
+  redirected;
+- wrong methods get 405 with ``Allow``, unknown paths 404, both as JSON;
+- Quart's defaults are set deliberately: no response timeout (long-poll claims wait as long
+  as their caller or the cap allows; streams end when their data does), a body timeout of
+  60 s (bodies are small; a stalled upload must not hold a slot forever), and
+  ``MAX_CONTENT_LENGTH`` = the service's body limit (413 beyond it).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import BaseConverter
+
+from . import _connect, _errors, _schema, _wire
+from ._calls import Calls
+from ._errors import ApiError
+from ._settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+CONNECT_PREFIX = "/api.EntroQ/"
+
+BODY_TIMEOUT_S = 60
+
+RouteHandler = Callable[..., Awaitable[Response]]
+
+
+class _AnyPath(BaseConverter):
+    """Matches any text, slashes and the empty string included (greedy)."""
+
+    regex = ".*"
+    part_isolating = False
+
+
+def _json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status=status, content_type=JSON, headers=headers)
+
+
+def _error_response(error: ApiError, connect: bool) -> Response:
+    body = _errors.connect_body(error) if connect else _errors.rest_body(error)
+    return _json_response(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), error.status, error.headers
+    )
+
+
+def _map_exception(exc: BaseException, max_body: int) -> ApiError:
+    if isinstance(exc, HTTPException):
+        if exc.code == 413:
+            return _errors.too_large(max_body)
+        if isinstance(exc, MethodNotAllowed):
+            return _errors.method_not_allowed(request.method, exc.valid_methods or ())
+        if exc.code == 404:
+            return _errors.route_not_found(request.path)
+        return ApiError(exc.code or 500, _errors.INVALID_ARGUMENT, exc.description or str(exc), "bad_request")
+    error = _errors.from_exception(exc)
+    if error.code == _errors.INTERNAL:
+        log.exception("internal error serving %s %s", request.method, request.path, exc_info=exc)
+    return error
+
+
+def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
+    """Builds the application for one service process."""
+    app = QuartTrio(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        BODY_TIMEOUT=BODY_TIMEOUT_S,
+        RESPONSE_TIMEOUT=None,
+    )
+    app.url_map.converters["anypath"] = _AnyPath
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    metrics = calls.metrics
+    openapi = importlib.resources.files(__package__).joinpath("openapi.json").read_bytes()
+
+    def observe(route: str, connect: bool) -> Callable[[RouteHandler], RouteHandler]:
+        """Renders errors and records request metrics for one route."""
+
+        def decorate(handler: RouteHandler) -> RouteHandler:
+            @functools.wraps(handler)
+            async def wrapper(*args: Any, **kwargs: Any) -> Response:
+                started = time.perf_counter()
+                outcome = "error"
+                try:
+                    response = await handler(*args, **kwargs)
+                    outcome = "ok"
+                    return response
+                except trio.Cancelled:
+                    outcome = "cancelled"  # the client went away (or shutdown cut it)
+                    raise
+                except Exception as exc:
+                    error = _map_exception(exc, settings.max_body_bytes)
+                    outcome = error.outcome
+                    return _error_response(error, connect)
+                finally:
+                    elapsed = time.perf_counter() - started
+                    metrics.requests.labels(route, outcome).inc()
+                    metrics.request_seconds.labels(route, outcome).observe(elapsed)
+
+            return wrapper
+
+        return decorate
+
+    async def run(method: str, message: Any) -> Any:
+        return await calls.run(method, message, request.headers, _connect.parse_timeout_s(request.headers))
+
+    async def body(message: str) -> Any:
+        return _wire.parse_json(await _body_bytes(), message)
+
+    def query(message: str, **fixed: Any) -> Any:
+        return _wire.parse_query(request.args.items(multi=True), message, **fixed)
+
+    def ok(message: Any) -> Response:
+        return _json_response(_wire.to_json(message))
+
+    # REST: EntroQ's google.api.http routes (reference 4.2), plus /api/v0/tasks of later releases.
+    def rest_post(path: str, method: str) -> None:
+        @observe(path, connect=False)
+        async def handler() -> Response:
+            return ok(await run(method, await body(_method_request(method))))
+
+        app.add_url_rule(path, endpoint=path, view_func=handler, methods=["POST"])
+
+    def rest_get(path: str, method: str) -> None:
+        @observe(_label(path), connect=False)
+        async def handler(**fixed: str) -> Response:
+            return ok(await run(method, query(_method_request(method), **fixed)))
+
+        app.add_url_rule(path, endpoint=path, view_func=handler, methods=["GET"])
+
+    def rest_stream(path: str) -> None:
+        @observe(_label(path), connect=False)
+        async def handler(**fixed: str) -> Response:
+            tasks = (await run("StreamTasks", query("TasksRequest", **fixed))).tasks
+            return Response(_ndjson_tasks(tasks), content_type=NDJSON)
+
+        app.add_url_rule(path, endpoint=path, view_func=handler, methods=["GET"])
+
+    rest_post("/api/v0/claim", "TryClaim")
+    rest_post("/api/v0/claim/wait", "Claim")
+    rest_post("/api/v0/modify", "Modify")
+    rest_get("/api/v0/queues", "Queues")
+    rest_get("/api/v0/queues/stats", "QueueStats")
+    rest_get("/api/v0/time", "Time")
+    rest_get("/api/v0/queues/<anypath:queue>/tasks", "Tasks")
+    rest_get("/api/v0/tasks", "Tasks")
+    rest_stream("/api/v0/queues/<anypath:queue>/tasks/stream")
+    rest_stream("/api/v0/tasks/stream")
+
+    # Connect: POST /api.EntroQ/<Method>, JSON, with or without Connect-Protocol-Version.
+    def connect_unary(method: str) -> None:
+        path = CONNECT_PREFIX + method
+
+        @observe(path, connect=True)
+        async def handler() -> Response:
+            _check_connect_headers(JSON)
+            return ok(await run(method, await body(_method_request(method))))
+
+        app.add_url_rule(path, endpoint=path, view_func=handler, methods=["POST"])
+
+    for method in sorted(calls.methods - {"StreamTasks"}):
+        connect_unary(method)
+
+    stream_path = CONNECT_PREFIX + "StreamTasks"
+
+    @observe(stream_path, connect=True)
+    async def connect_stream() -> Response:
+        _check_connect_headers(_connect.STREAM_JSON)
+        try:
+            payload = _connect.single_message(await _body_bytes())
+            tasks = (await run("StreamTasks", _wire.parse_json(payload, "TasksRequest"))).tasks
+        except Exception as exc:
+            # Connect streams report errors in the final envelope of a 200 response.
+            error = _map_exception(exc, settings.max_body_bytes)
+            return Response(_connect_stream([], error), content_type=_connect.STREAM_JSON)
+        return Response(_connect_stream(tasks, None), content_type=_connect.STREAM_JSON)
+
+    app.add_url_rule(stream_path, endpoint=stream_path, view_func=connect_stream, methods=["POST"])
+
+    @observe("/healthz", connect=False)
+    async def healthz() -> Response:
+        return _json_response(b'{"status":"ok"}')
+
+    @observe("/readyz", connect=False)
+    async def readyz() -> Response:
+        await calls.ready()
+        return _json_response(b'{"status":"ready"}')
+
+    async def metrics_route() -> Response:
+        # A failed refresh keeps the previous snapshot: scrapes never fail because of the store.
+        await calls.refresh_queue_sizes()
+        return Response(metrics.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def openapi_route() -> Response:
+        return _json_response(openapi)
+
+    app.add_url_rule("/healthz", view_func=healthz, methods=["GET"])
+    app.add_url_rule("/readyz", view_func=readyz, methods=["GET"])
+    app.add_url_rule("/metrics", view_func=metrics_route, methods=["GET"])
+    app.add_url_rule("/openapi.json", view_func=openapi_route, methods=["GET"])
+
+    @app.errorhandler(HTTPException)
+    async def routing_error(exc: HTTPException) -> Response:
+        # Unknown paths and wrong methods never reach a route handler.
+        error = _map_exception(exc, settings.max_body_bytes)
+        metrics.requests.labels("unmatched", error.outcome).inc()
+        metrics.request_seconds.labels("unmatched", error.outcome).observe(0.0)
+        return _error_response(error, request.path.startswith(CONNECT_PREFIX))
+
+    return app
+
+
+def _label(rule: str) -> str:
+    """A route's metrics label: its path template as OpenAPI writes it."""
+    return rule.replace("<anypath:queue>", "{queue}")
+
+
+def _method_request(method: str) -> str:
+    """The request message name of an EntroQ method."""
+    return _schema.METHODS[method][0]
+
+
+async def _body_bytes() -> bytes:
+    # Reads the body within MAX_CONTENT_LENGTH and BODY_TIMEOUT (werkzeug's 413 beyond the limit).
+    return await request.get_data(cache=True, as_text=False, parse_form_data=False)
+
+
+def _check_connect_headers(expected: str) -> None:
+    version = request.headers.get("Connect-Protocol-Version")
+    if version is not None and version != "1":
+        raise _errors.bad_request(f"unsupported Connect-Protocol-Version {version!r} (this server speaks 1)")
+    media = _connect.media_type(request.headers.get("Content-Type"))
+    if media != expected:
+        raise _errors.unsupported_media_type(media)
+
+
+async def _ndjson_tasks(tasks: Any) -> AsyncIterator[bytes]:
+    for task in tasks:
+        yield _wire.to_json(_wire.one_task_response(task)) + b"\n"
+
+
+async def _connect_stream(tasks: Any, error: ApiError | None) -> AsyncIterator[bytes]:
+    for task in tasks:
+        yield _connect.envelope(_wire.to_json(_wire.one_task_response(task)))
+    yield _connect.end_stream(error)

@@ -1,0 +1,168 @@
+"""EntroQ's calls on the library: one decoded request in, one response message out.
+
+Knows nothing of HTTP (routes, bodies, status codes live in ``_app``); uses only the
+library's public API (design 1/6: no queue logic and no store access here).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import entroq_redis
+
+from . import _wire
+from ._draining import Draining
+from ._hooks import AllowAll, Authorizer, Call, HeaderMap
+from ._metrics import Metrics
+from ._namespaces import Namespaces
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handler = Callable[[entroq_redis.EntroQ, Any, "float | None"], Awaitable[Any]]
+
+
+class Calls:
+    """Runs EntroQ calls for the HTTP layer.
+
+    Args:
+        namespaces: Chooses the namespace of a request and holds its client.
+        metrics: Where store, wait and dependency metrics go.
+        draining: Ends waiting claims at shutdown.
+        authorizer: Decides whether a call may run.
+        claim_wait_cap_s: The longest a blocking claim may wait (None: as long as the caller asks).
+    """
+
+    def __init__(
+        self,
+        namespaces: Namespaces,
+        metrics: Metrics,
+        draining: Draining,
+        *,
+        authorizer: Authorizer | None = None,
+        claim_wait_cap_s: float | None = None,
+    ) -> None:
+        self.namespaces = namespaces
+        self.metrics = metrics
+        self.draining = draining
+        self.authorizer: Authorizer = authorizer or AllowAll()
+        self.claim_wait_cap_s = claim_wait_cap_s
+        self._handlers: dict[str, Handler] = {
+            "TryClaim": self._try_claim,
+            "Claim": self._claim,
+            "Modify": self._modify,
+            "Tasks": self._tasks,
+            "StreamTasks": self._tasks,
+            "Queues": self._queues,
+            "QueueStats": self._queue_stats,
+            "Time": self._time,
+        }
+
+    @property
+    def methods(self) -> frozenset[str]:
+        return frozenset(self._handlers)
+
+    async def run(self, method: str, request: Any, headers: HeaderMap, timeout_s: float | None) -> Any:
+        """Authorizes and runs one call; library errors propagate for ``_errors`` to map.
+
+        Args:
+            method: The EntroQ RPC name.
+            request: The decoded ``api.*`` request.
+            headers: The HTTP headers (namespace, credentials).
+            timeout_s: The caller's deadline; only a blocking claim waits, so only it uses one.
+        """
+        namespace = self.namespaces.select(headers)
+        await self.authorizer.authorize(Call(method, namespace, headers, request))
+        async with self.namespaces.client(namespace) as client:
+            try:
+                return await self._handlers[method](client, request, timeout_s)
+            except entroq_redis.DependencyError as exc:
+                for failure in exc.failures:
+                    self.metrics.dependency_errors.labels(failure.kind).inc()
+                raise
+
+    async def _store(self, op: str, call: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        try:
+            return await call
+        finally:
+            self.metrics.store_seconds.labels(op).observe(time.perf_counter() - started)
+
+    async def _try_claim(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
+        claimant = eq.as_claimant(request.claimant_id)
+        task = await self._store("try_claim", claimant.try_claim(list(request.queues), request.duration_ms))
+        return _wire.claim_response(task)
+
+    async def _claim(self, eq: entroq_redis.EntroQ, request: Any, timeout_s: float | None) -> Any:
+        # pollMs is not used: claims are woken by the store (design 2.5), never by polling.
+        caps = [t for t in (timeout_s, self.claim_wait_cap_s) if t is not None]
+        claimant = eq.as_claimant(request.claimant_id)
+        started = time.perf_counter()
+        self.metrics.waiting_claims.inc()
+        try:
+            with self.draining.waiting():
+                task = await claimant.claim(
+                    list(request.queues), request.duration_ms, timeout_s=min(caps) if caps else None
+                )
+        finally:
+            self.metrics.waiting_claims.dec()
+        self.metrics.claim_wait_seconds.observe(time.perf_counter() - started)
+        return _wire.claim_response(task)
+
+    async def _modify(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
+        inserts, changes, deletes, depends = _wire.modify_args(request)
+        inserted, changed = await self._store(
+            "modify", eq.modify(inserts, changes, deletes, depends, unsafe_claimant_id=request.claimant_id)
+        )
+        return _wire.modify_response(inserted, changed)
+
+    async def _tasks(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
+        tasks = await self._store(
+            "tasks",
+            eq.tasks(
+                request.queue,
+                ids=list(request.task_id),
+                claimant_id=request.claimant_id,
+                limit=_wire.non_negative_limit(request.limit),
+                omit_values=request.omit_values,
+            ),
+        )
+        return _wire.tasks_response(tasks)
+
+    async def _queues(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
+        sizes = await self._store(
+            "queues",
+            eq.queues(
+                list(request.match_prefix), list(request.match_exact), _wire.non_negative_limit(request.limit)
+            ),
+        )
+        return _wire.queue_sizes_response(sizes)
+
+    async def _queue_stats(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
+        stats = await self._store(
+            "queue_stats",
+            eq.queue_stats(
+                list(request.match_prefix), list(request.match_exact), _wire.non_negative_limit(request.limit)
+            ),
+        )
+        return _wire.queue_stats_response(stats)
+
+    async def _time(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
+        return _wire.time_response(await self._store("time", eq.time()))
+
+    async def ready(self) -> None:
+        """Raises unless the default namespace's store answers and has the scripts loaded."""
+        async with self.namespaces.client(self.namespaces.default) as client:
+            await self._store("ping", client.ping())
+
+    async def refresh_queue_sizes(self) -> None:
+        """Refreshes ``entroq_queue_size`` if stale; a store failure keeps the old snapshot."""
+        try:
+            async with self.namespaces.client(self.namespaces.default) as client:
+                await self.metrics.queue_sizes.refresh_if_stale(client)
+        except entroq_redis.EntroQError as exc:
+            self.metrics.queue_sizes.failures += 1
+            log.warning("cannot refresh queue sizes: %s", exc)

@@ -1,0 +1,144 @@
+"""Prometheus metrics of the service (names are a contract: dashboards are built on them).
+
+- ``entroq_queue_size{name,type}``: EntroQ's gauge; type is total, claimed, available, future
+  or maxClaims. It describes the store, not this process, so it is computed on scrape from
+  ``queue_stats`` (at most once per refresh interval, at most ``max_queues`` queues in name
+  order) and never enters the multiprocess files.
+- ``entroq_http_requests_total{route,outcome}`` and ``entroq_http_request_duration_seconds``
+  with the same labels; route is a route template (bounded), outcome one of ok, dependency,
+  bad_request, not_found, timeout, unavailable, error, denied, cancelled (the client left).
+- ``entroq_dependency_errors_total{kind}``: failing items of refused modifies, by kind.
+- ``entroq_waiting_claims``: blocking claims waiting now.
+- ``entroq_claim_wait_seconds``: how long blocking claims waited before they got a task.
+- ``entroq_store_roundtrip_seconds{op}``: library calls to the store (blocking claims excluded:
+  their time is in the claim wait histogram).
+
+With ``--workers N`` the processes share ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
+multiprocess mode): any worker's ``/metrics`` sums the counters and histograms of all workers
+and ``entroq_waiting_claims`` (mode livesum). Process metrics are exported only with one worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+
+import trio
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+import entroq_redis
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
+
+
+class QueueSizes(Collector):
+    """``entroq_queue_size`` from the last snapshot of the store's queue stats."""
+
+    def __init__(self, interval_s: float, max_queues: int) -> None:
+        self.interval_s = interval_s
+        self.max_queues = max_queues
+        self._stats: Sequence[entroq_redis.QueueStats] = ()
+        self._taken_at: float | None = None
+        self._lock = trio.Lock()
+        self.failures = 0
+
+    async def refresh_if_stale(self, client: entroq_redis.EntroQ) -> None:
+        """Re-reads the stats if the snapshot is older than the interval (one reader at a time)."""
+        async with self._lock:
+            now = trio.current_time()
+            if self._taken_at is not None and now - self._taken_at < self.interval_s:
+                return
+            try:
+                self._stats = await client.queue_stats(limit=self.max_queues)
+            except entroq_redis.EntroQError as exc:
+                # Keep serving the previous snapshot; the failure counter tells the story.
+                self.failures += 1
+                log.warning("queue size refresh failed: %s", exc)
+            self._taken_at = now
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "entroq_queue_size", "Number of tasks in named queue.", labels=["name", "type"]
+        )
+        for s in self._stats:
+            gauge.add_metric([s.name, "total"], s.num_tasks)
+            gauge.add_metric([s.name, "claimed"], s.num_claimed)
+            gauge.add_metric([s.name, "available"], s.num_available)
+            gauge.add_metric([s.name, "future"], s.num_future)
+            gauge.add_metric([s.name, "maxClaims"], s.max_claims)
+        yield gauge
+
+
+class Metrics:
+    """The service's metrics and the registry ``/metrics`` exposes."""
+
+    def __init__(self, queue_interval_s: float = 15.0, queue_limit: int = 1000) -> None:
+        # The *_created series double the exposition for no dashboard's benefit.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self.registry = CollectorRegistry()
+        if self.multiprocess:
+            # Values live in the shared directory; the collector reads every worker's files.
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+            own: CollectorRegistry | None = None
+        else:
+            ProcessCollector(registry=self.registry)
+            own = self.registry
+        self.queue_sizes = QueueSizes(queue_interval_s, queue_limit)
+        self.registry.register(self.queue_sizes)
+        self.requests = Counter(
+            "entroq_http_requests_total",
+            "HTTP requests by route and outcome.",
+            ["route", "outcome"],
+            registry=own,
+        )
+        self.request_seconds = Histogram(
+            "entroq_http_request_duration_seconds",
+            "HTTP request latency by route and outcome (blocking claims include their wait).",
+            ["route", "outcome"],
+            buckets=_REQUEST_BUCKETS,
+            registry=own,
+        )
+        self.dependency_errors = Counter(
+            "entroq_dependency_errors_total",
+            "Failing items of refused modifies, by kind.",
+            ["kind"],
+            registry=own,
+        )
+        self.waiting_claims = Gauge(
+            "entroq_waiting_claims", "Blocking claims waiting now.", multiprocess_mode="livesum", registry=own
+        )
+        self.claim_wait_seconds = Histogram(
+            "entroq_claim_wait_seconds",
+            "How long blocking claims waited before they got a task.",
+            buckets=_WAIT_BUCKETS,
+            registry=own,
+        )
+        self.store_seconds = Histogram(
+            "entroq_store_roundtrip_seconds",
+            "Library calls to the store by operation (blocking claims excluded).",
+            ["op"],
+            buckets=_STORE_BUCKETS,
+            registry=own,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

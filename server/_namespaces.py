@@ -1,0 +1,168 @@
+"""Which namespace a request works in, and one library client per namespace in use.
+
+This is the one place that maps a request to a namespace (issue 10 adds several namespaces
+and cluster stores here). Today: the ``EntroQ-Namespace`` header picks one of the
+namespaces the service was started with (``--namespace``, repeatable; the first is the
+default when the header is absent). ``--test-any-namespace`` lets the header name any
+namespace; the test suite uses it to give every test its own namespace through one
+service process. Clients of such extra namespaces are opened on first use and closed
+again when idle (least recently used first) so their number stays bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+import trio
+
+import entroq_redis
+
+from ._errors import NOT_FOUND, ApiError, bad_request
+from ._hooks import HeaderMap
+
+log = logging.getLogger(__name__)
+
+NAMESPACE_HEADER = "EntroQ-Namespace"
+
+
+@dataclasses.dataclass
+class _Entry:
+    client: entroq_redis.EntroQ
+    release: trio.Event
+    users: int = 0
+    last_used: float = 0.0
+
+
+class Namespaces:
+    """Library clients by namespace, opened lazily on one store.
+
+    Args:
+        store_url: The store every namespace lives on.
+        configured: The namespaces served; the first is the default.
+        any_namespace: Serve any namespace the header names (testing only).
+        nursery: Where each client's holder task runs.
+        allow_evicting_store: Passed to :func:`entroq_redis.connect`.
+        max_idle: How many idle clients of unconfigured namespaces stay open.
+    """
+
+    def __init__(
+        self,
+        store_url: str,
+        configured: Sequence[str],
+        *,
+        any_namespace: bool,
+        nursery: trio.Nursery,
+        allow_evicting_store: bool = False,
+        max_idle: int = 16,
+    ) -> None:
+        if not configured:
+            raise ValueError("at least one namespace is required")
+        for name in configured:
+            entroq_redis.Keys(name)  # validates the name
+        self.store_url = store_url
+        self.configured = tuple(dict.fromkeys(configured))
+        self.default = self.configured[0]
+        self.any_namespace = any_namespace
+        self._nursery = nursery
+        self._allow_evicting_store = allow_evicting_store
+        self._max_idle = max_idle
+        self._entries: dict[str, _Entry] = {}
+        self._open_lock = trio.Lock()
+
+    def select(self, headers: HeaderMap) -> str:
+        """The namespace a request names (or the default), or a 400/404 ApiError."""
+        name = headers.get(NAMESPACE_HEADER)
+        if name is None or name == "":
+            return self.default
+        if name in self.configured:
+            return name
+        if not self.any_namespace:
+            raise ApiError(404, NOT_FOUND, f"namespace {name!r} is not served here", "not_found")
+        try:
+            entroq_redis.Keys(name)
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        return name
+
+    @contextlib.asynccontextmanager
+    async def client(self, name: str) -> AsyncIterator[entroq_redis.EntroQ]:
+        """A client of the namespace for the duration of the block (opened if needed).
+
+        Raises:
+            entroq_redis.StoreUnavailableError: the store cannot be reached.
+            entroq_redis.UnsafeStoreError: the store may evict keys (and that was not allowed).
+        """
+        entry = self._entries.get(name)
+        if entry is None:
+            entry = await self._open(name)  # counts this user
+        else:
+            entry.users += 1  # no checkpoint since the lookup, so it is still open
+        entry.last_used = trio.current_time()
+        try:
+            yield entry.client
+        finally:
+            entry.users -= 1
+            self._close_idle()
+
+    async def _open(self, name: str) -> _Entry:
+        async with self._open_lock:
+            entry = self._entries.get(name)
+            if entry is None:
+                entry = await self._nursery.start(self._hold, name)
+                self._entries[name] = entry
+            # Counted before the lock is released, so no idle sweep can close it first.
+            entry.users += 1
+            return entry
+
+    async def _hold(
+        self, name: str, *, task_status: trio.TaskStatus[_Entry] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        # A client's task group must be entered and left in one task: this one.
+        async with entroq_redis.connect(
+            self.store_url, namespace=name, allow_evicting_store=self._allow_evicting_store
+        ) as client:
+            entry = _Entry(client, trio.Event())
+            task_status.started(entry)
+            await entry.release.wait()
+        log.debug("closed the client of namespace %s", name)
+
+    def _close_idle(self) -> None:
+        extra = [
+            (entry.last_used, name)
+            for name, entry in self._entries.items()
+            if entry.users == 0 and name not in self.configured
+        ]
+        for _, name in sorted(extra)[: max(0, len(extra) - self._max_idle)]:
+            self._entries.pop(name).release.set()
+
+    def close_all(self) -> None:
+        """Lets every client close (at shutdown, after the last request)."""
+        for entry in self._entries.values():
+            entry.release.set()
+        self._entries.clear()
+
+
+@contextlib.asynccontextmanager
+async def open_namespaces(
+    store_url: str,
+    configured: Sequence[str],
+    *,
+    any_namespace: bool = False,
+    allow_evicting_store: bool = False,
+) -> AsyncIterator[Namespaces]:
+    """Yields the service's namespaces; closes every client on exit."""
+    async with trio.open_nursery() as nursery:
+        namespaces = Namespaces(
+            store_url,
+            configured,
+            any_namespace=any_namespace,
+            nursery=nursery,
+            allow_evicting_store=allow_evicting_store,
+        )
+        try:
+            yield namespaces
+        finally:
+            namespaces.close_all()

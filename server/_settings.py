@@ -1,0 +1,45 @@
+"""The service's settings (the ``serve`` command's flags)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """How one service process runs.
+
+    Attributes:
+        store_url: The Redis/Valkey store (redis://, rediss://, unix://).
+        host: Address to listen on.
+        port: Port to listen on (0 picks a free one).
+        namespaces: Namespaces served; the first is the default (see ``_namespaces``).
+        test_any_namespace: Serve any namespace named by the request header (tests only).
+        max_body_bytes: Larger request bodies get 413.
+        claim_wait_cap_s: Longest a blocking claim waits, whatever the client asks (None: no cap).
+        allow_evicting_store: Run on a store whose maxmemory-policy may evict keys.
+        metrics_interval_s: ``entroq_queue_size`` is re-read from the store at most this often.
+        metrics_max_queues: ``entroq_queue_size`` covers at most this many queues (by name).
+        graceful_timeout_s: On shutdown, in-flight requests get this long to finish.
+        workers: Number of service processes sharing the listening socket.
+    """
+
+    store_url: str
+    host: str = "127.0.0.1"
+    port: int = 9100
+    namespaces: tuple[str, ...] = ("eq",)
+    test_any_namespace: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    claim_wait_cap_s: float | None = None
+    allow_evicting_store: bool = False
+    metrics_interval_s: float = 15.0
+    metrics_max_queues: int = 1000
+    graceful_timeout_s: float = 10.0
+    workers: int = 1
+
+    @property
+    def bind(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"

@@ -1,0 +1,229 @@
+"""EntroQ's JSON wire format <-> the library's types. I/O free.
+
+Decoding is proto3 JSON as protobuf's ``json_format`` implements it (lenient like EntroQ's
+server: camelCase or snake_case names, numbers or numeric strings, ``null`` = default,
+standard or URL-safe base64, unknown fields ignored). Encoding is canonical proto3 JSON:
+camelCase, int64 as strings, bytes as standard base64, zero values omitted.
+
+Values are bytes end to end (design 2.2); this module is where they meet JSON. Issue 9
+(every client generation) chooses a value encoding per request: the ``values`` argument.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+
+import entroq_redis
+
+from . import _schema
+from ._errors import bad_request
+
+# How task values appear in JSON. Only the seed's form exists so far: base64 of the bytes.
+ValueEncoding = Literal["base64"]
+BASE64: ValueEncoding = "base64"
+
+_CHANGE_MODES: dict[int, entroq_redis.ChangeMode] = {0: "full", 1: "lease", 2: "reset_claims"}
+
+
+def parse_json(raw: bytes, message: str, values: ValueEncoding = BASE64) -> Any:
+    """Parses a request body into the ``api.<message>`` protobuf message, or raises a 400."""
+    if not raw.strip():
+        return _schema.message_class(message)()
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise bad_request(f"malformed JSON body: {exc}") from None
+    return parse_dict(body, message, values)
+
+
+def parse_dict(body: Any, message: str, values: ValueEncoding = BASE64) -> Any:
+    """Parses decoded JSON into ``api.<message>``, or raises a 400 naming the bad field."""
+    if not isinstance(body, dict):
+        raise bad_request(f"the request body must be a JSON object ({message}), not {type(body).__name__}")
+    try:
+        return json_format.ParseDict(body, _schema.message_class(message)(), ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        raise bad_request(f"invalid {message}: {exc}") from None
+
+
+def parse_query(params: Iterable[tuple[str, str]], message: str, **fixed: Any) -> Any:
+    """Parses URL query parameters into ``api.<message>`` (EntroQ's REST transcoding rules).
+
+    Names may be the JSON (camelCase) or proto (snake_case) field names; repeated fields
+    take repeated keys; a non-repeated field given twice, or an unknown name, is a 400.
+    ``fixed`` fields come from the path and may not be repeated in the query.
+    """
+    descriptor = _schema.message_descriptor(message)
+    by_name = {**descriptor.fields_by_name, **descriptor.fields_by_camelcase_name}
+    body: dict[str, Any] = {}
+    for name, value in params:
+        field = by_name.get(name)
+        if field is None:
+            raise bad_request(f"unknown query parameter {name!r}")
+        if field.name in fixed:
+            raise bad_request(f"{name!r} is given by the path; do not repeat it in the query")
+        if field.label == FieldDescriptor.LABEL_REPEATED:
+            body.setdefault(field.name, []).append(value)
+            continue
+        if field.name in body:
+            raise bad_request(f"query parameter {name!r} given more than once")
+        body[field.name] = _query_scalar(field, name, value)
+    body.update(fixed)
+    return parse_dict(body, message)
+
+
+def _query_scalar(field: FieldDescriptor, name: str, value: str) -> Any:
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        if value.lower() in ("true", "1"):
+            return True
+        if value.lower() in ("false", "0", ""):
+            return False
+        raise bad_request(f"query parameter {name!r} must be true or false, not {value!r}")
+    return value
+
+
+def to_json(message: Any, values: ValueEncoding = BASE64) -> bytes:
+    """Canonical proto3 JSON of a message (zero values omitted, so an empty message is ``{}``)."""
+    return json.dumps(json_format.MessageToDict(message), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# Requests -> library arguments.
+
+
+def _arrival(data: Any, what: str) -> tuple[int, int | None]:
+    """(at_ms, delay_ms) of a TaskData: absolute ``atMs`` or relative ``byMs``, not both."""
+    if data.at_ms and data.by_ms:
+        raise bad_request(f"{what}: give atMs (absolute) or byMs (relative), not both")
+    return data.at_ms, (data.by_ms if data.by_ms else None)
+
+
+def task_data(data: Any, index: int) -> entroq_redis.TaskData:
+    at_ms, delay_ms = _arrival(data, f"insert {index}")
+    return entroq_redis.TaskData(
+        queue=data.queue,
+        at=at_ms,
+        value=data.value,
+        attempt=data.attempt,
+        err=data.err,
+        id=data.id or None,
+        delay_ms=delay_ms,
+    )
+
+
+def task_change(change: Any, index: int) -> entroq_redis.TaskChange:
+    new = change.new_data
+    at_ms, delay_ms = _arrival(new, f"change {index}")
+    mode = _CHANGE_MODES.get(change.mode)
+    if mode is None:
+        raise bad_request(f"change {index}: unknown mode {change.mode}")
+    return entroq_redis.TaskChange(
+        id=change.old_id.id,
+        version=change.old_id.version,
+        queue=new.queue,
+        at=at_ms,
+        value=new.value,
+        attempt=new.attempt,
+        err=new.err,
+        old_queue=change.old_id.queue,
+        delay_ms=delay_ms,
+        mode=mode,
+    )
+
+
+def task_id(message: Any) -> entroq_redis.TaskID:
+    return entroq_redis.TaskID(message.id, message.version, message.queue)
+
+
+def modify_args(
+    request: Any,
+) -> tuple[
+    list[entroq_redis.TaskData],
+    list[entroq_redis.TaskChange],
+    list[entroq_redis.TaskID],
+    list[entroq_redis.TaskID],
+]:
+    """(inserts, changes, deletes, depends) of a ModifyRequest."""
+    return (
+        [task_data(d, i) for i, d in enumerate(request.inserts)],
+        [task_change(c, i) for i, c in enumerate(request.changes)],
+        [task_id(d) for d in request.deletes],
+        [task_id(d) for d in request.depends],
+    )
+
+
+def non_negative_limit(limit: int) -> int:
+    if limit < 0:
+        raise bad_request(f"limit must not be negative, got {limit}")
+    return limit
+
+
+# Library results -> responses.
+
+
+def task_message(task: entroq_redis.Task) -> Any:
+    return _schema.Task(
+        queue=task.queue,
+        id=task.id,
+        version=task.version,
+        at_ms=task.at_ms,
+        claimant_id=task.claimant,
+        value=task.value,
+        created_ms=task.created_ms,
+        modified_ms=task.modified_ms,
+        claims=task.claims,
+        attempt=task.attempt,
+        err=task.err,
+    )
+
+
+def claim_response(task: entroq_redis.Task | None) -> Any:
+    if task is None:
+        return _schema.ClaimResponse()
+    return _schema.ClaimResponse(task=task_message(task))
+
+
+def modify_response(inserted: Sequence[entroq_redis.Task], changed: Sequence[entroq_redis.Task]) -> Any:
+    return _schema.ModifyResponse(
+        inserted=[task_message(t) for t in inserted], changed=[task_message(t) for t in changed]
+    )
+
+
+def tasks_response(tasks: Sequence[entroq_redis.Task]) -> Any:
+    return _schema.TasksResponse(tasks=[task_message(t) for t in tasks])
+
+
+def one_task_response(task: Any) -> Any:
+    """A TasksResponse holding one ``api.Task`` message (a StreamTasks message)."""
+    return _schema.TasksResponse(tasks=[task])
+
+
+def queue_sizes_response(sizes: Mapping[str, int]) -> Any:
+    """The ``Queues`` answer: name and size only, as EntroQ's server sends it."""
+    return _schema.QueuesResponse(
+        queues=[_schema.QueueStats(name=name, num_tasks=size) for name, size in sizes.items()]
+    )
+
+
+def queue_stats_response(stats: Sequence[entroq_redis.QueueStats]) -> Any:
+    return _schema.QueuesResponse(
+        queues=[
+            _schema.QueueStats(
+                name=s.name,
+                num_tasks=s.num_tasks,
+                num_claimed=s.num_claimed,
+                num_available=s.num_available,
+                max_claims=s.max_claims,
+                num_future=s.num_future,
+            )
+            for s in stats
+        ]
+    )
+
+
+def time_response(time_ms: int) -> Any:
+    return _schema.TimeResponse(time_ms=time_ms)
