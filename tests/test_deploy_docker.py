@@ -269,8 +269,14 @@ def test_the_copied_files_build_a_complete_wheel(
     assert {pathlib.Path(n).name for n in names if n.startswith("entroq_redis/lua/")} >= {
         p.name for p in (ROOT / "lua").glob("*.lua")
     }
-    assert "entroq_redis_server/__init__.py" in names
-    assert "entroq_redis/__init__.py" in names
+    # Every Python module of the source packages, subpackages included (the console script needs
+    # entroq_redis.cli), under its installed name.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for package, directory in project["tool"]["setuptools"]["package-dir"].items():
+        for module in (ROOT / directory).rglob("*.py"):
+            relative = module.relative_to(ROOT / directory).as_posix()
+            installed = f"{package.replace('.', '/')}/{relative}"
+            assert installed in names, f"the image's install lacks {installed} (from {directory}/{relative})"
     assert re.search(r"^entroq-redis\s*=\s*entroq_redis\.cli:main$", entry_points, re.M)
 
 
