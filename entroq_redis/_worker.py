@@ -260,8 +260,17 @@ class Worker:
 
     def _emit(self, event: WorkerEvent) -> None:
         self.counts[event.kind] += 1
-        level = logging.INFO if event.kind in ("done", "released") else logging.WARNING
-        log.log(level, "%s task %s from %s: %s", event.kind, event.task.id, event.task.queue, event.message)
+        # Retries are routine; a quarantine, a lost lease or a failed write deserve attention.
+        level = logging.WARNING if event.kind in ("quarantined", "lost", "failed") else logging.INFO
+        log.log(
+            level,
+            "%s task %s from %s: %s",
+            event.kind,
+            event.task.id,
+            event.task.queue,
+            event.message,
+            extra={"worker_event": event.kind},
+        )
         if self.on_event is not None:
             try:
                 self.on_event(event)

@@ -2,7 +2,8 @@
 
 Each command lives in its own module exposing ``register(subparsers)``, which adds an
 argparse sub-parser whose ``handler`` default is an ``(args) -> int`` function (the exit
-code). Exit codes: 0 ok, 1 error, 2 usage, 3 dependency conflict, 4 nothing to claim.
+code). Exit codes: 0 ok, 1 error, 2 usage, 3 dependency conflict, 4 nothing to claim,
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -18,8 +19,24 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_DEPENDENCY = 3
 EXIT_NOTHING = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
-COMMAND_MODULES = [_serve]
+# Imported after the exit codes, which these command modules use.
+from . import (  # noqa: E402
+    _claim,
+    _clear,
+    _ins,
+    _mod,
+    _qs,
+    _requeue,
+    _rm,
+    _time,
+    _top,
+    _ts,
+    _worker,
+)
+
+COMMAND_MODULES = [_serve, _ins, _claim, _ts, _qs, _rm, _mod, _clear, _time, _requeue, _top, _worker]
 
 
 def build_parser() -> argparse.ArgumentParser:
