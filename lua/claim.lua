@@ -20,7 +20,8 @@
 --                                  queues, or -1 when they hold no tasks at all
 -- Errors:            EQ_BADARG <message>  (bad input; nothing written)
 --                    EQ_CONTRACT <message> (wrong contract version or key prefix)
---                    EQ_CORRUPT <message>  (an index names a task record that is missing)
+--                    EQ_CORRUPT <message>  (an index names a missing task record, or a record
+--                                           has a format this script cannot read)
 
 local MAX_QUEUES = 1000
 local MAX_QUEUE_BYTES = 1024
@@ -31,6 +32,12 @@ local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 local prefix = ARGV[1]
 if ARGV[2] ~= '1' then
   return redis.error_reply('EQ_CONTRACT claim.lua speaks contract 1, caller sent ' .. tostring(ARGV[2]))
+end
+if #ARGV < 7 then
+  return redis.error_reply('EQ_BADARG claim.lua needs at least 7 ARGV entries, got ' .. #ARGV)
+end
+if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
+  return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
@@ -122,6 +129,9 @@ if not record then
 end
 local format_version, version, at, created, modified, claims, attempt, queue, old_claimant, err, value_start =
   struct.unpack(RECORD_FORMAT, record)
+if format_version ~= 1 then
+  return redis.error_reply('EQ_CORRUPT task ' .. id .. ' has record format ' .. format_version .. ', this script reads 1')
+end
 local value = string.sub(record, value_start)
 
 -- All checks are done; writes start here.

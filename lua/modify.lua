@@ -34,7 +34,7 @@
 --                   current_version is -1 when the task does not exist
 -- Errors:           EQ_BADARG <message>  (bad input; nothing written)
 --                   EQ_CONTRACT <message> (wrong contract version or key prefix)
---                   EQ_CORRUPT <message>  (an index names a task record that is missing)
+--                   EQ_CORRUPT <message>  (a task record has a format this script cannot read)
 -- Publishes:        on channel ARGV[1] .. "wake", one message per queue that gained an available
 --                   task or a new earliest future arrival: "<n_available>:<wait_ms or -1>:<queue>"
 
@@ -52,6 +52,12 @@ local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 local prefix = ARGV[1]
 if ARGV[2] ~= '1' then
   return redis.error_reply('EQ_CONTRACT modify.lua speaks contract 1, caller sent ' .. tostring(ARGV[2]))
+end
+if #ARGV < 9 then
+  return redis.error_reply('EQ_BADARG modify.lua needs at least 9 ARGV entries, got ' .. #ARGV)
+end
+if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
+  return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
@@ -228,8 +234,12 @@ local function load(id)
     records[id] = false
     return false
   end
-  local _, version, at, created, modified, claims, attempt, queue, owner, err, value_start =
+  local format_version, version, at, created, modified, claims, attempt, queue, owner, err, value_start =
     struct.unpack(RECORD_FORMAT, record)
+  if format_version ~= 1 then
+    -- Raised during the checks, before any write.
+    error(redis.error_reply('EQ_CORRUPT task ' .. id .. ' has record format ' .. format_version .. ', this script reads 1'))
+  end
   task = {
     id = id, version = version, at = at, created = created, modified = modified, claims = claims,
     attempt = attempt, queue = queue, claimant = owner, err = err, value = string.sub(record, value_start),

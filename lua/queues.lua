@@ -10,7 +10,8 @@
 -- ARGV[3]  detail          "size" = {name, num_tasks}; "stats" = full stats (below)
 -- ARGV[4]  limit           integer 1 .. 1000: queues per page
 -- ARGV[5]  after           "" for the first page, else the last name of the previous page
--- ARGV[6]  n_prefixes      integer; then that many prefixes, then exact names (the rest of ARGV)
+-- ARGV[6]  n_prefixes      integer 0 .. 1000
+-- ARGV[7..] matchers       n_prefixes prefixes, then exact names (the rest of ARGV, at most 1000).
 --          With no prefixes and no exact names every queue matches; otherwise a queue matches
 --          if it starts with any prefix or equals any exact name. At most 1000 of each.
 --
@@ -28,6 +29,12 @@ local MAX_MATCHERS = 1000
 local prefix = ARGV[1]
 if ARGV[2] ~= '1' then
   return redis.error_reply('EQ_CONTRACT queues.lua speaks contract 1, caller sent ' .. tostring(ARGV[2]))
+end
+if #ARGV < 6 then
+  return redis.error_reply('EQ_BADARG queues.lua needs at least 6 ARGV entries, got ' .. #ARGV)
+end
+if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
+  return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')

@@ -13,8 +13,9 @@
 -- ARGV[5]  limit           integer 1 .. 1000: entries of the queue to look at (queue mode)
 -- ARGV[6]  cursor          integer rank to start from, 0 for the first page (queue mode)
 -- ARGV[7]  omit_values     "1" = leave values out (sent as empty strings), "0" = include them
--- ARGV[8..] ids            0 .. 1000 task IDs; when present the queue is a filter, limit and
---                          cursor are ignored, and unknown IDs are skipped
+-- ARGV[8..] ids            0 .. 1000 task IDs; when present the queue is a filter, unknown IDs
+--                          are skipped, and limit and cursor are not used (send valid values,
+--                          e.g. 1 and 0: they are still checked)
 --
 -- Reply:   {next_cursor, tasks}  next_cursor = -1 when the listing is complete; each task
 --          {queue, id, version, at_ms, claimant, value, created_ms, modified_ms, claims, attempt, err}
@@ -27,6 +28,12 @@ local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 local prefix = ARGV[1]
 if ARGV[2] ~= '1' then
   return redis.error_reply('EQ_CONTRACT tasks.lua speaks contract 1, caller sent ' .. tostring(ARGV[2]))
+end
+if #ARGV < 7 then
+  return redis.error_reply('EQ_BADARG tasks.lua needs at least 7 ARGV entries, got ' .. #ARGV)
+end
+if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
+  return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
@@ -59,8 +66,11 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
 local tasks = {}
 local function add(id, record)
-  local _, version, at, created, modified, claims, attempt, task_queue, owner, err, value_start =
+  local format_version, version, at, created, modified, claims, attempt, task_queue, owner, err, value_start =
     struct.unpack(RECORD_FORMAT, record)
+  if format_version ~= 1 then
+    error(redis.error_reply('EQ_CORRUPT task ' .. id .. ' has record format ' .. format_version .. ', this script reads 1'))
+  end
   if queue ~= '' and task_queue ~= queue then return end
   if claimant ~= '' and owner ~= claimant and at > now then return end
   local value = ''
