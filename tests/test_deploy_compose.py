@@ -105,6 +105,9 @@ def test_service_is_built_here_and_talks_to_valkey(compose: dict[str, Any]) -> N
     assert service["command"] == ["--redis", "redis://valkey:6379/0"]
     assert service["depends_on"]["valkey"]["condition"] == "service_healthy"
     assert _published(service) == {"9100:9100"}
+    # SIGTERM reaches the service (not PID 1 itself) and it gets longer than its graceful timeout.
+    assert service["init"] is True
+    assert int(service["stop_grace_period"].removesuffix("s")) > 10
 
 
 def test_service_command_is_accepted_by_the_service(compose: dict[str, Any]) -> None:

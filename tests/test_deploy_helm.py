@@ -216,6 +216,7 @@ def test_probes_ports_and_command(chart: Any) -> None:
     args = container["args"]
     assert _flag(args, "--host") == "0.0.0.0" and _flag(args, "--port") == "9100"
     assert "--authz" not in args  # mode none is the service's default
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
     assert container["ports"] == [{"name": "http", "containerPort": 9100, "protocol": "TCP"}]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
