@@ -28,8 +28,10 @@ def client_parent() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--namespace",
-        default=os.environ.get("ENTROQ_NAMESPACE", "eq"),
-        help="key namespace on a redis:// store (ignored for http://); default $ENTROQ_NAMESPACE or eq",
+        default=os.environ.get("ENTROQ_NAMESPACE") or None,
+        help="namespace: the key namespace on a redis:// store (default eq), or the one an http:// "
+        "service should use (sent as EntroQ-Namespace; default: the service's own); "
+        "default $ENTROQ_NAMESPACE",
     )
     group.add_argument(
         "--token",

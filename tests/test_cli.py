@@ -1,0 +1,310 @@
+"""Every ``entroq-redis`` client command, end to end in a subprocess.
+
+Each test runs against the store directly (redis://) and through a real service process
+(``entroq-redis serve`` from conftest's ``http_service``), via the ``backend_url`` fixture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+TIMEOUT_S = 30
+
+
+def clean_env() -> dict[str, str]:
+    """The environment for the CLI, without the caller's ENTROQ_* settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ENTROQ_")}
+
+
+@dataclasses.dataclass
+class Cli:
+    """Runs ``entroq-redis`` against one URL and namespace."""
+
+    url: str
+    namespace: str
+
+    def argv(self, command: str, *args: str) -> list[str]:
+        # The connection options go right after the command: worker's COMMAND takes the rest.
+        connection = ["--url", self.url, "--namespace", self.namespace]
+        return [sys.executable, "-m", "entroq_redis.cli", command, *connection, *args]
+
+    def run(
+        self, *args: str, stdin: bytes | str | None = None, expect: int = 0, timeout: float = TIMEOUT_S
+    ) -> subprocess.CompletedProcess[str]:
+        data = stdin.decode() if isinstance(stdin, bytes) else stdin
+        done = subprocess.run(
+            self.argv(*args),
+            input=data,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=clean_env(),
+            stdin=None if data is not None else subprocess.DEVNULL,
+        )
+        assert done.returncode == expect, f"{args}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+    def json(self, *args: str, **kwargs: Any) -> Any:
+        return json.loads(self.run(*args, "--json", **kwargs).stdout)
+
+    def tasks(self, queue: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.json("ts", queue)
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(*args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+
+
+@pytest.fixture
+def cli(backend_url: str, namespace: str) -> Cli:
+    return Cli(backend_url, namespace)
+
+
+def test_ins_ts_qs_time(cli: Cli, tmp_path: Any) -> None:
+    [plain] = cli.json("ins", "jobs", "hello")
+    assert (plain["queue"], plain["value_text"], plain["version"]) == ("jobs", "hello", 0)
+    binary = tmp_path / "value.bin"
+    binary.write_bytes(b"\x00\xff binary")
+    [from_file] = cli.json("ins", "jobs", "--file", str(binary), "--id", "my-id")
+    assert from_file["id"] == "my-id" and "value_text" not in from_file
+    lines = cli.json("ins", "jobs", "--file", "-", "--lines", "--delay", "1h", stdin="a\nb\n")
+    assert [t["value_text"] for t in lines] == ["a", "b"]
+    now = cli.json("time")["time_ms"]
+    assert all(3_500_000 < t["at_ms"] - now <= 3_600_000 for t in lines)
+
+    tasks = {t["id"]: t for t in cli.tasks("jobs")}
+    assert len(tasks) == 4
+    assert tasks["my-id"]["value"] == "AP8gYmluYXJ5"  # base64 of the bytes
+    [only] = cli.json("ts", "--id", "my-id", "--omit-values")
+    assert only["id"] == "my-id" and "value" not in only
+    assert len(cli.json("ts", "jobs", "--limit", "2")) == 2
+    table = cli.run("ts", "jobs").stdout
+    assert "hello" in table and "<9 bytes, binary>" in table and "in 60.0m" in table
+
+    cli.run("ins", "jobs/err", "x")
+    [jobs, err] = cli.json("qs", "--prefix", "jobs")
+    assert jobs == {
+        "name": "jobs",
+        "num_tasks": 4,
+        "num_available": 2,
+        "num_claimed": 0,
+        "num_future": 2,
+        "max_claims": 0,
+    }
+    assert err["name"] == "jobs/err"
+    assert [q["name"] for q in cli.json("qs", "--exact", "jobs/err")] == ["jobs/err"]
+    assert re.search(r"^jobs\s+4\s+2\s+0\s+2\s+0$", cli.run("qs").stdout, re.M)
+
+    moment = cli.json("time")
+    assert abs(moment["time_ms"] - time.time() * 1000) < 60_000
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z  \(\d+ ms since the epoch\)\n", cli.run("time").stdout)
+    assert cli.run("time", "--millis").stdout.strip().isdigit()
+
+
+def test_claim_try_wait_and_timeout(cli: Cli) -> None:
+    assert "no task available" in cli.run("claim", "jobs", "--try", expect=4).stderr
+    cli.run("claim", "jobs", "--timeout", "200ms", expect=4)
+
+    waiting = cli.popen("claim", "jobs", "other", "--duration", "1m", "--json")
+    try:
+        time.sleep(1.0)  # let it start waiting: the claim must wake on the insert
+        [inserted] = cli.json("ins", "other", "wake up")
+        out, err = waiting.communicate(timeout=TIMEOUT_S)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, err
+    claimed = json.loads(out)
+    assert (claimed["id"], claimed["version"], claimed["claims"]) == (inserted["id"], 1, 1)
+
+    cli.run("ins", "jobs", "text value")
+    details = cli.run("claim", "jobs", "--try").stdout
+    assert re.search(r"^value:\s+text value$", details, re.M)
+    assert re.search(r"^claims:\s+1$", details, re.M)
+
+
+def test_rm_and_mod_by_version_or_force(cli: Cli) -> None:
+    cli.run("ins", "jobs", "v1")
+    task = cli.json("claim", "jobs", "--try", "--claimant", "alice")
+    task_id, version = task["id"], str(task["version"])
+
+    # Someone else cannot touch Alice's claimed task without --force.
+    assert "held by another claimant" in cli.run("rm", task_id, "--version", version, expect=3).stderr
+    cli.run("mod", task_id, "--value", "v2", expect=3)
+    # Alice can, at the right version only.
+    cli.run("mod", task_id, "--version", "0", "--value", "v2", "--claimant", "alice", expect=3)
+    changed = cli.json("mod", task_id, "--version", version, "--value", "v2", "--claimant", "alice")
+    assert (changed["value_text"], changed["version"], changed["claimant"]) == ("v2", 2, "alice")
+
+    moved = cli.json("mod", task_id, "--force", "--queue", "elsewhere", "--now")
+    assert (moved["queue"], moved["version"], moved["claimant"]) == ("elsewhere", 3, "")
+    assert moved["at_ms"] <= cli.json("time")["time_ms"]
+    cli.run("mod", task_id, "--reset", "--delay", "10m", "--file", "-", stdin="from stdin")
+    [later] = cli.tasks("elsewhere")
+    assert later["value_text"] == "from stdin" and later["at_ms"] > cli.json("time")["time_ms"] + 500_000
+    cli.run("mod", task_id, expect=2)  # nothing to change
+
+    cli.run("rm", task_id, "--version", "3", expect=3)
+    assert cli.run("rm", "a", "b", "--version", "1", expect=2).stderr
+    cli.run("rm", task_id, expect=2)  # neither --version nor --force
+    assert cli.json("rm", task_id, "--force") == {
+        "deleted": [{"id": task_id, "version": 4, "queue": "elsewhere"}]
+    }
+    assert cli.tasks("elsewhere") == []
+    assert "no task with ID" in cli.run("rm", task_id, "--force", expect=3).stderr
+
+
+def test_clear_asks_unless_yes(cli: Cli) -> None:
+    cli.run("ins", "jobs", "--file", "-", "--lines", stdin="1\n2\n3\n")
+    cli.run("claim", "jobs", "--try", "--duration", "1h")  # held by someone: cleared anyway
+    assert "without --yes" in cli.run("clear", "jobs", expect=2).stderr
+    assert len(cli.tasks("jobs")) == 3
+    assert cli.json("clear", "jobs", "--yes") == {"queue": "jobs", "deleted": 3}
+    assert cli.tasks("jobs") == []
+    assert cli.run("clear", "jobs").stdout == "deleted 0 tasks from jobs\n"
+
+
+HANDLER = """
+import os, sys
+value = sys.stdin.read()
+print("handling", os.environ["ENTROQ_TASK_ID"], "attempt", os.environ["ENTROQ_TASK_ATTEMPT"])
+if value == "poison":
+    print("cannot digest", value, file=sys.stderr)
+    sys.exit(1)
+if value == "hopeless":
+    sys.exit(42)
+"""
+
+
+def test_worker_then_requeue(cli: Cli) -> None:
+    cli.run("ins", "jobs", "--file", "-", "--lines", stdin="good\npoison\nhopeless\n")
+    events = [
+        json.loads(line)
+        for line in cli.run(
+            "worker",
+            "-q",
+            "jobs",
+            "--max-attempts",
+            "3",
+            "--retry-delay",
+            "50ms",
+            "--lease",
+            "5s",
+            "--quarantine-exit",
+            "42",
+            "--max-tasks",
+            "5",  # good once, poison three times, hopeless once
+            "--json",
+            "--",
+            sys.executable,
+            "-c",
+            HANDLER,
+        ).stdout.splitlines()
+    ]
+    kinds = sorted((e["event"], e["attempt"]) for e in events)
+    assert kinds == [("done", 0), ("quarantined", 1), ("quarantined", 3), ("retried", 1), ("retried", 2)]
+    assert cli.tasks("jobs") == []
+    quarantined = {t["value_text"]: t for t in cli.tasks("jobs/err")}
+    assert quarantined["poison"]["attempt"] == 3
+    assert quarantined["poison"]["err"] == "\n".join(["exit status 1: cannot digest poison"] * 3)
+    assert (quarantined["hopeless"]["attempt"], quarantined["hopeless"]["err"]) == (1, "exit status 42")
+
+    dry = cli.json("requeue", "jobs/err", "--dry-run")
+    assert dry["dry_run"] and len(dry["moved"]) == 2 and len(cli.tasks("jobs/err")) == 2
+    assert "would move 2 tasks from jobs/err to jobs" in cli.run("requeue", "jobs/err", "--dry-run").stdout
+    poison_id = quarantined["poison"]["id"]
+    moved = cli.json("requeue", "jobs/err", "--id", poison_id)
+    assert [(t["id"], t["queue"], t["attempt"], t["err"]) for t in moved["moved"]] == [
+        (poison_id, "jobs", 0, "")
+    ]
+    assert "moved 1 tasks from jobs/err to retry" in cli.run("requeue", "jobs/err", "--to", "retry").stdout
+    assert [t["value_text"] for t in cli.tasks("retry")] == ["hopeless"]
+    cli.run("requeue", "retry", expect=2)  # no /err suffix and no --to
+
+
+def test_requeue_skips_held_tasks(cli: Cli) -> None:
+    cli.run("ins", "jobs/err", "--file", "-", "--lines", stdin="a\nb\n")
+    held = cli.json("claim", "jobs/err", "--try", "--duration", "1h")
+    result = cli.json("requeue", "jobs/err", expect=3)
+    assert [s["id"] for s in result["skipped"]] == [held["id"]]
+    assert len(result["moved"]) == 1
+
+
+def test_worker_stops_gracefully_and_releases(cli: Cli) -> None:
+    cli.run("ins", "jobs", "slow")
+    worker = cli.popen(
+        "worker",
+        "-q",
+        "jobs",
+        "--lease",
+        "10s",
+        "--grace",
+        "300ms",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; print('started', flush=True); time.sleep(60)",
+    )
+    try:
+        assert worker.stderr is not None
+        while "started" not in (line := worker.stderr.readline()):
+            assert line, "the worker ended before running the command"
+        worker.terminate()
+        out, err = worker.communicate(timeout=TIMEOUT_S)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, err
+    assert out.split()[0] == "released"
+    [task] = cli.tasks("jobs")
+    assert (task["attempt"], task["claimant"]) == (0, "")
+    assert task["at_ms"] <= cli.json("time")["time_ms"]
+
+
+def test_worker_timeout_counts_as_failure(cli: Cli) -> None:
+    cli.run("ins", "jobs", "x")
+    out = cli.run(
+        "worker",
+        "-q",
+        "jobs",
+        "--timeout",
+        "200ms",
+        "--max-tasks",
+        "1",
+        "--retry-delay",
+        "1h",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(30)",
+    ).stdout
+    assert out.startswith("retried") and "timed out after 0.2 s" in out
+    [task] = cli.tasks("jobs")
+    assert (task["attempt"], task["err"]) == (1, "timed out after 0.2 s")
+
+
+def test_top_refreshes(cli: Cli) -> None:
+    cli.run("ins", "jobs", "x")
+    frames = [
+        json.loads(line)
+        for line in cli.run("top", "--iterations", "2", "--interval", "100ms", "--json").stdout.splitlines()
+    ]
+    assert len(frames) == 2 and frames[1]["time_ms"] >= frames[0]["time_ms"] + 100
+    assert frames[0]["queues"][0]["name"] == "jobs" and frames[0]["queues"][0]["num_tasks"] == 1
+    text = cli.run("top", "--iterations", "1").stdout
+    assert "entroq-redis top" in text and re.search(r"^jobs\s+1\s+1\s+0\s+0\s+0\s+\+0\.0$", text, re.M)
