@@ -32,11 +32,26 @@ def copy_checkout(target: pathlib.Path) -> pathlib.Path:
     return target
 
 
-def make_venv(path: pathlib.Path) -> pathlib.Path:
-    """A fresh venv that borrows this environment's dependencies (not its entroq_redis).
+def borrowed_dependencies(target: pathlib.Path) -> pathlib.Path:
+    """This environment's installed packages, minus entroq_redis itself, as a folder of links.
 
-    Without pip or setuptools of its own: this environment's pip installs into it
-    (``pip --python``), and builds use the borrowed setuptools.
+    The fresh venvs below borrow their dependencies from here instead of downloading them;
+    the copy of entroq_redis under test must be the only one they can import.
+    """
+    target.mkdir()
+    for entry in pathlib.Path(sysconfig.get_paths()["purelib"]).iterdir():
+        name = entry.name.lower()
+        if name.startswith(("entroq_redis", "entroq-redis", "__editable__")) or name.endswith(".pth"):
+            continue
+        (target / entry.name).symlink_to(entry)
+    return target
+
+
+def make_venv(path: pathlib.Path) -> pathlib.Path:
+    """A fresh venv without pip or setuptools of its own, borrowing this environment's packages.
+
+    This environment's pip installs into it (``pip --python``), and builds use the
+    borrowed setuptools.
     """
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
     python = path / "bin" / "python"
@@ -46,9 +61,8 @@ def make_venv(path: pathlib.Path) -> pathlib.Path:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    # A plain path entry: the borrowed site-packages' own .pth files (an editable finder
-    # for the checkout under test, say) are not run, and the venv's own copy comes first.
-    pathlib.Path(own_site, "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    borrowed = borrowed_dependencies(path.parent / (path.name + "-borrowed"))
+    pathlib.Path(own_site, "borrowed.pth").write_text(f"{borrowed}\n")
     return python
 
 
