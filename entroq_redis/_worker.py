@@ -146,7 +146,7 @@ class Worker:
         # Its own claimant: claimant + version is the fence (design 2.9), so two workers
         # sharing one client must still not share a claimant.
         self.claimant_id = claimant_id or f"{eq.claimant_id}/worker-{secrets.token_hex(4)}"
-        self.eq = EntroQ(eq.backend, self.claimant_id)
+        self.eq = eq.as_claimant(self.claimant_id)
         self.handler = handler
         self.lease_ms = lease_ms
         self.concurrency = concurrency

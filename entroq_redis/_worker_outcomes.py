@@ -152,7 +152,8 @@ def retry_change(
 
 def release_change(task: Task) -> TaskChange:
     """Gives the claim back: available to every worker now, nothing else changed."""
-    return task.as_change(at=None, mode="lease")
+    # A lease-mode change moves only the arrival, so the value need not travel again.
+    return TaskChange(task.id, task.version, task.queue, old_queue=task.queue, mode="lease")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
