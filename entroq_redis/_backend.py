@@ -26,14 +26,21 @@ class Backend(Protocol):
         """Checks that the store answers and is ready for use (readiness)."""
         ...
 
-    async def try_claim(self, claimant: str, queues: Sequence[str], duration_ms: int) -> Task | None:
-        """Claims one available task from the queues, or returns None at once."""
+    async def try_claim(
+        self, claimant: str, queues: Sequence[str], duration_ms: int, finish: Sequence[TaskID] = ()
+    ) -> Task | None:
+        """Deletes ``finish`` (all or none), then claims one available task or returns None at once."""
         ...
 
     async def claim(
-        self, claimant: str, queues: Sequence[str], duration_ms: int, timeout_s: float | None
+        self,
+        claimant: str,
+        queues: Sequence[str],
+        duration_ms: int,
+        timeout_s: float | None,
+        finish: Sequence[TaskID] = (),
     ) -> Task:
-        """Claims one task, waiting for one to become available; raises ClaimTimeoutError."""
+        """Deletes ``finish``, then claims one task, waiting for one; raises ClaimTimeoutError."""
         ...
 
     async def modify(

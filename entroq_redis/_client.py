@@ -63,31 +63,51 @@ class EntroQ:
         return await self.backend.time_ms()
 
     async def try_claim(
-        self, queues: str | Iterable[str], duration_ms: int = DEFAULT_CLAIM_DURATION_MS
+        self,
+        queues: str | Iterable[str],
+        duration_ms: int = DEFAULT_CLAIM_DURATION_MS,
+        *,
+        finish: Iterable[Task | TaskID] = (),
     ) -> Task | None:
         """Claims a random available task from one of the queues, or returns None at once.
 
         Each queue holding an available task is equally likely, and so is each available
         task within it. The claimed task's version and claims go up by one, its claimant
         becomes this client and it stays invisible to other claims for ``duration_ms``.
+
+        Args:
+            queues: One queue name or several.
+            duration_ms: The lease.
+            finish: Tasks this worker is done with, deleted first in the same store call
+                with modify's rules (all or none; DependencyError if any is stale, and
+                then nothing is claimed). Saves a round trip per task on the Redis
+                backend; over HTTP it is a modify followed by the claim.
         """
-        return await self.backend.try_claim(self.claimant_id, _queue_list(queues), duration_ms)
+        return await self.backend.try_claim(
+            self.claimant_id, _queue_list(queues), duration_ms, [_as_id(t) for t in finish]
+        )
 
     async def claim(
         self,
         queues: str | Iterable[str],
         duration_ms: int = DEFAULT_CLAIM_DURATION_MS,
         timeout_s: float | None = None,
+        *,
+        finish: Iterable[Task | TaskID] = (),
     ) -> Task:
         """Like try_claim, but waits for a task to become available.
 
         Wakes within milliseconds of an insert or release (store pub/sub) and when the
-        earliest future arrival among the queues comes due; no fixed polling.
+        earliest future arrival among the queues comes due; no fixed polling. ``finish``
+        is deleted by the first attempt, even if the claim then waits or times out.
 
         Raises:
             ClaimTimeoutError: (a TimeoutError) if nothing was claimed within timeout_s.
+            DependencyError: a ``finish`` delete was refused; nothing was deleted or claimed.
         """
-        return await self.backend.claim(self.claimant_id, _queue_list(queues), duration_ms, timeout_s)
+        return await self.backend.claim(
+            self.claimant_id, _queue_list(queues), duration_ms, timeout_s, [_as_id(t) for t in finish]
+        )
 
     async def modify(
         self,

@@ -53,23 +53,31 @@ def _arrival(at: Any, delay_ms: int | None) -> tuple[str, int]:
 
 
 def claim_args(
-    keys: Keys, claimant: str, duration_ms: int, queues: Sequence[str], rank_random: int, order_random: int
+    keys: Keys,
+    claimant: str,
+    duration_ms: int,
+    queues: Sequence[str],
+    rank_random: int,
+    order_random: int,
+    finish: Sequence[TaskID] = (),
 ) -> list[Arg]:
-    return [
-        keys.prefix,
-        CONTRACT_VERSION,
-        raw(claimant),
-        duration_ms,
-        rank_random,
-        order_random,
-        *(raw(q) for q in queues),
-    ]
+    args: list[Arg] = [keys.prefix, CONTRACT_VERSION, raw(claimant), duration_ms, rank_random, order_random]
+    args.append(len(finish))
+    for task_id in finish:
+        args += [raw(task_id.id), task_id.version, raw(task_id.queue)]
+    args += [raw(q) for q in queues]
+    return args
 
 
 def decode_claim(reply: Sequence[Any]) -> tuple[Task | None, int]:
-    """(task, -) when claimed; (None, wait_ms) otherwise, wait_ms -1 meaning no tasks at all."""
+    """(task, -) when claimed; (None, wait_ms) otherwise, wait_ms -1 meaning no tasks at all.
+
+    Raises DependencyError when a finish delete was refused (nothing deleted or claimed).
+    """
     if reply[0] == 1:
         return decode_task(reply[1]), 0
+    if reply[0] == -1:
+        raise _dependency_error(reply[1])
     return None, reply[1]
 
 
@@ -127,15 +135,19 @@ def modify_args(
 def decode_modify(reply: Sequence[Any]) -> tuple[list[Task], list[Task]]:
     if reply[0] == 1:
         return [decode_task(t) for t in reply[1]], [decode_task(t) for t in reply[2]]
+    raise _dependency_error(reply[1])
+
+
+def _dependency_error(entries: Sequence[Any]) -> DependencyError:
     failures = []
-    for kind, reason, task_id, version, queue, current in reply[1]:
+    for kind, reason, task_id, version, queue, current in entries:
         kind_text, reason_text = text(kind), text(reason)
         if kind_text not in _KINDS or reason_text not in _REASONS:
             raise StoreError(f"modify.lua reported an unknown failure {kind_text}/{reason_text}")
         failures.append(
             DependencyFailure(kind_text, reason_text, text(task_id), version, text(queue), current)  # type: ignore[arg-type]
         )
-    raise DependencyError(failures)
+    return DependencyError(failures)
 
 
 def tasks_args(

@@ -196,14 +196,26 @@ class HttpBackend:
     async def time_ms(self) -> int:
         return int((await self._send("GET", "/api/v0/time")).get("timeMs", 0))
 
-    async def try_claim(self, claimant: str, queues: Sequence[str], duration_ms: int) -> Task | None:
+    async def try_claim(
+        self, claimant: str, queues: Sequence[str], duration_ms: int, finish: Sequence[TaskID] = ()
+    ) -> Task | None:
+        if finish:
+            # The wire has no combined call: the delete is its own atomic modify.
+            await self.modify(claimant, (), (), finish, ())
         body = {"claimantId": claimant, "queues": list(queues), "durationMs": str(duration_ms)}
         data = await self._send("POST", "/api/v0/claim", json=body)
         return _task(data["task"]) if data.get("task") else None
 
     async def claim(
-        self, claimant: str, queues: Sequence[str], duration_ms: int, timeout_s: float | None
+        self,
+        claimant: str,
+        queues: Sequence[str],
+        duration_ms: int,
+        timeout_s: float | None,
+        finish: Sequence[TaskID] = (),
     ) -> Task:
+        if finish:
+            await self.modify(claimant, (), (), finish, ())
         body = {"claimantId": claimant, "queues": list(queues), "durationMs": str(duration_ms)}
         deadline = None if timeout_s is None else anyio.current_time() + timeout_s
         while True:

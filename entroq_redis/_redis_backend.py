@@ -92,15 +92,17 @@ class RedisBackend:
                 await self._guard(lambda: self.redis.script_load(source))  # noqa: B023
 
     async def _claim_once(
-        self, claimant: str, queues: Sequence[str], duration_ms: int
+        self, claimant: str, queues: Sequence[str], duration_ms: int, finish: Sequence[TaskID] = ()
     ) -> tuple[Task | None, int]:
         args = _codec.claim_args(
-            self.keys, claimant, duration_ms, queues, random.getrandbits(52), random.getrandbits(31)
+            self.keys, claimant, duration_ms, queues, random.getrandbits(52), random.getrandbits(31), finish
         )
         return _codec.decode_claim(await self._call("claim", args))
 
-    async def try_claim(self, claimant: str, queues: Sequence[str], duration_ms: int) -> Task | None:
-        task, _ = await self._claim_once(claimant, queues, duration_ms)
+    async def try_claim(
+        self, claimant: str, queues: Sequence[str], duration_ms: int, finish: Sequence[TaskID] = ()
+    ) -> Task | None:
+        task, _ = await self._claim_once(claimant, queues, duration_ms, finish)
         return task
 
     async def _wake_hub(self) -> WakeHub:
@@ -117,7 +119,12 @@ class RedisBackend:
         return self._hub.waiting if self._hub else 0
 
     async def claim(
-        self, claimant: str, queues: Sequence[str], duration_ms: int, timeout_s: float | None
+        self,
+        claimant: str,
+        queues: Sequence[str],
+        duration_ms: int,
+        timeout_s: float | None,
+        finish: Sequence[TaskID] = (),
     ) -> Task:
         deadline = anyio.current_time() + timeout_s if timeout_s is not None else None
         hub = await self._wake_hub()
@@ -125,7 +132,8 @@ class RedisBackend:
             while True:
                 consumed = waiter.rearm()
                 try:
-                    task, wait_ms = await self._claim_once(claimant, queues, duration_ms)
+                    task, wait_ms = await self._claim_once(claimant, queues, duration_ms, finish)
+                    finish = ()  # deleted by the first attempt
                 except BaseException:
                     if consumed is not None:
                         # Cancelled or failed before the attempt finished: someone else looks.

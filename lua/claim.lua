@@ -5,6 +5,11 @@
 -- that queue every available task is equally likely. Cost: O(log n) per queue looked
 -- at, never a scan of the available tasks.
 --
+-- Optionally it first deletes finished tasks, so a worker commits one task and takes the
+-- next in one call. The deletes follow modify.lua's rules exactly (version match, same
+-- queue if one is named, not held by another claimant; all or none); if any fails,
+-- nothing is deleted and nothing is claimed.
+--
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
 -- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
 -- ARGV[2]  contract        "1"
@@ -12,18 +17,26 @@
 -- ARGV[4]  duration_ms     integer, 0 .. 31622400000 (lease length; 0 = claimable again at once)
 -- ARGV[5]  rank_random     integer, 0 .. 2^52-1 (picks the task within the chosen queue)
 -- ARGV[6]  order_random    integer, 0 .. 2^31-1 (seeds the queue shuffle)
--- ARGV[7..] queue          1 .. 1000 queue names, each 1 .. 1024 bytes; duplicates are ignored
+-- ARGV[7]  n_finish        integer 0 .. 1000: finished tasks to delete first (0 = a plain claim)
+-- ARGV[8..] finish, queue  n_finish triples (id, version, queue: "" = wherever the task is),
+--                          then 1 .. 1000 queue names, each 1 .. 1024 bytes; duplicates are ignored
 --
 -- Reply (claimed):   {1, task}  where task = {queue, id, version, at_ms, claimant, value,
 --                                              created_ms, modified_ms, claims, attempt, err}
 -- Reply (nothing):   {0, wait_ms}  wait_ms = ms until the earliest future arrival among the
 --                                  queues, or -1 when they hold no tasks at all
+--                    (finished tasks were deleted in both cases)
+-- Reply (refused):   {-1, failures}  a finish delete failed; entries as modify.lua's failures
+--                                    {kind, reason, id, version, queue, current_version}
 -- Errors:            EQ_BADARG <message>  (bad input; nothing written)
 --                    EQ_CONTRACT <message> (wrong contract version or key prefix)
 --                    EQ_CORRUPT <message>  (an index names a missing task record, or a record
 --                                           has a format this script cannot read)
 
 local MAX_QUEUES = 1000
+local MAX_ITEMS = 1000
+local MAX_ID_BYTES = 64
+local MAX_INT32 = 2147483647
 local MAX_QUEUE_BYTES = 1024
 local MAX_CLAIMANT_BYTES = 128
 local MAX_DURATION_MS = 31622400000
@@ -68,9 +81,29 @@ if rank_random == nil then return bad('rank_random must be an integer from 0 to 
 local order_random = parse_integer(ARGV[6], 0, 2147483647)
 if order_random == nil then return bad('order_random must be an integer from 0 to 2^31-1') end
 
+local n_finish = parse_integer(ARGV[7], 0, MAX_ITEMS)
+if n_finish == nil then return bad('n_finish must be an integer from 0 to ' .. MAX_ITEMS) end
+local finish = {}
+local finishing = {}
+local position = 8
+for i = 1, n_finish do
+  local item = {id = ARGV[position], version = parse_integer(ARGV[position + 1], 0, MAX_INT32), queue = ARGV[position + 2]}
+  position = position + 3
+  if item.id == nil or item.id == '' or #item.id > MAX_ID_BYTES then
+    return bad('finish ' .. i .. ' id must be 1 to ' .. MAX_ID_BYTES .. ' bytes')
+  end
+  if item.version == nil then return bad('finish ' .. i .. ' version must be an integer from 0 to ' .. MAX_INT32) end
+  if item.queue == nil or #item.queue > MAX_QUEUE_BYTES then
+    return bad('finish ' .. i .. ' queue name is longer than ' .. MAX_QUEUE_BYTES .. ' bytes')
+  end
+  if finishing[item.id] then return bad('task id ' .. item.id .. ' is finished more than once') end
+  finishing[item.id] = true
+  finish[i] = item
+end
+
 local queues = {}
 local seen = {}
-for i = 7, #ARGV do
+for i = position, #ARGV do
   local queue = ARGV[i]
   if queue == '' then return bad('queue names must not be empty') end
   if #queue > MAX_QUEUE_BYTES then return bad('queue name is longer than ' .. MAX_QUEUE_BYTES .. ' bytes') end
@@ -84,6 +117,41 @@ if #queues > MAX_QUEUES then return bad('at most ' .. MAX_QUEUES .. ' queues per
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+
+-- Finish (delete) checks: reads only, exactly modify.lua's delete rules.
+local finished = {}
+local failures = {}
+for _, item in ipairs(finish) do
+  local record = redis.call('GET', prefix .. 't:' .. item.id)
+  local task = nil
+  if record then
+    local format_version, version, at, _, _, claims, _, queue, owner = struct.unpack(RECORD_FORMAT, record)
+    if format_version ~= 1 then
+      return redis.error_reply('EQ_CORRUPT task ' .. item.id .. ' has record format ' .. format_version .. ', this script reads 1')
+    end
+    task = {id = item.id, version = version, at = at, claims = claims, queue = queue, claimant = owner}
+  end
+  if not task or (item.queue ~= '' and item.queue ~= task.queue) then
+    failures[#failures + 1] = {'DELETE', 'missing', item.id, item.version, item.queue, task and task.version or -1}
+  elseif task.version ~= item.version then
+    failures[#failures + 1] = {'DELETE', 'mismatch', item.id, item.version, task.queue, task.version}
+  elseif task.at > now and task.claimant ~= '' and task.claimant ~= claimant then
+    failures[#failures + 1] = {'CLAIM', 'claimed', item.id, item.version, task.queue, task.version}
+  else
+    finished[#finished + 1] = task
+  end
+end
+if #failures > 0 then return {-1, failures} end
+
+-- Finished tasks that are available now would otherwise count as claimable: they are
+-- left out of the choice below (their deletes are applied only after every read).
+local leaving = {}
+for _, task in ipairs(finished) do
+  if task.at <= now then
+    leaving[task.queue] = leaving[task.queue] or {}
+    table.insert(leaving[task.queue], task.id)
+  end
+end
 
 -- Park-Miller generator seeded by the caller: deterministic for replication, and
 -- not Lua's math.random, which restarts from the same sequence after a server start.
@@ -106,22 +174,57 @@ for i = 1, count do
   if first[1] then
     local first_at = tonumber(first[2])
     if first_at <= now then
-      chosen = queues[i]
-      available = redis.call('ZCOUNT', queue_key, '-inf', now)
-      break
-    elseif earliest_future == nil or first_at < earliest_future then
+      available = redis.call('ZCOUNT', queue_key, '-inf', now) - #(leaving[queues[i]] or {})
+      if available > 0 then
+        chosen = queues[i]
+        break
+      end
+      -- Only finished tasks were available here; the queue's next arrival is still news.
+      first = redis.call('ZRANGE', queue_key, '(' .. now, '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+      first_at = first[1] and tonumber(first[2]) or nil
+    end
+    if first_at and (earliest_future == nil or first_at < earliest_future) then
       earliest_future = first_at
     end
   end
 end
 
+-- Writes start here when nothing is claimed: only the finish deletes.
+local function apply_finish()
+  for _, task in ipairs(finished) do
+    local queue_key = prefix .. 'q:' .. task.queue
+    redis.call('ZREM', queue_key, task.id)
+    if task.claims > 0 and task.claimant ~= '' then redis.call('ZREM', prefix .. 'c:' .. task.queue, task.id) end
+    if task.claims > 0 then
+      if redis.call('HINCRBY', prefix .. 'h:' .. task.queue, task.claims, -1) <= 0 then
+        redis.call('HDEL', prefix .. 'h:' .. task.queue, task.claims)
+        redis.call('ZREM', prefix .. 'm:' .. task.queue, task.claims)
+      end
+    end
+    if redis.call('ZCARD', queue_key) == 0 then redis.call('ZREM', KEYS[1], task.queue) end
+    redis.call('DEL', prefix .. 't:' .. task.id)
+  end
+end
+
 if chosen == nil then
+  apply_finish()
   if earliest_future == nil then return {0, -1} end
   return {0, earliest_future - now}
 end
 
+-- Uniform rank among the available tasks minus the leaving ones: draw among the
+-- remaining count, then step over each leaving task's rank at or below the draw.
 local queue_key = prefix .. 'q:' .. chosen
-local id = redis.call('ZRANGE', queue_key, rank_random % available, rank_random % available)[1]
+local rank = rank_random % available
+local skipped = {}
+for _, leaving_id in ipairs(leaving[chosen] or {}) do
+  table.insert(skipped, redis.call('ZRANK', queue_key, leaving_id))
+end
+table.sort(skipped)
+for _, skipped_rank in ipairs(skipped) do
+  if skipped_rank <= rank then rank = rank + 1 end
+end
+local id = redis.call('ZRANGE', queue_key, rank, rank)[1]
 local task_key = prefix .. 't:' .. id
 local record = redis.call('GET', task_key)
 if not record then
@@ -134,7 +237,8 @@ if format_version ~= 1 then
 end
 local value = string.sub(record, value_start)
 
--- All checks are done; writes start here.
+-- All checks are done; writes start here: the finish deletes, then the claim.
+apply_finish()
 version = version + 1
 claims = claims + 1
 at = now + duration

@@ -109,3 +109,83 @@ async def test_claim_with_empty_claimant_is_rejected(eq: EntroQ) -> None:
     eq.claimant_id = ""
     with pytest.raises(InvalidArgumentError):
         await eq.try_claim("ok")
+
+
+# --- finish-and-claim: delete what is done and take the next task in one call ---------
+
+
+async def test_finish_deletes_then_claims_the_next(eq: EntroQ) -> None:
+    await eq.modify(inserts=[TaskData("f", value=b"1"), TaskData("f", value=b"2")])
+    first = await eq.try_claim("f", duration_ms=60_000)
+    assert first is not None
+    second = await eq.try_claim("f", duration_ms=60_000, finish=[first])
+    assert second is not None and second.id != first.id
+    assert [t.id for t in await eq.tasks("f")] == [second.id]
+    assert await eq.try_claim("f", finish=[second]) is None
+    assert await eq.queues() == {}
+
+
+async def test_stale_finish_deletes_nothing_and_claims_nothing(eq: EntroQ, other: EntroQ) -> None:
+    from entroq_redis import DependencyError
+
+    await eq.modify(inserts=[TaskData("f"), TaskData("g")])
+    done = await eq.try_claim("f", duration_ms=30)
+    assert done is not None
+    await trio.sleep(0.08)
+    retaken = await other.try_claim("f", duration_ms=60_000)
+    assert retaken is not None
+    with pytest.raises(DependencyError) as caught:
+        await eq.try_claim("g", finish=[done])
+    assert [(f.kind, f.reason) for f in caught.value.failures] == [("DELETE", "mismatch")]
+    (g,) = await eq.tasks("g")
+    assert g.claims == 0, "nothing was claimed"
+    assert len(await eq.tasks("f")) == 1
+
+
+async def test_finish_of_a_task_held_by_another_is_refused(eq: EntroQ, other: EntroQ) -> None:
+    from entroq_redis import DependencyError
+
+    await eq.modify(inserts=[TaskData("f")])
+    held = await other.try_claim("f", duration_ms=60_000)
+    assert held is not None
+    with pytest.raises(DependencyError) as caught:
+        await eq.try_claim("f", finish=[held])
+    assert [f.kind for f in caught.value.failures] == ["CLAIM"]
+
+
+async def test_blocking_claim_finishes_even_when_it_then_times_out(eq: EntroQ) -> None:
+    from entroq_redis import ClaimTimeoutError
+
+    await eq.modify(inserts=[TaskData("f")])
+    done = await eq.try_claim("f", duration_ms=60_000)
+    assert done is not None
+    with pytest.raises(ClaimTimeoutError):
+        await eq.claim("f", duration_ms=1_000, timeout_s=0.2, finish=[done])
+    assert await eq.tasks("f") == []
+
+
+async def test_finished_task_that_is_available_is_never_the_next_claim(redis_eq: EntroQ) -> None:
+    import random
+
+    random.seed(11)
+    seen: set[str] = set()
+    for round_ in range(40):
+        inserted, _ = await redis_eq.modify(
+            inserts=[TaskData(f"r{round_}", id=f"r{round_}-{i}") for i in range(5)]
+        )
+        # Lease 0: the finished task is itself available when it is finished.
+        done = await redis_eq.try_claim(f"r{round_}", duration_ms=0)
+        assert done is not None
+        claimed = await redis_eq.try_claim(f"r{round_}", duration_ms=0, finish=[done])
+        assert claimed is not None and claimed.id != done.id
+        seen.add(claimed.id.split("-")[1])
+    assert len(seen) == 5, "every remaining rank is reachable"
+
+
+async def test_finish_that_empties_the_only_candidate_reports_nothing(redis_eq: EntroQ) -> None:
+    now = await redis_eq.time()
+    await redis_eq.modify(inserts=[TaskData("solo"), TaskData("solo", at=now + 60_000, id="later")])
+    done = await redis_eq.try_claim("solo", duration_ms=0)
+    assert done is not None and done.id != "later"
+    assert await redis_eq.try_claim("solo", finish=[done]) is None
+    assert [t.id for t in await redis_eq.tasks("solo")] == ["later"]

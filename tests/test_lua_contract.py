@@ -366,7 +366,14 @@ def analyse_body(tokens: list[Token]) -> Body:
         bounds = _loop_bounds(tokens, index, variable)
         if bounds is not None:
             start, stop = bounds
-            if not start or start[0].kind != "number":
+            if len(start) == 1 and start[0].kind == "name":
+                # A loop from a cursor (claim.lua's `position`): the tail from its initial value.
+                initial = _initial_value(tokens, start[0].text)
+                if initial is None:
+                    body.problems.append(f"{where}: loop start is not a number")
+                else:
+                    body.tail_starts.add(initial + offset)
+            elif not start or start[0].kind != "number":
                 body.problems.append(f"{where}: loop start is not a number")
             elif len(start) == 1 and len(stop) == 1 and stop[0].kind == "number":
                 body.fixed_argv.update(range(int(start[0].text) + offset, int(stop[0].text) + offset + 1))
@@ -641,8 +648,8 @@ def test_readme_and_script_list_match() -> None:
 def test_parser_sees_what_the_scripts_hold() -> None:
     """Guards the checks themselves: a parser that found nothing would pass everything."""
     claim = parse_header((LUA_DIR / "claim.lua").read_text(encoding="utf-8"))
-    assert claim.keys == {1} and claim.fixed_argv == set(range(1, 7)) and claim.tail_start == 7
-    assert len(claim.replies) == 2 and claim.errors == {"EQ_BADARG", "EQ_CONTRACT", "EQ_CORRUPT"}
+    assert claim.keys == {1} and claim.fixed_argv == set(range(1, 8)) and claim.tail_start == 8
+    assert len(claim.replies) == 3 and claim.errors == {"EQ_BADARG", "EQ_CONTRACT", "EQ_CORRUPT"}
     assert [v for _, v in claim.tuples[1][:6]] == ["queue", "id", "version", "at", "claimant", "value"]
     modify = analyse_body(tokenize((LUA_DIR / "modify.lua").read_text(encoding="utf-8")))
     assert modify.fixed_argv == set(range(1, 10)) and min(modify.tail_starts) == 10 and modify.problems == []
@@ -674,7 +681,10 @@ BREAKAGES: dict[str, tuple[Callable[[pathlib.Path], None], str]] = {
         "fixed ARGV",
     ),
     "documented ARGV unused": (_edit("modify.lua", "for i = 1, 4 do", "for i = 1, 3 do"), "unused: [9]"),
-    "tail undocumented": (_edit("claim.lua", "-- ARGV[7..] queue", "-- queues from 7 on"), "no ARGV[k..]"),
+    "tail undocumented": (
+        _edit("claim.lua", "-- ARGV[8..] finish, queue", "-- queues from 8 on"),
+        "no ARGV[k..]",
+    ),
     "tail moved": (_edit("tasks.lua", "for i = 8, #ARGV do", "for i = 9, #ARGV do"), "reads from 9"),
     "opaque index": (_edit("tasks.lua", "local queue = ARGV[4]", "local queue = ARGV[#ARGV]"), "cannot tell"),
     "extra KEYS": (

@@ -172,7 +172,7 @@ async function run(client, subscriber) {
   const claim = async (claimant, durationMs, queues) => {
     // rank_random 0 .. 2^52-1 and order_random 0 .. 2^31-1, fresh per call (README section 11).
     const rankRandom = randomInt(2 ** 26) * 2 ** 26 + randomInt(2 ** 26);
-    return scripts.call('claim', prefix, [claimant, durationMs, rankRandom, randomInt(2 ** 31), ...queues]);
+    return scripts.call('claim', prefix, [claimant, durationMs, rankRandom, randomInt(2 ** 31), 0, ...queues]);
   };
   const modify = async (claimant, { inserts = [], changes = [], deletes = [], depends = [] }, idSeed = '') =>
     scripts.call('modify', prefix, [
@@ -181,9 +181,9 @@ async function run(client, subscriber) {
     ]);
 
   // Caller bugs are error replies, not statuses (README section 4).
-  const noQueues = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0]);
+  const noQueues = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0, 0]);
   check('claim without queues is EQ_BADARG', noQueues?.startsWith('EQ_BADARG') === true, noQueues);
-  const wrongContract = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0, queue], '2');
+  const wrongContract = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0, 0, queue], '2');
   check('wrong contract version is EQ_CONTRACT', wrongContract?.startsWith('EQ_CONTRACT') === true, wrongContract);
 
   // Nothing to claim yet: {0, -1}.
