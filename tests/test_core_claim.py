@@ -170,9 +170,7 @@ async def test_finished_task_that_is_available_is_never_the_next_claim(redis_eq:
     random.seed(11)
     seen: set[str] = set()
     for round_ in range(40):
-        inserted, _ = await redis_eq.modify(
-            inserts=[TaskData(f"r{round_}", id=f"r{round_}-{i}") for i in range(5)]
-        )
+        await redis_eq.modify(inserts=[TaskData(f"r{round_}", id=f"r{round_}-{i}") for i in range(5)])
         # Lease 0: the finished task is itself available when it is finished.
         done = await redis_eq.try_claim(f"r{round_}", duration_ms=0)
         assert done is not None
