@@ -218,12 +218,21 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
     app.add_url_rule("/metrics", view_func=metrics_route, methods=["GET"])
     app.add_url_rule("/openapi.json", view_func=openapi_route, methods=["GET"])
 
+    @app.before_request
+    async def read_body() -> None:
+        # Every request body is read before anything answers, even one no route wants (a
+        # wrong method, an unknown path, a GET with a body): Hypercorn can only reuse the
+        # connection once the whole request is in, and a body no one reads would stall it.
+        if request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            await _body_bytes()
+
     @app.errorhandler(HTTPException)
     async def routing_error(exc: HTTPException) -> Response:
-        # Unknown paths and wrong methods never reach a route handler.
+        # Unknown paths, wrong methods and oversized bodies never reach a route handler.
         error = _map_exception(exc, settings.max_body_bytes)
-        metrics.requests.labels("unmatched", error.outcome).inc()
-        metrics.request_seconds.labels("unmatched", error.outcome).observe(0.0)
+        route = _label(request.url_rule.rule) if request.url_rule is not None else "unmatched"
+        metrics.requests.labels(route, error.outcome).inc()
+        metrics.request_seconds.labels(route, error.outcome).observe(0.0)
         return _error_response(error, request.path.startswith(CONNECT_PREFIX))
 
     return app

@@ -90,6 +90,8 @@ def too_large(limit_bytes: int) -> ApiError:
         RESOURCE_EXHAUSTED,
         f"request body is larger than the limit of {limit_bytes} bytes",
         "bad_request",
+        # The rest of the body is never read, so the connection cannot carry another request.
+        headers={"Connection": "close"},
     )
 
 

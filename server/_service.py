@@ -8,13 +8,14 @@ the CLI started one, stops after all of this: it is opened outside ``serve``.)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import trio
@@ -49,12 +50,21 @@ def hypercorn_config(settings: ServiceSettings) -> Config:
     return config
 
 
-async def wait_for_signal() -> None:
-    """Returns on the first SIGINT or SIGTERM (the default shutdown trigger)."""
+@contextlib.contextmanager
+def signal_trigger() -> Iterator[ShutdownTrigger]:
+    """A shutdown trigger that returns on the first SIGINT or SIGTERM.
+
+    The signals stay caught for the whole block, so a second one during the graceful
+    shutdown cannot kill the process halfway (the graceful timeout bounds the shutdown).
+    """
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.info("received %s, shutting down", signal.Signals(signum).name)
-            return
+
+        async def first_signal() -> None:
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                return
+
+        yield first_signal
 
 
 async def serve(
@@ -77,9 +87,20 @@ async def serve(
     Raises:
         entroq_redis.UnsafeStoreError: the store may evict keys (and that was not allowed).
     """
+    with contextlib.ExitStack() as stack:
+        trigger = shutdown_trigger or stack.enter_context(signal_trigger())
+        await _serve(settings, sockets, trigger, authorizer, task_status)
+
+
+async def _serve(
+    settings: ServiceSettings,
+    sockets: Sockets | None,
+    trigger: ShutdownTrigger,
+    authorizer: Authorizer | None,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
     metrics = Metrics(settings.metrics_interval_s, settings.metrics_max_queues)
     draining = Draining()
-    trigger = shutdown_trigger or wait_for_signal
     async with open_namespaces(
         settings.store_url,
         settings.namespaces,
@@ -116,8 +137,6 @@ def _worker_main(settings: ServiceSettings, sockets: Sockets) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
     )
-    for sock in sockets.insecure_sockets:
-        sock.listen(Config.backlog)
     trio.run(lambda: serve(settings, sockets=sockets))
 
 
@@ -133,8 +152,19 @@ async def serve_workers(
     on exit), so any worker's /metrics reports the whole service. Each worker shuts down
     gracefully on SIGTERM; this parent sends it on its own shutdown and waits for them.
     """
+    with contextlib.ExitStack() as stack:
+        trigger = shutdown_trigger or stack.enter_context(signal_trigger())
+        await _supervise(settings, trigger, task_status)
+
+
+async def _supervise(
+    settings: ServiceSettings, trigger: ShutdownTrigger, task_status: trio.TaskStatus[list[str]]
+) -> None:
     config = hypercorn_config(settings)
     sockets = config.create_sockets()
+    for sock in sockets.insecure_sockets:
+        # Listening before the workers start: early connections wait in the backlog.
+        sock.listen(config.backlog)
     binds = [f"http://{_address(sock.getsockname())}" for sock in sockets.insecure_sockets]
     metrics_dir = tempfile.mkdtemp(prefix="entroq-metrics-")
     previous = os.environ.get(MULTIPROC_ENV)
@@ -158,7 +188,7 @@ async def serve_workers(
                 nursery.start_soon(watch, process)
 
             async def until_trigger() -> None:
-                await (shutdown_trigger or wait_for_signal)()
+                await trigger()
                 exited.set()
 
             nursery.start_soon(until_trigger)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 import entroq_redis
 
@@ -45,10 +45,33 @@ def parse_dict(body: Any, message: str, values: ValueEncoding = BASE64) -> Any:
     """Parses decoded JSON into ``api.<message>``, or raises a 400 naming the bad field."""
     if not isinstance(body, dict):
         raise bad_request(f"the request body must be a JSON object ({message}), not {type(body).__name__}")
+    descriptor = _schema.message_descriptor(message)
+    _check_enums(body, descriptor, message)
     try:
         return json_format.ParseDict(body, _schema.message_class(message)(), ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         raise bad_request(f"invalid {message}: {exc}") from None
+
+
+def _check_enums(body: Any, descriptor: Descriptor, path: str) -> None:
+    """Refuses unknown enum values, which ``ignore_unknown_fields`` would silently read as the
+    default (an unknown change mode must not become a full change)."""
+    if not isinstance(body, dict):
+        return
+    for name, value in body.items():
+        field = descriptor.fields_by_camelcase_name.get(name) or descriptor.fields_by_name.get(name)
+        if field is None or value is None:
+            continue
+        items = value if field.is_repeated and isinstance(value, list) else [value]
+        for item in items:
+            if field.enum_type is not None:
+                known = item in field.enum_type.values_by_name or (
+                    isinstance(item, int) and item in field.enum_type.values_by_number
+                )
+                if not known:
+                    raise bad_request(f"invalid {path}: {name} has no value {item!r}")
+            elif field.message_type is not None:
+                _check_enums(item, field.message_type, f"{path}.{name}")
 
 
 def parse_query(params: Iterable[tuple[str, str]], message: str, **fixed: Any) -> Any:
@@ -67,7 +90,7 @@ def parse_query(params: Iterable[tuple[str, str]], message: str, **fixed: Any) -
             raise bad_request(f"unknown query parameter {name!r}")
         if field.name in fixed:
             raise bad_request(f"{name!r} is given by the path; do not repeat it in the query")
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if field.is_repeated:
             body.setdefault(field.name, []).append(value)
             continue
         if field.name in body:

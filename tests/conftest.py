@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 import redis
 
@@ -103,15 +104,18 @@ class ServiceProcess:
 
 
 def start_service(
-    store_url: str, *args: str, log_dir: str | None = None, timeout: float = 30
+    store_url: str | None, *args: str, log_dir: str | None = None, timeout: float = 30
 ) -> ServiceProcess:
     """Starts ``entroq-redis serve --redis STORE --port 0 ARGS`` and waits until it listens.
+
+    With ``store_url`` None the service starts its embedded store (give ``--data DIR``).
 
     stderr (the service's log) goes to a file; the URL comes from the line the service
     prints on stdout once it accepts connections.
     """
     log_fd, log_path = tempfile.mkstemp(prefix="entroq-serve-", suffix=".log", dir=log_dir)
-    command = [sys.executable, "-m", "entroq_redis.cli", "serve", "--redis", store_url, "--port", "0", *args]
+    store = ["--redis", store_url] if store_url else []
+    command = [sys.executable, "-m", "entroq_redis.cli", "serve", *store, "--port", "0", *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_fd, text=True)
     os.close(log_fd)
     assert process.stdout is not None
@@ -137,6 +141,15 @@ def http_service(store_url: str) -> Iterator[ServiceProcess]:
     service = start_service(store_url, "--test-any-namespace")
     yield service
     service.stop()
+
+
+@pytest.fixture
+async def http(http_service: ServiceProcess, namespace: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Raw HTTP to the session's service, working in this test's namespace."""
+    async with httpx.AsyncClient(
+        base_url=http_service.url, headers={"EntroQ-Namespace": namespace}, timeout=30
+    ) as client:
+        yield client
 
 
 # Backends the shared behaviour tests (fixtures ``eq`` and ``other``) run against.
