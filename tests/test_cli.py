@@ -233,7 +233,7 @@ def test_worker_then_requeue(cli: Cli) -> None:
     assert [(t["id"], t["queue"], t["attempt"], t["err"]) for t in moved["moved"]] == [
         (poison_id, "jobs", 0, "")
     ]
-    assert "moved 1 tasks from jobs/err to retry" in cli.run("requeue", "jobs/err", "--to", "retry").stdout
+    assert "moved 1 task from jobs/err to retry" in cli.run("requeue", "jobs/err", "--to", "retry").stdout
     assert [t["value_text"] for t in cli.tasks("retry")] == ["hopeless"]
     cli.run("requeue", "retry", expect=2)  # no /err suffix and no --to
 

@@ -14,7 +14,7 @@ from .._errors import DependencyError
 from . import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from ._lookup import by_holder
 from ._options import client_parent
-from ._output import print_json
+from ._output import plural, print_json
 from ._run import error, reports_errors, run_client
 
 # Deletes that keep failing mean workers are changing the queue as fast as we delete.
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"queue": args.queue, "deleted": deleted})
         else:
-            print(f"deleted {deleted} tasks from {args.queue}")
+            print(f"deleted {plural(deleted, 'task')} from {args.queue}")
         return EXIT_OK
 
     return run_client(args, body)

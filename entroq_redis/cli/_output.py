@@ -72,6 +72,11 @@ def value_preview(value: bytes, width: int = 40) -> str:
         return f"<{len(value)} bytes, binary>"
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 task', '2 tasks'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def last_line(err: str) -> str:
     return err.rstrip("\n").rsplit("\n", 1)[-1] if err else ""
 

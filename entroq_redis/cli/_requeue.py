@@ -11,7 +11,7 @@ from .._types import Task
 from . import EXIT_DEPENDENCY, EXIT_OK
 from ._lookup import holder
 from ._options import UsageError, client_parent
-from ._output import last_line, print_json, shorten, table, task_json
+from ._output import last_line, plural, print_json, shorten, table, task_json
 from ._run import reports_errors, run_client
 
 ERR_SUFFIX = "/err"
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             if rows:
                 print(table(["ID", "ATTEMPTS", "LAST ERR"], rows, right=(1,)))
             verb = "would move" if args.dry_run else "moved"
-            print(f"{verb} {len(moved)} tasks from {args.queue} to {inbox}")
+            print(f"{verb} {plural(len(moved), 'task')} from {args.queue} to {inbox}")
             for task_id, reason in skipped.items():
                 print(f"skipped {task_id}: {reason}")
         return EXIT_DEPENDENCY if skipped else EXIT_OK
