@@ -10,7 +10,9 @@ dominate). The no-op rate is ``GET /healthz`` on the same service with the same 
     python benchmarks/http_claim_delete.py [--clients 16] [--seconds 10] [--workers 1]
 
 Prints jobs/s (one job = claim + delete = 2 requests), requests/s, and the ratio of the
-claim/delete request rate to the no-op request rate (design 5 aims at >= 0.6).
+claim/delete request rate to the no-op request rate (design 5 aims at >= 0.6). Then the same
+clients finish each task in the claim of the next (``finish``, an entroq-redis extension of
+ClaimRequest): one request per job.
 """
 
 from __future__ import annotations
@@ -90,11 +92,24 @@ async def client_loop(host: str, port: int, mode: str, until: float, counts: dic
     claim = json.dumps(
         {"claimantId": f"bench-{id(counts)}", "queues": [QUEUE], "durationMs": "30000"}
     ).encode()
+    held: dict[str, Any] | None = None
     while time.monotonic() < until:
         if mode == "noop":
             status, _ = await connection.request("GET", "/healthz")
             counts["requests"] += 1
             counts["errors"] += status != 200
+            continue
+        if mode == "finish":
+            # One request per job: delete the previous task in the claim of the next one.
+            body = {"claimantId": f"bench-{id(counts)}", "queues": [QUEUE], "durationMs": "30000"}
+            if held:
+                body["finish"] = [held]
+            status, reply = await connection.request("POST", "/api/v0/claim", json.dumps(body).encode())
+            counts["requests"] += 1
+            counts["errors"] += status != 200
+            task = json.loads(reply).get("task") if status == 200 else None
+            counts["jobs"] += bool(held) and status == 200
+            held = {"id": task["id"], "version": task["version"]} if task else None
             continue
         status, body = await connection.request("POST", "/api/v0/claim", claim)
         counts["requests"] += 1
@@ -178,6 +193,8 @@ def main() -> None:
             # Enough tasks that the queue never runs dry during the run.
             fill(url, int(max(20_000, noop["requests"] / seconds * args.seconds)))
             jobs, _ = run_load(url, "claim-delete", args.clients, args.client_procs, args.seconds)
+            fill(url, jobs["jobs"] * 2 + 20_000)
+            finish, _ = run_load(url, "finish", args.clients, args.client_procs, args.seconds)
         finally:
             process.terminate()
             process.wait(30)
@@ -192,7 +209,8 @@ def main() -> None:
         "claim_delete_jobs_per_s": round(job_rate),
         "claim_delete_requests_per_s": round(request_rate),
         "request_rate_ratio_vs_noop": round(request_rate / noop_rate, 2),
-        "errors": noop["errors"] + jobs["errors"],
+        "claim_with_finish_jobs_per_s": round(finish["jobs"] / seconds),
+        "errors": noop["errors"] + jobs["errors"] + finish["errors"],
         "empty_claims": jobs["empty"],
         "cpus": os.cpu_count(),
     }

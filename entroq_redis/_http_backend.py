@@ -5,7 +5,8 @@ claims, modify and time (the routes EntroQ's own clients use), Connect unary
 (``POST /api.EntroQ/Tasks`` etc.) for listings, whose arguments (many IDs, queue names with
 any characters) do not fit a URL. Values travel as base64; relative arrivals (``delay_ms``)
 and change modes as EntroQ's protocol 2 fields ``byMs`` and ``mode``, so leases are measured
-on the store's clock, as with the Redis backend.
+on the store's clock, as with the Redis backend. ``finish`` rides in the claim request (an
+entroq-redis extension of ClaimRequest), so finishing a task and claiming the next is one request.
 
 HTTP errors map to the library's exceptions: 404 with ModifyDep details -> DependencyError,
 400/413 -> InvalidArgumentError, 401/403 -> PermissionDeniedError, 503 or an unreachable
@@ -109,6 +110,16 @@ def _task_id(task_id: TaskID) -> dict[str, Any]:
     return {"id": task_id.id, "version": task_id.version, "queue": task_id.queue}
 
 
+def _claim_body(
+    claimant: str, queues: Sequence[str], duration_ms: int, finish: Sequence[TaskID]
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"claimantId": claimant, "queues": list(queues), "durationMs": str(duration_ms)}
+    if finish:
+        # entroq-redis's extension of ClaimRequest: delete these in the claim's own store call.
+        body["finish"] = [_task_id(t) for t in finish]
+    return body
+
+
 def _failure(detail: dict[str, Any]) -> DependencyFailure | None:
     kind = detail.get("type")
     if kind not in ("INSERT", "CHANGE", "DELETE", "DEPEND", "CLAIM"):
@@ -199,11 +210,9 @@ class HttpBackend:
     async def try_claim(
         self, claimant: str, queues: Sequence[str], duration_ms: int, finish: Sequence[TaskID] = ()
     ) -> Task | None:
-        if finish:
-            # The wire has no combined call: the delete is its own atomic modify.
-            await self.modify(claimant, (), (), finish, ())
-        body = {"claimantId": claimant, "queues": list(queues), "durationMs": str(duration_ms)}
-        data = await self._send("POST", "/api/v0/claim", json=body)
+        data = await self._send(
+            "POST", "/api/v0/claim", json=_claim_body(claimant, queues, duration_ms, finish)
+        )
         return _task(data["task"]) if data.get("task") else None
 
     async def claim(
@@ -214,9 +223,8 @@ class HttpBackend:
         timeout_s: float | None,
         finish: Sequence[TaskID] = (),
     ) -> Task:
-        if finish:
-            await self.modify(claimant, (), (), finish, ())
-        body = {"claimantId": claimant, "queues": list(queues), "durationMs": str(duration_ms)}
+        # The first request deletes ``finish`` (even if it then waits in vain); later ones must not.
+        body = _claim_body(claimant, queues, duration_ms, finish)
         deadline = None if timeout_s is None else anyio.current_time() + timeout_s
         while True:
             wait_s = WAIT_CHUNK_S
@@ -232,6 +240,7 @@ class HttpBackend:
                     claiming=True,
                 )
             except ClaimTimeoutError:
+                body.pop("finish", None)
                 # The service's wait (ours, or its cap) ended: go on until our own deadline.
                 if deadline is not None and anyio.current_time() >= deadline:
                     raise ClaimTimeoutError(f"no task in {list(queues)} within {timeout_s} s") from None

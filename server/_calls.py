@@ -93,7 +93,10 @@ class Calls:
 
     async def _try_claim(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
         claimant = eq.as_claimant(request.claimant_id)
-        task = await self._store("try_claim", claimant.try_claim(list(request.queues), request.duration_ms))
+        finish = [_wire.task_id(t) for t in request.finish]
+        task = await self._store(
+            "try_claim", claimant.try_claim(list(request.queues), request.duration_ms, finish=finish)
+        )
         return _wire.claim_response(task)
 
     async def _claim(self, eq: entroq_redis.EntroQ, request: Any, timeout_s: float | None) -> Any:
@@ -105,7 +108,10 @@ class Calls:
         try:
             with self.draining.waiting():
                 task = await claimant.claim(
-                    list(request.queues), request.duration_ms, timeout_s=min(caps) if caps else None
+                    list(request.queues),
+                    request.duration_ms,
+                    timeout_s=min(caps) if caps else None,
+                    finish=[_wire.task_id(t) for t in request.finish],
                 )
         finally:
             self.metrics.waiting_claims.dec()

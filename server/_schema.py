@@ -76,6 +76,7 @@ MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
         ("queues", 2, "string", True),
         ("duration_ms", 3, "int64", False),
         ("poll_ms", 4, "int64", False),
+        ("finish", 100, "TaskID", True),
     ],
     "ClaimResponse": [("task", 1, "Task", False)],
     "ModifyRequest": [

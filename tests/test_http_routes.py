@@ -380,3 +380,22 @@ async def test_namespaces_are_separate(http: httpx.AsyncClient, http_service: An
         assert (await other.get("/api/v0/queues")).json() == {}
         bad = await other.get("/api/v0/queues", headers={"EntroQ-Namespace": "no spaces allowed"})
         assert_error(bad, 400, 3)
+
+
+async def test_claim_with_finish_deletes_and_claims_in_one_request(http: httpx.AsyncClient) -> None:
+    for _ in range(2):
+        await insert(http, "f")
+    first = (
+        await http.post("/api/v0/claim", json={"claimantId": "w", "queues": ["f"], "durationMs": 60000})
+    ).json()
+    done = {"id": first["task"]["id"], "version": first["task"]["version"], "queue": "f"}
+    stale = {**done, "version": 0}
+    refused = await http.post("/api/v0/claim", json={"claimantId": "w", "queues": ["f"], "finish": [stale]})
+    assert assert_error(refused, 404, 5)["details"][1]["type"] == "DELETE"
+    assert (await http.get("/api/v0/queues/stats")).json()["queues"][0]["numClaimed"] == 1  # nothing claimed
+    body = {"claimantId": "w", "queues": ["f"], "durationMs": 60000, "finish": [done]}
+    second = (await http.post("/api/v0/claim/wait", json=body)).json()["task"]
+    assert second["id"] != done["id"]
+    assert [t["id"] for t in (await http.get("/api/v0/tasks", params={"queue": "f"})).json()["tasks"]] == [
+        second["id"]
+    ]
