@@ -230,8 +230,8 @@ def test_worker_then_requeue(cli: Cli) -> None:
     assert "would move 2 tasks from jobs/err to jobs" in cli.run("requeue", "jobs/err", "--dry-run").stdout
     poison_id = quarantined["poison"]["id"]
     moved = cli.json("requeue", "jobs/err", "--id", poison_id)
-    assert [(t["id"], t["queue"], t["attempt"], t["err"]) for t in moved["moved"]] == [
-        (poison_id, "jobs", 0, "")
+    assert [(t["id"], t["queue"], t["attempt"], t["err"], t["claims"]) for t in moved["moved"]] == [
+        (poison_id, "jobs", 0, "", 0)
     ]
     assert "moved 1 task from jobs/err to retry" in cli.run("requeue", "jobs/err", "--to", "retry").stdout
     assert [t["value_text"] for t in cli.tasks("retry")] == ["hopeless"]

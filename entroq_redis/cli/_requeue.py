@@ -25,8 +25,8 @@ def register(subparsers: Any) -> None:
         parents=[client_parent()],
         help="move tasks from an error queue back to its inbox",
         description="Move the tasks of ERROR_QUEUE (default inbox: its name without the '/err' "
-        "suffix, as the worker names it) to --to, available now, with attempt reset to 0 and err "
-        "cleared. Tasks someone holds are skipped (exit 3). --dry-run shows what would move.",
+        "suffix, as the worker names it) to --to, available now, with attempt and claims reset to 0 "
+        "and err cleared. Tasks someone holds are skipped (exit 3). --dry-run shows what would move.",
     )
     parser.add_argument("queue", metavar="ERROR_QUEUE", help="the quarantine queue, e.g. jobs/err")
     parser.add_argument("--to", metavar="QUEUE", help="destination (default: ERROR_QUEUE without /err)")
@@ -57,7 +57,10 @@ async def move(eq: EntroQ, tasks: list[Task], inbox: str) -> tuple[list[Task], d
     for start in range(0, len(tasks), BATCH):
         batch = tasks[start : start + BATCH]
         while batch:
-            changes = [t.as_change(queue=inbox, at=None, attempt=0, err="") for t in batch]
+            # Claims are reset too: a worker's max_claims would otherwise quarantine it again.
+            changes = [
+                t.as_change(queue=inbox, at=None, attempt=0, err="", mode="reset_claims") for t in batch
+            ]
             try:
                 _, changed = await eq.modify(changes=changes)
             except DependencyError as exc:
