@@ -50,7 +50,9 @@ class DependencyFailure:
 
     ``kind`` is the role of the failing item (CLAIM means the task is held by another
     claimant); ``reason`` says what was wrong; ``version`` is the version the request named
-    (for INSERT, the existing task's); ``current_version`` is -1 if the task does not exist.
+    (for INSERT, the existing task's); ``current_version`` is the task's current version, or
+    -1 if no task has that ID (a delete or depend naming a queue the task is not in is
+    "missing" with the task's real version here).
     """
 
     kind: FailureKind
@@ -68,6 +70,9 @@ class DependencyFailure:
         if self.reason == "collision":
             return f"insert collision: task {self.id}{where} already exists at version {self.version}"
         if self.reason == "missing":
+            if self.current_version >= 0:
+                # Named with a queue it is not in (it exists elsewhere).
+                return f"{self.kind.lower()} missing: task {self.id} v{self.version} is not{where}"
             return f"{self.kind.lower()} missing: task {self.id} v{self.version}{where} does not exist"
         if self.reason == "mismatch":
             return (
