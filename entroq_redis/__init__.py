@@ -12,6 +12,7 @@ Typical use::
 from ._client import EntroQ
 from ._connect import connect
 from ._contract import CONTRACT_VERSION
+from ._durability import Durability
 from ._embedded import open_embedded
 from ._errors import (
     ClaimTimeoutError,
@@ -19,6 +20,7 @@ from ._errors import (
     DependencyFailure,
     EntroQError,
     InvalidArgumentError,
+    OutcomeUnknownError,
     PermissionDeniedError,
     StoreError,
     StoreUnavailableError,
@@ -40,6 +42,7 @@ __all__ = [
     "ClaimTimeoutError",
     "DependencyError",
     "DependencyFailure",
+    "Durability",
     "EntroQ",
     "EntroQError",
     "EntroQWorker",
@@ -48,6 +51,7 @@ __all__ = [
     "Keys",
     "Lease",
     "MoveTaskError",
+    "OutcomeUnknownError",
     "PermissionDeniedError",
     "QueueStats",
     "RetryTaskError",

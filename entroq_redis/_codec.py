@@ -52,6 +52,10 @@ def _arrival(at: Any, delay_ms: int | None) -> tuple[str, int]:
     return "at", arrival_ms(at)
 
 
+def time_args(keys: Keys) -> list[Arg]:
+    return [keys.prefix, CONTRACT_VERSION]
+
+
 def claim_args(
     keys: Keys,
     claimant: str,

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ._client import EntroQ
+from ._durability import Durability
 from ._errors import EntroQError, InvalidArgumentError
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 HTTP_SCHEMES = ("http://", "https://")
 
 
@@ -54,17 +55,23 @@ async def connect(
     claimant_id: str | None = None,
     allow_evicting_store: bool = False,
     token: str | None = None,
+    durability: Durability | None = None,
 ) -> AsyncIterator[EntroQ]:
-    """Opens a client on a store (redis://, rediss://, unix://) or a service (http://, https://).
+    """Opens a client on a store, a cluster, or an entroq-redis service.
 
     Args:
-        url: Where to connect.
+        url: Where to connect: ``redis://``, ``rediss://`` or ``unix://`` for one store;
+            ``redis+cluster://host:port`` (or ``rediss+cluster://``) naming any node of a
+            Redis/Valkey Cluster; ``http://`` or ``https://`` for the HTTP service.
         namespace: The key namespace on a store (all its keys share the hash tag
             ``{namespace}``; default ``eq``). Over HTTP it is sent as the
             ``EntroQ-Namespace`` header when given, else the service uses its default.
         claimant_id: This client's claimant ID; random by default.
         allow_evicting_store: Connect even if the store's maxmemory-policy may evict keys.
         token: Bearer token sent to an HTTP service.
+        durability: On a store, wait for replica (and optionally AOF) acknowledgements
+            after each claim and modify; see :class:`Durability`. A mutation not
+            confirmed in time raises OutcomeUnknownError.
 
     Yields:
         An :class:`EntroQ` client, closed when the block exits.
@@ -73,16 +80,23 @@ async def connect(
         from ._redis_backend import open_redis_backend
 
         async with _unwrapping(
-            open_redis_backend(url, namespace or "eq", allow_evicting_store=allow_evicting_store)
+            open_redis_backend(
+                url, namespace or "eq", allow_evicting_store=allow_evicting_store, durability=durability
+            )
         ) as backend:
             yield EntroQ(backend, claimant_id)
     elif url.startswith(HTTP_SCHEMES):
         from ._http_backend import open_http_backend
 
+        if durability is not None:
+            raise InvalidArgumentError(
+                "durability is the service's setting over HTTP (serve --wait-replicas)"
+            )
+
         async with _unwrapping(open_http_backend(url, token=token, namespace=namespace)) as http_backend:
             yield EntroQ(http_backend, claimant_id)
     else:
         raise InvalidArgumentError(
-            f"unsupported URL {url!r}: use redis://, rediss://, unix:// for a store "
-            "or http://, https:// for an entroq-redis service"
+            f"unsupported URL {url!r}: use redis://, rediss://, unix:// for a store, "
+            "redis+cluster:// for a cluster, or http://, https:// for an entroq-redis service"
         )

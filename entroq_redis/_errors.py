@@ -32,6 +32,16 @@ class StoreUnavailableError(StoreError):
     """The store (or the HTTP service in front of it) is not reachable right now."""
 
 
+class OutcomeUnknownError(StoreError):
+    """A mutation ran on the primary but its replication/fsync was not confirmed in time.
+
+    Neither success nor failure: the change is visible now, but a failover before it
+    reached the replicas could undo it. Retrying the same modify (same versions) is safe:
+    if the first attempt survived, the retry fails with a DependencyError naming the new
+    version; if it was lost, the retry applies it. It is never applied twice.
+    """
+
+
 class UnsafeStoreError(StoreError):
     """The store's configuration could lose tasks (an evicting maxmemory-policy)."""
 

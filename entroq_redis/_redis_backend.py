@@ -3,7 +3,10 @@
 coredis is the client library: redis-py's asyncio client does not run under trio, and
 coredis is built on anyio, so this backend runs under trio and asyncio alike. coredis's
 Script objects send EVALSHA and reload the script on NOSCRIPT (after SCRIPT FLUSH or a
-store restart), so nothing here tracks whether scripts are loaded.
+store restart), so nothing here tracks whether scripts are loaded. On a Redis/Valkey
+Cluster the same code runs on coredis's cluster client: every script names the
+namespace's queue index as KEYS[1], so it is routed to the node owning the namespace's
+slot, and MOVED/ASK redirects and failovers are coredis's job.
 """
 
 from __future__ import annotations
@@ -18,12 +21,18 @@ import anyio
 import anyio.abc
 import coredis
 import coredis.exceptions
-from coredis.response._callbacks import NoopCallback
 
 from . import _codec
 from ._backend import Detail
 from ._contract import MAX_PAGE, SCRIPT_NAMES
-from ._errors import ClaimTimeoutError, StoreError, StoreUnavailableError, UnsafeStoreError
+from ._durability import Durability
+from ._errors import (
+    ClaimTimeoutError,
+    OutcomeUnknownError,
+    StoreError,
+    StoreUnavailableError,
+    UnsafeStoreError,
+)
 from ._keys import Keys
 from ._scripts import script_source
 from ._types import QueueStats, Task, TaskChange, TaskData, TaskID
@@ -44,28 +53,49 @@ class RedisBackend:
 
     def __init__(
         self,
-        redis: coredis.Redis[bytes],
+        redis: coredis.Redis[bytes] | coredis.RedisCluster[bytes],
         keys: Keys,
         task_group: anyio.abc.TaskGroup,
         notify: str = "PUBLISH",
+        durability: Durability | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self._notify = notify
+        self._durability = durability
         self._task_group = task_group
+        self._cluster = isinstance(redis, coredis.RedisCluster)
         self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
         self._hub: WakeHub | None = None
         self._hub_lock = anyio.Lock()
 
-    async def _call(self, name: str, args: list[_codec.Arg]) -> Any:
+    async def _call(self, name: str, args: list[_codec.Arg], *, mutates: bool = False) -> Any:
         try:
+            if mutates and self._durability is not None:
+                return await self._call_durably(name, args, self._durability)
             return await self._scripts[name](keys=[self.keys.queue_index], args=args)
+        except (coredis.exceptions.ReplicationError, coredis.exceptions.PersistenceError) as exc:
+            raise OutcomeUnknownError(
+                f"{name} was applied on the primary but not confirmed durable in time ({exc}); "
+                "it may be lost if the primary fails now. Retrying with the same versions is "
+                "safe: a modify applies at most once"
+            ) from exc
         except coredis.exceptions.ConnectionError as exc:
             raise StoreUnavailableError(f"store unreachable: {exc}") from exc
         except TimeoutError as exc:
             raise StoreUnavailableError(f"store timed out: {exc}") from exc
         except coredis.exceptions.ResponseError as exc:
             raise _codec.script_error(str(exc)) from exc
+
+    async def _call_durably(self, name: str, args: list[_codec.Arg], durability: Durability) -> Any:
+        # coredis sends WAIT / WAITAOF on the connection that carried the script, right
+        # after its reply, and raises if fewer acknowledgements than asked came in time.
+        script = self._scripts[name]
+        if durability.fsync:
+            with self.redis.ensure_persistence(1, durability.replicas, durability.timeout_ms):
+                return await script(keys=[self.keys.queue_index], args=args)
+        with self.redis.ensure_replication(durability.replicas, durability.timeout_ms):
+            return await script(keys=[self.keys.queue_index], args=args)
 
     async def _guard(self, call: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -76,11 +106,10 @@ class RedisBackend:
             raise StoreError(str(exc)) from exc
 
     async def time_ms(self) -> int:
-        # Raw TIME: coredis 6.9's time() scales the microseconds wrongly (divides by 1000 twice).
-        seconds, micros = await self._guard(
-            lambda: self.redis.create_request(b"TIME", callback=NoopCallback[list[bytes]]())
-        )
-        return int(seconds) * 1000 + int(micros) // 1000
+        # time.lua, not TIME: on a cluster TIME cannot be routed to the namespace's node (and
+        # coredis 6.9's time() scales the microseconds wrongly anyway).
+        (now,) = await self._call("time", _codec.time_args(self.keys))
+        return int(now)
 
     async def ping(self) -> None:
         """Checks that the store answers and that every script is loaded (readiness)."""
@@ -97,7 +126,7 @@ class RedisBackend:
         args = _codec.claim_args(
             self.keys, claimant, duration_ms, queues, random.getrandbits(52), random.getrandbits(31), finish
         )
-        return _codec.decode_claim(await self._call("claim", args))
+        return _codec.decode_claim(await self._call("claim", args, mutates=True))
 
     async def try_claim(
         self, claimant: str, queues: Sequence[str], duration_ms: int, finish: Sequence[TaskID] = ()
@@ -109,7 +138,7 @@ class RedisBackend:
         if self._hub is None:
             async with self._hub_lock:
                 if self._hub is None:
-                    hub = WakeHub(self.redis, self.keys.wake_channel)
+                    hub = WakeHub(self.redis, self.keys.wake_channel, sharded=self._cluster)
                     await self._task_group.start(hub.run)
                     self._hub = hub
         return self._hub
@@ -166,7 +195,7 @@ class RedisBackend:
         args = _codec.modify_args(
             self.keys, claimant, id_seed, self._notify, inserts, changes, deletes, depends
         )
-        return _codec.decode_modify(await self._call("modify", args))
+        return _codec.decode_modify(await self._call("modify", args, mutates=True))
 
     async def tasks(
         self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool
@@ -201,12 +230,42 @@ class RedisBackend:
             after = stats[-1].name
         return found
 
+    async def stop_background(self) -> None:
+        """Ends the wake-up subscription cleanly (before the connections close)."""
+        if self._hub is not None:
+            await self._hub.stop()
+
     async def aclose(self) -> None:
+        await self.stop_background()
         self._task_group.cancel_scope.cancel()
 
 
-async def check_eviction_policy(redis: coredis.Redis[bytes]) -> str:
-    """Returns the store's maxmemory-policy (from INFO, which needs no CONFIG rights)."""
+# A cluster is named by any one node, with the scheme marking it as a cluster seed.
+CLUSTER_SCHEMES = {"redis+cluster://": "redis://", "rediss+cluster://": "rediss://"}
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.startswith(tuple(CLUSTER_SCHEMES))
+
+
+def store_client(url: str, **kwargs: Any) -> coredis.Redis[bytes] | coredis.RedisCluster[bytes]:
+    """A coredis client for a single store (redis://, rediss://, unix://) or a cluster seed."""
+    try:
+        for scheme, plain in CLUSTER_SCHEMES.items():
+            if url.startswith(scheme):
+                return coredis.RedisCluster.from_url(
+                    plain + url[len(scheme) :], decode_responses=False, **kwargs
+                )
+        return coredis.Redis.from_url(url, decode_responses=False, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"cannot use store URL {url!r}: {exc}") from exc
+
+
+async def check_eviction_policy(redis: coredis.Redis[bytes] | coredis.RedisCluster[bytes]) -> str:
+    """Returns the store's maxmemory-policy (from INFO, which needs no CONFIG rights).
+
+    On a cluster coredis asks one node; cluster nodes are configured alike in practice.
+    """
     info = await redis.info("memory")
     policy = info.get("maxmemory_policy", "noeviction")
     return policy.decode() if isinstance(policy, bytes) else str(policy)
@@ -218,22 +277,27 @@ async def open_redis_backend(
     namespace: str,
     *,
     allow_evicting_store: bool = False,
-    notify: str = "PUBLISH",
+    notify: str | None = None,
+    durability: Durability | None = None,
     max_connections: int | None = None,
 ) -> AsyncIterator[RedisBackend]:
-    """Connects to the store at ``url`` and yields a backend for one namespace."""
+    """Connects to the store (or cluster) at ``url`` and yields a backend for one namespace.
+
+    Args:
+        notify: How modify announces available tasks: PUBLISH on a single store,
+            SPUBLISH (sharded, follows the slot) on a cluster by default.
+    """
     keys = Keys(namespace)
     kwargs: dict[str, Any] = {}
     if max_connections is not None:
         kwargs["max_connections"] = max_connections
-    try:
-        redis: coredis.Redis[bytes] = coredis.Redis.from_url(url, decode_responses=False, **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise StoreError(f"cannot use store URL {url!r}: {exc}") from exc
+    redis = store_client(url, **kwargs)
+    if notify is None:
+        notify = "SPUBLISH" if isinstance(redis, coredis.RedisCluster) else "PUBLISH"
     async with redis:
         try:
             policy = await check_eviction_policy(redis)
-        except coredis.exceptions.ConnectionError as exc:
+        except coredis.exceptions.RedisError as exc:
             raise StoreUnavailableError(f"cannot reach the store at {url}: {exc}") from exc
         if policy in EVICTING_POLICIES and not allow_evicting_store:
             raise UnsafeStoreError(
@@ -242,8 +306,10 @@ async def open_redis_backend(
                 "(--allow-evicting-store) if losing tasks is acceptable"
             )
         async with anyio.create_task_group() as task_group:
-            backend = RedisBackend(redis, keys, task_group, notify)
+            backend = RedisBackend(redis, keys, task_group, notify, durability)
             try:
                 yield backend
             finally:
+                with anyio.CancelScope(shield=True):
+                    await backend.stop_background()
                 task_group.cancel_scope.cancel()

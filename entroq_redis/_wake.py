@@ -55,9 +55,14 @@ class Waiter:
 class WakeHub:
     """Dispatches the namespace's wake messages to this process's waiting claims."""
 
-    def __init__(self, redis: Any, channel: str) -> None:
+    def __init__(self, redis: Any, channel: str, *, sharded: bool = False) -> None:
         self._redis = redis
         self._channel = channel
+        # On a cluster: sharded pub/sub (SSUBSCRIBE), served by the node that owns the
+        # namespace's slot and followed by coredis when the slot moves.
+        self._sharded = sharded
+        self._stop = anyio.CancelScope()
+        self._stopped = anyio.Event()
         # queue -> waiters in arrival order (a dict is an ordered set).
         self._waiters: dict[str, dict[Waiter, None]] = {}
         self.messages = 0
@@ -68,20 +73,34 @@ class WakeHub:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Subscribes, reports started, then dispatches messages until cancelled."""
-        async with self._redis.pubsub() as pubsub:
-            await pubsub.subscribe(self._channel)
-            task_status.started()
-            while True:
-                message = await pubsub.get_message()
-                if message is None:
-                    continue
-                if message["type"] == "subscribe":
-                    # Also sent after coredis reconnects and resubscribes: anything published
-                    # while we were away is unknown, so every waiter looks again.
-                    self._wake_everyone()
-                elif message["type"] in ("message", "smessage"):
-                    self.messages += 1
-                    self._dispatch(message["data"])
+        subscriber = self._redis.sharded_pubsub() if self._sharded else self._redis.pubsub()
+        try:
+            async with subscriber as pubsub:
+                await pubsub.subscribe(self._channel)
+                task_status.started()
+                # Stopped by our own scope, so the pub/sub context exits normally: coredis's
+                # sharded pub/sub leaves a connection generator behind when cancelled from
+                # outside while it waits for a message.
+                with self._stop:
+                    while True:
+                        message = await pubsub.get_message()
+                        if message is None:
+                            continue
+                        if message["type"] in ("subscribe", "ssubscribe"):
+                            # Also sent after coredis reconnects and resubscribes: anything
+                            # published while we were away is unknown, so every waiter looks again.
+                            self._wake_everyone()
+                        elif message["type"] in ("message", "smessage"):
+                            self.messages += 1
+                            self._dispatch(message["data"])
+        finally:
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        """Ends ``run`` and waits (briefly) until its subscription is closed."""
+        self._stop.cancel()
+        with anyio.move_on_after(2):
+            await self._stopped.wait()
 
     @contextlib.contextmanager
     def watching(self, queues: Sequence[str]) -> Iterator[Waiter]:
