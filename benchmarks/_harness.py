@@ -1,0 +1,233 @@
+"""Shared plumbing of the benchmark suite: the store, INFO snapshots, client processes, results.
+
+The orchestrator (run.py) is synchronous: it starts the store, the service and the client
+processes, reads the store's INFO around each measured window, and prints. Client processes
+are plain subprocesses (``python benchmarks/_clients.py SPEC``) so that each one is a real,
+separate interpreter and py-spy can be pointed at its PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+# Runs the library's embedded Valkey until its stdin closes; prints "URL PID" once it is up.
+_STORE_HOST = """
+import sys, anyio, anyio.to_thread
+from entroq_redis._embedded import open_embedded_store
+
+async def main():
+    async with open_embedded_store(sys.argv[1], fsync=sys.argv[2]) as store:
+        print(store.url, store.pid, flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.read)
+
+anyio.run(main)
+"""
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of unsorted values (q in 0..100); nan when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The store counters a measured window is judged by."""
+
+    at: float
+    evalsha_calls: int
+    evalsha_usec: int
+    cpu_s: float  # used_cpu_user + used_cpu_sys: the whole server process
+    used_memory: int
+
+    def delta(self, later: Snapshot) -> dict[str, float]:
+        return {
+            "seconds": later.at - self.at,
+            "evalsha_calls": later.evalsha_calls - self.evalsha_calls,
+            "evalsha_usec": later.evalsha_usec - self.evalsha_usec,
+            "cpu_usec": (later.cpu_s - self.cpu_s) * 1e6,
+            "memory": later.used_memory - self.used_memory,
+        }
+
+
+class Store:
+    """The store under test: the library's embedded Valkey, or any store given by URL."""
+
+    def __init__(self, url: str, host: subprocess.Popen[str] | None = None, pid: int | None = None) -> None:
+        self.url = url
+        self.pid = pid
+        self._host = host
+        self.client = redis.Redis.from_url(url)
+
+    @classmethod
+    def embedded(cls, data_dir: str, fsync: str = "everysec") -> Store:
+        host = subprocess.Popen(
+            [sys.executable, "-c", _STORE_HOST, data_dir, fsync],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert host.stdout is not None
+        line = host.stdout.readline().split()
+        if len(line) != 2:
+            host.kill()
+            raise RuntimeError("the embedded store did not start")
+        return cls(line[0], host, int(line[1]))
+
+    def server_version(self) -> str:
+        info = self.client.info("server")
+        name = "valkey" if "valkey_version" in info else "redis"
+        return f"{name} {info.get('valkey_version') or info.get('redis_version')}"
+
+    def config(self) -> dict[str, Any]:
+        info = self.client.info("persistence")
+        return {"aof_enabled": info.get("aof_enabled"), "server": self.server_version()}
+
+    def snapshot(self) -> Snapshot:
+        stats = self.client.info("commandstats").get("cmdstat_evalsha", {"calls": 0, "usec": 0})
+        cpu = self.client.info("cpu")
+        memory = self.client.info("memory")
+        return Snapshot(
+            time.time(),
+            int(stats["calls"]),
+            int(stats["usec"]),
+            float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+            int(memory["used_memory"]),
+        )
+
+    def clear(self, namespace: str) -> None:
+        """Deletes every key of a namespace (never anything else: --url may be a shared store)."""
+        batch: list[bytes] = []
+        for key in self.client.scan_iter(match=f"{{{namespace}}}:*", count=10_000):
+            batch.append(key)
+            if len(batch) >= 10_000:
+                self.client.unlink(*batch)
+                batch.clear()
+        if batch:
+            self.client.unlink(*batch)
+
+    def close(self) -> None:
+        self.client.close()
+        if self._host is not None:
+            assert self._host.stdin is not None
+            self._host.stdin.close()
+            self._host.wait(60)
+
+
+def start_clients(specs: Sequence[dict[str, Any]]) -> list[subprocess.Popen[str]]:
+    """Starts one client process per spec (see _clients.py)."""
+    return [
+        subprocess.Popen(
+            [sys.executable, str(HERE / "_clients.py"), json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for spec in specs
+    ]
+
+
+def collect(processes: Sequence[subprocess.Popen[str]], timeout: float = 600) -> list[dict[str, Any]]:
+    """Waits for client processes and returns their JSON reports."""
+    reports = []
+    for process in processes:
+        out, _ = process.communicate(timeout=timeout)
+        if process.returncode != 0:
+            raise RuntimeError(f"a client process failed (exit {process.returncode})")
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    return reports
+
+
+def measure_window(store: Store, start_at: float, seconds: float) -> dict[str, float]:
+    """Store counter deltas over the wall-clock window [start_at, start_at + seconds]."""
+    time.sleep(max(0.0, start_at - time.time()))
+    before = store.snapshot()
+    time.sleep(max(0.0, start_at + seconds - time.time()))
+    return before.delta(store.snapshot())
+
+
+class Results:
+    """Collects result rows: one JSON line each on stdout (and in a file), then a table."""
+
+    def __init__(self, path: pathlib.Path | None, context: dict[str, Any]) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.path = path
+        self.context = context
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("w", encoding="utf-8")
+            self._write({"part": "context", **context})
+
+    def _write(self, row: dict[str, Any]) -> None:
+        line = json.dumps(row, sort_keys=False)
+        print(line, flush=True)
+        if self.path is not None:
+            self._file.write(line + "\n")
+            self._file.flush()
+
+    def add(self, part: str, **fields: Any) -> dict[str, Any]:
+        row = {"part": part, **{k: _rounded(v) for k, v in fields.items()}}
+        self.rows.append(row)
+        self._write(row)
+        return row
+
+    def close(self) -> None:
+        if self.path is not None:
+            self._file.close()
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        if value != value:  # nan
+            return None
+        return round(value, 1) if abs(value) >= 10 else round(value, 3)
+    return value
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A Markdown table of the given columns (missing values blank)."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:,}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers ran on, and how busy the machine was when they started."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "python": sys.version.split()[0],
+    }

@@ -1,0 +1,667 @@
+"""The benchmark parts. Each takes the run's Context and adds result rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any
+
+import anyio
+from _harness import HERE, Results, Store, percentile
+from _workloads import VALUE, fill, queue_size, run_throughput, spy, timed_claims, top_up
+
+import entroq_redis
+from entroq_redis import TaskData
+from entroq_redis._scripts import script_sha
+
+
+@dataclasses.dataclass
+class Sizes:
+    """How big each part runs: --quick is a smoke-sized run, the default the reported one."""
+
+    seconds: float = 5.0
+    warmup: float = 1.0
+    startup: float = 2.0
+    procs: tuple[int, ...] = (1, 2)
+    claimers: tuple[int, ...] = (1, 16, 64)
+    loops: tuple[str, ...] = ("trio", "uvloop")
+    extra_loops: tuple[str, ...] = ("asyncio",)  # only at the target's 2 x 16
+    modes: tuple[str, ...] = ("two-call", "finish")
+    depths: tuple[int, ...] = (1_000, 100_000, 1_000_000)
+    depth_trials: int = 3_000
+    queue_counts: tuple[int, ...] = (1, 10, 100, 1_000)
+    queue_trials: int = 2_000
+    wake_trials: int = 300
+    wake_loops: tuple[str, ...] = ("trio", "uvloop")
+    redis_benchmark_requests: int = 200_000
+    http_workers: tuple[int, ...] = (1, 2)
+    http_library_claimers: tuple[int, ...] = (16,)
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            seconds=1.0,
+            warmup=0.3,
+            startup=1.5,
+            procs=(1, 2),
+            claimers=(16,),
+            loops=("trio",),
+            extra_loops=("uvloop",),
+            depths=(1_000, 10_000),
+            depth_trials=200,
+            queue_counts=(1, 1_000),
+            queue_trials=200,
+            wake_trials=30,
+            wake_loops=("trio",),
+            redis_benchmark_requests=20_000,
+            http_workers=(1,),
+        )
+
+
+@dataclasses.dataclass
+class Context:
+    store: Store
+    results: Results
+    sizes: Sizes
+    scratch: pathlib.Path
+    profile_dir: pathlib.Path | None = None
+    throughput_rate_guess: float = 15_000.0  # jobs/s, to size fills so no run drains its queue
+
+    def backlog(self) -> int:
+        """Tasks to hold before a throughput run: enough that the queue never runs dry."""
+        sizes = self.sizes
+        return int(10_000 + self.throughput_rate_guess * (sizes.seconds + sizes.warmup + sizes.startup))
+
+
+# --- library -------------------------------------------------------------------------------
+
+
+def part_library(ctx: Context) -> None:
+    """claim -> delete through the library: W processes x C claimers, both modes, per loop."""
+    ns, queue = "bench-lib", "jobs"
+    ctx.store.clear(ns)
+    sizes = ctx.sizes
+    configs = [(loop, w, c) for loop in sizes.loops for w in sizes.procs for c in sizes.claimers]
+    configs += [(loop, 2, 16) for loop in sizes.extra_loops if (loop, 2, 16) not in configs]
+    for loop, procs, claimers in configs:
+        for mode in sizes.modes:
+            depth = top_up(ctx.store.url, ns, queue, ctx.backlog())
+            row = run_throughput(
+                ctx.store,
+                url=ctx.store.url,
+                namespace=ns,
+                queue=queue,
+                loop=loop,
+                procs=procs,
+                claimers=claimers,
+                mode=mode,
+                seconds=sizes.seconds,
+                warmup=sizes.warmup,
+                startup=sizes.startup,
+            )
+            ctx.results.add(
+                "library", loop=loop, procs=procs, claimers=claimers, mode=mode, depth_before=depth, **row
+            )
+    ctx.store.clear(ns)
+
+
+def part_saq(ctx: Context) -> None:
+    """saq 0.26's worker, 2 processes x 16 no-op jobs, in this same run (if saq is installed)."""
+    try:
+        import saq  # noqa: F401
+    except ImportError:
+        ctx.results.add("saq", skipped="saq is not installed (pip install saq)")
+        return
+    sizes = ctx.sizes
+    # saq keys are not namespaced by a hash tag: its own logical database keeps them apart.
+    url = ctx.store.url.rstrip("/") + "/1"
+    Store(url).client.flushdb()
+    for procs in sorted({1, 2} & set(sizes.procs) or {2}):
+        count = ctx.backlog()
+        began = time.perf_counter()
+        anyio.run(_saq_enqueue, url, count, backend="asyncio")
+        enqueue_rate = count / (time.perf_counter() - began)
+        saq_store = Store(url)
+        row = run_throughput(
+            saq_store,
+            url=url,
+            namespace="",
+            queue="bench",
+            loop="uvloop" if _has_uvloop() else "asyncio",
+            procs=procs,
+            claimers=16,
+            mode="saq",
+            seconds=sizes.seconds,
+            warmup=sizes.warmup,
+            startup=sizes.startup,
+            kind="saq",
+        )
+        for key in ("claim_p50_us", "claim_p99_us"):
+            row.pop(key)
+        ctx.results.add("saq", procs=procs, claimers=16, enqueue_per_s=enqueue_rate, **row)
+        saq_store.client.flushdb()
+
+
+async def _saq_enqueue(url: str, count: int) -> None:
+    import saq
+
+    queue = saq.Queue.from_url(url, name="bench")
+    for start in range(0, count, 1000):
+        jobs = [saq.Job("noop", timeout=0) for _ in range(min(1000, count - start))]
+        await queue.enqueue_many(jobs)
+    await queue.disconnect()
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --- queue depth, memory -------------------------------------------------------------------
+
+
+def part_depth(ctx: Context) -> None:
+    """Claim latency at each depth (fast preload, insert rate), memory per task, and the store
+    CPU per claim -> delete job at the deepest queue."""
+    ns, queue = "bench-depth", "deep"
+    ctx.store.clear(ns)
+    time.sleep(0.2)
+    memory_before = ctx.store.snapshot().used_memory
+    loaded = 0
+    for depth in ctx.sizes.depths:
+        rate = fill(ctx.store.url, ns, queue, depth - loaded)
+        loaded = depth
+        memory = ctx.store.snapshot().used_memory - memory_before
+        timing = timed_claims(ctx.store, ns, [queue], ctx.sizes.depth_trials)
+        ctx.results.add(
+            "depth",
+            depth=depth,
+            insert_per_s=rate,
+            **timing,
+            memory_bytes_per_task=memory / depth,
+            memory_beyond_value=memory / depth - len(VALUE),
+        )
+    deepest = ctx.sizes.depths[-1]
+    sizes = ctx.sizes
+    for mode in sizes.modes:
+        top_up(ctx.store.url, ns, queue, deepest)
+        row = run_throughput(
+            ctx.store,
+            url=ctx.store.url,
+            namespace=ns,
+            queue=queue,
+            loop=sizes.loops[0],
+            procs=max(sizes.procs),
+            claimers=16,
+            mode=mode,
+            seconds=sizes.seconds,
+            warmup=sizes.warmup,
+            startup=sizes.startup,
+        )
+        ctx.results.add(
+            "depth-cpu",
+            depth=deepest,
+            loop=sizes.loops[0],
+            procs=max(sizes.procs),
+            claimers=16,
+            mode=mode,
+            **row,
+        )
+    ctx.store.clear(ns)
+
+
+# --- many queues -----------------------------------------------------------------------------
+
+
+def part_queues(ctx: Context) -> None:
+    """Claim over N named queues of which only one holds tasks."""
+    ns = "bench-queues"
+    ctx.store.clear(ns)
+    names = [f"queue-{i:04d}" for i in range(max(ctx.sizes.queue_counts))]
+    fill(ctx.store.url, ns, names[-1], 1_000)
+    for count in ctx.sizes.queue_counts:
+        timing = timed_claims(ctx.store, ns, names[-count:], ctx.sizes.queue_trials)
+        ctx.results.add("queues", queues=count, holding_tasks=1, **timing)
+    ctx.store.clear(ns)
+
+
+# --- wake-up ---------------------------------------------------------------------------------
+
+
+def part_wake(ctx: Context) -> None:
+    """A blocking claim in one process; another process inserts; time until the claim returns."""
+    ns, queue = "bench-wake", "wake"
+    for loop in ctx.sizes.wake_loops:
+        ctx.store.clear(ns)
+        latencies = anyio.run(
+            _wake_trials, ctx.store.url, ns, queue, loop, ctx.sizes.wake_trials, backend="trio"
+        )
+        ctx.results.add(
+            "wake",
+            loop=loop,
+            trials=len(latencies),
+            wake_p50_us=percentile(latencies, 50),
+            wake_p99_us=percentile(latencies, 99),
+            wake_max_us=max(latencies),
+        )
+    ctx.store.clear(ns)
+
+
+async def _wake_trials(url: str, ns: str, queue: str, loop: str, trials: int) -> list[float]:
+    spec = {"kind": "wake", "url": url, "namespace": ns, "queue": queue, "loop": loop, "trials": trials}
+    async with await anyio.open_process(
+        [sys.executable, str(HERE / "_clients.py"), json.dumps(spec)], stderr=None
+    ) as waiter:
+        assert waiter.stdout is not None
+        lines = _lines(waiter.stdout)
+        assert await anext(lines) == "ready"
+        async with entroq_redis.connect(url, namespace=ns) as eq:
+            for _ in range(trials):
+                # Long enough for the waiter to delete, call claim(), find nothing and wait.
+                await anyio.sleep(0.02)
+                await eq.modify(inserts=[TaskData(queue, value=str(time.monotonic_ns()).encode())])
+                assert await anext(lines) == "got"
+            report = json.loads(await anext(lines))
+    return [(returned - sent) / 1e3 for sent, returned in report["received"]]
+
+
+async def _lines(stream: Any) -> Any:
+    buffer = b""
+    async for chunk in stream:
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            yield line.decode()
+
+
+# --- ceilings (no Python in the loop) ------------------------------------------------------
+
+
+def redis_benchmark(url: str, requests: int, clients: int, *command: str, keyspace: int = 0) -> float:
+    """Requests per second of one command from redis-benchmark (--csv)."""
+    host, port = url.removeprefix("redis://").split("/")[0].rsplit(":", 1)
+    args = ["redis-benchmark", "-h", host, "-p", port, "-c", str(clients), "-n", str(requests), "--csv"]
+    if keyspace:
+        args += ["-r", str(keyspace)]
+    out = subprocess.run([*args, *command], capture_output=True, text=True, check=True).stdout
+    row = out.strip().splitlines()[-1]
+    return float(row.split(",")[1].strip('"'))
+
+
+def part_ceilings(ctx: Context) -> None:
+    """The store's ceilings, driven by redis-benchmark: EVALSHA `return 1`, claim.lua alone,
+    a 1-insert modify.lua alone."""
+    if shutil.which("redis-benchmark") is None:
+        ctx.results.add("ceiling", skipped="redis-benchmark is not installed")
+        return
+    client, store, n, clients = ctx.store.client, ctx.store, ctx.sizes.redis_benchmark_requests, 50
+    ns, queue = "bench-ceiling", "jobs"
+    prefix, index = "{" + ns + "}:", "{" + ns + "}:queues"
+    ctx.store.clear(ns)
+    fill(store.url, ns, queue, 1_000)
+    one = client.script_load("return 1")
+    client.script_load(entroq_redis._scripts.script_source("claim"))
+    client.script_load(entroq_redis._scripts.script_source("modify"))
+    cases = [
+        (
+            "EVALSHA `return 1`",
+            "the store's script-call ceiling (parse, dispatch, reply)",
+            ["EVALSHA", one, "0"],
+        ),
+        (
+            "claim.lua alone",
+            "one claim from a queue of 1,000 available tasks, 0 ms lease (the task stays available), "
+            "random rank per call (__rand_int__)",
+            [
+                "EVALSHA",
+                script_sha("claim"),
+                "1",
+                index,
+                prefix,
+                "1",
+                "rb-claimant",
+                "0",
+                "__rand_int__",
+                "__rand_int__",
+                "0",
+                queue,
+            ],
+        ),
+        (
+            "modify.lua, 1 insert",
+            "one modify inserting one task (100-byte value, store-generated ID, PUBLISH wake); "
+            "the queue grows by one per call",
+            [
+                "EVALSHA",
+                script_sha("modify"),
+                "1",
+                index,
+                prefix,
+                "1",
+                "rb-claimant",
+                "rb-seed-__rand_int__",
+                "PUBLISH",
+                "1",
+                "0",
+                "0",
+                "0",
+                "",
+                "inserted",
+                "at",
+                "0",
+                VALUE.decode(),
+                "0",
+                "",
+            ],
+        ),
+    ]
+    for name, measures, command in cases:
+        before = store.snapshot()
+        rate = redis_benchmark(store.url, n, clients, *command, keyspace=2_000_000_000)
+        delta = before.delta(store.snapshot())
+        ctx.results.add(
+            "ceiling",
+            name=name,
+            measures=measures,
+            generator=f"redis-benchmark -c {clients}",
+            calls_per_s=rate,
+            script_us_per_call=delta["evalsha_usec"] / max(1, delta["evalsha_calls"]),
+            store_cpu_us_per_call=delta["cpu_usec"] / max(1, delta["evalsha_calls"]),
+        )
+    ctx.store.clear(ns)
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+class Service:
+    """``entroq-redis serve`` on the store under test."""
+
+    def __init__(self, store_url: str, namespace: str, workers: int) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "entroq_redis.cli",
+            "serve",
+            "--redis",
+            store_url,
+            "--port",
+            "0",
+            "--namespace",
+            namespace,
+            "--workers",
+            str(workers),
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                self.url = match.group(1)
+                break
+        else:
+            raise RuntimeError("the service did not start")
+        time.sleep(0.5 + 0.5 * workers)  # spawned workers import and connect
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def wrk(url: str, seconds: float, threads: int, connections: int, script: str, *args: str) -> dict[str, Any]:
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-s",
+        str(HERE / "wrk" / script),
+        url,
+    ]
+    if args:
+        command += ["--", *args]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    for line in out.splitlines():
+        if line.startswith("WRK_RESULT "):
+            result: dict[str, Any] = json.loads(line.removeprefix("WRK_RESULT "))
+            return result
+    raise RuntimeError(f"wrk printed no result: {out[-500:]}")
+
+
+def part_http(ctx: Context) -> None:
+    """The HTTP service (1 and 2 workers): wrk no-op vs wrk claim -> delete (and finish), and
+    the library's HTTP backend in W processes x C."""
+    ns, queue = "bench-http", "jobs"
+    sizes = ctx.sizes
+    have_wrk = shutil.which("wrk") is not None
+    for workers in sizes.http_workers:
+        ctx.store.clear(ns)
+        service = Service(ctx.store.url, ns, workers)
+        pids = [service.process.pid]
+        try:
+            if have_wrk:
+                wrk_runs(ctx, service, ns, queue, workers, pids)
+            for procs in sizes.procs:
+                for claimers in sizes.http_library_claimers:
+                    for mode in sizes.modes:
+                        depth = top_up(ctx.store.url, ns, queue, ctx.backlog() // 3)
+                        row = run_throughput(
+                            ctx.store,
+                            url=service.url,
+                            namespace=ns,
+                            queue=queue,
+                            loop="trio",
+                            procs=procs,
+                            claimers=claimers,
+                            mode=mode,
+                            seconds=sizes.seconds,
+                            warmup=sizes.warmup,
+                            startup=sizes.startup,
+                            extra_pids=pids,
+                        )
+                        ctx.results.add(
+                            "http-library",
+                            service_workers=workers,
+                            procs=procs,
+                            claimers=claimers,
+                            mode=mode,
+                            loop="trio",
+                            depth_before=depth,
+                            **row,
+                        )
+        finally:
+            service.close()
+    if not have_wrk:
+        ctx.results.add("http-wrk", skipped="wrk is not installed")
+    ctx.store.clear(ns)
+
+
+def wrk_runs(ctx: Context, service: Service, ns: str, queue: str, workers: int, pids: list[int]) -> None:
+    import psutil
+    from _workloads import _tree_cpu
+
+    sizes = ctx.sizes
+    threads, connections = 2, 16
+    runs = [("no-op GET /healthz", "noop.lua", [], service.url + "/healthz")]
+    runs += [
+        (f"claim->delete ({mode})", "claim_delete.lua", [queue, ns, mode], service.url)
+        for mode in sizes.modes
+    ]
+    noop_rate = None
+    for name, script, args, url in runs:
+        if args:
+            top_up(ctx.store.url, ns, queue, ctx.backlog() // 3)
+        watched = [psutil.Process(pid) for pid in pids]
+        cpu_before = sum(_tree_cpu(p) for p in watched)
+        before = ctx.store.snapshot()
+        result = wrk(url, sizes.seconds, threads, connections, script, *args)
+        delta = before.delta(ctx.store.snapshot())
+        service_cpu = sum(_tree_cpu(p) for p in watched) - cpu_before
+        seconds = result["seconds"]
+        requests_per_s = result["requests"] / seconds
+        row: dict[str, Any] = {
+            "service_workers": workers,
+            "name": name,
+            "generator": f"wrk -t{threads} -c{connections}",
+            "requests_per_s": requests_per_s,
+            "request_p50_us": result["latency_p50_us"],
+            "request_p99_us": result["latency_p99_us"],
+            "failed": result["failed"],
+            "socket_errors": result["socket_errors"],
+        }
+        if not args:
+            noop_rate = requests_per_s
+        else:
+            jobs = (result["finishes_sent"] if args[2] == "finish" else result["deletes_sent"]) - result[
+                "failed"
+            ]
+            row.update(
+                jobs_per_s=jobs / seconds,
+                ratio_vs_noop=requests_per_s / noop_rate if noop_rate else None,
+                store_cpu_us_per_job=delta["cpu_usec"] / max(1, jobs),
+                evalsha_us_per_job=delta["evalsha_usec"] / max(1, jobs),
+            )
+        row["service_cpu_cores"] = service_cpu / seconds
+        ctx.results.add("http-wrk", **row)
+        queue_size(ctx.store.url, ns, queue)
+
+
+# --- profiles ------------------------------------------------------------------------------
+
+
+def part_profile(ctx: Context) -> None:
+    """py-spy over the library claim -> delete path (1 process x 16, trio and uvloop), and over
+    the HTTP service under wrk claim -> delete; own CPU time by package."""
+    if shutil.which("py-spy") is None:
+        ctx.results.add("profile", skipped="py-spy is not installed")
+        return
+    out_dir = ctx.profile_dir or ctx.scratch
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sizes = ctx.sizes
+    ns, queue = "bench-profile", "jobs"
+    ctx.store.clear(ns)
+    for loop in dict.fromkeys((sizes.loops[0], "uvloop" if _has_uvloop() else "asyncio")):
+        for mode in sizes.modes:
+            top_up(ctx.store.url, ns, queue, ctx.backlog())
+            out = out_dir / f"library-{loop}-{mode}.txt"
+            row = run_throughput(
+                ctx.store,
+                url=ctx.store.url,
+                namespace=ns,
+                queue=queue,
+                loop=loop,
+                procs=1,
+                claimers=16,
+                mode=mode,
+                seconds=max(2.0, sizes.seconds),
+                warmup=sizes.warmup,
+                startup=sizes.startup,
+                profile_out=str(out),
+            )
+            ctx.results.add(
+                "profile",
+                target=f"library {loop} 1x16 {mode}",
+                jobs_per_s=row["jobs_per_s"],
+                client_cpu_cores=row["client_cpu_cores"],
+                profile=out.name,
+                **summarize_profile(out),
+            )
+    if shutil.which("wrk") is not None:
+        ctx.store.clear(ns)
+        service = Service(ctx.store.url, ns, 1)
+        try:
+            top_up(ctx.store.url, ns, queue, ctx.backlog() // 3)
+            out = out_dir / "http-service-two-call.txt"
+            seconds = max(2.0, sizes.seconds)
+            profiler = spy(service.process.pid, seconds, str(out))
+            result = wrk(service.url, seconds, 2, 16, "claim_delete.lua", queue, ns, "two-call")
+            if profiler is not None:
+                profiler.wait(60)
+            ctx.results.add(
+                "profile",
+                target="HTTP service (1 worker) under wrk claim->delete",
+                requests_per_s=result["requests"] / result["seconds"],
+                profile=out.name,
+                **summarize_profile(out),
+            )
+        finally:
+            service.close()
+    ctx.store.clear(ns)
+
+
+# py-spy names a frame "function (path:line)", the path relative to its sys.path entry.
+PACKAGES = {
+    "entroq_redis": "entroq_redis",
+    "server": "entroq_redis_server",
+    "entroq_redis_server": "entroq_redis_server",
+    "coredis": "coredis",
+    "anyio": "anyio",
+    "trio": "trio",
+    "uvloop": "uvloop",
+    "asyncio": "asyncio",
+    "quart": "quart",
+    "quart_trio": "quart",
+    "hypercorn": "hypercorn",
+    "h11": "h11",
+    "werkzeug": "werkzeug/flask",
+    "flask": "werkzeug/flask",
+    "google": "protobuf",
+    "prometheus_client": "prometheus",
+    "httpx": "httpx",
+    "httpcore": "httpx",
+}
+
+
+def _package(frame: str) -> str:
+    match = re.search(r"\(([^()]*?)(?::\d+)?\)$", frame)
+    path = match.group(1) if match else ""
+    head = path.split("/", 1)[0] if "/" in path else ""
+    if head in PACKAGES:
+        return PACKAGES[head]
+    if path.startswith("_clients.py"):
+        return "benchmark client"
+    return "stdlib/other"
+
+
+def summarize_profile(path: pathlib.Path) -> dict[str, Any]:
+    """Own (leaf-frame) samples by package and the hottest leaf functions, from py-spy raw output."""
+    if not path.exists():
+        return {"profile_error": "no profile written (py-spy needs ptrace)"}
+    by_package: dict[str, int] = {}
+    by_function: dict[str, int] = {}
+    ours_inclusive = 0
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        leaf = frames[-1]
+        total += count
+        package = _package(leaf)
+        by_package[package] = by_package.get(package, 0) + count
+        function = re.sub(r":\d+\)$", ")", leaf)
+        by_function[function] = by_function.get(function, 0) + count
+        if any(_package(f) == "entroq_redis" for f in frames):
+            ours_inclusive += count
+    if not total:
+        return {"profile_error": "empty profile"}
+    shares = {k: round(100 * v / total, 1) for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])}
+    top = sorted(by_function.items(), key=lambda kv: -kv[1])[:8]
+    return {
+        "samples": total,
+        "own_percent_by_package": shares,
+        "entroq_redis_inclusive_percent": round(100 * ours_inclusive / total, 1),
+        "top_leaf_functions": [f"{round(100 * v / total, 1)}% {k}" for k, v in top],
+    }

@@ -1,0 +1,290 @@
+"""entroq-redis benchmark suite: one command, a table, and one JSON line per result.
+
+    python benchmarks/run.py            # the full run (about 25 minutes on 2 cores)
+    python benchmarks/run.py --quick    # smoke-sized (about 2 minutes)
+    python benchmarks/run.py --url redis://host:6380/0 --only library,depth
+
+Starts what it needs: the library's embedded Valkey (AOF on, appendfsync everysec: what
+``entroq-redis serve`` runs by default) unless --url names a store, and ``entroq-redis serve``
+for the HTTP parts. Every part works in its own namespace (``{bench-*}``) and deletes its keys
+afterwards, so --url may point at a store that holds other data (nothing else is touched).
+
+Parts: ceilings, library, saq (if installed), depth, queues, wake, http, profile. Results go
+to stdout as JSON lines and to benchmarks/results/<UTC date>[-quick].jsonl; the tables and the
+design-5 targets are printed at the end. Benchmarks are programs, not tests: nothing here
+asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import pathlib
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from _harness import Results, Store, machine, table
+from _parts import (
+    Context,
+    Sizes,
+    part_ceilings,
+    part_depth,
+    part_http,
+    part_library,
+    part_profile,
+    part_queues,
+    part_saq,
+    part_wake,
+)
+
+PARTS: dict[str, Callable[[Context], None]] = {
+    "ceilings": part_ceilings,
+    "library": part_library,
+    "saq": part_saq,
+    "depth": part_depth,
+    "queues": part_queues,
+    "wake": part_wake,
+    "http": part_http,
+    "profile": part_profile,
+}
+
+SAQ_REFERENCE = 2_239  # jobs/s, saq 0.26 at 2 processes x 16 (design 5)
+
+TABLES: dict[str, list[str]] = {
+    "ceiling": ["name", "generator", "calls_per_s", "script_us_per_call", "store_cpu_us_per_call"],
+    "library": [
+        "loop",
+        "procs",
+        "claimers",
+        "mode",
+        "jobs_per_s",
+        "claim_p50_us",
+        "claim_p99_us",
+        "evalsha_us_per_job",
+        "store_cpu_us_per_job",
+        "client_cpu_us_per_job",
+        "empty_claims",
+        "errors",
+    ],
+    "saq": [
+        "procs",
+        "claimers",
+        "jobs_per_s",
+        "store_cpu_us_per_job",
+        "evalsha_us_per_job",
+        "client_cpu_us_per_job",
+        "enqueue_per_s",
+    ],
+    "depth": [
+        "depth",
+        "insert_per_s",
+        "claim_p50_us",
+        "claim_p99_us",
+        "script_us_per_claim",
+        "memory_bytes_per_task",
+        "memory_beyond_value",
+    ],
+    "depth-cpu": [
+        "depth",
+        "loop",
+        "procs",
+        "claimers",
+        "mode",
+        "jobs_per_s",
+        "evalsha_us_per_job",
+        "store_cpu_us_per_job",
+    ],
+    "queues": ["queues", "claim_p50_us", "claim_p99_us", "script_us_per_claim"],
+    "wake": ["loop", "trials", "wake_p50_us", "wake_p99_us", "wake_max_us"],
+    "http-wrk": [
+        "service_workers",
+        "name",
+        "generator",
+        "requests_per_s",
+        "jobs_per_s",
+        "ratio_vs_noop",
+        "request_p50_us",
+        "request_p99_us",
+        "store_cpu_us_per_job",
+        "service_cpu_cores",
+        "failed",
+    ],
+    "http-library": [
+        "service_workers",
+        "procs",
+        "claimers",
+        "mode",
+        "jobs_per_s",
+        "claim_p50_us",
+        "claim_p99_us",
+        "store_cpu_us_per_job",
+        "service_cpu_us_per_job",
+        "client_cpu_us_per_job",
+        "errors",
+    ],
+    "profile": ["target", "jobs_per_s", "requests_per_s", "own_percent_by_package"],
+}
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Design 5 / issue 5 section 2, evaluated on this run's rows."""
+    found: list[dict[str, Any]] = []
+
+    def add(target: str, measured: float | None, aim: str, met: bool | None) -> None:
+        found.append({"target": target, "measured": measured, "aim": aim, "met": met})
+
+    def part(name: str) -> list[dict[str, Any]]:
+        return [r for r in rows if r["part"] == name and "skipped" not in r]
+
+    saq_same_run = next((r["jobs_per_s"] for r in part("saq") if r["procs"] == 2), None)
+    for r in part("library"):
+        if r["procs"] == 2 and r["claimers"] == 16:
+            add(
+                f"library 2x16 {r['mode']} ({r['loop']}) / (1.3 x saq {SAQ_REFERENCE:,})",
+                r["jobs_per_s"] / (1.3 * SAQ_REFERENCE),
+                ">= 1.0",
+                r["jobs_per_s"] >= 1.3 * SAQ_REFERENCE,
+            )
+            if saq_same_run:
+                add(
+                    f"library 2x16 {r['mode']} ({r['loop']}) / saq same run",
+                    r["jobs_per_s"] / saq_same_run,
+                    ">= 1.3",
+                    r["jobs_per_s"] >= 1.3 * saq_same_run,
+                )
+    for r in part("depth-cpu"):
+        add(
+            f"store CPU us per job at depth {r['depth']:,} ({r['mode']})",
+            r["store_cpu_us_per_job"],
+            "<= 60",
+            r["store_cpu_us_per_job"] <= 60,
+        )
+    for r in part("http-wrk"):
+        if r.get("ratio_vs_noop") is not None:
+            add(
+                f"HTTP {r['name']} requests/s / no-op, {r['service_workers']} worker(s)",
+                r["ratio_vs_noop"],
+                ">= 0.6",
+                r["ratio_vs_noop"] >= 0.6,
+            )
+    depth = part("depth")
+    if len(depth) >= 2:
+        shallow, deep = depth[0], depth[-1]
+        ratio = deep["claim_p99_us"] / shallow["claim_p99_us"]
+        add(f"claim p99 at depth {deep['depth']:,} / at {shallow['depth']:,}", ratio, "<= 1.3", ratio <= 1.3)
+        add(
+            f"memory per task beyond the value at {deep['depth']:,} tasks (bytes)",
+            deep["memory_beyond_value"],
+            "<= 400",
+            deep["memory_beyond_value"] <= 400,
+        )
+    for r in part("queues"):
+        if r["queues"] == 1000:
+            add(
+                "claim over 1,000 queues p99 (us, client side)",
+                r["claim_p99_us"],
+                "< 2,000",
+                r["claim_p99_us"] < 2000,
+            )
+    for r in part("wake"):
+        add(f"wake-up p50 (us, {r['loop']})", r["wake_p50_us"], "< 5,000", r["wake_p50_us"] < 5000)
+        add(f"wake-up p99 (us, {r['loop']})", r["wake_p99_us"], "< 25,000", r["wake_p99_us"] < 25000)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke-sized run")
+    parser.add_argument("--url", help="store to use (default: an embedded Valkey in a temporary directory)")
+    parser.add_argument("--only", help=f"comma-separated parts: {','.join(PARTS)}")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out")
+    parser.add_argument("--seconds", type=float, help="measured window per throughput run")
+    parser.add_argument("--procs", help="comma-separated client process counts W (default 1,2)")
+    parser.add_argument("--claimers", help="comma-separated claimers per process C (default 1,16,64)")
+    parser.add_argument("--loops", help="comma-separated event loops: trio, asyncio, uvloop")
+    parser.add_argument("--out", help="JSON lines file (default benchmarks/results/<date>[-quick].jsonl)")
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    parser.add_argument("--profile-dir", help="keep py-spy profiles here")
+    args = parser.parse_args(argv)
+
+    sizes = Sizes.quick() if args.quick else Sizes()
+    if args.seconds:
+        sizes.seconds = args.seconds
+    if args.procs:
+        sizes.procs = tuple(int(x) for x in args.procs.split(","))
+    if args.claimers:
+        sizes.claimers = tuple(int(x) for x in args.claimers.split(","))
+    if args.loops:
+        sizes.loops = tuple(args.loops.split(","))
+        sizes.extra_loops = ()
+        sizes.wake_loops = sizes.loops
+    chosen = [p.strip() for p in args.only.split(",")] if args.only else list(PARTS)
+    chosen = [p for p in chosen if p not in args.skip.split(",")]
+    unknown = [p for p in chosen if p not in PARTS]
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(unknown)}")
+
+    stamp = datetime.datetime.now(datetime.UTC)
+    out: pathlib.Path | None = None
+    if not args.no_save:
+        default = (
+            pathlib.Path(__file__).resolve().parent
+            / "results"
+            / (stamp.strftime("%Y-%m-%dT%H%M") + ("-quick" if args.quick else "") + ".jsonl")
+        )
+        out = pathlib.Path(args.out) if args.out else default
+
+    with tempfile.TemporaryDirectory(prefix="entroq-bench-") as scratch:
+        store = Store(args.url) if args.url else Store.embedded(str(pathlib.Path(scratch) / "store"))
+        context = {
+            "started": stamp.isoformat(timespec="seconds"),
+            "quick": args.quick,
+            "parts": chosen,
+            "store": "--url" if args.url else "embedded",
+            **store.config(),
+            **machine(),
+            "command": " ".join(
+                ["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]
+            ),
+        }
+        results = Results(out, context)
+        ctx = Context(
+            store,
+            results,
+            sizes,
+            pathlib.Path(scratch),
+            pathlib.Path(args.profile_dir) if args.profile_dir else None,
+        )
+        began = time.time()
+        try:
+            for name in chosen:
+                PARTS[name](ctx)
+        finally:
+            store.close()
+            results.close()
+    print()
+    print(
+        f"# entroq-redis benchmarks ({context['server']}, {context['cpus']} CPUs {context['cpu_model']}, "
+        f"load average at start {context['loadavg']}, {time.time() - began:.0f} s)"
+    )
+    for part, columns in TABLES.items():
+        rows = [r for r in results.rows if r["part"] == part and "skipped" not in r]
+        if rows:
+            print(f"\n## {part}\n")
+            print(table(rows, columns))
+    found = targets(results.rows)
+    if found:
+        print("\n## targets (design 5)\n")
+        print(table(found, ["target", "measured", "aim", "met"]))
+    if out is not None:
+        print(f"\nresults: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The benchmark suite still runs (quick mode of two parts). Programs, not timing tests:
+nothing here looks at a number except that work was done."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_quick_library_and_queues_parts_run() -> None:
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "library,queues",
+        "--procs", "1", "--claimers", "4", "--loops", "trio", "--seconds", "0.3", "--no-save",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=100, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    library = [r for r in rows if r["part"] == "library"]
+    assert {r["mode"] for r in library} == {"two-call", "finish"}
+    assert all(r["jobs"] > 0 and r["errors"] == 0 for r in library)
+    queues = [r for r in rows if r["part"] == "queues"]
+    assert [r["queues"] for r in queues] == [1, 1000]
+    assert "## targets (design 5)" in done.stdout
