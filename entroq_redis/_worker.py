@@ -80,6 +80,14 @@ class WorkerEvent:
     elapsed_s: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PendingDelete:
+    """A successful task whose delete waits to ride on the slot's next claim."""
+
+    held: Task
+    event: Callable[..., None]
+
+
 def _is_async(handler: Handler) -> bool:
     call = getattr(handler, "__call__", None)  # noqa: B004 (an async __call__ counts too)
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
@@ -235,26 +243,54 @@ class Worker:
         return True
 
     async def _slot(self) -> None:
+        # A plain success (the handler returned None) is not committed on its own: the
+        # delete rides on this slot's next claim (finish-and-claim, one store call).
+        pending: _PendingDelete | None = None
         while not self._stop_requested and self._take_budget():
             task: Task | None = None
-            with anyio.CancelScope() as scope:
-                self._claim_scopes.add(scope)
-                try:
-                    task = await self.eq.claim(self.queues, self.lease_ms)
-                except Exception as exc:
-                    log.warning("claim from %s failed (%s); retrying", self.queues, exc)
-                    await anyio.sleep(self.claim_error_delay_s)
-                finally:
-                    self._claim_scopes.discard(scope)
+            if pending is not None:
+                task = await self._finish_and_try_claim(pending)
+                pending = None
+            if task is None:
+                with anyio.CancelScope() as scope:
+                    self._claim_scopes.add(scope)
+                    try:
+                        task = await self.eq.claim(self.queues, self.lease_ms)
+                    except Exception as exc:
+                        log.warning("claim from %s failed (%s); retrying", self.queues, exc)
+                        await anyio.sleep(self.claim_error_delay_s)
+                    finally:
+                        self._claim_scopes.discard(scope)
             if task is None:
                 if self._budget is not None:
                     self._budget += 1
                 continue
             try:
-                await self._process(task)
+                pending = await self._process(task)
             except Exception:
                 # Never reached by design; a bug here must not end the worker.
                 log.exception("internal error handling task %s", task.id)
+        if pending is not None:
+            # Stopping or out of budget: commit the last success on its own.
+            await self._commit_outcome(pending.held, None, pending.event)
+
+    async def _finish_and_try_claim(self, pending: _PendingDelete) -> Task | None:
+        """Deletes a finished task and claims the next one in one call (None: nothing claimed)."""
+        try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S) as timeout:
+                task = await self.eq.try_claim(self.queues, self.lease_ms, finish=[pending.held])
+            if timeout.cancelled_caught:
+                pending.event("failed", message="commit timed out; the task returns when its lease runs out")
+                return None
+        except DependencyError as exc:
+            pending.event("lost", message=str(exc))
+            return None
+        except Exception as exc:
+            log.warning("finish-and-claim failed (%s); committing on its own", exc)
+            await self._commit_outcome(pending.held, None, pending.event)
+            return None
+        pending.event("done")
+        return task
 
     # -- one task --------------------------------------------------------------------------
 
@@ -305,7 +341,12 @@ class Worker:
                 self._handler_scopes.discard(scope)
         return False, None
 
-    async def _process(self, task: Task) -> None:
+    async def _process(self, task: Task) -> _PendingDelete | None:
+        """Runs the handler under a renewed lease and commits its outcome.
+
+        Returns the held task when the outcome is a plain delete the caller may combine
+        with its next claim (not while stopping); otherwise everything is committed here.
+        """
         started = anyio.current_time()
 
         def event(kind: EventKind, result: Task | None = None, message: str = "") -> None:
@@ -314,7 +355,7 @@ class Worker:
         if self.max_claims and task.claims > self.max_claims:
             message = f"claimed {task.claims} times without finishing (max_claims {self.max_claims})"
             await self._commit_outcome(task, MoveTaskError(message), event)
-            return
+            return None
         held = task
         needs_release = True
         try:
@@ -324,12 +365,15 @@ class Worker:
             except DependencyError as exc:
                 needs_release = False
                 event("lost", message=str(exc))
-                return
+                return None
             held = lease.task
             if not finished:
-                return  # stopped past the grace period: released below
+                return None  # stopped past the grace period: released below
             needs_release = False
+            if outcome is None and not self._stop_requested:
+                return _PendingDelete(held, event)
             await self._commit_outcome(held, outcome, event)
+            return None
         finally:
             if needs_release:
                 await self._release(held, event)
