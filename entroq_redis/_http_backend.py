@@ -3,10 +3,13 @@
 Speaks EntroQ's JSON wire format with httpx (which runs on trio and asyncio): REST for
 claims, modify and time (the routes EntroQ's own clients use), Connect unary
 (``POST /api.EntroQ/Tasks`` etc.) for listings, whose arguments (many IDs, queue names with
-any characters) do not fit a URL. Values travel as base64; relative arrivals (``delay_ms``)
-and change modes as EntroQ's protocol 2 fields ``byMs`` and ``mode``, so leases are measured
-on the store's clock, as with the Redis backend. ``finish`` rides in the claim request (an
-entroq-redis extension of ClaimRequest), so finishing a task and claiming the next is one request.
+any characters) do not fit a URL. Every request says ``entroq-protocol: 2`` (relative arrivals,
+``delay_ms``, and change modes travel as its ``byMs`` and ``mode``, so leases are measured on
+the store's clock, as with the Redis backend) and ``EntroQ-Value-Encoding: base64``: values are
+bytes, and a service that serves every EntroQ client generation would otherwise take an httpx
+caller for a JSON-era client and store our base64 text as a JSON string. ``finish`` rides in
+the claim request (an entroq-redis extension of ClaimRequest), so finishing a task and claiming
+the next is one request.
 
 HTTP errors map to the library's exceptions: 404 with ModifyDep details -> DependencyError,
 400/413 -> InvalidArgumentError, 401/403 -> PermissionDeniedError, 503 or an unreachable
@@ -37,6 +40,8 @@ from ._errors import (
 from ._types import QueueStats, Task, TaskChange, TaskData, TaskID, arrival_ms, as_bytes
 
 NAMESPACE_HEADER = "EntroQ-Namespace"
+# Sent on every request (see the module doc): the newest protocol, and values as exact bytes.
+PROTOCOL_HEADERS = {"entroq-protocol": "2", "EntroQ-Value-Encoding": "base64"}
 
 # A blocking claim without a deadline is sent as a series of waits this long each, so no
 # proxy or idle-connection timeout between client and service ever sees a silent request.
@@ -312,7 +317,7 @@ async def open_http_backend(
         token: Sent as ``Authorization: Bearer <token>``.
         namespace: Sent as the ``EntroQ-Namespace`` header; None uses the service's default.
     """
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", **PROTOCOL_HEADERS}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     if namespace:

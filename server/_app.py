@@ -7,6 +7,9 @@ failure is rendered from ``_errors``. Routing notes:
   (``/api/v0/queues//a/b/tasks`` is queue ``/a/b``), and slashes are never merged or
   redirected;
 - wrong methods get 405 with ``Allow``, unknown paths 404, both as JSON;
+- every EntroQ client generation is served at once: each API request is identified by
+  ``_generations`` (protocol, value encoding) before its body is decoded, every response says
+  ``entroq-protocol: 1,2``, and the document-store routes of later EntroQ releases answer 501;
 - Quart's defaults are set deliberately: no response timeout (long-poll claims wait as long
   as their caller or the cap allows; streams end when their data does), a body timeout of
   60 s (bodies are small; a stalled upload must not hold a slot forever), and
@@ -29,16 +32,20 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
 
-from . import _connect, _errors, _schema, _wire
+from . import _connect, _errors, _generations, _schema, _wire
 from ._calls import Calls
 from ._errors import ApiError
+from ._generations import Caller, Generations
 from ._settings import ServiceSettings
+from ._values import BASE64, ValueEncoding
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 CONNECT_PREFIX = "/api.EntroQ/"
+# RPCs of later EntroQ releases' document store, answered 501 (Connect routes).
+DOCUMENT_METHODS = ("Docs", "ClaimDocs", "NamespaceStats")
 
 BODY_TIMEOUT_S = 60
 
@@ -91,6 +98,7 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
     app.url_map.strict_slashes = False
     metrics = calls.metrics
     openapi = importlib.resources.files(__package__).joinpath("openapi.json").read_bytes()
+    generations = Generations(settings.value_encoding_default)
 
     def observe(route: str, connect: bool) -> Callable[[RouteHandler], RouteHandler]:
         """Renders errors and records request metrics for one route."""
@@ -123,48 +131,90 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
     async def run(method: str, message: Any) -> Any:
         return await calls.run(method, message, request.headers, _connect.parse_timeout_s(request.headers))
 
-    async def body(message: str) -> Any:
-        return _wire.parse_json(await _body_bytes(), message)
+    def caller(route: _generations.Route = "other", body: Any = None, claimant: str = "") -> Caller:
+        headers = request.headers
+        return generations.identify(
+            protocol_values=headers.getlist(_generations.PROTOCOL_HEADER),
+            encoding_values=headers.getlist(_generations.VALUE_ENCODING_HEADER),
+            user_agent=headers.get("User-Agent", ""),
+            route=route,
+            body=body if isinstance(body, dict) else None,
+            claimant=claimant,
+        )
 
-    def query(message: str, **fixed: Any) -> Any:
-        return _wire.parse_query(request.args.items(multi=True), message, **fixed)
+    async def body(message: str) -> tuple[Any, Caller]:
+        raw = await _body_bytes()
+        # A client of an unserved protocol hears that first, whatever its body looks like.
+        _generations.protocol(request.headers.getlist(_generations.PROTOCOL_HEADER))
+        data = _wire.load_json(raw)
+        who = caller(body=data)
+        return _wire.parse_dict(data, message, who.values), who
 
-    def ok(message: Any) -> Response:
-        return _json_response(_wire.to_json(message))
+    def query(message: str, route: _generations.Route = "other", **fixed: Any) -> tuple[Any, Caller]:
+        claimant = request.args.get("claimantId") or request.args.get("claimant_id") or ""
+        who = caller(route, claimant=claimant)
+        return _wire.parse_query(request.args.items(multi=True), message, **fixed), who
+
+    def ok(message: Any, who: Caller) -> Response:
+        return _json_response(_wire.to_json(message, who.values))
 
     # REST: EntroQ's google.api.http routes (reference 4.2), plus /api/v0/tasks of later releases.
     def rest_post(path: str, method: str) -> None:
         @observe(path, connect=False)
         async def handler() -> Response:
-            return ok(await run(method, await body(_method_request(method))))
+            message, who = await body(_method_request(method))
+            return ok(await run(method, message), who)
 
         app.add_url_rule(path, endpoint=path, view_func=handler, methods=["POST"])
 
-    def rest_get(path: str, method: str) -> None:
+    def rest_get(path: str, method: str, route: _generations.Route = "other") -> None:
         @observe(_label(path), connect=False)
         async def handler(**fixed: str) -> Response:
-            return ok(await run(method, query(_method_request(method), **fixed)))
+            message, who = query(_method_request(method), route, **fixed)
+            return ok(await run(method, message), who)
 
         app.add_url_rule(path, endpoint=path, view_func=handler, methods=["GET"])
 
-    def rest_stream(path: str) -> None:
+    def rest_stream(path: str, route: _generations.Route) -> None:
         @observe(_label(path), connect=False)
         async def handler(**fixed: str) -> Response:
-            tasks = (await run("StreamTasks", query("TasksRequest", **fixed))).tasks
-            return Response(_ndjson_tasks(tasks), content_type=NDJSON)
+            message, who = query("TasksRequest", route, **fixed)
+            tasks = (await run("StreamTasks", message)).tasks
+            return Response(_ndjson_tasks(tasks, who), content_type=NDJSON)
 
         app.add_url_rule(path, endpoint=path, view_func=handler, methods=["GET"])
 
     rest_post("/api/v0/claim", "TryClaim")
     rest_post("/api/v0/claim/wait", "Claim")
     rest_post("/api/v0/modify", "Modify")
-    rest_get("/api/v0/queues", "Queues")
+    # Full stats on the Queues route too: the 0.12+ clients read numClaimed, numAvailable and
+    # numFuture from it (they have no stats call); the seed clients pass the dicts through.
+    rest_get("/api/v0/queues", "QueueStats")
     rest_get("/api/v0/queues/stats", "QueueStats")
     rest_get("/api/v0/time", "Time")
-    rest_get("/api/v0/queues/<anypath:queue>/tasks", "Tasks")
-    rest_get("/api/v0/tasks", "Tasks")
-    rest_stream("/api/v0/queues/<anypath:queue>/tasks/stream")
-    rest_stream("/api/v0/tasks/stream")
+    rest_get("/api/v0/queues/<anypath:queue>/tasks", "Tasks", "seed_tasks")
+    rest_get("/api/v0/tasks", "Tasks", "tasks")
+    rest_stream("/api/v0/queues/<anypath:queue>/tasks/stream", "seed_tasks")
+    rest_stream("/api/v0/tasks/stream", "tasks")
+
+    # The document store and namespaces of later EntroQ releases: a clear 501, not a 404 that
+    # reads like a typo in the client's URL.
+    def not_served(path: str, http_method: str, connect: bool) -> None:
+        @observe(path, connect=connect)
+        async def handler() -> Response:
+            _generations.protocol(request.headers.getlist(_generations.PROTOCOL_HEADER))
+            raise _errors.unimplemented(
+                f"{http_method} {path}: this server serves EntroQ's task queue; the document store "
+                "(docs, doc claims, namespaces) is not implemented"
+            )
+
+        app.add_url_rule(path, endpoint=path, view_func=handler, methods=[http_method])
+
+    not_served("/api/v0/docs", "GET", connect=False)
+    not_served("/api/v0/docs/claim", "POST", connect=False)
+    not_served("/api/v0/namespaces/stats", "GET", connect=False)
+    for method in DOCUMENT_METHODS:
+        not_served(CONNECT_PREFIX + method, "POST", connect=True)
 
     # Connect: POST /api.EntroQ/<Method>, JSON, with or without Connect-Protocol-Version.
     def connect_unary(method: str) -> None:
@@ -173,7 +223,8 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
         @observe(path, connect=True)
         async def handler() -> Response:
             _check_connect_headers(JSON)
-            return ok(await run(method, await body(_method_request(method))))
+            message, who = await body(_method_request(method))
+            return ok(await run(method, message), who)
 
         app.add_url_rule(path, endpoint=path, view_func=handler, methods=["POST"])
 
@@ -187,12 +238,14 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
         _check_connect_headers(_connect.STREAM_JSON)
         try:
             payload = _connect.single_message(await _body_bytes())
-            tasks = (await run("StreamTasks", _wire.parse_json(payload, "TasksRequest"))).tasks
+            data = _wire.load_json(payload)
+            who = caller(body=data)
+            tasks = (await run("StreamTasks", _wire.parse_dict(data, "TasksRequest"))).tasks
         except Exception as exc:
             # Connect streams report errors in the final envelope of a 200 response.
             error = _map_exception(exc, settings.max_body_bytes)
-            return Response(_connect_stream([], error), content_type=_connect.STREAM_JSON)
-        return Response(_connect_stream(tasks, None), content_type=_connect.STREAM_JSON)
+            return Response(_connect_stream([], error, BASE64), content_type=_connect.STREAM_JSON)
+        return Response(_connect_stream(tasks, None, who.values), content_type=_connect.STREAM_JSON)
 
     app.add_url_rule(stream_path, endpoint=stream_path, view_func=connect_stream, methods=["POST"])
 
@@ -225,6 +278,13 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
         # connection once the whole request is in, and a body no one reads would stall it.
         if request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "").lower():
             await _body_bytes()
+
+    @app.after_request
+    async def protocols(response: Response) -> Response:
+        # On every answer, errors and non-API routes included: the 0.15 client checks it on
+        # whatever its first GET /api/v0/time returns.
+        response.headers[_generations.PROTOCOL_HEADER] = _generations.SERVED_HEADER_VALUE
+        return response
 
     @app.errorhandler(HTTPException)
     async def routing_error(exc: HTTPException) -> Response:
@@ -262,12 +322,12 @@ def _check_connect_headers(expected: str) -> None:
         raise _errors.unsupported_media_type(media)
 
 
-async def _ndjson_tasks(tasks: Any) -> AsyncIterator[bytes]:
+async def _ndjson_tasks(tasks: Any, who: Caller) -> AsyncIterator[bytes]:
     for task in tasks:
-        yield _wire.to_json(_wire.one_task_response(task)) + b"\n"
+        yield _wire.to_json(_wire.one_task_response(task), who.values) + b"\n"
 
 
-async def _connect_stream(tasks: Any, error: ApiError | None) -> AsyncIterator[bytes]:
+async def _connect_stream(tasks: Any, error: ApiError | None, values: ValueEncoding) -> AsyncIterator[bytes]:
     for task in tasks:
-        yield _connect.envelope(_wire.to_json(_wire.one_task_response(task)))
+        yield _connect.envelope(_wire.to_json(_wire.one_task_response(task), values))
     yield _connect.end_stream(error)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from ._values import ValueEncoding
+
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
@@ -24,6 +26,8 @@ class ServiceSettings:
         metrics_max_queues: ``entroq_queue_size`` covers at most this many queues (by name).
         graceful_timeout_s: On shutdown, in-flight requests get this long to finish.
         workers: Number of service processes sharing the listening socket.
+        value_encoding_default: How task values travel for callers whose client generation
+            nothing in the request reveals: "base64" (seed era) or "json" (see ``_generations``).
     """
 
     store_url: str
@@ -38,6 +42,7 @@ class ServiceSettings:
     metrics_max_queues: int = 1000
     graceful_timeout_s: float = 10.0
     workers: int = 1
+    value_encoding_default: ValueEncoding = "base64"
 
     @property
     def bind(self) -> str:

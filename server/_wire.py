@@ -5,40 +5,44 @@ server: camelCase or snake_case names, numbers or numeric strings, ``null`` = de
 standard or URL-safe base64, unknown fields ignored). Encoding is canonical proto3 JSON:
 camelCase, int64 as strings, bytes as standard base64, zero values omitted.
 
-Values are bytes end to end (design 2.2); this module is where they meet JSON. Issue 9
-(every client generation) chooses a value encoding per request: the ``values`` argument.
+Values are bytes end to end (design 2.2); this module is where they meet JSON. Each request
+is read and answered in the value encoding its client generation uses (``_generations``
+decides, ``_values`` converts): base64, protobuf's own ``bytes`` mapping, or any JSON value,
+which is swapped for its stored bytes before ``json_format`` sees it and back after.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 import entroq_redis
 
-from . import _schema
-from ._errors import bad_request
-
-# How task values appear in JSON. Only the seed's form exists so far: base64 of the bytes.
-ValueEncoding = Literal["base64"]
-BASE64: ValueEncoding = "base64"
+from . import _schema, _values
+from ._errors import bad_request, unimplemented
+from ._values import BASE64, JSON, ValueEncoding
 
 _CHANGE_MODES: dict[int, entroq_redis.ChangeMode] = {0: "full", 1: "lease", 2: "reset_claims"}
 
 
-def parse_json(raw: bytes, message: str, values: ValueEncoding = BASE64) -> Any:
-    """Parses a request body into the ``api.<message>`` protobuf message, or raises a 400."""
+def load_json(raw: bytes) -> Any:
+    """Decodes a request body (empty: ``{}``), or raises a 400."""
     if not raw.strip():
-        return _schema.message_class(message)()
+        return {}
     try:
-        body = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise bad_request(f"malformed JSON body: {exc}") from None
-    return parse_dict(body, message, values)
+
+
+def parse_json(raw: bytes, message: str, values: ValueEncoding = BASE64) -> Any:
+    """Parses a request body into the ``api.<message>`` protobuf message, or raises a 400."""
+    return parse_dict(load_json(raw), message, values)
 
 
 def parse_dict(body: Any, message: str, values: ValueEncoding = BASE64) -> Any:
@@ -47,10 +51,62 @@ def parse_dict(body: Any, message: str, values: ValueEncoding = BASE64) -> Any:
         raise bad_request(f"the request body must be a JSON object ({message}), not {type(body).__name__}")
     descriptor = _schema.message_descriptor(message)
     _check_enums(body, descriptor, message)
+    if message == "ModifyRequest":
+        _refuse_documents(body)
+        if values == JSON:
+            body = _stored_values(body)
     try:
         return json_format.ParseDict(body, _schema.message_class(message)(), ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         raise bad_request(f"invalid {message}: {exc}") from None
+
+
+# The document store of later EntroQ releases (ModifyRequest fields 6 to 9; JSON and proto
+# names): not served here.
+DOC_LISTS = {
+    "docInserts": "doc_inserts",
+    "docChanges": "doc_changes",
+    "docDeletes": "doc_deletes",
+    "docDepends": "doc_depends",
+}
+
+
+def _refuse_documents(body: Mapping[str, Any]) -> None:
+    """0.12+ clients send the four document lists on every modify, empty unless they use the
+    document store; an empty one is fine, a non-empty one must not be dropped silently."""
+    for name, snake in DOC_LISTS.items():
+        if body.get(name) or body.get(snake):
+            raise unimplemented(
+                f"{name}: this server serves EntroQ's task queue, not its document store "
+                "(docs and namespaces are not implemented)"
+            )
+
+
+def _stored_value(data: Any) -> Any:
+    """A TaskData JSON object with its JSON ``value`` replaced by base64 of the stored bytes."""
+    if not isinstance(data, dict) or "value" not in data:
+        return data
+    try:
+        stored = _values.json_to_bytes(data["value"])
+    except ValueError as exc:
+        raise bad_request(f"invalid value: {exc}") from None
+    return {**data, "value": base64.b64encode(stored).decode()}
+
+
+def _stored_values(body: dict[str, Any]) -> dict[str, Any]:
+    """A ModifyRequest JSON object whose JSON values are swapped for their stored bytes (base64),
+    so ``json_format`` reads them into the ``bytes`` fields."""
+    body = dict(body)
+    if isinstance(body.get("inserts"), list):
+        body["inserts"] = [_stored_value(item) for item in body["inserts"]]
+    if isinstance(body.get("changes"), list):
+        body["changes"] = [
+            {key: _stored_value(v) if key in ("newData", "new_data") else v for key, v in change.items()}
+            if isinstance(change, dict)
+            else change
+            for change in body["changes"]
+        ]
+    return body
 
 
 def _check_enums(body: Any, descriptor: Descriptor, path: str) -> None:
@@ -110,9 +166,36 @@ def _query_scalar(field: FieldDescriptor, name: str, value: str) -> Any:
     return value
 
 
+# Where responses hold tasks: message name -> task fields (JSON name = field name here).
+_TASK_FIELDS = {
+    "ClaimResponse": ("task",),
+    "ModifyResponse": ("inserted", "changed"),
+    "TasksResponse": ("tasks",),
+}
+
+
 def to_json(message: Any, values: ValueEncoding = BASE64) -> bytes:
-    """Canonical proto3 JSON of a message (zero values omitted, so an empty message is ``{}``)."""
-    return json.dumps(json_format.MessageToDict(message), separators=(",", ":"), ensure_ascii=False).encode()
+    """Canonical proto3 JSON of a message (zero values omitted, so an empty message is ``{}``),
+    with task values in the caller's encoding."""
+    body = json_format.MessageToDict(message)
+    if values == JSON:
+        _json_values(message, body)
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _json_values(message: Any, body: dict[str, Any]) -> None:
+    """Replaces the base64 values json_format wrote with the JSON the stored bytes hold."""
+    for field in _TASK_FIELDS.get(message.DESCRIPTOR.name, ()):
+        if field == "task":
+            pairs = [(message.task, body["task"])] if message.HasField("task") else []
+        else:
+            pairs = list(zip(getattr(message, field), body.get(field, ()), strict=True))
+        for task, obj in pairs:
+            value = _values.bytes_to_json(task.value)
+            if value is None:
+                obj.pop("value", None)
+            else:
+                obj["value"] = value
 
 
 # Requests -> library arguments.
@@ -226,7 +309,8 @@ def one_task_response(task: Any) -> Any:
 
 
 def queue_sizes_response(sizes: Mapping[str, int]) -> Any:
-    """The ``Queues`` answer: name and size only, as EntroQ's server sends it."""
+    """The Connect ``Queues`` answer: name and size only, as EntroQ's server sends it (REST
+    ``GET /api/v0/queues`` answers with full stats, which the 0.12+ clients read there)."""
     return _schema.QueuesResponse(
         queues=[_schema.QueueStats(name=name, num_tasks=size) for name, size in sizes.items()]
     )

@@ -145,10 +145,13 @@ def http_service(store_url: str) -> Iterator[ServiceProcess]:
 
 @pytest.fixture
 async def http(http_service: ServiceProcess, namespace: str) -> AsyncIterator[httpx.AsyncClient]:
-    """Raw HTTP to the session's service, working in this test's namespace."""
-    async with httpx.AsyncClient(
-        base_url=http_service.url, headers={"EntroQ-Namespace": namespace}, timeout=30
-    ) as client:
+    """Raw HTTP to the session's service, working in this test's namespace.
+
+    These tests speak the seed-era wire format (base64 values), so the client does not say
+    ``python-httpx``, which the service takes for a JSON-era EntroQ client (generations).
+    """
+    headers = {"EntroQ-Namespace": namespace, "User-Agent": "entroq-redis-tests"}
+    async with httpx.AsyncClient(base_url=http_service.url, headers=headers, timeout=30) as client:
         yield client
 
 

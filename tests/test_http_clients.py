@@ -109,7 +109,10 @@ async def test_seed_python_client_session(http: httpx.AsyncClient) -> None:
     queues = await http.get(
         "/api/v0/queues", params={"matchPrefix": "/jobs", "matchExact": ["other"], "limit": 5}
     )
-    assert queues.json()["queues"] == [{"name": queue + "/done", "numTasks": 1}]
+    # Full stats on this route (issue 9: the 0.12+ clients read them here); the seed passes them on.
+    assert queues.json()["queues"] == [
+        {"name": queue + "/done", "numTasks": 1, "numClaimed": 1, "maxClaims": 2}
+    ]
     assert int((await http.get("/api/v0/time")).json().get("timeMs", "0")) > 0
 
     done = {"id": claimed["id"], "version": claimed["version"], "queue": claimed["queue"]}

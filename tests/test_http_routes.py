@@ -139,11 +139,12 @@ async def test_queue_listing_parameters(http: httpx.AsyncClient) -> None:
     for queue in ["a/1", "a/2", "b"]:
         await insert(http, queue)
     listed = await http.get("/api/v0/queues", params=[("matchPrefix", "a/"), ("matchExact", "b")])
+    # Full stats on the Queues route (issue 9: the 0.12+ clients read them there).
     assert listed.json() == {
         "queues": [
-            {"name": "a/1", "numTasks": 1},
-            {"name": "a/2", "numTasks": 1},
-            {"name": "b", "numTasks": 1},
+            {"name": "a/1", "numTasks": 1, "numAvailable": 1},
+            {"name": "a/2", "numTasks": 1, "numAvailable": 1},
+            {"name": "b", "numTasks": 1, "numAvailable": 1},
         ]
     }
     limited = await http.get("/api/v0/queues/stats", params={"match_prefix": "a/", "limit": "1"})
@@ -161,7 +162,8 @@ async def test_queue_listing_parameters(http: httpx.AsyncClient) -> None:
         (b'{"inserts": [{"queue": 5}]}', "queue"),
         (b'{"inserts": [{"queue": "q", "attempt": "three"}]}', "attempt"),
         (b'{"inserts": [{"queue": "q", "attempt": 3000000000}]}', "attempt"),
-        (b'{"inserts": [{"queue": "q", "value": 12}]}', "value"),
+        # A base64 value must be base64 (a value that is not a string is a JSON-era client's).
+        (b'{"inserts": [{"queue": "q", "value": "not base64!"}]}', "value"),
         (b'{"deletes": [{"id": "x", "version": true}]}', "version"),
         (b'{"inserts": [{"queue": ""}]}', "queue"),
         (b'{"inserts": [{"queue": "q", "atMs": "5", "byMs": "5"}]}', "byMs"),

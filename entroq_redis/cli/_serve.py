@@ -68,6 +68,13 @@ def register(subparsers: Any) -> None:
         "--graceful-timeout", type=float, default=10.0, help="seconds in-flight requests get at shutdown"
     )
     parser.add_argument(
+        "--value-encoding-default",
+        choices=["base64", "json"],
+        default="base64",
+        help="task values for EntroQ clients whose generation a request does not reveal: base64 "
+        "(seed-era clients) or json (PyPI entroq 0.12+); see the README's client compatibility",
+    )
+    parser.add_argument(
         "--test-any-namespace",
         action="store_true",
         help="TESTING ONLY: serve any namespace a request names in its EntroQ-Namespace header",
@@ -108,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                 metrics_max_queues=args.metrics_max_queues,
                 graceful_timeout_s=args.graceful_timeout,
                 workers=args.workers,
+                value_encoding_default=args.value_encoding_default,
             )
             runner = serve if args.workers == 1 else serve_workers
             async with trio.open_nursery() as nursery:
