@@ -7,9 +7,10 @@ JSON value (``google.protobuf.Value``). The store keeps no "this was JSON" flag,
 - a JSON value is stored as its compact JSON text in UTF-8 (``null`` as no value at all), and
   read back as the JSON it parses to: equal JSON, not the same text;
 - bytes read by a JSON-era caller are parsed as JSON when they are JSON text (what a seed-era
-  producer of JSON work items stores); otherwise UTF-8 text becomes a JSON string, and any
-  other bytes a base64 string, which that caller cannot tell from a real string (the lossy
-  cross-generation case of the compatibility plan, 5.3 point 2, documented in the README);
+  producer of JSON work items stores); otherwise UTF-8 text (no control characters but tab,
+  newline and carriage return) becomes a JSON string, and any other bytes a base64 string,
+  which that caller cannot tell from a real string (the lossy cross-generation case of the
+  compatibility plan, 5.3 point 2, documented in the README);
 - a JSON value read by a seed-era caller is base64 of its JSON text.
 """
 
@@ -18,12 +19,16 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from typing import Any, Literal
 
 ValueEncoding = Literal["base64", "json"]
 BASE64: ValueEncoding = "base64"
 JSON: ValueEncoding = "json"
 ENCODINGS: tuple[ValueEncoding, ...] = (BASE64, JSON)
+
+# C0 controls other than tab, newline and carriage return, and DEL.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def json_to_bytes(value: Any) -> bytes:
@@ -60,4 +65,8 @@ def bytes_to_json(raw: bytes) -> Any:
     try:
         return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except (ValueError, RecursionError):
-        return text
+        pass
+    # Binary data can be valid UTF-8 by chance; control characters say it is not text.
+    if _CONTROL.search(text):
+        return base64.b64encode(raw).decode()
+    return text
