@@ -8,6 +8,9 @@ back; no queue logic lives here. Run it with ``entroq-redis serve``, or from cod
 """
 
 from ._app import create_app
+from ._authz import PolicyAuthorizer, check_authz_settings, open_authorizer
+from ._authz_rego import PolicyConfigError
+from ._authz_settings import AuthzSettings
 from ._calls import Calls
 from ._hooks import AllowAll, Authorizer, Call
 from ._namespaces import NAMESPACE_HEADER
@@ -18,10 +21,15 @@ __all__ = [
     "NAMESPACE_HEADER",
     "AllowAll",
     "Authorizer",
+    "AuthzSettings",
     "Call",
     "Calls",
+    "PolicyAuthorizer",
+    "PolicyConfigError",
     "ServiceSettings",
+    "check_authz_settings",
     "create_app",
+    "open_authorizer",
     "serve",
     "serve_workers",
 ]

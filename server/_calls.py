@@ -75,10 +75,15 @@ class Calls:
             timeout_s: The caller's deadline; only a blocking claim waits, so only it uses one.
         """
         namespace = self.namespaces.select(headers)
-        await self.authorizer.authorize(Call(method, namespace, headers, request))
+        call = Call(method, namespace, headers, request)
+        await self.authorizer.authorize(call)
         async with self.namespaces.client(namespace) as client:
+
+            async def proceed(message: Any) -> Any:
+                return await self._handlers[method](client, message, timeout_s)
+
             try:
-                return await self._handlers[method](client, request, timeout_s)
+                return await self.authorizer.run(call, client, proceed)
             except entroq_redis.DependencyError as exc:
                 for failure in exc.failures:
                     self.metrics.dependency_errors.labels(failure.kind).inc()

@@ -7,7 +7,13 @@ Every EntroQ call, REST or Connect, is decoded first and then handed to the serv
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
+
+import entroq_redis
+
+# Runs the call on the library with the given request message; returns the response message.
+Proceed = Callable[[Any], Awaitable[Any]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,9 +47,20 @@ class Authorizer(Protocol):
         the policy cannot be evaluated (503: fail closed)."""
         ...
 
+    async def run(self, call: Call, client: entroq_redis.EntroQ, proceed: Proceed) -> Any:
+        """Runs a call that ``authorize`` let through: ``await proceed(call.request)`` at its
+        simplest. An authorizer that needs the store to decide (the real source queue of a
+        task a modify moves) looks it up with ``client``, may run a narrowed request, and may
+        filter the response (listings show only the queues the caller may read). Raises as
+        ``authorize`` does."""
+        ...
+
 
 class AllowAll:
     """The default: every call is allowed."""
 
     async def authorize(self, call: Call) -> None:
         return None
+
+    async def run(self, call: Call, client: entroq_redis.EntroQ, proceed: Proceed) -> Any:
+        return await proceed(call.request)

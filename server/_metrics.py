@@ -12,6 +12,10 @@
 - ``entroq_claim_wait_seconds``: how long blocking claims waited before they got a task.
 - ``entroq_store_roundtrip_seconds{op}``: library calls to the store (blocking claims excluded:
   their time is in the claim wait histogram).
+- ``entroq_authz_decisions_total{outcome}`` (with ``--authz``): authorization decisions;
+  outcome is allow, filtered (a listing with queues hidden), deny (403), unauthenticated
+  (401) or unavailable (the policy engine failed: 503). ``entroq_authz_decision_seconds``:
+  how long the policy engine took.
 
 With ``--workers N`` the processes share ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
 multiprocess mode): any worker's ``/metrics`` sums the counters and histograms of all workers
@@ -136,6 +140,18 @@ class Metrics:
             "entroq_store_roundtrip_seconds",
             "Library calls to the store by operation (blocking claims excluded).",
             ["op"],
+            buckets=_STORE_BUCKETS,
+            registry=own,
+        )
+        self.authz_decisions = Counter(
+            "entroq_authz_decisions_total",
+            "Authorization decisions by outcome (allow, filtered, deny, unauthenticated, unavailable).",
+            ["outcome"],
+            registry=own,
+        )
+        self.authz_seconds = Histogram(
+            "entroq_authz_decision_seconds",
+            "Time the policy engine took per authorization decision.",
             buckets=_STORE_BUCKETS,
             registry=own,
         )

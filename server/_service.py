@@ -26,6 +26,7 @@ from hypercorn.utils import wrap_app
 import entroq_redis
 
 from ._app import create_app
+from ._authz import open_authorizer
 from ._calls import Calls
 from ._draining import Draining
 from ._hooks import Authorizer
@@ -81,7 +82,8 @@ async def serve(
         settings: How to run.
         sockets: Already bound listening sockets (worker processes share the parent's).
         shutdown_trigger: Returns to start a graceful shutdown; default: SIGINT/SIGTERM.
-        authorizer: The per-call authorization hook (default: allow all).
+        authorizer: The per-call authorization hook (default: the one ``settings.authz`` asks
+            for; allow all with mode none).
         task_status: Started with the list of URLs the service listens on.
 
     Raises:
@@ -101,12 +103,17 @@ async def _serve(
 ) -> None:
     metrics = Metrics(settings.metrics_interval_s, settings.metrics_max_queues)
     draining = Draining()
-    async with open_namespaces(
-        settings.store_url,
-        settings.namespaces,
-        any_namespace=settings.test_any_namespace,
-        allow_evicting_store=settings.allow_evicting_store,
-    ) as namespaces:
+    async with (
+        # The policy loads first: a bad one stops the service before it touches the store.
+        open_authorizer(settings.authz, metrics) as configured_authorizer,
+        open_namespaces(
+            settings.store_url,
+            settings.namespaces,
+            any_namespace=settings.test_any_namespace,
+            allow_evicting_store=settings.allow_evicting_store,
+        ) as namespaces,
+    ):
+        authorizer = authorizer or configured_authorizer
         try:
             # Fail now on an unsafe store; an unreachable one may come back (see /readyz).
             async with namespaces.client(namespaces.default) as client:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ._authz_settings import AuthzSettings
 from ._values import ValueEncoding
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -26,6 +27,7 @@ class ServiceSettings:
         metrics_max_queues: ``entroq_queue_size`` covers at most this many queues (by name).
         graceful_timeout_s: On shutdown, in-flight requests get this long to finish.
         workers: Number of service processes sharing the listening socket.
+        authz: How calls are authorized (``--authz``; see ``_authz``).
         value_encoding_default: How task values travel for callers whose client generation
             nothing in the request reveals: "base64" (seed era) or "json" (see ``_generations``).
     """
@@ -42,6 +44,7 @@ class ServiceSettings:
     metrics_max_queues: int = 1000
     graceful_timeout_s: float = 10.0
     workers: int = 1
+    authz: AuthzSettings = dataclasses.field(default_factory=AuthzSettings)
     value_encoding_default: ValueEncoding = "base64"
 
     @property

@@ -18,6 +18,7 @@ import trio
 
 from .._embedded import open_embedded_store
 from .._errors import EntroQError
+from ._serve_authz import AuthzSetupError, add_authz_options, authz_settings
 
 DEFAULT_PORT = 9100
 
@@ -79,6 +80,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="TESTING ONLY: serve any namespace a request names in its EntroQ-Namespace header",
     )
+    add_authz_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -99,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
         print("entroq-redis serve: --workers must be at least 1", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        authz = authz_settings(args)
+    except AuthzSetupError as exc:
+        print(f"entroq-redis serve: {exc}", file=sys.stderr)
+        return exc.status
 
     async def main() -> None:
         async with _store_url(args) as url:
@@ -115,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
                 metrics_max_queues=args.metrics_max_queues,
                 graceful_timeout_s=args.graceful_timeout,
                 workers=args.workers,
+                authz=authz,
                 value_encoding_default=args.value_encoding_default,
             )
             runner = serve if args.workers == 1 else serve_workers

@@ -1,0 +1,96 @@
+"""``entroq-redis serve``'s authorization flags: --authz, --opa-url, --opa-path, --opa-timeout,
+--policy, --policy-data (EntroQ's flag names, dashed).
+
+The defaults repeat ``entroq_redis_server.AuthzSettings``' (EntroQ's own), because the
+server package is imported only when ``serve`` runs; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+AUTHZ_MODES = ("none", "opahttp", "rego")
+DEFAULT_OPA_URL = "http://localhost:8181"
+DEFAULT_OPA_PATH = "/v1/data/entroq/authz"
+DEFAULT_OPA_TIMEOUT_S = 2.0
+
+
+def add_authz_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "authorization (EntroQ's model: a Rego policy decides per queue and action)"
+    )
+    group.add_argument(
+        "--authz",
+        choices=AUTHZ_MODES,
+        default="none",
+        help="none (default: every call allowed), opahttp (ask an OPA server) or rego (evaluate "
+        "--policy in-process)",
+    )
+    group.add_argument(
+        "--opa-url", default=DEFAULT_OPA_URL, help="OPA server for opahttp (default %(default)s)"
+    )
+    group.add_argument(
+        "--opa-path",
+        default=DEFAULT_OPA_PATH,
+        help="decision document: the OPA URL path, and for rego the same document (default %(default)s)",
+    )
+    group.add_argument(
+        "--opa-timeout",
+        type=float,
+        default=DEFAULT_OPA_TIMEOUT_S,
+        metavar="SECONDS",
+        help="longest an OPA decision may take; slower is a refusal (503) (default %(default)s)",
+    )
+    group.add_argument(
+        "--policy",
+        action="append",
+        metavar="FILE",
+        help="Rego module for rego (repeatable), loaded at startup",
+    )
+    group.add_argument("--policy-data", metavar="FILE", help="JSON object loaded as the policy's data (rego)")
+
+
+class AuthzSetupError(Exception):
+    """The authorization flags cannot work. ``status`` is the exit code (2: usage, 1: a policy
+    that does not load)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def authz_settings(args: argparse.Namespace) -> Any:
+    """The service's AuthzSettings from the flags, checked (rego: the policy is loaded and
+    compiled now, so a bad one stops ``serve`` before anything starts).
+
+    Raises:
+        AuthzSetupError: with a message for the operator.
+    """
+    from entroq_redis_server import AuthzSettings, PolicyConfigError, check_authz_settings
+
+    if args.authz != "rego" and (args.policy or args.policy_data):
+        raise AuthzSetupError("--policy and --policy-data need --authz rego", 2)
+    if args.authz == "rego" and not args.policy:
+        raise AuthzSetupError("--authz rego needs at least one --policy FILE", 2)
+    if args.opa_timeout <= 0:
+        raise AuthzSetupError("--opa-timeout must be positive", 2)
+    settings = AuthzSettings(
+        mode=args.authz,
+        opa_url=args.opa_url,
+        opa_path=args.opa_path,
+        opa_timeout_s=args.opa_timeout,
+        policy_files=tuple(args.policy or ()),
+        policy_data_file=args.policy_data,
+    )
+    try:
+        check_authz_settings(settings)
+    except PolicyConfigError as exc:
+        raise AuthzSetupError(f"authorization: {exc}", 1) from None
+    if settings.mode != "none":
+        where = settings.opa_url if settings.mode == "opahttp" else ", ".join(settings.policy_files)
+        logging.getLogger(__name__).info(
+            "authorization: %s (%s, document %s)", settings.mode, where, settings.opa_path
+        )
+    return settings

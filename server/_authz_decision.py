@@ -1,0 +1,171 @@
+"""A policy's answer, read strictly, and the HTTP answers it leads to. I/O free.
+
+The answer is EntroQ's ``result`` document: ``{"allow": bool, "failed": [{exact?, prefix?,
+actions}], "errors": ["..."]}``, plus one optional field of ours, ``authenticated``: a policy
+that sets it to ``false`` says the credentials themselves are bad (401), not merely short of
+a permission (403). EntroQ's own policies do not define it, so their denials are 403.
+
+Everything else fails closed: an undefined document, a non-boolean ``allow`` or malformed
+lists are a failing policy engine (503), never an allow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from . import _errors, _schema
+from ._authz_input import QueueEntry
+from ._errors import ApiError
+
+# The AuthzDep actions EntroQ maps; anything else in a ``failed`` entry becomes a WARNING.
+KNOWN_ACTIONS = frozenset({"CLAIM", "DELETE", "CHANGE", "INSERT", "READ"})
+DENIED_MESSAGE = "queue action denied"
+HIDDEN_QUEUE_NOTE = "the queue of a task named by ID without its queue (not shown)"
+
+AuthzDep: Any = _schema.message_class("AuthzDep")
+
+
+class PolicyFailure(Exception):
+    """The policy engine could not give a usable decision (unreachable, timed out, erred,
+    or answered something malformed). The call is refused with 503."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    allow: bool
+    authenticated: bool | None
+    failed: tuple[QueueEntry, ...]
+    errors: tuple[str, ...]
+
+    @property
+    def permits(self) -> bool:
+        """Allowed, with nothing failed: a policy saying allow while listing failed entries
+        contradicts itself, and the contradiction is read as a denial."""
+        return self.allow and not self.failed
+
+
+def parse_result(result: Any) -> Decision:
+    """Reads a policy's ``result`` document.
+
+    Raises:
+        PolicyFailure: the document is undefined or malformed.
+    """
+    if result is None:
+        raise PolicyFailure(
+            "the policy gave no decision (undefined document: check --opa-path and the policy)"
+        )
+    if not isinstance(result, dict):
+        raise PolicyFailure(f"the policy's decision is a {type(result).__name__}, not an object")
+    allow = result.get("allow")
+    if not isinstance(allow, bool):
+        raise PolicyFailure("the policy's decision has no boolean 'allow'")
+    authenticated = result.get("authenticated")
+    if authenticated is not None and not isinstance(authenticated, bool):
+        raise PolicyFailure("the policy's 'authenticated' is not a boolean")
+    return Decision(allow, authenticated, _failed(result.get("failed")), _errors_of(result.get("errors")))
+
+
+def _failed(value: Any) -> tuple[QueueEntry, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise PolicyFailure("the policy's 'failed' is not a list")
+    entries = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise PolicyFailure("an entry of the policy's 'failed' is not an object")
+        exact, prefix, actions = item.get("exact", ""), item.get("prefix", ""), item.get("actions", [])
+        if not isinstance(exact, str) or not isinstance(prefix, str) or not isinstance(actions, list):
+            raise PolicyFailure("an entry of the policy's 'failed' is malformed")
+        entries.append(QueueEntry(exact, prefix, tuple(_text(a) for a in actions)))
+    return tuple(entries)
+
+
+def _errors_of(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise PolicyFailure("the policy's 'errors' is not a list")
+    return tuple(_text(e) for e in value)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def visible(decision: Decision, wanted: Sequence[QueueEntry]) -> set[str] | None:
+    """For a listing: the names among ``wanted`` (one READ entry per queue) that the caller
+    may see, or None when the caller's credentials are bad (401).
+
+    A denial that cannot be pinned on named entries (a failed entry that matches none of
+    them, or a denial with nothing failed) hides everything: fail closed.
+    """
+    if decision.permits:
+        return {e.exact for e in wanted}
+    if decision.authenticated is False:
+        return None
+    names = {e.exact for e in wanted}
+    hidden = set()
+    for failed in decision.failed:
+        if failed.prefix or failed.exact not in names:
+            return set()
+        hidden.add(failed.exact)
+    if not decision.failed and not decision.allow:
+        return set()
+    return names - hidden
+
+
+def _quoted(name: str) -> str:
+    return json.dumps(name, ensure_ascii=False)
+
+
+def unauthenticated(message: str) -> ApiError:
+    """401, with the RFC 6750 challenge. The same body for an unknown, expired or forged
+    token: nothing tells which (no user enumeration)."""
+    return ApiError(
+        401,
+        _errors.UNAUTHENTICATED,
+        message,
+        "denied",
+        headers={"WWW-Authenticate": 'Bearer realm="entroq"'},
+    )
+
+
+def invalid_credentials() -> ApiError:
+    return unauthenticated("invalid credentials")
+
+
+def denied(decision: Decision, hidden_queues: Collection[str] = ()) -> ApiError:
+    """403 with EntroQ's AuthzDep details: one DETAIL per policy error string, one entry per
+    failed queue with its actions, and a WARNING for any action EntroQ does not know.
+
+    Queues in ``hidden_queues`` (found by looking a task up, never named by the caller) are
+    not revealed: their entry says which actions failed on "the queue of a task named by ID".
+    """
+    details = [AuthzDep(actions=["DETAIL"], msg=e) for e in decision.errors]
+    summary = []
+    for failed in decision.failed:
+        actions = [a for a in failed.actions if a in KNOWN_ACTIONS]
+        if failed.exact in hidden_queues and not failed.prefix:
+            details.append(AuthzDep(actions=actions, msg=HIDDEN_QUEUE_NOTE))
+            summary.append(f"{'/'.join(failed.actions)} on {HIDDEN_QUEUE_NOTE}")
+        else:
+            details.append(AuthzDep(actions=actions, exact=failed.exact, prefix=failed.prefix))
+            where = _quoted(failed.exact) if not failed.prefix else f"prefix {_quoted(failed.prefix)}"
+            summary.append(
+                f"{'/'.join(failed.actions)} on {where if failed.exact or failed.prefix else 'no queue'}"
+            )
+        for action in failed.actions:
+            if action not in KNOWN_ACTIONS:
+                details.append(AuthzDep(actions=["DETAIL"], exact=f'WARNING: Unknown action "{action}"'))
+    if not details:
+        details.append(AuthzDep(actions=["DETAIL"], msg="the policy denied the request"))
+    message = DENIED_MESSAGE + (": " + "; ".join(summary) if summary else "")
+    return ApiError(403, _errors.PERMISSION_DENIED, message, "denied", details)
+
+
+def engine_unavailable(failure: PolicyFailure) -> ApiError:
+    return _errors.unavailable(f"authorization is unavailable: {failure}")

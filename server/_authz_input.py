@@ -1,0 +1,111 @@
+"""EntroQ's authorization input document (reference section 7). I/O free.
+
+The document a policy sees is exactly EntroQ's::
+
+    {"input": {"authz": {"type"?, "credentials"?},
+               "queues": [{"exact"?, "prefix"?, "actions": [...]}, ...]}}
+
+``authz`` is the caller's ``Authorization`` header split at its first space (``Bearer abc``
+-> type ``Bearer``, credentials ``abc``; a single word is credentials only). ``exact`` and
+``prefix`` are omitted when empty; there is one queue entry per item of the request, in
+request order, with no de-duplication. ``testuser`` is never taken from a request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ._hooks import HeaderMap
+
+CLAIM = "CLAIM"
+DELETE = "DELETE"
+CHANGE = "CHANGE"
+INSERT = "INSERT"
+READ = "READ"
+
+# A header longer than this is refused as malformed before any policy sees it (real bearer
+# tokens, JWTs included, are far shorter; Hypercorn caps the whole header block anyway).
+MAX_AUTHORIZATION_CHARS = 8192
+
+
+class CredentialsError(Exception):
+    """The request carries no usable ``Authorization`` header (answered 401)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Credentials:
+    """The caller's ``Authorization`` header, split as EntroQ splits it."""
+
+    type: str = ""
+    credentials: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        body = {}
+        if self.type:
+            body["type"] = self.type
+        if self.credentials:
+            body["credentials"] = self.credentials
+        return body
+
+    def header(self) -> str:
+        """The header value again, as EntroQ forwards it to OPA (type and credentials, trimmed)."""
+        return f"{self.type} {self.credentials}".strip()
+
+
+def read_credentials(headers: HeaderMap) -> Credentials:
+    """The caller's credentials.
+
+    Raises:
+        CredentialsError: no ``Authorization`` header, an empty one, a scheme with nothing
+            after it, control characters, or more than MAX_AUTHORIZATION_CHARS characters.
+    """
+    value = headers.get("Authorization")
+    if value is None or not value.strip():
+        raise CredentialsError("missing credentials: send an Authorization header (Bearer <token>)")
+    if len(value) > MAX_AUTHORIZATION_CHARS or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise CredentialsError("malformed Authorization header")
+    kind, space, rest = value.partition(" ")
+    if not space:
+        return Credentials(credentials=kind)
+    if not rest.strip():
+        raise CredentialsError(f"malformed Authorization header: no credentials after {kind!r}")
+    return Credentials(type=kind, credentials=rest)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One queue/action item of the input (or of a policy's ``failed`` list)."""
+
+    exact: str = ""
+    prefix: str = ""
+    actions: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if self.exact:
+            body["exact"] = self.exact
+        if self.prefix:
+            body["prefix"] = self.prefix
+        body["actions"] = list(self.actions)
+        return body
+
+
+def entry(queue: str, action: str) -> QueueEntry:
+    return QueueEntry(exact=queue, actions=(action,))
+
+
+def input_document(credentials: Credentials, entries: Sequence[QueueEntry]) -> dict[str, Any]:
+    """The ``input`` value sent to the policy (the OPA request body is ``{"input": this}``)."""
+    return {"authz": credentials.to_json(), "queues": [e.to_json() for e in entries]}
+
+
+def claim_entries(queues: Iterable[str], finish_queues: Iterable[str]) -> list[QueueEntry]:
+    """CLAIM on each requested queue; DELETE on the queue of each task finished with the claim
+    (``finish``, this service's extension: those are deletes)."""
+    return [entry(q, CLAIM) for q in queues] + [entry(q, DELETE) for q in finish_queues]
+
+
+def read_entries(queues: Iterable[str]) -> list[QueueEntry]:
+    return [entry(q, READ) for q in queues]
