@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
+import pathlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -519,3 +521,47 @@ async def test_document_store_is_not_implemented(a: httpx.AsyncClient, c: httpx.
     )
     assert (await a.post("/api/v0/modify", json=mixed)).status_code == 501
     assert (await a.get("/api/v0/queues", params={"matchExact": "/docs-mixed"})).json() == {}
+
+
+# oldId.queue (5.3 point 3): accepted as "", the source or the destination; authorization of
+# a move still checks the queue the task is really in (issue 7's authorizer looks it up).
+
+
+async def test_moves_named_by_destination_are_authorized_on_the_real_source(
+    store_url: str, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    tokens = {"alice-token": "alice", "bob-token": "bob"}
+    data = {
+        "entroq": {
+            "tokens": {hashlib.sha256(t.encode()).hexdigest(): user for t, user in tokens.items()},
+            "users": {
+                "alice": {"queues": [{"prefix": "/alice/", "actions": ["ALL"]}]},
+                "bob": {"queues": [{"prefix": "/bob/", "actions": ["ALL"]}]},
+            },
+        }
+    }
+    (tmp_path / "data.json").write_text(json.dumps(data))
+    policy = pathlib.Path(__file__).parent.parent / "deploy" / "authz" / "policy.rego"
+    flags = ["--namespace", namespace, "--authz", "rego", "--policy", str(policy)]
+    service = start_service(store_url, *flags, "--policy-data", str(tmp_path / "data.json"))
+    try:
+        async with client(service.url, namespace, "A") as http:
+            bob = {"Authorization": "Bearer bob-token"}
+            alice = {"Authorization": "Bearer alice-token"}
+            inserted = await http.post(
+                "/api/v0/modify", json=json_era_modify("b", inserts=[a_insert("/bob/in", 1)]), headers=bob
+            )
+            task = json_era_task(inserted.json()["inserted"][0])
+            # Alice names her own queue as the source (the seed's and 0.12.2's destination form),
+            # or no queue: the task is in /bob/in, so the move is a DELETE there, denied.
+            for old_queue in ("/alice/out", ""):
+                steal = json_era_modify("a", changes=[a_change(task, old_queue, queue="/alice/out")])
+                denied = await http.post("/api/v0/modify", json=steal, headers=alice)
+                assert denied.status_code == 403, denied.text
+                assert "/bob/in" not in denied.text  # where someone else's task lives stays hidden
+            # Bob's own move, named the same way, goes through.
+            mine = json_era_modify("b", changes=[a_change(task, "/bob/done", queue="/bob/done")])
+            moved = await http.post("/api/v0/modify", json=mine, headers=bob)
+            assert moved.status_code == 200 and moved.json()["changed"][0]["queue"] == "/bob/done"
+    finally:
+        service.stop()
