@@ -1,0 +1,54 @@
+"""Shared by the authorization tests: the example policy, tokens for it, JWTs, raw HTTP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import pathlib
+import time
+from typing import Any
+
+import httpx
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+POLICY = str(ROOT / "deploy" / "authz" / "policy.rego")
+DATA = str(ROOT / "deploy" / "authz" / "data.json")
+REGO_FLAGS = ("--authz", "rego", "--policy", POLICY, "--policy-data", DATA)
+
+# The example data's users (data.json keeps only the SHA-256 of each token).
+ALICE, BOB, OPS = "alice-token", "bob-token", "ops-token"
+JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE = "example-only-replace-me", "https://auth.example.com", "entroq"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def jwt(subject: str, *, expires_in: float = 300, secret: str = JWT_SECRET, **claims: Any) -> str:
+    """An HS256 JWT as an identity provider would issue it for the example policy."""
+    body = {
+        "sub": subject,
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "exp": int(time.time() + expires_in),
+        **claims,
+    }
+    signing_input = (
+        f"{_b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{_b64(json.dumps(body).encode())}"
+    )
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def client(url: str, namespace: str, token: str | None = None) -> httpx.AsyncClient:
+    """Raw HTTP in a namespace, as a seed-era client (base64 values), with a bearer token."""
+    headers = {"EntroQ-Namespace": namespace, "User-Agent": "entroq-redis-tests"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.AsyncClient(base_url=url, headers=headers, timeout=30)
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
