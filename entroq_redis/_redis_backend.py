@@ -43,6 +43,14 @@ T = TypeVar("T")
 # Policies that may evict keys that have no TTL, i.e. our tasks.
 EVICTING_POLICIES = frozenset({"allkeys-lru", "allkeys-lfu", "allkeys-random", "allkeys-lrm"})
 
+# A cluster answering these is mid-failover or mid-resharding (CLUSTERDOWN, TRYAGAIN, or
+# coredis out of redirects): like an unreachable store, the caller may retry (503 over HTTP).
+CLUSTER_IN_TRANSITION = (
+    coredis.exceptions.ClusterDownError,
+    coredis.exceptions.TryAgainError,
+    coredis.exceptions.ClusterError,
+)
+
 # A blocking claim re-checks at least this often even if no wake message arrives. It is a
 # safety net (for a store that lost our subscription silently), not the wake-up path.
 SAFETY_RECHECK_S = 30.0
@@ -84,6 +92,8 @@ class RedisBackend:
             raise StoreUnavailableError(f"store unreachable: {exc}") from exc
         except TimeoutError as exc:
             raise StoreUnavailableError(f"store timed out: {exc}") from exc
+        except CLUSTER_IN_TRANSITION as exc:
+            raise StoreUnavailableError(f"cluster failing over or resharding: {exc}") from exc
         except coredis.exceptions.ResponseError as exc:
             raise _codec.script_error(str(exc)) from exc
 
@@ -100,7 +110,7 @@ class RedisBackend:
     async def _guard(self, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
-        except coredis.exceptions.ConnectionError as exc:
+        except (coredis.exceptions.ConnectionError, *CLUSTER_IN_TRANSITION) as exc:
             raise StoreUnavailableError(f"store unreachable: {exc}") from exc
         except coredis.exceptions.RedisError as exc:
             raise StoreError(str(exc)) from exc

@@ -19,6 +19,8 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from ._sharded import sharded_subscription
+
 log = logging.getLogger(__name__)
 
 
@@ -73,7 +75,7 @@ class WakeHub:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Subscribes, reports started, then dispatches messages until cancelled."""
-        subscriber = self._redis.sharded_pubsub() if self._sharded else self._redis.pubsub()
+        subscriber: Any = sharded_subscription(self._redis) if self._sharded else self._redis.pubsub()
         try:
             async with subscriber as pubsub:
                 await pubsub.subscribe(self._channel)
