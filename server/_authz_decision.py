@@ -23,7 +23,7 @@ from ._errors import ApiError
 # The AuthzDep actions EntroQ maps; anything else in a ``failed`` entry becomes a WARNING.
 KNOWN_ACTIONS = frozenset({"CLAIM", "DELETE", "CHANGE", "INSERT", "READ"})
 DENIED_MESSAGE = "queue action denied"
-HIDDEN_QUEUE_NOTE = "the queue of a task named by ID without its queue (not shown)"
+HIDDEN_QUEUE_NOTE = "the queue the named task is in (not shown)"
 
 AuthzDep: Any = _schema.message_class("AuthzDep")
 

@@ -142,7 +142,7 @@ def test_denied_details_are_entroqs_authzdeps() -> None:
         {
             "@type": kind,
             "actions": ["DELETE"],
-            "msg": "the queue of a task named by ID without its queue (not shown)",
+            "msg": "the queue the named task is in (not shown)",
         },
     ]
     connect = _errors.connect_body(error)
