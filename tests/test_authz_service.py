@@ -109,9 +109,16 @@ async def test_claims(service: ServiceProcess, namespace: str, store: Any) -> No
                 "finish": [{"id": other.id, "version": other.version}],
             },
         )
+        # Her own claimed task, finished without its queue: found in /alice/work, allowed.
+        done = {"id": task.id, "version": int(claimed.json()["task"]["version"])}
+        own = await alice.post(
+            "/api/v0/claim", json={"claimantId": "alice#1", "queues": ["/alice/work"], "finish": [done]}
+        )
+        assert own.status_code == 200 and own.json() == {}, own.text
     assert finish.status_code == 403
     assert "/bob/work" not in finish.text  # found by lookup, never named by alice: not revealed
     assert [t.id for t in await store.tasks("/bob/work")] == [other.id]
+    assert await store.tasks("/alice/work") == []
 
 
 async def test_listings_show_only_readable_queues(
