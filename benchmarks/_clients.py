@@ -159,7 +159,12 @@ def main() -> None:
     spec = json.loads(sys.argv[1])
     kinds = {"throughput": throughput, "wake": wake, "saq": saq_throughput}
     report = _run(spec.get("loop", "trio"), kinds[spec["kind"]], spec)
-    print(json.dumps(report), flush=True)
+    if "report" in spec:
+        # A file, not stdout: the latency lists run to megabytes.
+        with open(spec["report"], "w", encoding="utf-8") as out:
+            json.dump(report, out)
+    else:
+        print(json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":

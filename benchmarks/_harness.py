@@ -131,26 +131,29 @@ class Store:
             self._host.wait(60)
 
 
-def start_clients(specs: Sequence[dict[str, Any]]) -> list[subprocess.Popen[str]]:
-    """Starts one client process per spec (see _clients.py)."""
-    return [
-        subprocess.Popen(
-            [sys.executable, str(HERE / "_clients.py"), json.dumps(spec)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for spec in specs
-    ]
+def start_clients(specs: Sequence[dict[str, Any]], scratch: str) -> list[subprocess.Popen[str]]:
+    """Starts one client process per spec (see _clients.py); each writes its report to a file."""
+    processes = []
+    for index, spec in enumerate(specs):
+        report = os.path.join(scratch, f"client-{os.getpid()}-{time.monotonic_ns()}-{index}.json")
+        command = [sys.executable, str(HERE / "_clients.py"), json.dumps({**spec, "report": report})]
+        process = subprocess.Popen(command, text=True)
+        process.report = report  # type: ignore[attr-defined]
+        processes.append(process)
+    return processes
 
 
 def collect(processes: Sequence[subprocess.Popen[str]], timeout: float = 600) -> list[dict[str, Any]]:
     """Waits for client processes and returns their JSON reports."""
     reports = []
     for process in processes:
-        out, _ = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
         if process.returncode != 0:
             raise RuntimeError(f"a client process failed (exit {process.returncode})")
-        reports.append(json.loads(out.strip().splitlines()[-1]))
+        path = process.report  # type: ignore[attr-defined]
+        with open(path, encoding="utf-8") as report:
+            reports.append(json.load(report))
+        os.unlink(path)
     return reports
 
 

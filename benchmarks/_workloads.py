@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -123,7 +124,7 @@ def run_throughput(
         "seconds": seconds,
         "duration_ms": 30_000,
     }
-    processes = start_clients([spec] * procs)
+    processes = start_clients([spec] * procs, tempfile.gettempdir())
     spies = []
     watched = [psutil.Process(pid) for pid in extra_pids]
     try:
