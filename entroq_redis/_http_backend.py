@@ -12,8 +12,10 @@ the claim request (an entroq-redis extension of ClaimRequest), so finishing a ta
 the next is one request.
 
 HTTP errors map to the library's exceptions: 404 with ModifyDep details -> DependencyError,
-400/413 -> InvalidArgumentError, 401/403 -> PermissionDeniedError, 503 or an unreachable
-service -> StoreUnavailableError, 504 on a claim -> ClaimTimeoutError.
+400/413 -> InvalidArgumentError, 401/403 -> PermissionDeniedError, 503 with
+``"reason": "outcome_unknown"`` -> OutcomeUnknownError (a write the service's --wait-replicas
+did not see confirmed), other 503s or an unreachable service -> StoreUnavailableError, 504 on
+a claim -> ClaimTimeoutError.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ._errors import (
     DependencyFailure,
     FailureReason,
     InvalidArgumentError,
+    OutcomeUnknownError,
     PermissionDeniedError,
     StoreError,
     StoreUnavailableError,
@@ -162,6 +165,8 @@ def _raise_for(response: httpx.Response, claiming: bool = False) -> None:
     if status in (401, 403):
         raise PermissionDeniedError(message, status)
     if status == 503:
+        if body.get("reason") == "outcome_unknown":
+            raise OutcomeUnknownError(message)
         raise StoreUnavailableError(message)
     if status == 504 and claiming:
         raise ClaimTimeoutError(message)

@@ -64,9 +64,11 @@ class ApiError(Exception):
         code: The gRPC status code (google.rpc.Code number).
         message: Human-readable text (never a stack trace).
         outcome: The metrics outcome label (ok|dependency|bad_request|not_found|timeout|
-            unavailable|error|denied).
+            unavailable|outcome_unknown|error|denied).
         details: Typed details as protobuf messages (ModifyDep, ...).
         headers: Extra response headers (e.g. ``Allow`` on 405).
+        reason: A machine-readable marker, sent as ``reason`` in the JSON body when set
+            (``outcome_unknown``), for errors that share a status with others.
     """
 
     status: int
@@ -75,6 +77,7 @@ class ApiError(Exception):
     outcome: str
     details: Sequence[Any] = ()
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    reason: str = ""
 
     def __str__(self) -> str:
         return f"{self.status} {self.message}"
@@ -126,6 +129,18 @@ def unavailable(message: str) -> ApiError:
     return ApiError(503, UNAVAILABLE, message, "unavailable")
 
 
+OUTCOME_UNKNOWN = "outcome_unknown"
+
+
+def outcome_unknown(message: str) -> ApiError:
+    """503 (retry) marked ``"reason": "outcome_unknown"``: the claim or modify ran on the primary
+    but its replication (--wait-replicas) or fsync was not confirmed in time. It is visible
+    now and may still be lost in a failover. UNAVAILABLE because retrying is safe: a modify
+    with the same versions applies at most once, and a claim retried merely leaves the
+    first task's lease to expire."""
+    return ApiError(503, UNAVAILABLE, message, OUTCOME_UNKNOWN, reason=OUTCOME_UNKNOWN)
+
+
 def internal() -> ApiError:
     return ApiError(500, INTERNAL, "internal error", "error")
 
@@ -163,6 +178,8 @@ def from_exception(exc: BaseException) -> ApiError:
         return bad_request(str(exc))
     if isinstance(exc, entroq_redis.ClaimTimeoutError):
         return deadline_exceeded(str(exc))
+    if isinstance(exc, entroq_redis.OutcomeUnknownError):
+        return outcome_unknown(str(exc))
     if isinstance(exc, entroq_redis.StoreUnavailableError):
         return unavailable(str(exc))
     if isinstance(exc, entroq_redis.PermissionDeniedError):
@@ -185,12 +202,17 @@ def rest_body(error: ApiError) -> dict[str, Any]:
     details = [
         {"@type": "type.googleapis.com/" + d.DESCRIPTOR.full_name, **_detail_json(d)} for d in error.details
     ]
-    return {"code": error.code, "message": error.message, "details": details}
+    body: dict[str, Any] = {"code": error.code, "message": error.message, "details": details}
+    if error.reason:
+        body["reason"] = error.reason
+    return body
 
 
 def connect_body(error: ApiError) -> dict[str, Any]:
     """Connect's error JSON: code name, message, details as base64 binary plus a JSON debug view."""
     body: dict[str, Any] = {"code": CODE_NAMES.get(error.code, "unknown"), "message": error.message}
+    if error.reason:
+        body["reason"] = error.reason
     if error.details:
         body["details"] = [
             {

@@ -6,7 +6,8 @@
   order) and never enters the multiprocess files.
 - ``entroq_http_requests_total{route,outcome}`` and ``entroq_http_request_duration_seconds``
   with the same labels; route is a route template (bounded), outcome one of ok, dependency,
-  bad_request, not_found, timeout, unavailable, error, denied, cancelled (the client left).
+  bad_request, not_found, timeout, unavailable, outcome_unknown (a write not confirmed by
+  --wait-replicas/--wait-fsync in time), error, denied, cancelled (the client left).
 - ``entroq_dependency_errors_total{kind}``: failing items of refused modifies, by kind.
 - ``entroq_waiting_claims``: blocking claims waiting now.
 - ``entroq_claim_wait_seconds``: how long blocking claims waited before they got a task.

@@ -1,12 +1,17 @@
 """Which namespace a request works in, and one library client per namespace in use.
 
-This is the one place that maps a request to a namespace (issue 10 adds several namespaces
-and cluster stores here). Today: the ``EntroQ-Namespace`` header picks one of the
-namespaces the service was started with (``--namespace``, repeatable; the first is the
-default when the header is absent). ``--test-any-namespace`` lets the header name any
-namespace; the test suite uses it to give every test its own namespace through one
-service process. Clients of such extra namespaces are opened on first use and closed
-again when idle (least recently used first) so their number stays bounded.
+This is the one place that maps a request to a namespace: the ``EntroQ-Namespace`` header
+picks one of the namespaces the service was started with (``--namespace``, repeatable; the
+first is the default when the header is absent). A request works in exactly one namespace,
+so a claim or modify can never span two (each namespace is one hash tag, one cluster slot:
+design 2.4); no field of any request body names a namespace. On a cluster
+(``redis+cluster://``) each namespace's client runs its scripts on the primary that owns the
+namespace's slot, so namespaces spread the load over the cluster's primaries.
+
+``--test-any-namespace`` lets the header name any namespace; the test suite uses it to give
+every test its own namespace through one service process. Clients of such extra namespaces
+are opened on first use and closed again when idle (least recently used first) so their
+number stays bounded.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class Namespaces:
         any_namespace: Serve any namespace the header names (testing only).
         nursery: Where each client's holder task runs.
         allow_evicting_store: Passed to :func:`entroq_redis.connect`.
+        durability: Passed to :func:`entroq_redis.connect` (WAIT/WAITAOF after each mutation).
         max_idle: How many idle clients of unconfigured namespaces stay open.
     """
 
@@ -56,6 +62,7 @@ class Namespaces:
         any_namespace: bool,
         nursery: trio.Nursery,
         allow_evicting_store: bool = False,
+        durability: entroq_redis.Durability | None = None,
         max_idle: int = 16,
     ) -> None:
         if not configured:
@@ -68,6 +75,7 @@ class Namespaces:
         self.any_namespace = any_namespace
         self._nursery = nursery
         self._allow_evicting_store = allow_evicting_store
+        self._durability = durability
         self._max_idle = max_idle
         self._entries: dict[str, _Entry] = {}
         self._open_lock = trio.Lock()
@@ -122,7 +130,10 @@ class Namespaces:
     ) -> None:
         # A client's task group must be entered and left in one task: this one.
         async with entroq_redis.connect(
-            self.store_url, namespace=name, allow_evicting_store=self._allow_evicting_store
+            self.store_url,
+            namespace=name,
+            allow_evicting_store=self._allow_evicting_store,
+            durability=self._durability,
         ) as client:
             entry = _Entry(client, trio.Event())
             task_status.started(entry)
@@ -152,6 +163,7 @@ async def open_namespaces(
     *,
     any_namespace: bool = False,
     allow_evicting_store: bool = False,
+    durability: entroq_redis.Durability | None = None,
 ) -> AsyncIterator[Namespaces]:
     """Yields the service's namespaces; closes every client on exit."""
     async with trio.open_nursery() as nursery:
@@ -161,6 +173,7 @@ async def open_namespaces(
             any_namespace=any_namespace,
             nursery=nursery,
             allow_evicting_store=allow_evicting_store,
+            durability=durability,
         )
         try:
             yield namespaces

@@ -111,6 +111,7 @@ async def _serve(
             settings.namespaces,
             any_namespace=settings.test_any_namespace,
             allow_evicting_store=settings.allow_evicting_store,
+            durability=settings.durability,
         ) as namespaces,
     ):
         authorizer = authorizer or configured_authorizer

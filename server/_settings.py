@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import entroq_redis
+
 from ._authz_settings import AuthzSettings
 from ._values import ValueEncoding
 
@@ -15,7 +17,8 @@ class ServiceSettings:
     """How one service process runs.
 
     Attributes:
-        store_url: The Redis/Valkey store (redis://, rediss://, unix://).
+        store_url: The Redis/Valkey store (redis://, rediss://, unix://), or any node of a
+            Redis/Valkey Cluster (redis+cluster://, rediss+cluster://).
         host: Address to listen on.
         port: Port to listen on (0 picks a free one).
         namespaces: Namespaces served; the first is the default (see ``_namespaces``).
@@ -30,6 +33,8 @@ class ServiceSettings:
         authz: How calls are authorized (``--authz``; see ``_authz``).
         value_encoding_default: How task values travel for callers whose client generation
             nothing in the request reveals: "base64" (seed era) or "json" (see ``_generations``).
+        durability: Replica (and AOF) acknowledgements every claim and modify waits for
+            (``--wait-replicas``, ``--wait-timeout-ms``, ``--wait-fsync``); None: no waiting.
     """
 
     store_url: str
@@ -46,6 +51,7 @@ class ServiceSettings:
     workers: int = 1
     authz: AuthzSettings = dataclasses.field(default_factory=AuthzSettings)
     value_encoding_default: ValueEncoding = "base64"
+    durability: entroq_redis.Durability | None = None
 
     @property
     def bind(self) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from .._durability import Durability
 from .._embedded import open_embedded_store
 from .._errors import EntroQError
 from ._serve_authz import AuthzSetupError, add_authz_options, authz_settings
@@ -32,7 +33,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 9100; 0 = any free)")
     store = parser.add_mutually_exclusive_group()
-    store.add_argument("--redis", metavar="URL", help="use this store instead of the embedded Valkey")
+    store.add_argument(
+        "--redis",
+        metavar="URL",
+        help="use this store (redis://, rediss://, unix://) or cluster (redis+cluster://HOST:PORT, "
+        "any node) instead of the embedded Valkey",
+    )
     store.add_argument("--data", default="./entroq-data", help="embedded store data directory")
     parser.add_argument(
         "--namespace",
@@ -76,6 +82,27 @@ def register(subparsers: Any) -> None:
         "(seed-era clients) or json (PyPI entroq 0.12+); see the README's client compatibility",
     )
     parser.add_argument(
+        "--wait-replicas",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after each claim and modify, wait until N replicas have it (WAIT); not confirmed in "
+        "time = 503 with reason outcome_unknown (default 0: no waiting)",
+    )
+    parser.add_argument(
+        "--wait-fsync",
+        action="store_true",
+        help="wait until the primary (and the --wait-replicas replicas) fsynced it to their AOF "
+        "(WAITAOF; Valkey, Redis >= 7.2)",
+    )
+    parser.add_argument(
+        "--wait-timeout-ms",
+        type=int,
+        default=1000,
+        metavar="MS",
+        help="how long --wait-replicas / --wait-fsync wait (default 1000)",
+    )
+    parser.add_argument(
         "--test-any-namespace",
         action="store_true",
         help="TESTING ONLY: serve any namespace a request names in its EntroQ-Namespace header",
@@ -106,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
     except AuthzSetupError as exc:
         print(f"entroq-redis serve: {exc}", file=sys.stderr)
         return exc.status
+    try:
+        durability = _durability(args)
+    except ValueError as exc:
+        print(f"entroq-redis serve: {exc}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         async with _store_url(args) as url:
@@ -124,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 authz=authz,
                 value_encoding_default=args.value_encoding_default,
+                durability=durability,
             )
             runner = serve if args.workers == 1 else serve_workers
             async with trio.open_nursery() as nursery:
@@ -147,6 +180,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"entroq-redis serve: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _durability(args: argparse.Namespace) -> Durability | None:
+    """The --wait-* flags as the library's Durability (None: no waiting)."""
+    if args.wait_replicas == 0 and not args.wait_fsync:
+        return None
+    try:
+        return Durability(replicas=args.wait_replicas, timeout_ms=args.wait_timeout_ms, fsync=args.wait_fsync)
+    except ValueError as exc:
+        raise ValueError(f"--wait-replicas/--wait-timeout-ms: {exc}") from None
 
 
 def _entroq_error(exc: BaseException) -> EntroQError | None:
