@@ -565,3 +565,22 @@ async def test_moves_named_by_destination_are_authorized_on_the_real_source(
             assert moved.status_code == 200 and moved.json()["changed"][0]["queue"] == "/bob/done"
     finally:
         service.stop()
+
+
+# This project's own HTTP backend says base64 explicitly: bytes come back exactly, even bytes
+# that are JSON text or look like base64, though httpx's User-Agent would suggest JSON.
+
+
+async def test_the_librarys_http_backend_keeps_bytes_exact(
+    http_service: ServiceProcess, store_url: str, namespace: str
+) -> None:
+    import entroq_redis
+
+    values = [b'{"a": 1}', b'"quoted"', b"aGk=", b"\xff\x00", b"", "grüße".encode()]
+    async with entroq_redis.connect(http_service.url, namespace=namespace) as over_http:
+        inserted, _ = await over_http.modify([entroq_redis.TaskData("/lib", value=v) for v in values])
+        assert [t.value for t in inserted] == values
+        listed = await over_http.tasks("/lib")
+    async with entroq_redis.connect(store_url, namespace=namespace) as direct:
+        stored = await direct.tasks("/lib")
+    assert sorted(t.value for t in listed) == sorted(t.value for t in stored) == sorted(values)
