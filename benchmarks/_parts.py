@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 from _harness import HERE, Results, Store, percentile
-from _workloads import VALUE, fill, queue_size, run_throughput, spy, timed_claims, top_up
+from _workloads import VALUE, fill, run_throughput, spy, timed_claims, top_up
 
 import entroq_redis
 from entroq_redis import TaskData
@@ -42,6 +42,7 @@ class Sizes:
     redis_benchmark_requests: int = 200_000
     http_workers: tuple[int, ...] = (1, 2)
     http_library_claimers: tuple[int, ...] = (16,)
+    wrk_connections: tuple[int, ...] = (16, 64)
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -61,6 +62,7 @@ class Sizes:
             wake_loops=("trio",),
             redis_benchmark_requests=20_000,
             http_workers=(1,),
+            wrk_connections=(16,),
         )
 
 
@@ -122,39 +124,41 @@ def part_saq(ctx: Context) -> None:
     # saq keys are not namespaced by a hash tag: its own logical database keeps them apart.
     url = ctx.store.url.rstrip("/") + "/1"
     Store(url).client.flushdb()
-    for procs in sorted({1, 2} & set(sizes.procs) or {2}):
-        count = ctx.backlog()
-        began = time.perf_counter()
-        anyio.run(_saq_enqueue, url, count, backend="asyncio")
-        enqueue_rate = count / (time.perf_counter() - began)
-        saq_store = Store(url)
-        row = run_throughput(
-            saq_store,
-            url=url,
-            namespace="",
-            queue="bench",
-            loop="uvloop" if _has_uvloop() else "asyncio",
-            procs=procs,
-            claimers=16,
-            mode="saq",
-            seconds=sizes.seconds,
-            warmup=sizes.warmup,
-            startup=sizes.startup,
-            kind="saq",
-        )
-        for key in ("claim_p50_us", "claim_p99_us"):
-            row.pop(key)
-        ctx.results.add("saq", procs=procs, claimers=16, enqueue_per_s=enqueue_rate, **row)
-        saq_store.client.flushdb()
+    loops = ["asyncio", "uvloop"] if _has_uvloop() else ["asyncio"]
+    for loop in loops:
+        for procs in sorted(set(sizes.procs) & {1, 2} or {2}):
+            # saq's own rate, not ours, sizes its backlog (its enqueue is far slower than a fill).
+            count = int(2_000 + 5_000 * (sizes.seconds + sizes.warmup + sizes.startup))
+            began = time.perf_counter()
+            anyio.run(_saq_enqueue, url, count, backend="asyncio")
+            enqueue_rate = count / (time.perf_counter() - began)
+            saq_store = Store(url)
+            row = run_throughput(
+                saq_store, url=url, namespace="", queue="bench", loop=loop, procs=procs, claimers=16,
+                mode="saq", seconds=sizes.seconds, warmup=sizes.warmup, startup=sizes.startup, kind="saq",
+            )  # fmt: skip
+            for key in ("claim_p50_us", "claim_p99_us", "evalsha_us_per_job", "evalsha_calls_per_job"):
+                row.pop(key)
+            left = saq_store.client.llen("saq:bench:queued")
+            ctx.results.add("saq", loop=loop, procs=procs, claimers=16, enqueue_per_s=enqueue_rate,
+                            left_queued=left, **row)  # fmt: skip
+            saq_store.client.flushdb()
 
 
 async def _saq_enqueue(url: str, count: int) -> None:
     import saq
 
     queue = saq.Queue.from_url(url, name="bench")
-    for start in range(0, count, 1000):
-        jobs = [saq.Job("noop", timeout=0) for _ in range(min(1000, count - start))]
-        await queue.enqueue_many(jobs)
+    remaining = [count]
+
+    async def enqueuer() -> None:
+        while remaining[0] > 0:
+            remaining[0] -= 1
+            await queue.enqueue("noop")
+
+    async with anyio.create_task_group() as group:
+        for _ in range(32):
+            group.start_soon(enqueuer)
     await queue.disconnect()
 
 
@@ -253,7 +257,31 @@ def part_wake(ctx: Context) -> None:
             wake_p99_us=percentile(latencies, 99),
             wake_max_us=max(latencies),
         )
+    floor = anyio.run(_idle_round_trips, ctx.store.url, ctx.sizes.wake_trials, backend="trio")
+    ctx.results.add(
+        "wake",
+        loop="floor: one EVALSHA `return 1` after the same 20 ms idle gap (trio, coredis)",
+        trials=len(floor),
+        wake_p50_us=percentile(floor, 50),
+        wake_p99_us=percentile(floor, 99),
+        wake_max_us=max(floor),
+    )
     ctx.store.clear(ns)
+
+
+async def _idle_round_trips(url: str, trials: int) -> list[float]:
+    """What a single round trip costs when both processes were idle (VM wake-up latency)."""
+    import coredis
+
+    latencies = []
+    async with coredis.Redis.from_url(url) as redis:
+        sha = await redis.script_load("return 1")
+        for _ in range(trials):
+            await anyio.sleep(0.02)
+            began = time.perf_counter()
+            await redis.evalsha(sha, [], [])
+            latencies.append((time.perf_counter() - began) * 1e6)
+    return latencies
 
 
 async def _wake_trials(url: str, ns: str, queue: str, loop: str, trials: int) -> list[float]:
@@ -487,53 +515,71 @@ def part_http(ctx: Context) -> None:
 
 
 def wrk_runs(ctx: Context, service: Service, ns: str, queue: str, workers: int, pids: list[int]) -> None:
+    """No-op, claim -> delete per mode, then the no-op again (its mean is the ratio's base, so a
+    drift of the machine's load during the runs shows and partly cancels)."""
+    for connections in ctx.sizes.wrk_connections:
+        rows = [wrk_run(ctx, service, ns, queue, workers, pids, connections, None)]
+        rows += [wrk_run(ctx, service, ns, queue, workers, pids, connections, m) for m in ctx.sizes.modes]
+        rows.append(wrk_run(ctx, service, ns, queue, workers, pids, connections, None))
+        noop = (rows[0]["requests_per_s"] + rows[-1]["requests_per_s"]) / 2
+        for row in rows:
+            if "jobs_per_s" in row:
+                row["ratio_vs_noop"] = row["requests_per_s"] / noop
+                row["noop_mean_requests_per_s"] = noop
+            ctx.results.add("http-wrk", **row)
+
+
+def wrk_run(
+    ctx: Context,
+    service: Service,
+    ns: str,
+    queue: str,
+    workers: int,
+    pids: list[int],
+    connections: int,
+    mode: str | None,
+) -> dict[str, Any]:
     import psutil
     from _workloads import _tree_cpu
 
-    sizes = ctx.sizes
-    threads, connections = 2, 16
-    runs = [("no-op GET /healthz", "noop.lua", [], service.url + "/healthz")]
-    runs += [
-        (f"claim->delete ({mode})", "claim_delete.lua", [queue, ns, mode], service.url)
-        for mode in sizes.modes
-    ]
-    noop_rate = None
-    for name, script, args, url in runs:
-        if args:
-            top_up(ctx.store.url, ns, queue, ctx.backlog() // 3)
-        watched = [psutil.Process(pid) for pid in pids]
-        cpu_before = sum(_tree_cpu(p) for p in watched)
-        before = ctx.store.snapshot()
-        result = wrk(url, sizes.seconds, threads, connections, script, *args)
-        delta = before.delta(ctx.store.snapshot())
-        service_cpu = sum(_tree_cpu(p) for p in watched) - cpu_before
-        seconds = result["seconds"]
-        requests_per_s = result["requests"] / seconds
-        row: dict[str, Any] = {
-            "service_workers": workers,
-            "name": name,
-            "generator": f"wrk -t{threads} -c{connections}",
-            "requests_per_s": requests_per_s,
-            "request_p50_us": result["latency_p50_us"],
-            "request_p99_us": result["latency_p99_us"],
-            "failed": result["failed"],
-            "socket_errors": result["socket_errors"],
-        }
-        if not args:
-            noop_rate = requests_per_s
-        else:
-            jobs = (result["finishes_sent"] if args[2] == "finish" else result["deletes_sent"]) - result[
-                "failed"
-            ]
-            row.update(
-                jobs_per_s=jobs / seconds,
-                ratio_vs_noop=requests_per_s / noop_rate if noop_rate else None,
-                store_cpu_us_per_job=delta["cpu_usec"] / max(1, jobs),
-                evalsha_us_per_job=delta["evalsha_usec"] / max(1, jobs),
-            )
-        row["service_cpu_cores"] = service_cpu / seconds
-        ctx.results.add("http-wrk", **row)
-        queue_size(ctx.store.url, ns, queue)
+    threads = 2
+    if mode is None:
+        name, script, args, url = "no-op GET /healthz", "noop.lua", [], service.url + "/healthz"
+    else:
+        name, script, args, url = (
+            f"claim->delete ({mode})",
+            "claim_delete.lua",
+            [queue, ns, mode],
+            service.url,
+        )
+        top_up(ctx.store.url, ns, queue, ctx.backlog() // 3)
+    watched = [psutil.Process(pid) for pid in pids]
+    cpu_before = sum(_tree_cpu(p) for p in watched)
+    before = ctx.store.snapshot()
+    result = wrk(url, ctx.sizes.seconds, threads, connections, script, *args)
+    delta = before.delta(ctx.store.snapshot())
+    service_cpu = sum(_tree_cpu(p) for p in watched) - cpu_before
+    seconds = result["seconds"]
+    row: dict[str, Any] = {
+        "service_workers": workers,
+        "name": name,
+        "generator": f"wrk -t{threads} -c{connections}",
+        "requests_per_s": result["requests"] / seconds,
+        "request_p50_us": result["latency_p50_us"],
+        "request_p99_us": result["latency_p99_us"],
+        "failed": result["failed"],
+        "socket_errors": result["socket_errors"],
+    }
+    if mode is not None:
+        jobs = result["finishes_sent" if mode == "finish" else "deletes_sent"] - result["failed"]
+        row.update(
+            jobs_per_s=jobs / seconds,
+            store_cpu_us_per_job=delta["cpu_usec"] / max(1, jobs),
+            evalsha_us_per_job=delta["evalsha_usec"] / max(1, jobs),
+        )
+    row["service_cpu_cores"] = service_cpu / seconds
+    row["service_cpu_us_per_request"] = service_cpu * 1e6 / max(1, result["requests"])
+    return row
 
 
 # --- profiles ------------------------------------------------------------------------------
@@ -577,26 +623,75 @@ def part_profile(ctx: Context) -> None:
                 **summarize_profile(out),
             )
     if shutil.which("wrk") is not None:
-        ctx.store.clear(ns)
-        service = Service(ctx.store.url, ns, 1)
-        try:
-            top_up(ctx.store.url, ns, queue, ctx.backlog() // 3)
-            out = out_dir / "http-service-two-call.txt"
-            seconds = max(2.0, sizes.seconds)
+        profile_service(ctx, out_dir, ns, queue)
+    ctx.store.clear(ns)
+
+
+# Frames whose inclusive share of the service's CPU says where a request's time goes.
+SERVICE_FRAMES = {
+    "route handler (server/_app.py observe wrapper)": "observe.<locals>.decorate.<locals>.wrapper (server/",
+    "  library call (RedisBackend._call)": "RedisBackend._call (entroq_redis/",
+    "  JSON (protobuf json_format)": "protobuf/json_format.py",
+    "  authorization hook (server/_hooks.py)": "(server/_hooks.py",
+    "  metrics (prometheus_client)": "(prometheus_client/",
+    "response send (hypercorn app_send)": "HTTPStream.app_send (hypercorn/",
+    "request read and parse (hypercorn _read_data)": "TCPServer._read_data (hypercorn/",
+    "Quart request context push": "RequestContext.push (quart/",
+    "socket syscalls (trio _nonblocking_helper)": "_SocketType._nonblocking_helper (trio/",
+}
+
+
+def profile_service(ctx: Context, out_dir: pathlib.Path, ns: str, queue: str) -> None:
+    """py-spy on the service (1 worker) under wrk: no-op, claim -> delete, finish; CPU per request
+    from the process's CPU time, split by the inclusive share of a few frames."""
+    import psutil
+    from _workloads import _tree_cpu
+
+    seconds = max(2.0, ctx.sizes.seconds)
+    ctx.store.clear(ns)
+    service = Service(ctx.store.url, ns, 1)
+    try:
+        runs = [("no-op", "noop.lua", service.url + "/healthz", [])]
+        runs += [(mode, "claim_delete.lua", service.url, [queue, ns, mode]) for mode in ctx.sizes.modes]
+        for name, script, url, args in runs:
+            if args:
+                top_up(ctx.store.url, ns, queue, ctx.backlog() // 3)
+            out = out_dir / f"http-service-{name}.txt"
+            process = psutil.Process(service.process.pid)
+            cpu_before = _tree_cpu(process)
             profiler = spy(service.process.pid, seconds, str(out))
-            result = wrk(service.url, seconds, 2, 16, "claim_delete.lua", queue, ns, "two-call")
+            result = wrk(url, seconds, 2, 16, script, *args)
+            cpu = _tree_cpu(process) - cpu_before
             if profiler is not None:
                 profiler.wait(60)
+            rate = result["requests"] / result["seconds"]
+            shares = inclusive_shares(out, SERVICE_FRAMES)
+            per_request = cpu * 1e6 / max(1, result["requests"])
             ctx.results.add(
-                "profile",
-                target="HTTP service (1 worker) under wrk claim->delete",
-                requests_per_s=result["requests"] / result["seconds"],
-                profile=out.name,
+                "profile", target=f"HTTP service (1 worker) under wrk {name}", requests_per_s=rate,
+                service_cpu_us_per_request=per_request, profile=out.name,
+                us_per_request_by_frame={k: round(v * per_request / 100) for k, v in shares.items()},
                 **summarize_profile(out),
-            )
-        finally:
-            service.close()
-    ctx.store.clear(ns)
+            )  # fmt: skip
+    finally:
+        service.close()
+
+
+def inclusive_shares(path: pathlib.Path, frames: dict[str, str]) -> dict[str, float]:
+    """Percent of samples whose stack holds each named frame."""
+    counts = dict.fromkeys(frames, 0)
+    total = 0
+    if not path.exists():
+        return {}
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        total += int(count_text)
+        for name, needle in frames.items():
+            if needle in stack:
+                counts[name] += int(count_text)
+    return {k: round(100 * v / total, 1) for k, v in counts.items()} if total else {}
 
 
 # py-spy names a frame "function (path:line)", the path relative to its sys.path entry.
