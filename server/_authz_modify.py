@@ -138,36 +138,36 @@ def _named_queues(request: Any) -> set[str]:
 def translate_failures(error: entroq_redis.DependencyError, plan: ModifyPlan) -> entroq_redis.DependencyError:
     """The caller's view of a refused guarded modify: a failing guard becomes its change
     failing ("missing": the task is not where the change was authorized), or disappears
-    when the change failed by itself; the caller's own items are reported as they are."""
-    if not plan.guards:
-        return error
+    when the change failed by itself; the caller's own items are reported as they are,
+    except that a queue the caller was not authorized on is not named (an insert colliding
+    with a task in someone else's queue reports the collision, not that queue)."""
+    authorized = {e.exact for e in plan.entries}
     changes_failed = {f.id for f in error.failures if f.kind in ("CHANGE", "CLAIM")}
     depends = [(d.id, d.version, d.queue) for d in plan.request.depends]
     position = 0
     failures = []
     for failure in error.failures:
-        if failure.kind != "DEPEND":
-            failures.append(failure)
-            continue
-        # Failures come in request order, so each one belongs to the next depend that fits it.
-        while position < len(depends) and not _fits(failure, depends[position]):
+        if failure.kind == "DEPEND":
+            # Failures come in request order, so each one belongs to the next depend that fits it.
+            while position < len(depends) and not _fits(failure, depends[position]):
+                position += 1
+            guard_index = position - plan.client_depends
             position += 1
-        if position < plan.client_depends or position >= len(depends):
-            failures.append(failure)
-        else:
-            guard = plan.guards[position - plan.client_depends]
-            if guard.id not in changes_failed:
-                failures.append(
-                    entroq_redis.DependencyFailure(
-                        kind="CHANGE",
-                        reason="missing",
-                        id=guard.id,
-                        version=guard.version,
-                        queue=guard.old_queue,
-                        current_version=failure.current_version,
-                    )
+            if 0 <= guard_index < len(plan.guards):
+                guard = plan.guards[guard_index]
+                if guard.id in changes_failed:
+                    continue
+                failure = entroq_redis.DependencyFailure(
+                    kind="CHANGE",
+                    reason="missing",
+                    id=guard.id,
+                    version=guard.version,
+                    queue=guard.old_queue,
+                    current_version=failure.current_version,
                 )
-        position += 1
+        if failure.queue not in authorized:
+            failure = dataclasses.replace(failure, queue="")
+        failures.append(failure)
     return entroq_redis.DependencyError(failures)
 
 

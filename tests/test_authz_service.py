@@ -315,3 +315,18 @@ def test_the_seeds_http_client_shape_gets_401_without_a_token(service: ServicePr
     # EntroQ's Python client posts JSON to the REST routes; without a token it must get 401, not 500.
     response = httpx.post(f"{service.url}/api/v0/claim", json={"queues": ["/alice/a"]}, timeout=30)
     assert response.status_code == 401
+
+
+async def test_a_refused_modify_does_not_name_queues_the_caller_may_not_see(
+    service: ServiceProcess, namespace: str, store: Any
+) -> None:
+    inserted, _ = await store.modify([entroq_redis.TaskData(queue="/bob/secret", value=b"x", id="shared-id")])
+    async with client(service.url, namespace, ALICE) as alice:
+        collision = await alice.post(
+            "/api/v0/modify", json={"inserts": [{"queue": "/alice/q", "id": "shared-id", "value": b64("y")}]}
+        )
+    assert collision.status_code == 404
+    assert collision.json()["details"][1]["type"] == "INSERT"
+    assert "/bob/secret" not in collision.text
+    assert [t.queue for t in await store.tasks(ids=["shared-id"])] == ["/bob/secret"]
+    assert inserted[0].id == "shared-id"
