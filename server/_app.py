@@ -36,6 +36,7 @@ from . import _connect, _errors, _generations, _schema, _wire
 from ._calls import Calls
 from ._errors import ApiError
 from ._generations import Caller, Generations
+from ._namespaces import NAMESPACE_HEADER
 from ._settings import ServiceSettings
 from ._values import BASE64, ValueEncoding
 
@@ -140,6 +141,7 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
             route=route,
             body=body if isinstance(body, dict) else None,
             claimant=claimant,
+            namespace=headers.get(NAMESPACE_HEADER, ""),
         )
 
     async def body(message: str) -> tuple[Any, Caller]:

@@ -14,9 +14,9 @@ from what the request reveals, strongest evidence first:
 4. a modify body's shape: the document-store lists (``docInserts``...), present even when empty,
    or a value that is not a string: JSON; an insert with ``"id": null`` and a string ``atMs``
    (the seed Python client): base64;
-5. what this claimant's earlier unambiguous requests (1 to 4) showed, remembered per claimant ID
-   in a bounded LRU: claim bodies are identical across generations, so this is what tells a
-   seed worker's claims from a JSON-era worker's when nothing else does;
+5. what this claimant's earlier unambiguous requests (1 to 4) showed, remembered per namespace
+   and claimant ID in a bounded LRU: claim bodies are identical across generations, so this is
+   what tells a seed worker's claims from a JSON-era worker's when nothing else does;
 6. ``User-Agent: python-httpx/...`` (the 0.12+ clients; not authoritative, a caller may inject
    its own HTTP client): JSON;
 7. the service's default (``--value-encoding-default``, base64 unless set).
@@ -138,6 +138,22 @@ def claimant_of(body: Mapping[str, Any] | None) -> str:
     return claimant if isinstance(claimant, str) else ""
 
 
+def _unambiguous(
+    number: int, encoding_values: Sequence[str], route: Route, body: Mapping[str, Any] | None
+) -> tuple[str, ValueEncoding | None]:
+    """(evidence, encoding) from rules 1 to 4 of the module doc; encoding None if they do not tell."""
+    declared = _declared_encoding(encoding_values)
+    if declared is not None:
+        return "header", declared
+    if number >= 2:
+        return "protocol", JSON
+    if route == "seed_tasks":
+        return "route", BASE64
+    if route == "tasks":
+        return "route", JSON
+    return "body", body_encoding(body)
+
+
 class Generations:
     """Identifies each request's client generation; remembers claimants' value encodings.
 
@@ -151,7 +167,8 @@ class Generations:
             raise ValueError(f"the default value encoding must be one of {ENCODINGS}, not {default!r}")
         self.default = default
         self.remember = remember
-        self._claimants: collections.OrderedDict[str, ValueEncoding] = collections.OrderedDict()
+        # (namespace, claimant ID) -> encoding: one claimant ID in two namespaces may be two clients.
+        self._claimants: collections.OrderedDict[tuple[str, str], ValueEncoding] = collections.OrderedDict()
 
     def identify(
         self,
@@ -162,49 +179,38 @@ class Generations:
         route: Route = "other",
         body: Mapping[str, Any] | None = None,
         claimant: str = "",
+        namespace: str = "",
     ) -> Caller:
         """Decides the protocol and value encoding of one request (rules in the module doc).
+
+        ``claimant`` (else the body's ``claimantId``) and ``namespace`` (as the request names
+        it) key the claimant memory.
 
         Raises:
             ApiError: a bad ``entroq-protocol`` (400/501) or ``EntroQ-Value-Encoding`` (400).
         """
         number = protocol(protocol_values)
-        claimant = claimant or claimant_of(body)
-        evidence, values = self._unambiguous(number, encoding_values, route, body)
+        key = (namespace, claimant or claimant_of(body))
+        evidence, values = _unambiguous(number, encoding_values, route, body)
         if values is not None:
-            self._learn(claimant, values)
+            self._learn(key, values)
             return Caller(number, values, evidence)
-        learned = self._claimants.get(claimant) if claimant else None
+        learned = self._claimants.get(key) if key[1] else None
         if learned is not None:
-            self._claimants.move_to_end(claimant)
+            self._claimants.move_to_end(key)
             return Caller(number, learned, "claimant")
         if user_agent.lower().startswith("python-httpx/"):
             return Caller(number, JSON, "user-agent")
         return Caller(number, self.default, "default")
 
-    def _unambiguous(
-        self, number: int, encoding_values: Sequence[str], route: Route, body: Mapping[str, Any] | None
-    ) -> tuple[str, ValueEncoding | None]:
-        declared = _declared_encoding(encoding_values)
-        if declared is not None:
-            return "header", declared
-        if number >= 2:
-            return "protocol", JSON
-        if route == "seed_tasks":
-            return "route", BASE64
-        if route == "tasks":
-            return "route", JSON
-        shape = body_encoding(body)
-        return "body", shape
-
-    def _learn(self, claimant: str, values: ValueEncoding) -> None:
-        if not claimant or self.remember <= 0:
+    def _learn(self, key: tuple[str, str], values: ValueEncoding) -> None:
+        if not key[1] or self.remember <= 0:
             return
-        self._claimants[claimant] = values
-        self._claimants.move_to_end(claimant)
+        self._claimants[key] = values
+        self._claimants.move_to_end(key)
         while len(self._claimants) > self.remember:
             self._claimants.popitem(last=False)
 
-    def remembered(self, claimant: str) -> ValueEncoding | None:
+    def remembered(self, claimant: str, namespace: str = "") -> ValueEncoding | None:
         """The encoding learned for a claimant, if any (for tests and diagnostics)."""
-        return self._claimants.get(claimant)
+        return self._claimants.get((namespace, claimant))

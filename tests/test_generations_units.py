@@ -207,6 +207,14 @@ def test_claimants_are_remembered_from_unambiguous_requests_only() -> None:
     assert g.remembered("w3") == "base64"
 
 
+def test_claimants_are_remembered_per_namespace() -> None:
+    g = Generations(default="base64")
+    identify(g, route="tasks", claimant="w", namespace="one")
+    assert identify(g, body={"claimantId": "w"}, namespace="one").values == "json"
+    assert identify(g, body={"claimantId": "w"}, namespace="two").evidence == "default"
+    assert (g.remembered("w", "one"), g.remembered("w", "two")) == ("json", None)
+
+
 def test_claimant_memory_is_bounded_lru() -> None:
     g = Generations(remember=3)
     for name in ["a", "b", "c"]:
