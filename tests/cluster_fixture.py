@@ -245,6 +245,12 @@ class LocalCluster:
                 found.append(self.node_at(int(value["port"])))
         return found
 
+    def config_set(self, name: str, value: str) -> None:
+        """CONFIG SET on every running node (a restarted node reads its file again)."""
+        for node in self.running_nodes():
+            with contextlib.closing(node.client()) as client:
+                client.config_set(name, value)
+
     def namespace_slot(self, namespace: str) -> int:
         """The slot of every key of ``namespace`` (asked of the cluster, not computed here)."""
         return self.keyslot(Keys(namespace).queue_index)
