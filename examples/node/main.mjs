@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 
 import { createClient, RESP_TYPES } from 'redis';
 
-const SCRIPT_NAMES = ['claim', 'modify', 'tasks', 'queues'];
+const SCRIPT_NAMES = ['claim', 'modify', 'tasks', 'queues', 'time'];
 // README section 4: bulk strings may hold binary values, so read every one as a Buffer.
 const AS_BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
 
@@ -185,6 +185,10 @@ async function run(client, subscriber) {
   check('claim without queues is EQ_BADARG', noQueues?.startsWith('EQ_BADARG') === true, noQueues);
   const wrongContract = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0, 0, queue], '2');
   check('wrong contract version is EQ_CONTRACT', wrongContract?.startsWith('EQ_CONTRACT') === true, wrongContract);
+
+  // README section 8a: the store's clock (the one every lease is measured on).
+  const [clockMs] = await scripts.call('time', prefix, []);
+  check('time.lua reads the store clock', Math.abs(Number(clockMs) - Date.now()) < 5000, Number(clockMs));
 
   // Nothing to claim yet: {0, -1}.
   const empty = await claim(worker, 1000, [queue]);
