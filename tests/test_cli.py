@@ -96,7 +96,9 @@ def test_ins_ts_qs_time(cli: Cli, tmp_path: Any) -> None:
     assert only["id"] == "my-id" and "value" not in only
     assert len(cli.json("ts", "jobs", "--limit", "2")) == 2
     table = cli.run("ts", "jobs").stdout
-    assert "hello" in table and "<9 bytes, binary>" in table and "in 60.0m" in table
+    assert "hello" in table and "<9 bytes, binary>" in table
+    # An hour away, less the seconds this test has taken so far on a busy machine.
+    assert re.search(r"in (60\.0|59\.\d)m", table), table
 
     cli.run("ins", "jobs/err", "x")
     [jobs, err] = cli.json("qs", "--prefix", "jobs")
