@@ -75,6 +75,8 @@ class Store:
         self.pid = pid
         self._host = host
         self.client = redis.Redis.from_url(url)
+        # Only a store we started may have its statistics reset (CONFIG RESETSTAT).
+        self.owned = host is not None
 
     @classmethod
     def embedded(cls, data_dir: str, fsync: str = "everysec") -> Store:
@@ -111,6 +113,17 @@ class Store:
             float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
             int(memory["used_memory"]),
         )
+
+    def reset_latency(self) -> bool:
+        """Starts the store's own per-command latency histogram afresh (our store only)."""
+        if self.owned:
+            self.client.config_resetstat()
+        return self.owned
+
+    def evalsha_latency(self) -> dict[str, float]:
+        """Store-side EVALSHA latency percentiles (us) since the last reset: INFO latencystats."""
+        stats = self.client.info("latencystats").get("latency_percentiles_usec_evalsha", {})
+        return {"store_p50_us": stats.get("p50", math.nan), "store_p99_us": stats.get("p99", math.nan)}
 
     def clear(self, namespace: str) -> None:
         """Deletes every key of a namespace (never anything else: --url may be a shared store)."""

@@ -19,10 +19,12 @@ from entroq_redis import TaskData
 VALUE = b"v" * 100  # design 5: 100-byte values
 
 
-async def _fill(url: str, namespace: str, queue: str, count: int, batch: int, concurrency: int) -> None:
+async def _fill(url: str, namespace: str, queue: str, count: int, batch: int, concurrency: int) -> float:
     sizes = [min(batch, count - start) for start in range(0, count, batch)]
     items = [TaskData(queue, value=VALUE)] * batch
     async with entroq_redis.connect(url, namespace=namespace) as eq:
+        await eq.time()  # connected (and the scripts loaded) before the clock starts
+        began = time.perf_counter()
 
         async def loader() -> None:
             while sizes:
@@ -32,17 +34,17 @@ async def _fill(url: str, namespace: str, queue: str, count: int, batch: int, co
         async with anyio.create_task_group() as group:
             for _ in range(concurrency):
                 group.start_soon(loader)
+        return time.perf_counter() - began
 
 
 def fill(url: str, namespace: str, queue: str, count: int, batch: int = 1000, concurrency: int = 4) -> float:
     """Inserts ``count`` tasks with 100-byte values through the library (modify batches of
     ``batch`` inserts, ``concurrency`` in flight, pipelined on coredis's connections);
-    returns inserts per second."""
+    returns inserts per second (connecting not counted)."""
     if count <= 0:
         return math.nan
-    began = time.perf_counter()
-    anyio.run(_fill, url, namespace, queue, count, batch, concurrency, backend="trio")
-    return count / (time.perf_counter() - began)
+    seconds = anyio.run(_fill, url, namespace, queue, count, batch, concurrency, backend="trio")
+    return count / seconds
 
 
 async def _size(url: str, namespace: str, queue: str) -> int:
@@ -196,11 +198,15 @@ async def _timed_claims(url: str, namespace: str, queues: list[str], trials: int
 
 
 def timed_claims(store: Store, namespace: str, queues: list[str], trials: int) -> dict[str, float]:
-    """Client-side claim latency p50/p99 and the store's script time per claim."""
+    """Client-side claim latency p50/p99, the store's script time per claim, and (on a store we
+    started) the store's own EVALSHA latency percentiles over the same calls."""
+    owned = store.reset_latency()
     before = store.snapshot()
     latencies = anyio.run(_timed_claims, store.url, namespace, queues, trials, backend="trio")
     delta = before.delta(store.snapshot())
+    store_side = store.evalsha_latency() if owned else {}
     return {
+        **store_side,
         "claim_p50_us": percentile(latencies, 50),
         "claim_p99_us": percentile(latencies, 99),
         "script_us_per_claim": delta["evalsha_usec"] / max(1, delta["evalsha_calls"]),
