@@ -181,6 +181,9 @@ class LocalCluster:
             raise
 
     def _create(self, timeout: float) -> None:
+        if self.primaries < 3:
+            self._create_by_hand(timeout)
+            return
         command = [
             REDIS_CLI,
             "--cluster",
@@ -193,6 +196,38 @@ class LocalCluster:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {result.stdout}\n{result.stderr}")
+        self.wait_healthy(timeout)
+
+    def _create_by_hand(self, timeout: float) -> None:
+        """What ``redis-cli --cluster create`` does, for fewer than the 3 primaries it insists on
+        (the benchmark's 1-primary layout): slots split over the primaries, every node met,
+        replicas attached in turn."""
+        primaries, replicas = self.nodes[: self.primaries], self.nodes[self.primaries :]
+        ids = {}
+        for epoch, node in enumerate(self.nodes, start=1):
+            with contextlib.closing(node.client(decode_responses=True)) as client:
+                client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", epoch)
+                ids[node.port] = client.execute_command("CLUSTER", "MYID")
+        for index, node in enumerate(primaries):
+            first = 16384 * index // len(primaries)
+            last = 16384 * (index + 1) // len(primaries) - 1
+            with contextlib.closing(node.client()) as client:
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+        with contextlib.closing(self.nodes[0].client()) as client:
+            for node in self.nodes[1:]:
+                client.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, node.bus_port)
+        deadline = time.monotonic() + timeout
+        for index, node in enumerate(replicas):
+            primary_id = ids[primaries[index % len(primaries)].port]
+            with contextlib.closing(node.client()) as client:
+                while True:  # until the replica has heard of its primary through the bus
+                    try:
+                        client.execute_command("CLUSTER", "REPLICATE", primary_id)
+                        break
+                    except redis.ResponseError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.05)
         self.wait_healthy(timeout)
 
     def stop(self) -> None:
