@@ -40,11 +40,6 @@ def load_json(raw: bytes) -> Any:
         raise bad_request(f"malformed JSON body: {exc}") from None
 
 
-def parse_json(raw: bytes, message: str, values: ValueEncoding = BASE64) -> Any:
-    """Parses a request body into the ``api.<message>`` protobuf message, or raises a 400."""
-    return parse_dict(load_json(raw), message, values)
-
-
 def parse_dict(body: Any, message: str, values: ValueEncoding = BASE64) -> Any:
     """Parses decoded JSON into ``api.<message>``, or raises a 400 naming the bad field."""
     if not isinstance(body, dict):
