@@ -57,6 +57,50 @@ CLUSTER_IN_TRANSITION = (
 SAFETY_RECHECK_S = 30.0
 
 
+def _wrote(name: str, reply: Any, args: list[_codec.Arg]) -> bool:
+    """Whether a script call changed the store (only then is there anything to confirm)."""
+    if name == "claim":
+        # Claimed, or nothing to claim after its finish deletes (ARGV[7] = n_finish).
+        return bool(reply[0] == 1 or (reply[0] == 0 and int(args[6]) > 0))
+    if name == "modify":
+        # Applied, with at least one insert, change or delete (ARGV[6..8]).
+        return bool(reply[0] == 1 and int(args[5]) + int(args[6]) + int(args[7]) > 0)
+    return False
+
+
+def _outcome_unknown(name: str, detail: str) -> OutcomeUnknownError:
+    return OutcomeUnknownError(
+        f"{name} was applied on the primary but not confirmed durable in time ({detail}); "
+        "it may be lost if the primary fails now. Retrying with the same versions is "
+        "safe: a modify applies at most once"
+    )
+
+
+async def _confirm_durable(connection: Any, name: str, durability: Durability) -> None:
+    """WAIT / WAITAOF on the connection that carried the write, right after its reply.
+
+    WAIT counts the writes of the connection it is sent on, so it must follow the script
+    on that same connection; the connection is shared, so a later write of another call
+    may be waited for too, which only makes the answer stronger.
+    """
+    if durability.fsync:
+        local, replicas = await connection.create_request(
+            b"WAITAOF", 1, durability.replicas, durability.timeout_ms, decode=False
+        )
+        if local < 1 or replicas < durability.replicas:
+            raise _outcome_unknown(
+                name, f"WAITAOF: local fsync {local}/1, replicas {replicas}/{durability.replicas}"
+            )
+        return
+    acknowledged = await connection.create_request(
+        b"WAIT", durability.replicas, durability.timeout_ms, decode=False
+    )
+    if acknowledged < durability.replicas:
+        raise _outcome_unknown(
+            name, f"WAIT: {acknowledged} of {durability.replicas} replicas in {durability.timeout_ms} ms"
+        )
+
+
 class RedisBackend:
     """Runs the scripts against one namespace of a Redis/Valkey store."""
 
@@ -75,27 +119,21 @@ class RedisBackend:
         self._task_group = task_group
         self._cluster = isinstance(redis, coredis.RedisCluster)
         self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
-        # Plain client, no durability waits, no OpenTelemetry: scripts go straight onto a
-        # pooled connection (_evalsha). Otherwise through coredis's command layer.
-        self._direct = (
-            isinstance(redis, coredis.Redis) and durability is None and not coredis.Config.otel_enabled
-        )
+        # Plain client, no OpenTelemetry: scripts go straight onto a pooled connection
+        # (_evalsha). On a cluster, through coredis's command layer (routing, redirects).
+        self._direct = isinstance(redis, coredis.Redis) and not coredis.Config.otel_enabled
         self._hub: WakeHub | None = None
         self._hub_lock = anyio.Lock()
 
     async def _call(self, name: str, args: list[_codec.Arg], *, mutates: bool = False) -> Any:
         try:
             if self._direct:
-                return await self._evalsha(name, args)
+                return await self._evalsha(name, args, self._durability if mutates else None)
             if mutates and self._durability is not None:
                 return await self._call_durably(name, args, self._durability)
             return await self._scripts[name](keys=[self.keys.queue_index], args=args)
         except (coredis.exceptions.ReplicationError, coredis.exceptions.PersistenceError) as exc:
-            raise OutcomeUnknownError(
-                f"{name} was applied on the primary but not confirmed durable in time ({exc}); "
-                "it may be lost if the primary fails now. Retrying with the same versions is "
-                "safe: a modify applies at most once"
-            ) from exc
+            raise _outcome_unknown(name, str(exc)) from exc
         except coredis.exceptions.ConnectionError as exc:
             raise StoreUnavailableError(f"store unreachable: {exc}") from exc
         except TimeoutError as exc:
@@ -105,7 +143,7 @@ class RedisBackend:
         except coredis.exceptions.ResponseError as exc:
             raise _codec.script_error(str(exc)) from exc
 
-    async def _evalsha(self, name: str, args: list[_codec.Arg]) -> Any:
+    async def _evalsha(self, name: str, args: list[_codec.Arg], durability: Durability | None = None) -> Any:
         """EVALSHA on a pooled connection, reloading the script once on NOSCRIPT.
 
         What ``Script.__call__`` does, without coredis's per-command layers (retry and
@@ -127,16 +165,22 @@ class RedisBackend:
             finally:
                 pool.release(connection)
             try:
-                return await request
+                reply = await request
             except coredis.exceptions.NoScriptError:
                 if attempt:
                     raise
                 await self.redis.script_load(script.script)
+                continue
+            if durability is not None and _wrote(name, reply, args):
+                await _confirm_durable(connection, name, durability)
+            return reply
         raise AssertionError("unreachable")
 
     async def _call_durably(self, name: str, args: list[_codec.Arg], durability: Durability) -> Any:
-        # coredis sends WAIT / WAITAOF on the connection that carried the script, right
-        # after its reply, and raises if fewer acknowledgements than asked came in time.
+        # On a cluster: coredis sends WAIT / WAITAOF on the connection that carried the
+        # script, right after its reply, and raises if fewer acknowledgements than asked
+        # came in time. It waits after every call, so there a refused modify can also come
+        # back as outcome unknown (the plain-store path waits only after a write).
         script = self._scripts[name]
         if durability.fsync:
             with self.redis.ensure_persistence(1, durability.replicas, durability.timeout_ms):

@@ -104,8 +104,8 @@ async def test_unconfirmed_write_is_outcome_unknown_in_the_library(store_url: st
             await eq.modify(inserts=[TaskData("jobs", id="first")])
         (task,) = await eq.tasks("jobs")  # applied on the primary all the same
         # Retrying the same modify is safe: the first attempt survived, so the retry is refused
-        # and writes nothing. (Its refusal is unconfirmed too: WAIT follows every call.)
-        with pytest.raises(OutcomeUnknownError):
+        # and writes nothing; a refusal wrote nothing, so it is reported as such.
+        with pytest.raises(DependencyError):
             await eq.modify(inserts=[TaskData("jobs", id="first")])
         assert await eq.tasks("jobs") == [task]
         with pytest.raises(OutcomeUnknownError):
