@@ -54,9 +54,10 @@ RouteHandler = Callable[..., Awaitable[Response]]
 
 
 class _AnyPath(BaseConverter):
-    """Matches any text, slashes and the empty string included (greedy)."""
+    """Matches any text, slashes, line breaks and the empty string included (greedy)."""
 
-    regex = ".*"
+    # Not ".*": "." stops at a newline, and a queue name may hold one (%0A in the path).
+    regex = r"[\s\S]*"
     part_isolating = False
 
 

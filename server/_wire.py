@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 import entroq_redis
+from entroq_redis._contract import MAX_ITEMS_PER_MODIFY, MAX_QUEUES_PER_CLAIM
 
 from . import _schema, _values
 from ._errors import bad_request, unimplemented
@@ -45,15 +47,60 @@ def parse_dict(body: Any, message: str, values: ValueEncoding = BASE64) -> Any:
     if not isinstance(body, dict):
         raise bad_request(f"the request body must be a JSON object ({message}), not {type(body).__name__}")
     descriptor = _schema.message_descriptor(message)
+    body = _check_counts(body, message)
     _check_enums(body, descriptor, message)
     if message == "ModifyRequest":
         _refuse_documents(body)
         if values == JSON:
             body = _stored_values(body)
+        else:
+            _check_base64_values(body)
     try:
         return json_format.ParseDict(body, _schema.message_class(message)(), ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         raise bad_request(f"invalid {message}: {exc}") from None
+
+
+# Lists the store refuses beyond its limits (lua/README.md section 9), refused here before
+# json_format reads them: parsing a 10 MiB body of 3.5 million empty inserts takes about 20 s
+# of the service's single event loop, and the store would then be blocked building millions
+# of script arguments only to refuse them.
+_COUNTED_LISTS = {
+    "ModifyRequest": (
+        ("inserts", "changes", "deletes", "depends"),
+        MAX_ITEMS_PER_MODIFY,
+        "items per modify (inserts + changes + deletes + depends)",
+    ),
+    "ClaimRequest": (("finish",), MAX_ITEMS_PER_MODIFY, "finished tasks per claim"),
+}
+
+
+def _check_counts(body: dict[str, Any], message: str) -> dict[str, Any]:
+    """Refuses request lists over the store's limits with a clear 400; returns the body with
+    a claim's repeated queue names dropped (the store ignores repeats, so a long list of one
+    name must not cost what a long list of different names costs)."""
+    counted = _COUNTED_LISTS.get(message)
+    if counted is not None:
+        names, limit, what = counted
+        total = 0
+        for name in names:
+            for key in {name, _snake_case(name)}:
+                if isinstance(body.get(key), list):
+                    total += len(body[key])
+        if total > limit:
+            raise bad_request(f"at most {limit} {what}, got {total}")
+    if message == "ClaimRequest":
+        queues = body.get("queues")
+        if isinstance(queues, list) and all(isinstance(q, str) for q in queues):
+            distinct = list(dict.fromkeys(queues))
+            if len(distinct) > MAX_QUEUES_PER_CLAIM:
+                raise bad_request(f"at most {MAX_QUEUES_PER_CLAIM} queues per claim, got {len(distinct)}")
+            body = {**body, "queues": distinct}
+    return body
+
+
+def _snake_case(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
 
 
 # The document store of later EntroQ releases (ModifyRequest fields 6 to 9; JSON and proto
@@ -75,6 +122,23 @@ def _refuse_documents(body: Mapping[str, Any]) -> None:
                 f"{name}: this server serves EntroQ's task queue, not its document store "
                 "(docs and namespaces are not implemented)"
             )
+
+
+# Standard or URL-safe base64, padded or not (what json_format accepts). json_format itself
+# skips any other character, so "QUJD!" or "QUJD\u0000" would be stored as b"ABC": a value that
+# is not base64 must be refused, not silently altered (EntroQ's Go server refuses it too).
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}|[A-Za-z0-9_-]*={0,2}")
+
+
+def _check_base64_values(body: dict[str, Any]) -> None:
+    datas = [item for item in body.get("inserts") or () if isinstance(item, dict)]
+    for change in body.get("changes") or ():
+        if isinstance(change, dict):
+            datas += [d for d in (change.get("newData"), change.get("new_data")) if isinstance(d, dict)]
+    for data in datas:
+        value = data.get("value")
+        if isinstance(value, str) and not _BASE64.fullmatch(value):
+            raise bad_request("invalid value: not base64 (standard or URL-safe alphabet, optional padding)")
 
 
 def _stored_value(data: Any) -> Any:
@@ -116,8 +180,12 @@ def _check_enums(body: Any, descriptor: Descriptor, path: str) -> None:
         items = value if field.is_repeated and isinstance(value, list) else [value]
         for item in items:
             if field.enum_type is not None:
-                known = item in field.enum_type.values_by_name or (
-                    isinstance(item, int) and item in field.enum_type.values_by_number
+                # Only a name or a number can be an enum value; anything else (an object,
+                # a list) is unknown too, and must not reach the lookups (unhashable: a 500).
+                known = (isinstance(item, str) and item in field.enum_type.values_by_name) or (
+                    isinstance(item, int)
+                    and not isinstance(item, bool)  # JSON true is not the number 1
+                    and item in field.enum_type.values_by_number
                 )
                 if not known:
                     raise bad_request(f"invalid {path}: {name} has no value {item!r}")
