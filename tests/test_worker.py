@@ -149,17 +149,19 @@ def test_backoff_policies() -> None:
 async def test_cpu_bound_handler_does_not_starve_renewal(
     eq: entroq_redis.EntroQ, other: entroq_redis.EntroQ, style: str
 ) -> None:
-    lease_ms = 300
+    # Long enough that a renewal (every lease / 2) survives a loaded 2-core CI machine with
+    # the busy thread holding the GIL; the handler still outlives three leases.
+    lease_ms = 1000
     [task], _ = await eq.modify(inserts=[TaskData("cpu", value=b"crunch")])
     started = trio.Event()
 
     def crunch_sync(task: Task) -> None:
         trio.from_thread.run_sync(started.set)
-        busy(lease_ms * 5 / 1000)
+        busy(lease_ms * 3 / 1000)
 
     async def crunch_async(task: Task) -> None:
         started.set()
-        await anyio.to_thread.run_sync(busy, lease_ms * 5 / 1000)
+        await anyio.to_thread.run_sync(busy, lease_ms * 3 / 1000)
 
     handler = crunch_sync if style == "sync handler" else crunch_async
     events: list[WorkerEvent] = []
@@ -169,7 +171,7 @@ async def test_cpu_bound_handler_does_not_starve_renewal(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(worker.run)
             await started.wait()
-            # For 5 leases' time another claimant keeps trying: renewal must keep it out.
+            # For 3 leases' time another claimant keeps trying: renewal must keep it out.
             while not events:
                 if (got := await other.try_claim("cpu", 10_000)) is not None:
                     stolen.append(got)
