@@ -21,6 +21,7 @@ unreachable, slow or failing 503. Any method this module does not know is denied
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -152,7 +153,7 @@ class PolicyAuthorizer:
 
     def _credentials(self, call: Call) -> Credentials:
         try:
-            return read_credentials(call.headers)
+            return dataclasses.replace(read_credentials(call.headers), namespace=call.namespace)
         except CredentialsError as exc:
             self._count("unauthenticated")
             raise unauthenticated(str(exc)) from None

@@ -1,9 +1,14 @@
 """EntroQ's authorization input document (reference section 7). I/O free.
 
-The document a policy sees is exactly EntroQ's::
+The document a policy sees is EntroQ's, plus the namespace the call works in::
 
     {"input": {"authz": {"type"?, "credentials"?},
-               "queues": [{"exact"?, "prefix"?, "actions": [...]}, ...]}}
+               "queues": [{"exact"?, "prefix"?, "actions": [...]}, ...],
+               "namespace": "eq"}}
+
+``namespace`` is ours (EntroQ has one queue space per server): a service serving several
+namespaces can scope grants by it, and EntroQ's own policies, which never read it, work
+unchanged.
 
 ``authz`` is the caller's ``Authorization`` header split at its first space (``Bearer abc``
 -> type ``Bearer``, credentials ``abc``; a single word is credentials only). ``exact`` and
@@ -40,6 +45,8 @@ class Credentials:
 
     type: str = ""
     credentials: str = ""
+    # The namespace of the call being authorized (not part of the header; see input_document).
+    namespace: str = ""
 
     def to_json(self) -> dict[str, str]:
         body = {}
@@ -98,7 +105,10 @@ def entry(queue: str, action: str) -> QueueEntry:
 
 def input_document(credentials: Credentials, entries: Sequence[QueueEntry]) -> dict[str, Any]:
     """The ``input`` value sent to the policy (the OPA request body is ``{"input": this}``)."""
-    return {"authz": credentials.to_json(), "queues": [e.to_json() for e in entries]}
+    document: dict[str, Any] = {"authz": credentials.to_json(), "queues": [e.to_json() for e in entries]}
+    if credentials.namespace:
+        document["namespace"] = credentials.namespace
+    return document
 
 
 def claim_entries(queues: Iterable[str], finish_queues: Iterable[str]) -> list[QueueEntry]:

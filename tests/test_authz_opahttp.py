@@ -146,6 +146,7 @@ async def test_the_exact_input_document(
                 {"exact": "/alice/c", "actions": ["DELETE"]},
                 {"exact": "/alice/d", "actions": ["READ"]},
             ],
+            "namespace": namespace,
         }
     }
     assert opa.requests[1]["body"]["input"]["queues"] == [

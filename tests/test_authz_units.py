@@ -60,6 +60,8 @@ def test_input_document_is_entroqs_shape() -> None:
         ],
     }
     assert input_document(Credentials("", "t"), [])["authz"] == {"credentials": "t"}
+    # Our one addition: the namespace of the call, for services serving several.
+    assert input_document(Credentials("", "t", namespace="ns1"), [])["namespace"] == "ns1"
 
 
 def test_opa_path_names_the_document() -> None:
