@@ -233,12 +233,21 @@ class Workload:
 
 
 async def main(config: Config) -> None:
-    async with entroq_redis.connect(config.url, namespace=config.namespace) as eq:
-        workload = Workload(config, eq)
+    give_up = time.monotonic() + config.retry_s
+    while True:
         try:
-            await workload.run()
-        finally:
-            workload.close()
+            async with entroq_redis.connect(config.url, namespace=config.namespace) as eq:
+                workload = Workload(config, eq)
+                try:
+                    await workload.run()
+                finally:
+                    workload.close()
+            return
+        except entroq_redis.StoreUnavailableError:
+            # connect() checks the store; a crash test may have it down right now.
+            if time.monotonic() > give_up:
+                raise
+            await trio.sleep(0.1)
 
 
 if __name__ == "__main__":
