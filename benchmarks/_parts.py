@@ -114,7 +114,9 @@ def part_library(ctx: Context) -> None:
 
 
 def part_saq(ctx: Context) -> None:
-    """saq 0.26's worker, 2 processes x 16 no-op jobs, in this same run (if saq is installed)."""
+    """saq 0.26's worker (16 no-op jobs per process) in this same run, and the library at the same
+    W x 16 right before and after each saq run, so the comparison is not across minutes of a
+    machine whose load drifts (if saq is installed)."""
     try:
         import saq  # noqa: F401
     except ImportError:
@@ -124,25 +126,45 @@ def part_saq(ctx: Context) -> None:
     # saq keys are not namespaced by a hash tag: its own logical database keeps them apart.
     url = ctx.store.url.rstrip("/") + "/1"
     Store(url).client.flushdb()
-    loops = ["asyncio", "uvloop"] if _has_uvloop() else ["asyncio"]
-    for loop in loops:
-        for procs in sorted(set(sizes.procs) & {1, 2} or {2}):
-            # saq's own rate, not ours, sizes its backlog (its enqueue is far slower than a fill).
-            count = int(2_000 + 5_000 * (sizes.seconds + sizes.warmup + sizes.startup))
-            began = time.perf_counter()
-            anyio.run(_saq_enqueue, url, count, backend="asyncio")
-            enqueue_rate = count / (time.perf_counter() - began)
-            saq_store = Store(url)
-            row = run_throughput(
-                saq_store, url=url, namespace="", queue="bench", loop=loop, procs=procs, claimers=16,
-                mode="saq", seconds=sizes.seconds, warmup=sizes.warmup, startup=sizes.startup, kind="saq",
-            )  # fmt: skip
-            for key in ("claim_p50_us", "claim_p99_us", "evalsha_us_per_job", "evalsha_calls_per_job"):
-                row.pop(key)
-            left = saq_store.client.llen("saq:bench:queued")
-            ctx.results.add("saq", loop=loop, procs=procs, claimers=16, enqueue_per_s=enqueue_rate,
-                            left_queued=left, **row)  # fmt: skip
-            saq_store.client.flushdb()
+    ns, queue = "bench-versus", "jobs"
+    ctx.store.clear(ns)
+    # Each library configuration runs right before and right after saq (its mean is compared).
+    groups = {"asyncio": ["trio", "asyncio"]}
+    if _has_uvloop():
+        groups["uvloop"] = ["uvloop"]
+    procs = max(sizes.procs)
+
+    def library(loop: str, mode: str, when: str) -> None:
+        top_up(ctx.store.url, ns, queue, ctx.backlog())
+        row = run_throughput(
+            ctx.store, url=ctx.store.url, namespace=ns, queue=queue, loop=loop, procs=procs, claimers=16,
+            mode=mode, seconds=sizes.seconds, warmup=sizes.warmup, startup=sizes.startup,
+        )  # fmt: skip
+        ctx.results.add("versus-saq", loop=loop, procs=procs, claimers=16, mode=mode, when=when, **row)
+
+    for saq_loop, loops in groups.items():
+        configs = [(loop, mode) for loop in loops for mode in sizes.modes]
+        for loop, mode in configs:
+            library(loop, mode, "before saq")
+        # saq's own rate, not ours, sizes its backlog (its enqueue is far slower than a fill).
+        count = int(2_000 + 5_000 * (sizes.seconds + sizes.warmup + sizes.startup))
+        began = time.perf_counter()
+        anyio.run(_saq_enqueue, url, count, backend="asyncio")
+        enqueue_rate = count / (time.perf_counter() - began)
+        saq_store = Store(url)
+        row = run_throughput(
+            saq_store, url=url, namespace="", queue="bench", loop=saq_loop, procs=procs, claimers=16,
+            mode="saq", seconds=sizes.seconds, warmup=sizes.warmup, startup=sizes.startup, kind="saq",
+        )  # fmt: skip
+        for key in ("claim_p50_us", "claim_p99_us", "evalsha_us_per_job", "evalsha_calls_per_job"):
+            row.pop(key)
+        left = saq_store.client.llen("saq:bench:queued")
+        ctx.results.add("saq", loop=saq_loop, procs=procs, claimers=16, enqueue_per_s=enqueue_rate,
+                        left_queued=left, **row)  # fmt: skip
+        saq_store.client.flushdb()
+        for loop, mode in reversed(configs):
+            library(loop, mode, "after saq")
+    ctx.store.clear(ns)
 
 
 async def _saq_enqueue(url: str, count: int) -> None:

@@ -73,6 +73,16 @@ TABLES: dict[str, list[str]] = {
         "empty_claims",
         "errors",
     ],
+    "versus-saq": [
+        "loop",
+        "procs",
+        "claimers",
+        "mode",
+        "when",
+        "jobs_per_s",
+        "store_cpu_us_per_job",
+        "client_cpu_us_per_job",
+    ],
     "saq": [
         "loop",
         "procs",
@@ -154,8 +164,6 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def part(name: str) -> list[dict[str, Any]]:
         return [r for r in rows if r["part"] == name and "skipped" not in r]
 
-    # The best saq figure of this run (over its event loops) at 2 processes x 16.
-    saq_same_run = max((r["jobs_per_s"] for r in part("saq") if r["procs"] == 2), default=None)
     for r in part("library"):
         if r["procs"] == 2 and r["claimers"] == 16:
             add(
@@ -164,13 +172,23 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 ">= 1.0",
                 r["jobs_per_s"] >= 1.3 * SAQ_REFERENCE,
             )
-            if saq_same_run:
-                add(
-                    f"library 2x16 {r['mode']} ({r['loop']}) / best saq 2x16 of this run",
-                    r["jobs_per_s"] / saq_same_run,
-                    ">= 1.3",
-                    r["jobs_per_s"] >= 1.3 * saq_same_run,
-                )
+    # Against saq measured between the two library runs it is compared with (their mean; same
+    # W x 16; saq has no trio, so trio is set against saq on plain asyncio).
+    saq_by_loop = {r["loop"]: r for r in part("saq")}
+    pairs: dict[tuple[str, int, str], list[float]] = {}
+    for r in part("versus-saq"):
+        pairs.setdefault((r["loop"], r["procs"], r["mode"]), []).append(r["jobs_per_s"])
+    for (loop, procs, mode), rates in pairs.items():
+        saq = saq_by_loop.get("uvloop" if loop == "uvloop" else "asyncio")
+        if saq and saq["procs"] == procs:
+            mean = sum(rates) / len(rates)
+            add(
+                f"library {procs}x16 {mode} ({loop}, mean of the runs around saq) / saq {procs}x16 "
+                f"({saq['loop']})",
+                mean / saq["jobs_per_s"],
+                ">= 1.3",
+                mean >= 1.3 * saq["jobs_per_s"],
+            )
     for r in part("depth-cpu"):
         add(
             f"store CPU us per job at depth {r['depth']:,} ({r['mode']})",
