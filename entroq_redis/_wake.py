@@ -18,10 +18,36 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import coredis.exceptions
+from coredis.retry import (
+    CompositeRetryPolicy,
+    ConstantRetryPolicy,
+    ExponentialBackoffRetryPolicy,
+    RetryPolicy,
+)
 
 from ._sharded import sharded_subscription
 
 log = logging.getLogger(__name__)
+
+
+def _resubscribe_policy() -> RetryPolicy:
+    """How the subscription reconnects after the store went away: coredis's default, with the
+    backoff capped at 1 s instead of 16 s.
+
+    Wake messages published while the subscription is down are lost (the resubscribe wakes
+    every waiter to look again, so none is missed for good), but until it is back a blocking
+    claim hears of no insert. With coredis's 16 s cap, a store back after a long outage
+    served requests at once while blocking claims slept through inserts for up to 16 s more
+    (tests/test_battery_store_outage.py). One connection attempt a second per client is
+    cheap; the cluster subscription (_sharded.py) uses the same bounds.
+    """
+    return CompositeRetryPolicy(
+        ExponentialBackoffRetryPolicy(
+            (coredis.exceptions.ConnectionError,), retries=None, base_delay=0.1, max_delay=1, jitter=True
+        ),
+        ConstantRetryPolicy((TimeoutError,), retries=2, delay=0.1),
+    )
 
 
 class Waiter:
@@ -75,7 +101,11 @@ class WakeHub:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Subscribes, reports started, then dispatches messages until cancelled."""
-        subscriber: Any = sharded_subscription(self._redis) if self._sharded else self._redis.pubsub()
+        subscriber: Any = (
+            sharded_subscription(self._redis)
+            if self._sharded
+            else self._redis.pubsub(retry_policy=_resubscribe_policy())
+        )
         try:
             async with subscriber as pubsub:
                 await pubsub.subscribe(self._channel)
