@@ -137,6 +137,8 @@ def _check_base64_values(body: dict[str, Any]) -> None:
             datas += [d for d in (change.get("newData"), change.get("new_data")) if isinstance(d, dict)]
     for data in datas:
         value = data.get("value")
+        if value is not None and not isinstance(value, str):
+            raise bad_request(f"invalid value: a base64 value is a string, not {type(value).__name__}")
         if isinstance(value, str) and not _BASE64.fullmatch(value):
             raise bad_request("invalid value: not base64 (standard or URL-safe alphabet, optional padding)")
 

@@ -78,6 +78,11 @@ def namespace_state(client: redis.Redis, namespace: str) -> dict[bytes, bytes | 
     return {key: client.dump(key) for key in client.scan_iter(match="{" + namespace + "}:*", count=1000)}
 
 
+def store_digest(client: redis.Redis) -> bytes:
+    """DEBUG DIGEST of the whole store (private stores, started with debug commands on)."""
+    return bytes(client.execute_command("DEBUG", "DIGEST"))
+
+
 def store_state(client: redis.Redis) -> dict[bytes, bytes | None]:
     """Every key of the database with its DUMP: for private stores only."""
     return {key: client.dump(key) for key in client.scan_iter(count=1000)}

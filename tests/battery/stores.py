@@ -85,6 +85,14 @@ class PrivateValkey:
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
 
+    def digest(self) -> bytes:
+        """A checksum of every key and value (DEBUG DIGEST): equal digests, equal stores."""
+        client = self.client()
+        try:
+            return bytes(client.execute_command("DEBUG", "DIGEST"))
+        finally:
+            client.close()
+
     def set_offset(self, seconds: float) -> None:
         """Moves the store's wall clock to real time + ``seconds`` (takes effect at once)."""
         if self.clock_file is None:
@@ -123,6 +131,8 @@ def private_valkey(*, fake_clock: bool = False, args: tuple[str, ...] = ()) -> I
                 valkey_binary(),
                 "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", str(directory), "--logfile", "valkey.log", "--maxmemory-policy", "noeviction",
+                # DEBUG DIGEST: a whole-keyspace checksum in one call, for before/after checks.
+                "--enable-debug-command", "local",
                 *args,
             ]  # fmt: skip
             process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
