@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 from _harness import HERE, Results, Store, percentile
-from _workloads import VALUE, fill, run_throughput, spy, timed_claims, top_up
+from _workloads import VALUE, fill, interleaved_claims, run_throughput, spy, timed_claims, top_up
 
 import entroq_redis
 from entroq_redis import TaskData
@@ -197,25 +197,31 @@ def _has_uvloop() -> bool:
 
 def part_depth(ctx: Context) -> None:
     """Claim latency at each depth (fast preload, insert rate), memory per task, and the store
-    CPU per claim -> delete job at the deepest queue."""
-    ns, queue = "bench-depth", "deep"
+    CPU per claim -> delete job at the deepest queue.
+
+    One queue per depth, all loaded at once. Client-side latency comes from claims that take
+    turns between the queues call by call; the store-side percentiles (INFO latencystats) and
+    script time per claim from a block of claims per queue."""
+    ns = "bench-depth"
     ctx.store.clear(ns)
-    time.sleep(0.2)
-    memory_before = ctx.store.snapshot().used_memory
-    loaded = 0
-    for depth in ctx.sizes.depths:
-        rate = fill(ctx.store.url, ns, queue, depth - loaded)
-        loaded = depth
+    queues = {depth: f"depth-{depth}" for depth in ctx.sizes.depths}
+    rows = {}
+    for depth, queue in queues.items():
+        time.sleep(0.2)
+        memory_before = ctx.store.snapshot().used_memory
+        rate = fill(ctx.store.url, ns, queue, depth)
         memory = ctx.store.snapshot().used_memory - memory_before
-        timing = timed_claims(ctx.store, ns, [queue], ctx.sizes.depth_trials)
-        ctx.results.add(
-            "depth",
-            depth=depth,
-            insert_per_s=rate,
-            **timing,
-            memory_bytes_per_task=memory / depth,
-            memory_beyond_value=memory / depth - len(VALUE),
-        )
+        rows[depth] = {"insert_per_s": rate, "memory_bytes_per_task": memory / depth,
+                       "memory_beyond_value": memory / depth - len(VALUE)}  # fmt: skip
+    for depth, queue in queues.items():
+        block = timed_claims(ctx.store, ns, [queue], ctx.sizes.depth_trials)
+        rows[depth].update({k: v for k, v in block.items() if not k.startswith("claim_")})
+        rows[depth].update(block_claim_p50_us=block["claim_p50_us"], block_claim_p99_us=block["claim_p99_us"])
+    turns = interleaved_claims(ctx.store.url, ns, {d: [q] for d, q in queues.items()}, ctx.sizes.depth_trials)
+    for depth in queues:
+        p50, p99 = turns[depth]
+        ctx.results.add("depth", depth=depth, claim_p50_us=p50, claim_p99_us=p99, **rows[depth])
+    queue = queues[ctx.sizes.depths[-1]]
     deepest = ctx.sizes.depths[-1]
     sizes = ctx.sizes
     for mode in sizes.modes:
@@ -249,14 +255,22 @@ def part_depth(ctx: Context) -> None:
 
 
 def part_queues(ctx: Context) -> None:
-    """Claim over N named queues of which only one holds tasks."""
+    """Claim over N named queues of which only one holds tasks (client side: the N take turns
+    call by call; store side: a block of claims per N)."""
     ns = "bench-queues"
     ctx.store.clear(ns)
     names = [f"queue-{i:04d}" for i in range(max(ctx.sizes.queue_counts))]
     fill(ctx.store.url, ns, names[-1], 1_000)
-    for count in ctx.sizes.queue_counts:
-        timing = timed_claims(ctx.store, ns, names[-count:], ctx.sizes.queue_trials)
-        ctx.results.add("queues", queues=count, holding_tasks=1, **timing)
+    lists = {count: names[-count:] for count in ctx.sizes.queue_counts}
+    blocks = {
+        count: timed_claims(ctx.store, ns, queues, ctx.sizes.queue_trials) for count, queues in lists.items()
+    }
+    turns = interleaved_claims(ctx.store.url, ns, lists, ctx.sizes.queue_trials)
+    for count, block in blocks.items():
+        p50, p99 = turns[count]
+        block["block_claim_p50_us"] = block.pop("claim_p50_us")
+        block["block_claim_p99_us"] = block.pop("claim_p99_us")
+        ctx.results.add("queues", queues=count, holding_tasks=1, claim_p50_us=p50, claim_p99_us=p99, **block)
     ctx.store.clear(ns)
 
 
