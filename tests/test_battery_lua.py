@@ -1,0 +1,366 @@
+"""Battery row k: the Lua scripts' discipline (reliability-battery.md 1.3, 1.4; design 2.8).
+
+1. Static: in every script each path passes its last check before its first write
+   (tests/battery/lua_lint.py), and the lint is shown to catch broken copies.
+2. Fault injection on a private store: for every key a modify or a finish-and-claim touches,
+   a key of the wrong type is planted there (as a foreign writer or a damaged store would
+   leave it), the call is made, and whatever it answers, no partial write may survive: either
+   the call did everything or the store is exactly as before (every key but the planted one,
+   compared with DUMP). Also with ``maxmemory`` set below what the store uses: the script's
+   first write is refused (OOM) and nothing changes.
+3. Worst-case inputs at the API caps (1,000 items, 1,000 queues, 64-byte IDs, 1,024-byte queue
+   names, 64 MiB of values) each finish in under 50 ms on the store (SLOWLOG), far below the
+   5 s BUSY threshold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+import redis
+from battery.lua_lint import analyse
+from battery.stores import PrivateValkey, private_valkey
+
+import entroq_redis
+from entroq_redis import TaskChange, TaskData, TaskID
+
+LUA = pathlib.Path(__file__).resolve().parent.parent / "lua"
+SCRIPTS = sorted(path.stem for path in LUA.glob("*.lua"))
+
+# --- 1. static -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_no_write_before_the_last_check(script: str) -> None:
+    writes, checks, problems = analyse((LUA / f"{script}.lua").read_text())
+    assert problems == []
+    assert checks, "the lint found no checks at all: it no longer understands the script"
+    if script in ("claim", "modify"):
+        assert writes, "the lint found no writes at all: it no longer understands the script"
+
+
+BREAKAGES = {
+    "write-before-checks": (
+        "modify",
+        "local clock = redis.call('TIME')",
+        "local clock = redis.call('TIME')\nredis.call('SET', prefix .. 'x', '1')",
+    ),
+    "writing-function-called-early": (
+        "claim",
+        "local id = redis.call('ZRANGE', queue_key, rank, rank)[1]",
+        "apply_finish()\nlocal id = redis.call('ZRANGE', queue_key, rank, rank)[1]",
+    ),
+    "write-then-check-in-one-branch": (
+        "claim",
+        "if chosen == nil then\n  apply_finish()",
+        "if chosen == nil then\n  apply_finish()\n  if n_finish > 5 then return bad('late') end",
+    ),
+    "write-before-a-raising-call": (
+        "modify",
+        "for _, item in ipairs(depends) do\n  local task = load(item.id)",
+        "redis.call('DEL', prefix .. 'x')\nfor _, item in ipairs(depends) do\n  local task = load(item.id)",
+    ),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_the_lint_catches_a_broken_copy(breakage: str) -> None:
+    script, old, new = BREAKAGES[breakage]
+    source = (LUA / f"{script}.lua").read_text()
+    assert old in source, "the breakage no longer applies: update it"
+    _, _, problems = analyse(source.replace(old, new, 1))
+    assert problems, breakage
+
+
+# --- 2. fault injection ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[PrivateValkey]:
+    with private_valkey() as server:
+        yield server
+
+
+@pytest.fixture
+def raw(store: PrivateValkey) -> Iterator[redis.Redis]:
+    client = store.client()
+    yield client
+    client.close()
+
+
+@contextlib.asynccontextmanager
+async def client_for(store: PrivateValkey, namespace: str) -> AsyncIterator[entroq_redis.EntroQ]:
+    async with entroq_redis.connect(store.url, namespace=namespace, claimant_id="me") as eq:
+        yield eq
+
+
+def state(raw: redis.Redis, namespace: str, leave_out: bytes = b"") -> dict[bytes, bytes | None]:
+    return {
+        key: raw.dump(key)
+        for key in raw.scan_iter(match="{" + namespace + "}:*", count=1000)
+        if key != leave_out
+    }
+
+
+def plant_wrong_type(raw: redis.Redis, key: bytes) -> None:
+    """Replaces a key by one of a type no script expects there."""
+    kind = raw.type(key)
+    raw.delete(key)
+    if kind == b"string":
+        raw.hset(key, "planted", "1")  # a GET on a hash: WRONGTYPE
+    else:
+        raw.set(key, "planted")  # a ZSET or HASH command on a string: WRONGTYPE
+
+
+async def claim_one(eq: entroq_redis.EntroQ, queue: str) -> entroq_redis.Task:
+    task = await eq.try_claim(queue, duration_ms=600_000)
+    assert task is not None
+    return task
+
+
+async def modify_scenario(eq: entroq_redis.EntroQ) -> Callable[[], Awaitable[object]]:
+    """Tasks x, y, w claimed by "me"; the modify deletes x, moves y to another queue, resets
+    w's claims in place and inserts into a new and an existing queue: every kind of key."""
+    await eq.modify(inserts=[TaskData("X", id="x"), TaskData("Y", id="y"), TaskData("W", id="w")])
+    for queue in ("X", "Y", "W"):
+        await claim_one(eq, queue)
+    future = await eq.time() + 600_000
+
+    async def call() -> object:
+        return await eq.modify(
+            inserts=[TaskData("N", id="n1"), TaskData("X", id="n2")],
+            changes=[
+                TaskChange("y", 1, "Z", at=future, value=b"moved"),
+                TaskChange("w", 1, "W", mode="reset_claims"),
+            ],
+            deletes=[TaskID("x", 1)],
+        )
+
+    return call
+
+
+async def claim_scenario(eq: entroq_redis.EntroQ) -> Callable[[], Awaitable[object]]:
+    """f claimed by "me" is finished while g, claimed once before and released, is claimed."""
+    await eq.modify(inserts=[TaskData("F", id="f"), TaskData("G", id="g")])
+    await claim_one(eq, "F")
+    g = await claim_one(eq, "G")
+    await eq.modify(changes=[g.as_change(at=None)])  # back to available, claims 1
+
+    async def call() -> object:
+        return await eq.try_claim("G", duration_ms=600_000, finish=[TaskID("f", 1)])
+
+    return call
+
+
+def touched_keys(namespace: str, ids: list[str], queues: list[str]) -> list[bytes]:
+    prefix = "{" + namespace + "}:"
+    keys = [prefix + "queues"] + [prefix + "t:" + i for i in ids]
+    keys += [prefix + kind + ":" + q for q in queues for kind in ("q", "c", "h", "m")]
+    return [k.encode() for k in keys]
+
+
+SCENARIOS = {
+    "modify": (modify_scenario, ["x", "y", "w", "n1", "n2"], ["X", "Y", "Z", "W", "N"]),
+    "claim": (claim_scenario, ["f", "g"], ["F", "G"]),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+async def test_a_wrong_key_type_anywhere_leaves_no_partial_write(
+    store: PrivateValkey, raw: redis.Redis, scenario: str
+) -> None:
+    build, ids, queues = SCENARIOS[scenario]
+    # The scenario works on an undamaged store.
+    namespace = "lua" + secrets.token_hex(4)
+    async with client_for(store, namespace) as eq:
+        await (await build(eq))()
+    outcomes: dict[bytes, str] = {}
+    partial: dict[bytes, list[bytes]] = {}
+    for key in touched_keys("K", ids, queues):
+        namespace = "lua" + secrets.token_hex(4)
+        real_key = key.replace(b"{K}:", ("{" + namespace + "}:").encode())
+        async with client_for(store, namespace) as eq:
+            call = await build(eq)
+            plant_wrong_type(raw, real_key)
+            before = state(raw, namespace, leave_out=real_key)
+            try:
+                await call()
+                outcomes[key] = "applied"
+            except Exception as exc:  # the store's WRONGTYPE, however the library wraps it
+                outcomes[key] = f"refused: {type(exc).__name__}: {str(exc)[:80]}"
+                after = state(raw, namespace, leave_out=real_key)
+                if after != before:
+                    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+                    partial[key] = changed
+    report = "\n".join(
+        f"  {k.decode()}: {v}" + (" PARTIAL WRITE" if k in partial else "") for k, v in outcomes.items()
+    )
+    print(f"{scenario}: {len(outcomes)} keys planted, {len(partial)} partial writes\n{report}")
+    # Every key a script reads before its first write stops it in time: task records, and the
+    # queues it checks or reads for wake-ups.
+    read_first = [k for k in partial if b":t:" in k]
+    assert read_first == [], read_first
+    # Known gap (reported to the lead): index keys the scripts only write (c:, h:, m:, a
+    # source queue's q:, the queue list) are not type-checked before the first write, so a
+    # foreign key of the wrong type there fails the script half way and the earlier writes
+    # stay. The store is damaged already when that happens (lua/README.md section 2 forbids
+    # writing these keys), but the rule "no partial write" does not hold.
+    unexpected = [k for k in partial if k.split(b":")[1] not in (b"c", b"h", b"m", b"q", b"queues")]
+    assert unexpected == [], unexpected
+    if partial:
+        pytest.xfail(
+            f"{len(partial)} planted index keys leave partial writes: "
+            + ", ".join(k.decode() for k in partial)
+        )
+
+
+async def inserts_only(eq: entroq_redis.EntroQ) -> Callable[[], Awaitable[object]]:
+    await eq.modify(inserts=[TaskData("A", id="a")])
+
+    async def call() -> object:
+        return await eq.modify(inserts=[TaskData("A", id="b"), TaskData("B", id="c", value=b"v" * 1000)])
+
+    return call
+
+
+async def plain_claim(eq: entroq_redis.EntroQ) -> Callable[[], Awaitable[object]]:
+    await eq.modify(inserts=[TaskData("A", id="a")])
+
+    async def call() -> object:
+        return await eq.try_claim("A")
+
+    return call
+
+
+@pytest.mark.parametrize(
+    ("name", "must_refuse"),
+    [("modify", False), ("claim", False), ("inserts_only", True), ("plain_claim", True)],
+)
+async def test_out_of_memory_is_all_or_nothing(
+    store: PrivateValkey, raw: redis.Redis, name: str, must_refuse: bool
+) -> None:
+    # Valkey refuses a script's first write that needs memory (OOM) and then lets the rest of
+    # the script write, "to ensure atomicity": a call whose first write frees memory (a delete)
+    # goes through whole; one whose first write adds memory (an insert, a claim) is refused
+    # whole. Either way: all or nothing.
+    builders = {"modify": modify_scenario, "claim": claim_scenario, "inserts_only": inserts_only}
+    build = builders.get(name, plain_claim)
+    namespace = "oom" + secrets.token_hex(4)
+    async with client_for(store, namespace) as eq:
+        call = await build(eq)
+        before = state(raw, namespace)
+        raw.config_set("maxmemory", int(raw.info("memory")["used_memory"]) // 2)
+        try:
+            await call()
+            refused = None
+        except entroq_redis.EntroQError as exc:
+            refused = exc
+        finally:
+            raw.config_set("maxmemory", 0)
+        if refused is not None:
+            assert "OOM" in str(refused), refused
+            assert state(raw, namespace) == before
+            await call()  # with memory back, the same call goes through
+        assert must_refuse == (refused is not None)
+        assert state(raw, namespace) != before
+
+
+# --- 3. worst-case sizes ---------------------------------------------------------------------
+
+MAX_SCRIPT_MS = 50
+# Over the target at the caps, reported to the lead (lua/ is theirs): queues.lua sorts its
+# candidates with a Lua byte-by-byte comparison, so 1,000 names of 1,024 bytes that share a
+# long prefix cost ~10 million Lua steps (0.5-0.8 s of a blocked store).
+KNOWN_SLOW = {"queues: stats of 1,000 exact names", "queues: stats of 1,000 prefixes"}
+# Bound by the bytes they move, not by the script's logic: 64 MiB of values (the total cap of
+# one modify) through struct.pack, concatenation and SET, or into one reply. ~50-180 ms on an
+# idle box, more under load: reported against the 50 ms target, checked against a loose bound
+# here (a machine-load-proof test cannot time memcpy to the millisecond). tasks.lua has no cap
+# on the bytes of a reply at all: 1,000 IDs of 16 MiB values would be a 16 GB reply (reported).
+VOLUME_BOUND = {
+    "modify: 1,000 inserts, 64 MiB",
+    "modify: 1,000 changes to another queue",
+    "tasks: 1,000 IDs, 64 MiB reply",
+    "tasks: page of 1,000",
+}
+VOLUME_BOUND_MS = 2000  # well below the 5 s BUSY threshold
+
+
+@contextlib.contextmanager
+def slowlog(raw: redis.Redis) -> Iterator[list[float]]:
+    """Collects the store-side duration (ms) of every EVALSHA/EVAL run inside the block."""
+    old = raw.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
+    raw.config_set("slowlog-max-len", 10_000)
+    raw.config_set("slowlog-log-slower-than", 0)
+    raw.slowlog_reset()
+    durations: list[float] = []
+    try:
+        yield durations
+    finally:
+        for entry in raw.slowlog_get(10_000):
+            if entry["command"].split(b" ")[0].upper() in (b"EVALSHA", b"EVAL", b"EVALSHA_RO"):
+                durations.append(entry["duration"] / 1000)
+        raw.config_set("slowlog-log-slower-than", old)
+
+
+async def test_worst_case_inputs_finish_in_under_50_ms(store: PrivateValkey, raw: redis.Redis) -> None:
+    namespace = "big" + secrets.token_hex(4)
+    q = "q" * 1024  # longest queue name
+    ids = [f"{i:064d}" for i in range(1000)]  # longest IDs
+    value = os.urandom(64 * 1024)  # 1,000 of them: the 64 MiB total cap
+    timings: dict[str, float] = {}
+    async with client_for(store, namespace) as eq:
+
+        async def measure(name: str, call: Callable[[], Awaitable[object]]) -> None:
+            with slowlog(raw) as durations:
+                await call()
+            timings[name] = max(durations)
+
+        await measure(
+            "modify: 1,000 inserts, 64 MiB",
+            lambda: eq.modify(inserts=[TaskData(q, id=i, value=value) for i in ids]),
+        )
+        await measure("tasks: 1,000 IDs, 64 MiB reply", lambda: eq.tasks(ids=ids))
+        await measure("tasks: page of 1,000", lambda: eq.tasks(q, limit=1000))
+        tasks = await eq.tasks(q, omit_values=True)
+        await measure(
+            "modify: 1,000 changes to another queue",
+            lambda: eq.modify(changes=[TaskChange(t.id, t.version, q[:-1] + "r", value=b"") for t in tasks]),
+        )
+        # 999 queues with only future tasks and one with an available task: the claim looks
+        # at every queue before it finds the one (the worst order is likely at 1/1000 each;
+        # every queue costs one ZRANGE).
+        queues = [f"{i:01024d}" for i in range(1000)]
+        later = await eq.time() + 3_600_000
+        await eq.modify(inserts=[TaskData(name, at=later) for name in queues[:-1]] + [TaskData(queues[-1])])
+        await measure("claim: 1,000 queues, 999 of them waiting", lambda: eq.try_claim(queues))
+        await measure("queues: stats of 1,000 exact names", lambda: eq.queue_stats(exact=queues))
+        await measure(
+            "queues: stats of 1,000 prefixes", lambda: eq.queue_stats(prefixes=[n[:-1] for n in queues])
+        )
+        claimed = await eq.try_claim(q[:-1] + "r", duration_ms=600_000)
+        assert claimed is not None
+        rest = await eq.tasks(q[:-1] + "r", omit_values=True)
+        finish = [*[t for t in rest if t.id != claimed.id][:999], claimed]
+        await measure("claim: finish 1,000 then claim", lambda: eq.try_claim(queues, finish=finish))
+        remaining = await eq.tasks(q[:-1] + "r", omit_values=True)
+        assert remaining == []
+        await eq.modify(inserts=[TaskData(q, id=i) for i in ids])
+        doomed = await eq.tasks(q, omit_values=True)
+        await measure("modify: 1,000 deletes", lambda: eq.modify(deletes=doomed))
+    for name, ms in timings.items():
+        print(f"  {ms:7.2f} ms  {name}")
+    assert max(timings[name] for name in VOLUME_BOUND) < VOLUME_BOUND_MS, timings
+    over = {name: ms for name, ms in timings.items() if ms >= MAX_SCRIPT_MS}
+    unexpected = {name: ms for name, ms in over.items() if name not in KNOWN_SLOW | VOLUME_BOUND}
+    assert unexpected == {}, timings
+    over = {name: ms for name, ms in over.items() if name in KNOWN_SLOW}
+    if over:
+        pytest.xfail(
+            "known slow at the caps (reported): " + ", ".join(f"{n} {ms:.0f} ms" for n, ms in over.items())
+        )
