@@ -103,6 +103,25 @@ class PrivateValkey:
         scratch.write_text(f"{seconds:+.3f}\n")
         scratch.replace(self.clock_file)
         self.offset_s = seconds
+        self._wait_for_clock()
+
+    def _wait_for_clock(self, tolerance_s: float = 1.0, timeout_s: float = 10.0) -> None:
+        # Valkey reads the wall clock only now and then (its cron re-syncs a cached time), so
+        # a jump shows in TIME some 100 ms after the file changed: wait until it does, so the
+        # caller's next command already runs on the new clock.
+        client = self.client()
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                seconds, micros = client.time()
+                store_now = seconds + micros / 1e6
+                if abs(store_now - (time.time() + self.offset_s)) < tolerance_s:
+                    return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the store's clock did not move to offset {self.offset_s:+.3f} s")
+                time.sleep(0.01)
+        finally:
+            client.close()
 
     def advance(self, seconds: float) -> None:
         self.set_offset(self.offset_s + seconds)

@@ -1,0 +1,386 @@
+"""Battery row j: model-based semantics. The real store against a pure-Python model.
+
+A Hypothesis RuleBasedStateMachine drives the library (Redis backend, so the scripts and the
+codec are both under test) on a private Valkey whose clock runs under libfaketime: rules
+insert, claim, renew, change (full, lease, reset_claims; moving queues), delete, depend and
+mixed modifies, as two claimants, with IDs and versions drawn from a Bundle of every version
+ever seen (so stale versions come up all the time), and advance_clock jumps the store's
+clock forward or back so that leases run out, or come back, without any sleeping. After every
+step the whole store (every task, every field, and every queue's stats) must equal the model
+(tests/battery/model.py), and every refused modify must be refused for exactly the failures
+the model predicts.
+
+Exact timing: every duration, delay and clock jump is a multiple of 30 s, and an example runs
+in well under 30 s of real time, so "is this task available now" never depends on the few
+milliseconds a call takes: the model's answer is exact. Times the store fixes during a call
+(created, modified, a lease's end) are checked against two clock readings around the call and
+then adopted.
+
+CI: 500 examples of up to 25 steps (the battery target; about a minute); --full: 2,000. The
+run uses its own store, so it is skipped in CI's second pass against an external Redis (it
+would repeat itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from battery.model import Change, Failure, Insert, Model, ModelTask, Ref
+from battery.stores import PrivateValkey, libfaketime_path, private_valkey
+from hypothesis import HealthCheck, assume, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
+
+import entroq_redis
+import entroq_redis._redis_backend
+from entroq_redis import DependencyError, Task, TaskChange, TaskData, TaskID
+
+pytestmark = [
+    pytest.mark.skipif(
+        bool(os.environ.get("ENTROQ_TEST_REDIS_URL")),
+        reason="runs once, on a private store of its own (the same run as without ENTROQ_TEST_REDIS_URL)",
+    ),
+    pytest.mark.skipif(libfaketime_path() is None, reason="libfaketime is not installed"),
+    pytest.mark.timeout(900),
+]
+
+STEP = 30_000  # every duration, delay and clock jump is a multiple of this (ms)
+QUEUES = ["q1", "q2", "q3/x"]
+CLAIMANTS = ["alice", "bob"]
+IDS = ["a", "b", "c", "d", "e"]
+T = TypeVar("T")
+
+
+class CountingSeeds:
+    """Stands in for ``secrets`` in the Redis backend: the seeds of generated IDs count up from
+    zero in every example. Generated IDs decide the order of tasks with equal arrivals, hence
+    which task a claim's random rank picks; Hypothesis must see the same run when it replays an
+    example (the claim's own random numbers come from ``random``, which Hypothesis seeds)."""
+
+    count = 0
+
+    @classmethod
+    def token_hex(cls, nbytes: int = 16) -> str:
+        cls.count += 1
+        return f"{cls.count:0{2 * nbytes}x}"
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """One example: a fresh namespace on the shared private store, two claimants."""
+
+    store: PrivateValkey
+    portal: BlockingPortal
+
+    versions = Bundle("versions")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = Model()
+        self.started = time.monotonic()
+        CountingSeeds.count = 0
+        namespace = "m" + secrets.token_hex(6)
+        self._exit = contextlib.ExitStack()
+        self.eq = self._exit.enter_context(
+            self.portal.wrap_async_context_manager(
+                entroq_redis.connect(self.store.url, namespace=namespace, claimant_id=CLAIMANTS[0])
+            )
+        )
+        self.clients = {name: self.eq.as_claimant(name) for name in CLAIMANTS}
+
+    def teardown(self) -> None:
+        self._exit.close()
+
+    # --- plumbing ---
+
+    def run(self, call: Callable[[], Awaitable[T]]) -> T:
+        return self.portal.call(call)
+
+    def now(self) -> int:
+        # Exactness (module docstring) holds while an example stays well inside one STEP.
+        assume(time.monotonic() - self.started < STEP / 1000 - 5)
+        return self.run(self.eq.time)
+
+    def around(self, call: Callable[[], Awaitable[T]]) -> tuple[int, T | Exception, int]:
+        before = self.now()
+        try:
+            result: T | Exception = self.run(call)
+        except DependencyError as exc:
+            result = exc
+        after = self.now()
+        return before, result, after
+
+    def adopt(self, task: Task, before: int, after: int, at_offset: int | None) -> None:
+        """Checks and takes over the times the store fixed during the call."""
+        model = self.model.tasks[task.id]
+        assert before <= task.modified_ms <= after, (task, before, after)
+        if at_offset is not None:
+            assert before + at_offset <= task.at_ms <= after + at_offset, (task, at_offset)
+            model.at = task.at_ms
+        model.modified = task.modified_ms
+        if model.version == 0 and task.version == 0:
+            assert before <= task.created_ms <= after
+            model.created = task.created_ms
+        assert_same(model, task)
+
+    def modify(
+        self,
+        claimant: str,
+        inserts: list[Insert] = [],  # noqa: B006 (never mutated)
+        changes: list[Change] = [],  # noqa: B006
+        deletes: list[Ref] = [],  # noqa: B006
+        depends: list[Ref] = [],  # noqa: B006
+    ) -> list[Ref]:
+        """Runs a modify on the store and on the model; returns the new versions."""
+        client = self.clients[claimant]
+        task_data = [
+            TaskData(i.queue, id=i.id, value=i.value, delay_ms=i.delay_ms, attempt=i.attempt, err=i.err)
+            for i in inserts
+        ]
+        task_changes = [
+            TaskChange(
+                c.id,
+                c.version,
+                c.queue,
+                value=c.value,
+                delay_ms=c.delay_ms,
+                mode=c.mode,
+                attempt=c.attempt,
+                err=c.err,
+            )  # type: ignore[arg-type]
+            for c in changes
+        ]
+        before, result, after = self.around(
+            lambda: client.modify(
+                inserts=task_data,
+                changes=task_changes,
+                deletes=[TaskID(r.id, r.version, r.queue) for r in deletes],
+                depends=[TaskID(r.id, r.version, r.queue) for r in depends],
+            )
+        )
+        expected = self.model.failures(claimant, before, inserts, changes, deletes, depends)
+        if isinstance(result, Exception):
+            got: list[Failure] = [(f.kind, f.reason, f.id) for f in result.failures]
+            assert sorted(got) == sorted(expected), (got, expected)
+            return []
+        assert expected == [], f"the store applied a modify the model refuses: {expected}"
+        inserted, changed = result
+        for ref in deletes:
+            del self.model.tasks[ref.id]
+        refs: list[Ref] = []
+        for change, task in zip(changes, changed, strict=True):
+            model = self.model.tasks[change.id]
+            model.version += 1
+            if change.mode != "lease":
+                model.queue, model.value, model.attempt, model.err = (
+                    change.queue,
+                    change.value,
+                    change.attempt,
+                    change.err,
+                )
+            if change.mode == "reset_claims":
+                model.claims = 0
+            delay = max(change.delay_ms, 0)
+            model.claimant = claimant if delay > 0 else ""
+            self.adopt(task, before, after, delay)
+            refs.append(Ref(task.id, task.version, task.queue))
+        for item, task in zip(inserts, inserted, strict=True):
+            if item.id is not None:
+                assert task.id == item.id
+            assert task.id not in self.model.tasks
+            delay = max(item.delay_ms, 0)
+            self.model.tasks[task.id] = ModelTask(
+                task.id,
+                item.queue,
+                0,
+                task.at_ms,
+                claimant,
+                item.value,
+                task.created_ms,
+                task.modified_ms,
+                0,
+                item.attempt,
+                item.err,
+            )
+            self.adopt(task, before, after, delay)
+            refs.append(Ref(task.id, task.version, task.queue))
+        return refs
+
+    # --- rules ---
+
+    @rule(
+        target=versions,
+        claimant=st.sampled_from(CLAIMANTS),
+        items=st.lists(
+            st.builds(
+                Insert,
+                queue=st.sampled_from(QUEUES),
+                id=st.one_of(st.none(), st.sampled_from(IDS)),
+                delay_ms=st.sampled_from([0, -STEP, STEP, 3 * STEP]),
+                value=st.binary(max_size=8),
+                attempt=st.integers(0, 3),
+                err=st.sampled_from(["", "boom", "\x00"]),
+            ),
+            min_size=1,
+            max_size=3,
+            unique_by=lambda i: i.id if i.id is not None else object(),
+        ),
+    )
+    def insert(self, claimant: str, items: list[Insert]) -> Any:
+        return multiple(*self.modify(claimant, inserts=items))
+
+    @rule(
+        target=versions,
+        claimant=st.sampled_from(CLAIMANTS),
+        queues=st.lists(st.sampled_from(QUEUES), min_size=1, max_size=3, unique=True),
+        duration=st.sampled_from([0, STEP, 2 * STEP, 4 * STEP]),
+    )
+    def claim(self, claimant: str, queues: list[str], duration: int) -> Any:
+        client = self.clients[claimant]
+        before, task, after = self.around(lambda: client.try_claim(queues, duration_ms=duration))
+        candidates = {t.id for t in self.model.claimable(queues, before)}
+        if task is None:
+            assert candidates == set(), f"nothing claimed, but the model has {candidates} available"
+            return multiple()
+        assert isinstance(task, Task)
+        assert task.id in candidates, (task.id, candidates)
+        model = self.model.tasks[task.id]
+        model.version += 1
+        model.claims += 1
+        model.claimant = claimant
+        self.adopt(task, before, after, duration)
+        return Ref(task.id, task.version, task.queue)
+
+    @rule(
+        target=versions,
+        claimant=st.sampled_from(CLAIMANTS),
+        ref=versions,
+        duration=st.sampled_from([0, STEP, 2 * STEP]),
+    )
+    def renew(self, claimant: str, ref: Ref, duration: int) -> Any:
+        # renew_for is a lease change "by duration": the claimant's hold moves on.
+        task = self.model.tasks.get(ref.id)
+        change = Change(ref.id, ref.version, task.queue if task else ref.queue, "lease", duration)
+        return multiple(*self.modify(claimant, changes=[change]))
+
+    @rule(
+        target=versions,
+        claimant=st.sampled_from(CLAIMANTS),
+        ref=versions,
+        queue=st.sampled_from(QUEUES),
+        mode=st.sampled_from(["full", "lease", "reset_claims"]),
+        delay=st.sampled_from([0, -STEP, STEP, 2 * STEP]),
+        value=st.binary(max_size=8),
+        depend=st.one_of(st.none(), versions),
+    )
+    def change(
+        self, claimant: str, ref: Ref, queue: str, mode: str, delay: int, value: bytes, depend: Ref | None
+    ) -> Any:
+        changes = [Change(ref.id, ref.version, queue, mode, delay, value, attempt=1, err="e")]
+        depends = [depend] if depend is not None else []
+        return multiple(*self.modify(claimant, changes=changes, depends=depends))
+
+    @rule(
+        claimant=st.sampled_from(CLAIMANTS),
+        refs=st.lists(versions, min_size=1, max_size=3, unique_by=lambda r: r.id),
+        name_queue=st.booleans(),
+        wrong_queue=st.booleans(),
+    )
+    def delete(self, claimant: str, refs: list[Ref], name_queue: bool, wrong_queue: bool) -> None:
+        deletes = []
+        for ref in refs:
+            queue = ""
+            if name_queue:
+                queue = "q-elsewhere" if wrong_queue else ref.queue
+            deletes.append(Ref(ref.id, ref.version, queue))
+        self.modify(claimant, deletes=deletes)
+
+    @rule(
+        target=versions,
+        claimant=st.sampled_from(CLAIMANTS),
+        depends=st.lists(versions, min_size=1, max_size=2),
+        insert_id=st.one_of(st.none(), st.sampled_from(IDS)),
+        delete=st.one_of(st.none(), versions),
+    )
+    def mixed(self, claimant: str, depends: list[Ref], insert_id: str | None, delete: Ref | None) -> Any:
+        # An insert, a delete and depends in one all-or-nothing modify.
+        inserts = [Insert("q2", insert_id, 0, b"mixed")]
+        if delete is not None and insert_id == delete.id:
+            inserts = [Insert("q2", None, 0, b"mixed")]
+        deletes = [Ref(delete.id, delete.version)] if delete is not None else []
+        return multiple(*self.modify(claimant, inserts=inserts, deletes=deletes, depends=depends))
+
+    @rule(jump=st.sampled_from([STEP, 2 * STEP, 4 * STEP, 20 * STEP, -STEP, -2 * STEP, -20 * STEP]))
+    def advance_clock(self, jump: int) -> None:
+        self.store.advance(jump / 1000)
+
+    # --- the invariant ---
+
+    @invariant()
+    def store_equals_model(self) -> None:
+        before = self.now()
+        listed: dict[str, Task] = {}
+        for queue in QUEUES:
+            for task in self.run(lambda q=queue: self.eq.tasks(q)):
+                listed[task.id] = task
+        stats = {
+            s.name: (s.num_tasks, s.num_available, s.num_claimed, s.num_future, s.max_claims)
+            for s in self.run(self.eq.queue_stats)
+        }
+        assert set(listed) == set(self.model.tasks), (sorted(listed), sorted(self.model.tasks))
+        for task_id, task in listed.items():
+            assert_same(self.model.tasks[task_id], task)
+        assert stats == self.model.stats(before), (stats, self.model.stats(before))
+
+
+def assert_same(model: ModelTask, task: Task) -> None:
+    stored = ModelTask(
+        task.id, task.queue, task.version, task.at_ms, task.claimant, task.value, task.created_ms,
+        task.modified_ms, task.claims, task.attempt, task.err,
+    )  # fmt: skip
+    assert stored == model, f"store {stored} != model {model}"
+
+
+@pytest.fixture(scope="module")
+def faked_store() -> Iterator[PrivateValkey]:
+    with private_valkey(fake_clock=True) as store:
+        yield store
+
+
+def test_store_matches_the_model(
+    faked_store: PrivateValkey, pytestconfig: pytest.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(entroq_redis._redis_backend, "secrets", CountingSeeds)
+    examples = 2000 if pytestconfig.getoption("--full") else 500
+    started = time.monotonic()
+    with start_blocking_portal(backend="trio") as portal:
+        StoreMachine.store = faked_store
+        StoreMachine.portal = portal
+        run_state_machine_as_test(
+            StoreMachine,
+            settings=settings(
+                max_examples=examples,
+                stateful_step_count=25,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            ),
+        )
+    elapsed = time.monotonic() - started
+    print(
+        f"model: {examples} examples of up to 25 steps in {elapsed:.0f} s, clock at {faked_store.offset_s:+.0f} s"
+    )
