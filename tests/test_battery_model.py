@@ -381,6 +381,5 @@ def test_store_matches_the_model(
             ),
         )
     elapsed = time.monotonic() - started
-    print(
-        f"model: {examples} examples of up to 25 steps in {elapsed:.0f} s, clock at {faked_store.offset_s:+.0f} s"
-    )
+    offset = faked_store.offset_s
+    print(f"model: {examples} examples (up to 25 steps) in {elapsed:.0f} s, clock {offset:+.0f} s")
