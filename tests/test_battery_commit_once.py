@@ -24,14 +24,30 @@ import entroq_redis
 
 QUEUES = ["in0", "in1", "in2", "in3"]
 # (worker processes, coroutines each, tasks, lease ms, time limit s)
-SIZES = {"ci": (4, 2, 1_000, 300, 100), "full": (8, 4, 20_000, 300, 900)}
+SIZES = {"ci": (4, 2, 1_000, 300, 100), "full": (8, 4, 20_000, 300, 950)}
 
 
-@pytest.mark.parametrize("size", ["ci", pytest.param("full", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("via", ["redis", "http"])
+FULL = [pytest.mark.slow, pytest.mark.timeout(1000)]
+
+
+@pytest.mark.parametrize(
+    ("via", "mode", "size"),
+    [
+        ("redis", "raw", "ci"),
+        ("http", "raw", "ci"),
+        ("redis", "worker", "ci"),
+        pytest.param("redis", "raw", "full", marks=FULL),
+        pytest.param("http", "raw", "full", marks=FULL),
+        pytest.param("redis", "worker", "full", marks=FULL),
+        pytest.param("http", "worker", "full", marks=FULL),
+    ],
+)
 async def test_commit_once_under_contention(
-    via: str, size: str, store_url: str, namespace: str, tmp_path: pathlib.Path
+    via: str, mode: str, size: str, store_url: str, namespace: str, tmp_path: pathlib.Path
 ) -> None:
+    """mode raw: the workload's own claim and modify calls (every operation in the history);
+    mode worker: the library's Worker claims, renews and commits (its commits and the
+    side effects are logged; the end-to-end marker check carries the proof)."""
     procs, coroutines, tasks, lease_ms, limit_s = SIZES[size]
     service: ServiceProcess | None = None
     url = store_url
@@ -55,6 +71,7 @@ async def test_commit_once_under_contention(
                 pair_p=0.1,
                 move_p=0.1,
                 deadline_s=limit_s - 10,
+                mode=mode,
             )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(pause_nemesis, run, 3 * lease_ms / 1000, (0.3, 1.0))
@@ -64,15 +81,18 @@ async def test_commit_once_under_contention(
     finally:
         if service is not None:
             service.stop()
+    events = f"; Worker events {run.worker_events()}" if mode == "worker" else ""
     print(
-        f"\n[battery a/{via}/{size}] {procs} processes x {coroutines}, {tasks} tasks, "
+        f"\n[battery a/{via}/{mode}/{size}] {procs} processes x {coroutines}, {tasks} tasks, "
         f"{run.elapsed_s:.1f} s ({tasks / run.elapsed_s:.0f} tasks/s), {run.pauses} pauses: "
-        f"{report.summary()}"
+        f"{report.summary()}{events}"
     )
     assert not report.problems(), report.problems()
     assert report.markers >= tasks
-    # The run must have exercised the fence: late holders tried to commit and were refused.
-    assert report.commits_refused > 0
+    # The run must have exercised the fence: late holders tried to commit and were refused
+    # (the Worker notices a lost lease when its renewal fails, so it rarely tries).
     assert report.duplicates > 0
+    if mode == "raw":
+        assert report.commits_refused > 0
     if service is not None:
         assert "Traceback" not in service.log()

@@ -133,12 +133,17 @@ class Report:
 
 
 def _named(record: Record) -> list[Key]:
-    """The versions a mutation depends on: changes, deletes, depends, finish deletes."""
+    """The versions a mutation depends on: changes, deletes, depends, finish deletes.
+
+    A version of None (a commit logged by a process that cannot see which version it named,
+    such as the library's Worker, which renews before it commits) names the task only: it
+    counts for C1 but takes no part in the per-version checks.
+    """
     keys = [(i, v) for i, v, *_ in record.get("chg", ())]
     keys += [(i, v) for i, v in record.get("dels", ())]
     keys += [(i, v) for i, v in record.get("deps", ())]
     keys += [(i, v) for i, v in record.get("fin", ())]
-    return keys
+    return [(i, v) for i, v in keys if v is not None]
 
 
 def _deleted(record: Record) -> list[Key]:
@@ -326,6 +331,7 @@ def check(
         first = attempts[0]
         inserted = [i for i, _ in first.get("ins", ())]
         named = [(i, v) for i, v, *_ in first.get("chg", ())] + [(i, v) for i, v in first.get("dels", ())]
+        named = [(i, v) for i, v in named if v is not None]
         if len(inserted) + len(named) < 2 or not inserted:
             continue  # one effect (or no insert to witness it) cannot be seen in part
         effects_of[batch] = (inserted, named)

@@ -42,6 +42,14 @@ class Run:
     def effect_paths(self) -> list[pathlib.Path]:
         return sorted(self.directory.glob("effects-*.jsonl"))
 
+    def worker_events(self) -> dict[str, int]:
+        """The Worker events of every process (worker mode), summed."""
+        total: dict[str, int] = {}
+        for path in self.directory.glob("summary-*.json"):
+            for kind, count in json.loads(path.read_text()).items():
+                total[kind] = total.get(kind, 0) + count
+        return total
+
     def setup_history(self) -> HistoryWriter:
         return HistoryWriter(self.directory / "history-setup.jsonl", "setup")
 
@@ -75,6 +83,7 @@ def start_workers(run: Run, url: str, namespace: str, count: int, **config: Any)
             "proc": f"w{n}",
             "history": str(run.directory / f"history-w{n}.jsonl"),
             "effects": str(run.directory / f"effects-w{n}.jsonl"),
+            "summary": str(run.directory / f"summary-w{n}.json"),
             "seed": n,
             **config,
         }

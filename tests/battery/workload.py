@@ -33,7 +33,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import entroq_redis
 from battery.history import EffectLog, HistoryWriter, claimed, task_out
-from entroq_redis import DependencyError, EntroQError, Task, TaskChange, TaskData
+from entroq_redis import DependencyError, EntroQError, Finish, Task, TaskChange, TaskData, Worker, WorkerEvent
 
 # Errors after which a call may or may not have happened; retried in crash tests.
 UNCERTAIN = (entroq_redis.StoreUnavailableError, entroq_redis.OutcomeUnknownError, entroq_redis.StoreError)
@@ -59,6 +59,10 @@ class Config:
     deadline_s: float = 120.0
     retry_s: float = 0.0
     seed: int = 0
+    # "raw": claim and modify calls of its own; "worker": the library's Worker (renewals,
+    # its own commit), whose handler sleeps past the lease (renewed) or is frozen (not).
+    mode: str = "raw"
+    summary: str = ""
 
 
 class Workload:
@@ -77,6 +81,9 @@ class Workload:
         self.effects.close()
 
     async def run(self) -> None:
+        if self.config.mode == "worker":
+            await self.run_worker()
+            return
         async with trio.open_nursery() as nursery:
             if self.config.reads:
                 nursery.start_soon(self.reader)
@@ -85,6 +92,64 @@ class Workload:
                     loops.start_soon(self.loop, n)
             self.finished = True
             nursery.cancel_scope.cancel()
+
+    async def run_worker(self) -> None:
+        """The library's Worker does the claiming, renewing and committing.
+
+        Only the side effects and the commits it reports are logged: a commit is logged as
+        deleting the task at an unknown version (the Worker renews, so the version it
+        names is not the one it claimed) and inserting the task's commit marker.
+        """
+        config = self.config
+        queues = [*config.queues, *([config.stage2] if config.stage2 else [])]
+        events: dict[str, int] = {}
+        markers: dict[tuple[str, int], str] = {}
+
+        def on_event(event: WorkerEvent) -> None:
+            events[event.kind] = events.get(event.kind, 0) + 1
+            if event.kind == "done":
+                marker = markers.pop((event.task.id, event.task.version))
+                self.history.write(
+                    {
+                        "op": "modify",
+                        "ti": time.monotonic(),
+                        "td": time.monotonic(),
+                        "type": "ok",
+                        "batch": marker,
+                        "ins": [[marker, config.done]],
+                        "dels": [[event.task.id, None]],
+                    }
+                )
+                self.effects.committed(event.task, config.proc)
+
+        async def handle(task: Task) -> Finish:
+            self.effects.effect(task, config.proc)
+            if self.rng.random() < config.overrun_p:
+                # Past the lease: the Worker renews it meanwhile (unless the process is frozen).
+                await trio.sleep(config.lease_ms * config.overrun_factor / 1000)
+            marker = {"src": task.id, "v": task.version, "stage": "done", "p": config.proc}
+            marker_id = "r-" + secrets.token_hex(12)
+            markers[(task.id, task.version)] = marker_id
+            return Finish(inserts=[TaskData(config.done, id=marker_id, value=json.dumps(marker).encode())])
+
+        worker = Worker(
+            self.eq,
+            queues,
+            handle,
+            lease_ms=config.lease_ms,
+            concurrency=config.coroutines,
+            on_event=on_event,
+            claim_error_delay_s=0.1,
+            grace_s=config.lease_ms / 1000,
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker.run)
+            # Only the store knows when every process's tasks are done.
+            while time.monotonic() < self.deadline and not await self.all_done():  # noqa: ASYNC110
+                await trio.sleep(0.3)
+            worker.stop()
+        if config.summary:
+            await trio.Path(config.summary).write_text(json.dumps(events))
 
     async def retrying(self, call: Any) -> Any:
         """Runs ``call`` until it returns, retrying uncertain failures within retry_s."""
