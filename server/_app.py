@@ -149,7 +149,8 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
         raw = await _body_bytes()
         # A client of an unserved protocol hears that first, whatever its body looks like.
         _generations.protocol(request.headers.getlist(_generations.PROTOCOL_HEADER))
-        data = _wire.load_json(raw)
+        # Oversized lists are refused before the caller identification walks them.
+        data = _wire.check_counts(_wire.load_json(raw), message)
         who = caller(body=data)
         return _wire.parse_dict(data, message, who.values), who
 

@@ -47,7 +47,7 @@ def parse_dict(body: Any, message: str, values: ValueEncoding = BASE64) -> Any:
     if not isinstance(body, dict):
         raise bad_request(f"the request body must be a JSON object ({message}), not {type(body).__name__}")
     descriptor = _schema.message_descriptor(message)
-    body = _check_counts(body, message)
+    body = check_counts(body, message)
     _check_enums(body, descriptor, message)
     if message == "ModifyRequest":
         _refuse_documents(body)
@@ -75,10 +75,13 @@ _COUNTED_LISTS = {
 }
 
 
-def _check_counts(body: dict[str, Any], message: str) -> dict[str, Any]:
+def check_counts(body: Any, message: str) -> Any:
     """Refuses request lists over the store's limits with a clear 400; returns the body with
     a claim's repeated queue names dropped (the store ignores repeats, so a long list of one
-    name must not cost what a long list of different names costs)."""
+    name must not cost what a long list of different names costs). Call it before anything
+    walks the lists (the caller identification reads every insert too)."""
+    if not isinstance(body, dict):
+        return body
     counted = _COUNTED_LISTS.get(message)
     if counted is not None:
         names, limit, what = counted

@@ -377,8 +377,9 @@ async def test_100000_items_in_one_modify_is_a_clear_400(
 
 
 async def test_a_body_of_millions_of_empty_items_is_refused_quickly(http: httpx.AsyncClient) -> None:
-    # 10 MiB of "{}," is 3.5 million inserts. Read item by item it held the service's event loop
-    # for about 20 s (every other request waited); counted first it is refused in well under 2 s.
+    # 10 MiB of "{}," is 3.5 million inserts. Parsed item by item it held the service's event
+    # loop for about 20 s (every other request waited), and the caller identification's walk
+    # over the inserts for ~3 s more; counted first it is refused in about 0.3 s.
     items = b",".join([b"{}"] * ((DEFAULT_LIMIT - 20) // 3))
     body = b'{"inserts":[' + items + b"]}"
     assert len(body) <= DEFAULT_LIMIT
@@ -387,7 +388,7 @@ async def test_a_body_of_millions_of_empty_items_is_refused_quickly(http: httpx.
     elapsed = time.perf_counter() - started
     assert "at most 1000 items per modify" in error["message"]
     print(f"{len(body) / MIB:.1f} MiB body of empty inserts refused in {elapsed:.2f} s")
-    assert elapsed < 5, elapsed
+    assert elapsed < 2, elapsed
 
 
 @pytest.mark.parametrize("mode", ["{}", "[]", "[1]", "true", '{"a": [1]}', "null", '"SIDEWAYS"', "7"])
