@@ -57,6 +57,13 @@ CLUSTER_IN_TRANSITION = (
 SAFETY_RECHECK_S = 30.0
 
 
+def _store_trouble(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every exception in its group) says the store did not answer."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_store_trouble(inner) for inner in exc.exceptions)
+    return isinstance(exc, (TimeoutError, coredis.exceptions.ConnectionError, *CLUSTER_IN_TRANSITION))
+
+
 def _wrote(name: str, reply: Any, args: list[_codec.Arg]) -> bool:
     """Whether a script call changed the store (only then is there anything to confirm)."""
     if name == "claim":
@@ -230,7 +237,14 @@ class RedisBackend:
             async with self._hub_lock:
                 if self._hub is None:
                     hub = WakeHub(self.redis, self.keys.wake_channel, sharded=self._cluster)
-                    await self._task_group.start(hub.run)
+                    try:
+                        await self._task_group.start(hub.run)
+                    except Exception as exc:
+                        # No answer to SUBSCRIBE (coredis gives up after 1 s, in an exception
+                        # group): the store cannot serve this claim, as for any other call.
+                        if not _store_trouble(exc):
+                            raise
+                        raise StoreUnavailableError(f"cannot subscribe to wake-ups: {exc!r}") from exc
                     self._hub = hub
         return self._hub
 

@@ -18,6 +18,7 @@ by an insert within milliseconds, i.e. the service's store subscription is back 
 
 from __future__ import annotations
 
+import os
 import pathlib
 import signal
 import time
@@ -28,6 +29,9 @@ import pytest
 import trio
 from battery.crash import CrashableStore
 from conftest import start_service
+
+import entroq_redis
+from entroq_redis import TaskData
 
 OUTAGE_S = 10.0
 # Claims that wait through the outage, and claims whose deadline falls inside it.
@@ -175,3 +179,41 @@ async def _until_waiting(http: httpx.AsyncClient, count: int) -> None:
     with trio.fail_after(10):
         while await _waiting(http) != count:  # noqa: ASYNC110 (another process's gauge)
             await trio.sleep(0.02)
+
+
+async def test_a_hung_store_fails_the_first_blocking_claim_as_unavailable(tmp_path: pathlib.Path) -> None:
+    """A store that stops answering (SIGSTOP: a stuck host, a swap storm) while a client's
+    first blocking claim subscribes to wake-ups: the claim fails as StoreUnavailableError
+    (503 over HTTP), like any other call the store cannot serve, and works once it answers.
+
+    coredis gives up on the subscription's acknowledgement after 1 s with a TimeoutError in an
+    exception group; it escaped as is, so the library's caller got neither a StoreError nor a
+    ClaimTimeoutError, and the service answered 500.
+    """
+    store = CrashableStore(tmp_path / "data", "everysec")
+    store.start()
+    service = start_service(store.url, log_dir=str(tmp_path))
+    try:
+        async with (
+            entroq_redis.connect(store.url) as eq,
+            httpx.AsyncClient(base_url=service.url, timeout=30) as http,
+        ):
+            await eq.time()
+            assert (await http.get("/api/v0/time")).status_code == 200  # the service's client is open
+            os.kill(store.pid, signal.SIGSTOP)
+            try:
+                with trio.fail_after(20):
+                    with pytest.raises(entroq_redis.StoreUnavailableError):
+                        await eq.claim("q", timeout_s=10)
+                    response = await http.post("/api/v0/claim/wait", json=claim_body("q"))
+            finally:
+                os.kill(store.pid, signal.SIGCONT)
+            assert response.status_code == 503, response.text
+            await eq.modify(inserts=[TaskData("q"), TaskData("q")])
+            with trio.fail_after(10):
+                assert (await eq.claim("q", timeout_s=5)).queue == "q"
+                assert (await http.post("/api/v0/claim/wait", json=claim_body("q"))).status_code == 200
+    finally:
+        service.stop()
+        store.stop()
+    assert "Traceback" not in service.log()

@@ -4,7 +4,8 @@ Usage: python pauser.py URL NAMESPACE HISTORY EFFECTS
 
 Reads commands on stdin, answers one JSON line each on stdout:
 
-- ``claim QUEUE N LEASE_MS``: claims N tasks from QUEUE with that lease, runs their side effect;
+- ``claim QUEUE N LEASE_MS``: claims N tasks from QUEUE, runs their side effect, and renews
+  them all in one modify to a lease of LEASE_MS from now (so they run out together);
   answers ``{"claimed": [[id, version], ...]}``;
 - ``commit``: commits each held task alone (delete it, insert its commit marker) and
   answers ``{"results": [[id, version, outcome, http_status], ...]}`` with outcome ``ok``,
@@ -54,14 +55,22 @@ async def main(url: str, namespace: str, history_path: str, effects_path: str) -
             if words[0] == "claim":
                 queue, count, lease_ms = words[1], int(words[2]), int(words[3])
                 while len(held) < count:
+                    # A long lease while taking the round (a busy machine may need seconds)...
                     with history.op("claim", queues=[queue], claimant=eq.claimant_id) as record:
-                        task = await eq.try_claim(queue, lease_ms)
+                        task = await eq.try_claim(queue, 60_000)
                         if task is not None:
                             record["task"] = claimed(task)
                     if task is None:
                         break
                     effects.effect(task)
                     held.append(task)
+                # ... then one renewal sets every lease to LEASE_MS from now, all at once.
+                changes = [[t.id, t.version, t.queue] for t in held]
+                with history.op(
+                    "modify", batch=f"renew-{held[0].id}", claimant=eq.claimant_id, chg=changes
+                ) as record:
+                    held = await eq.renew_all_for(held, lease_ms)
+                    record["out"] = [task_out(t) for t in held]
                 answer: dict[str, object] = {"claimed": [[t.id, t.version] for t in held]}
             elif words[0] == "commit":
                 results = []
