@@ -203,3 +203,27 @@ def test_duplicate_side_effects_are_counted_not_failed() -> None:
     assert (report.executed, report.duplicates, report.duplicate_executions) == (1, 1, 1)
     effects.append({"id": "b", "v": 1, "phase": "committed", "stage": "done"})
     assert problems(check(records, effects)) == {"C3 double commits": 1}
+
+
+def test_a_rollback_erases_the_versions_it_undid() -> None:
+    history = History()
+    history.insert("a")
+    copied = history.clock + 0.7
+    history.claim("a", 1, now=2000, who="w0")  # acknowledged, then undone by the rollback
+    restarted = history.clock + 1.5
+    history.clock += 2
+    history.claim("a", 1, now=9000, who="w1")  # the same version, handed out again
+    history.commit("a", 1, who="w1", marker="r1")
+    records = finished(history, ("r1", "a", 1))
+    assert problems(check(records)) == {"C5 versions reused": 1}
+    rollback = {
+        "op": "rollback",
+        "to": copied,
+        "ti": restarted,
+        "td": restarted,
+        "type": "ok",
+        "p": "nemesis",
+    }
+    report = check([*records, rollback])
+    assert problems(report) == {}
+    assert report.erased == 1

@@ -39,6 +39,10 @@ Checks:
 - C9 indeterminate: info operations (reported); ``recovered`` counts info modifies that
   did take effect.
 
+A ``rollback`` record (the store restarted from an older copy of its data) erases the
+operations that ran between the copy and the restart from the per-version checks (C3-C6):
+the store hands their versions out again. What they had acknowledged and is gone is C1.
+
 Commit markers: the workloads finish a task by inserting a result whose value is the JSON
 ``{"src": <source id>, "v": <version>, "stage": <name>, ...}``; ``Report.markers`` counts
 them per source, which turns "committed exactly once" into a fact about the final state.
@@ -101,6 +105,7 @@ class Report:
     duplicate_executions: int = 0
     recovered: int = 0
     markers: int = 0
+    erased: int = 0
 
     def problems(self) -> dict[str, Violations]:
         """Every check that found something although it must find nothing."""
@@ -128,7 +133,7 @@ class Report:
             f"{self.leases_checked}, partial {self.partial_modifies.count}/{self.snapshots} snapshots, "
             f"unfinished {self.unfinished.count}; executed {self.executed}, duplicates "
             f"{self.duplicates} ({self.duplicate_executions} extra runs), indeterminate {self.info} "
-            f"(recovered {self.recovered}), markers {self.markers}"
+            f"(recovered {self.recovered}), markers {self.markers}, erased by rollbacks {self.erased}"
         )
 
 
@@ -182,7 +187,16 @@ def check(
     if len(finals) != 1:
         raise ValueError(f"a history needs exactly one final record, got {len(finals)}")
     final = {i: (v, q, value) for i, v, q, value in finals[0]["seen"]}
-    ops = [r for r in records if r["op"] != "final"]
+    # A rollback (the store restarted from an older copy of its data, ``to`` = when that copy
+    # was taken, ``ti`` = the restart): the operations that ran entirely in between are
+    # erased. Their acknowledgements still count (what they wrote and is gone is reported
+    # under C1), but the versions they produced or named no longer exist, and the store
+    # hands those versions out again: they take no part in the per-version checks.
+    rollbacks = [(r["to"], r["ti"]) for r in records if r["op"] == "rollback"]
+    ops = [r for r in records if r["op"] not in ("final", "rollback")]
+    erased = {id(r) for r in ops if any(to < r["ti"] and r["td"] < at for to, at in rollbacks)}
+    live = [r for r in ops if id(r) not in erased]
+    report.erased = len(erased)
 
     attempted_inserts: set[str] = set()
     ok_inserts: dict[str, Record] = {}
@@ -204,7 +218,7 @@ def check(
             touched_after_insert.add(task_id)
         if record["op"] == "claim" and record.get("task"):
             touched_after_insert.add(record["task"][0])
-        if kind != "fail":
+        if kind != "fail" and id(record) not in erased:
             for task_id, _version in _deleted(record):
                 deleted_any.add(task_id)
         if record["op"] == "modify":
@@ -218,6 +232,9 @@ def check(
             for task_id, _queue in record.get("ins", ()):
                 ok_inserts[task_id] = record
             report.inserted += len(record.get("ins", ()))
+        if id(record) in erased:
+            continue
+        if record["op"] == "modify":
             for task_id, version, at_ms, _modified, _claimant in record.get("out", ()):
                 producers[(task_id, version)].append(record)
                 produced_at.setdefault((task_id, version), at_ms)
@@ -245,7 +262,7 @@ def check(
             prefix_max.append(highest)
         done_sorted[task_id] = (times, prefix_max)
     named_ok: dict[Key, list[Record]] = collections.defaultdict(list)
-    for record in ops:
+    for record in live:
         if record["type"] != "ok" or record["op"] not in ("modify", "claim"):
             continue
         for key in _named(record):
@@ -260,7 +277,7 @@ def check(
                     {"task": (task_id, version), "by": record["p"], "newer": prefix_max[before - 1]}
                 )
     claims_of: dict[Key, Record] = {}
-    for record in ops:
+    for record in live:
         if record["type"] == "ok" and record["op"] == "claim" and record.get("task"):
             claims_of.setdefault((record["task"][0], record["task"][1]), record)
     for key, found in named_ok.items():
@@ -278,7 +295,7 @@ def check(
             report.double_commits.add({"task": key, "by": [r["p"] for r in found]})
 
     # C6: a claim must find the version it took due.
-    for record in ops:
+    for record in live:
         if record["type"] != "ok" or record["op"] != "claim" or not record.get("task"):
             continue
         task_id, version, _queue, _at, modified_ms, _claimant = record["task"]
@@ -370,6 +387,8 @@ def check(
         if effect["phase"] == "effect":
             runs[effect["id"]] += 1
         elif effect["phase"] == "committed":
+            if any(to < effect.get("t", 0) < at for to, at in rollbacks):
+                continue  # a commit the rollback undid: the work is done again (C8), not twice
             commits[(effect["id"], effect.get("stage", ""))] += 1
     report.executed = len(runs)
     report.duplicates = sum(1 for n in runs.values() if n > 1)
