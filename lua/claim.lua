@@ -170,22 +170,25 @@ for i = 1, count do
   local j = i + next_index(count - i + 1)
   queues[i], queues[j] = queues[j], queues[i]
   local queue_key = prefix .. 'q:' .. queues[i]
-  local first = redis.call('ZRANGE', queue_key, 0, 0, 'WITHSCORES')
-  if first[1] then
-    local first_at = tonumber(first[2])
-    if first_at <= now then
-      available = redis.call('ZCOUNT', queue_key, '-inf', now) - #(leaving[queues[i]] or {})
-      if available > 0 then
-        chosen = queues[i]
-        break
-      end
-      -- Only finished tasks were available here; the queue's next arrival is still news.
-      first = redis.call('ZRANGE', queue_key, '(' .. now, '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
-      first_at = first[1] and tonumber(first[2]) or nil
+  local first_at = nil
+  if count > 1 then
+    -- Several queues, often mostly empty: one look tells an empty queue from a busy one.
+    local first = redis.call('ZRANGE', queue_key, 0, 0, 'WITHSCORES')
+    if first[1] then first_at = tonumber(first[2]) end
+  end
+  if count == 1 or (first_at ~= nil and first_at <= now) then
+    -- One queue: counting is the only look needed when it has available tasks.
+    available = redis.call('ZCOUNT', queue_key, '-inf', now) - #(leaving[queues[i]] or {})
+    if available > 0 then
+      chosen = queues[i]
+      break
     end
-    if first_at and (earliest_future == nil or first_at < earliest_future) then
-      earliest_future = first_at
-    end
+    -- Nothing available here (or only finished tasks): the next arrival is still news.
+    local first = redis.call('ZRANGE', queue_key, '(' .. now, '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+    first_at = first[1] and tonumber(first[2]) or nil
+  end
+  if first_at ~= nil and first_at > now and (earliest_future == nil or first_at < earliest_future) then
+    earliest_future = first_at
   end
 end
 
