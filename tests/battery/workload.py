@@ -210,7 +210,12 @@ class Workload:
                 second = await self.claim(eq, queues, wait=False)
                 if second is not None:
                     self.effects.effect(second, proc)
-                    held.append(second)
+                    if second.id == task.id:
+                        # Our own task again: its lease ran out during an overrun and we took
+                        # it anew. Only the newer claim can commit it.
+                        held = [second]
+                    else:
+                        held.append(second)
             await self.commit(eq, proc, held)
 
     async def commit(self, eq: entroq_redis.EntroQ, proc: str, held: list[Task]) -> None:
