@@ -127,7 +127,9 @@ async def rival_takes(
     return []
 
 
-@pytest.mark.parametrize("size", ["ci", pytest.param("full", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "size", ["ci", pytest.param("full", marks=[pytest.mark.slow, pytest.mark.timeout(1200)])]
+)
 @pytest.mark.parametrize("via", ["redis", "http"])
 async def test_a_holder_paused_past_its_lease_cannot_commit(
     via: str, size: str, store_url: str, namespace: str, tmp_path: pathlib.Path

@@ -33,10 +33,12 @@ import entroq_redis
 
 QUEUES = ["in0", "in1", "in2", "in3"]
 # (worker processes, tasks, kills, seconds between kills)
-SIZES = {"ci": (3, 1_200, 4, (1.0, 2.5)), "full": (4, 20_000, 20, (3.0, 8.0))}
+SIZES = {"ci": (3, 1_200, 4, (1.0, 2.5)), "full": (4, 30_000, 20, (3.0, 8.0))}
 
 
-@pytest.mark.parametrize("size", ["ci", pytest.param("full", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "size", ["ci", pytest.param("full", marks=[pytest.mark.slow, pytest.mark.timeout(1200)])]
+)
 async def test_kill_9_of_the_service_leaves_the_store_consistent(
     size: str, store_url: str, namespace: str, tmp_path: pathlib.Path
 ) -> None:

@@ -51,7 +51,7 @@ NAMESPACE = "crash"
 # (worker processes, tasks, kills, seconds between kills, ballast tasks in another namespace)
 SIZES = {
     "ci": (3, 1_500, 3, (1.0, 2.5), 10_000),
-    "full": (4, 20_000, 20, (3.0, 8.0), 100_000),
+    "full": (4, 60_000, 20, (3.0, 8.0), 100_000),
 }
 
 
@@ -64,7 +64,9 @@ async def fill_ballast(url: str, count: int) -> None:
             )
 
 
-@pytest.mark.parametrize("size", ["ci", pytest.param("full", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "size", ["ci", pytest.param("full", marks=[pytest.mark.slow, pytest.mark.timeout(1200)])]
+)
 @pytest.mark.parametrize("fsync", ["always", "everysec"])
 async def test_kill_9_of_the_store_loses_no_acknowledged_modify(
     fsync: str, size: str, tmp_path: pathlib.Path
