@@ -105,10 +105,12 @@ def _declared_encoding(values: Sequence[str]) -> ValueEncoding | None:
 def _task_data_values(body: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], bool]]:
     """(TaskData object, is an insert) for every insert and change in a modify body."""
     found: list[tuple[Mapping[str, Any], bool]] = []
-    for item in body.get("inserts") or ():
+    # Anything but a list is left to the parser's 400 ({"changes": 5} must not fail here).
+    inserts, changes = body.get("inserts"), body.get("changes")
+    for item in inserts if isinstance(inserts, list) else ():
         if isinstance(item, Mapping):
             found.append((item, True))
-    for change in body.get("changes") or ():
+    for change in changes if isinstance(changes, list) else ():
         if isinstance(change, Mapping):
             data = change.get("newData", change.get("new_data"))
             if isinstance(data, Mapping):

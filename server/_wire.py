@@ -133,9 +133,16 @@ def _refuse_documents(body: Mapping[str, Any]) -> None:
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}|[A-Za-z0-9_-]*={0,2}")
 
 
+def _listed(body: dict[str, Any], name: str) -> list[Any]:
+    """``body[name]`` when it is a list; anything else is left for the parser to refuse with a
+    400 (``{"changes": 5}`` must not fail here first, as a 500)."""
+    value = body.get(name)
+    return value if isinstance(value, list) else []
+
+
 def _check_base64_values(body: dict[str, Any]) -> None:
-    datas = [item for item in body.get("inserts") or () if isinstance(item, dict)]
-    for change in body.get("changes") or ():
+    datas = [item for item in _listed(body, "inserts") if isinstance(item, dict)]
+    for change in _listed(body, "changes"):
         if isinstance(change, dict):
             datas += [d for d in (change.get("newData"), change.get("new_data")) if isinstance(d, dict)]
     for data in datas:

@@ -44,6 +44,7 @@ pytestmark = [
         reason="runs once, on a private store of its own (the same run as without ENTROQ_TEST_REDIS_URL)",
     ),
     pytest.mark.skipif(libfaketime_path() is None, reason="libfaketime is not installed"),
+    pytest.mark.timeout(600),
 ]
 
 QUEUES = ["in0", "in1"]
@@ -72,7 +73,7 @@ def store_now_ms(store: PrivateValkey) -> int:
 async def test_skewed_services_and_clients_leave_leases_alone(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, pytestconfig: pytest.Config
 ) -> None:
-    tasks, lease_ms = (3000, 5000) if pytestconfig.getoption("--full") else (300, 5000)
+    tasks, lease_ms, limit_s = (2000, 5000, 300) if pytestconfig.getoption("--full") else (300, 5000, 100)
     namespace = "skew"
     with private_valkey() as store:
         services: dict[int, ServiceProcess] = {}
@@ -119,11 +120,11 @@ async def test_skewed_services_and_clients_leave_leases_alone(
                         first = len(run.procs)
                         start_workers(
                             run, service.url, namespace, 2, queues=QUEUES, stage2="stage2", coroutines=2,
-                            lease_ms=lease_ms, overrun_p=0.0, pair_p=0.1, move_p=0.0, deadline_s=80,
+                            lease_ms=lease_ms, overrun_p=0.0, pair_p=0.1, move_p=0.0, deadline_s=limit_s - 20,
                         )  # fmt: skip
                         # start_workers names processes w0, w1 each time: keep the logs apart.
                         assert len(run.procs) == first + 2
-                await wait_workers(run, 100)
+                await wait_workers(run, limit_s)
                 report = await finish(eq, run)
         finally:
             for service in services.values():
@@ -150,7 +151,7 @@ async def test_store_clock_jumps_fence_late_holders_and_finish_every_task(
     tmp_path: pathlib.Path, pytestconfig: pytest.Config
 ) -> None:
     full = pytestconfig.getoption("--full")
-    tasks, rounds, lease_ms = (3000, 6, 2000) if full else (400, 2, 2000)
+    tasks, rounds, lease_ms, limit_s = (1500, 6, 2000, 400) if full else (400, 2, 2000, 120)
     namespace = "jump"
     jumps: list[str] = []
     with private_valkey(fake_clock=True) as store:
@@ -159,12 +160,13 @@ async def test_store_clock_jumps_fence_late_holders_and_finish_every_task(
             await seed(eq, run, tasks, QUEUES)
             start_workers(
                 run, store.url, namespace, 3, queues=QUEUES, stage2="stage2", coroutines=2,
-                lease_ms=lease_ms, overrun_p=0.3, overrun_factor=0.5, pair_p=0.1, move_p=0.1, deadline_s=100,
+                lease_ms=lease_ms, overrun_p=0.3, overrun_factor=0.5, pair_p=0.1, move_p=0.1,
+                deadline_s=limit_s - 20,
             )  # fmt: skip
             started = time.monotonic()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(jump_nemesis, store, lease_ms, rounds, jumps)
-                await wait_workers(run, 120)
+                await wait_workers(run, limit_s)
                 nursery.cancel_scope.cancel()
             report = await finish(eq, run)
             left = await eq.queues()

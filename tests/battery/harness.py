@@ -119,6 +119,54 @@ def stop_workers(run: Run) -> None:
         proc.wait()
 
 
+class CommitProgress:
+    """Counts the commits the workers have logged so far (effects files, read incrementally).
+
+    Crash nemeses kill at fractions of the work done rather than after fixed sleeps: on a
+    fast machine a fixed schedule outlives a small workload and the last kills never happen.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._offsets: dict[pathlib.Path, int] = {}
+        self.count = 0
+
+    def update(self) -> int:
+        for path in self._run.effect_paths():
+            with open(path, "rb") as file:
+                file.seek(self._offsets.get(path, 0))
+                chunk = file.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written is read next time
+            self._offsets[path] = self._offsets.get(path, 0) + len(complete)
+            self.count += complete.count(b'"phase":"committed"')
+        return self.count
+
+
+async def crash_nemesis(
+    run: Run,
+    crash: Any,
+    kills: int,
+    expected_commits: int,
+    min_gap_s: float,
+    kill_times: list[float],
+    seed: int = 0,
+) -> None:
+    """Calls ``crash`` (blocking: kill and restart) ``kills`` times, spread over the first
+    ~80% of ``expected_commits`` (jittered), at least ``min_gap_s`` apart, so every kill
+    lands while work is in flight however fast the machine runs the workload."""
+    rng = random.Random(seed)
+    progress = CommitProgress(run)
+    for n in range(kills):
+        target = expected_commits * 0.8 * (n + rng.uniform(0.5, 1.0)) / kills
+        await trio.sleep(min_gap_s)
+        while progress.update() < target:
+            if all(p.poll() is not None for p in run.procs):
+                return
+            await trio.sleep(0.02)
+        kill_times.append(time.monotonic())
+        await trio.to_thread.run_sync(crash)
+
+
 async def pause_nemesis(run: Run, pause_s: float, every_s: tuple[float, float], seed: int = 0) -> None:
     """Freezes a random live worker (SIGSTOP) for ``pause_s``, again and again (Jepsen's
     "pause"): its leases run out while it cannot notice, and it commits late when resumed."""
