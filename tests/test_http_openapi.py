@@ -25,6 +25,26 @@ OPERATIONS = [
 ]
 
 
+def example_request(path: str, operation: dict[str, Any]) -> dict[str, Any]:
+    """httpx.request arguments for ``operation`` filled with the document's own examples."""
+    url, params, headers = path, [], {}
+    for parameter in operation.get("parameters", []):
+        if "example" not in parameter:
+            continue
+        example = parameter["example"]
+        if parameter["in"] == "path":
+            url = url.replace("{" + parameter["name"] + "}", example)
+        elif parameter["in"] == "query":
+            params += [
+                (parameter["name"], str(v).lower() if isinstance(v, bool) else str(v))
+                for v in (example if isinstance(example, list) else [example])
+            ]
+        elif parameter["in"] == "header":
+            headers[parameter["name"]] = str(example)
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("example")
+    return {"url": url, "params": params, "headers": headers, "json": body}
+
+
 def validate(instance: Any, schema: dict[str, Any]) -> None:
     jsonschema.validate(instance, {**schema, "components": DOCUMENT["components"]})
 
@@ -44,22 +64,7 @@ async def test_documented_route_answers_as_documented(
 ) -> None:
     # Something to find: a task in the queue the examples name.
     await http.post("/api/v0/modify", json={"inserts": [{"queue": "jobs/a b"}, {"queue": "jobs"}]})
-    url, params, headers = path, [], {}
-    for parameter in operation.get("parameters", []):
-        if "example" not in parameter:
-            continue
-        example = parameter["example"]
-        if parameter["in"] == "path":
-            url = url.replace("{" + parameter["name"] + "}", example)
-        elif parameter["in"] == "query":
-            params += [
-                (parameter["name"], str(v).lower() if isinstance(v, bool) else str(v))
-                for v in (example if isinstance(example, list) else [example])
-            ]
-        elif parameter["in"] == "header":
-            headers[parameter["name"]] = str(example)
-    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("example")
-    response = await http.request(method.upper(), url, params=params, headers=headers, json=body)
+    response = await http.request(method.upper(), **example_request(path, operation))
     documented = operation["responses"]
     assert str(response.status_code) in documented, (response.status_code, response.text)
     content = documented[str(response.status_code)].get("content", {})
