@@ -11,7 +11,12 @@ from __future__ import annotations
 import collections
 import random
 
+import redis
+
+import entroq_redis
 from entroq_redis import EntroQ, TaskData
+from entroq_redis._keys import Keys
+from entroq_redis._scripts import script_source
 
 # chi-square critical values at p = 1e-6 by degrees of freedom.
 CHI2_CRITICAL = {1: 23.93, 2: 27.63, 9: 41.32}
@@ -64,3 +69,41 @@ async def test_claim_skips_queues_whose_tasks_are_all_claimed(redis_eq: EntroQ) 
         counts[task.queue] += 1
     assert counts["a"] == 0
     assert chi_square(counts, ["b", "c"]) < CHI2_CRITICAL[1], counts
+
+
+async def test_claim_over_many_names_finds_the_few_non_empty_queues_evenly(redis_eq: EntroQ) -> None:
+    # claim.lua drops the names of empty queues with one look at the queue index first;
+    # what is left must still be chosen evenly, and a queue holding only a future task
+    # must still report when its task arrives.
+    random.seed(11)
+    names = [f"n{i}" for i in range(1000)]
+    now = await redis_eq.time()
+    await redis_eq.modify(inserts=[TaskData("n17"), TaskData("n600"), TaskData("n999", at=now + 60_000)])
+    counts: collections.Counter[str] = collections.Counter()
+    for _ in range(1000):
+        task = await redis_eq.try_claim(names, duration_ms=0)
+        assert task is not None
+        counts[task.queue] += 1
+    assert set(counts) == {"n17", "n600"}
+    assert chi_square(counts, ["n17", "n600"]) < CHI2_CRITICAL[1], counts
+    for queue in ("n17", "n600"):
+        held = await redis_eq.try_claim(queue, duration_ms=60_000)
+        assert held is not None
+    assert await redis_eq.try_claim(names) is None
+
+
+async def test_claim_over_many_names_reports_the_next_arrival(
+    store_url: str, namespace: str, sync_redis: redis.Redis
+) -> None:
+    # The script's own reply: nothing available among 1,000 names, one of which holds a
+    # task due in a minute, is {0, ms until it arrives} (the wait a blocking claim sleeps).
+    keys = Keys(namespace)
+    async with entroq_redis.connect(store_url, namespace=namespace) as eq:
+        now = await eq.time()
+        await eq.modify(inserts=[TaskData("n999", at=now + 60_000)])
+    names = [f"n{i}" for i in range(1000)]
+    argv = [keys.prefix, "1", "me", "1000", "5", "9", "0", *names]
+    reply = sync_redis.eval(script_source("claim"), 1, keys.queue_index, *argv)
+    assert reply[0] == 0 and 55_000 < reply[1] <= 60_000, reply
+    emptied = sync_redis.eval(script_source("claim"), 1, keys.queue_index, *argv[:7], "n1", "n2")
+    assert emptied == [0, -1]
