@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import json
 import os
@@ -22,10 +21,8 @@ import pathlib
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 import zipfile
 from collections.abc import Iterator
@@ -34,11 +31,10 @@ from dataclasses import dataclass
 import httpx
 import psutil
 import pytest
+from deploy_support import STOP_TIMEOUT, free_port, running_service
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
 
 
 @dataclass
@@ -283,13 +279,6 @@ def test_the_copied_files_build_a_complete_wheel(
 # ---- the container's command as a plain process --------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _local_command(command: list[str], port: int, data_dir: pathlib.Path) -> list[str]:
     """The container's command with this machine's values: loopback, a free port, a temp directory."""
     exe = shutil.which(command[0], path=str(pathlib.Path(sys.executable).parent))
@@ -300,50 +289,13 @@ def _local_command(command: list[str], port: int, data_dir: pathlib.Path) -> lis
     return local
 
 
-@contextlib.contextmanager
-def _running(command: list[str], cwd: pathlib.Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    log_path = cwd / "service.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"{' '.join(command)}\nexited with code {process.returncode} before /readyz "
-                    f"answered:\n{log_path.read_text(errors='replace')[-4000:]}",
-                    pytrace=False,
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"/readyz did not answer 200 within {START_TIMEOUT:.0f} s:\n"
-                    f"{log_path.read_text(errors='replace')[-4000:]}",
-                    pytrace=False,
-                )
-            time.sleep(0.1)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                for child in psutil.Process(process.pid).children(recursive=True):
-                    child.kill()
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture(scope="module")
 def service(instructions: list[Instruction], tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """The container's command running on a free port; yields the port."""
     workdir = tmp_path_factory.mktemp("container")
-    port = _free_port()
+    port = free_port()
     command = _local_command(container_command(instructions), port, workdir / "data")
-    with _running(command, workdir, port):
+    with running_service(command, workdir, port):
         yield port
 
 
@@ -362,7 +314,7 @@ def test_image_health_check_command_passes(instructions: list[Instruction], serv
 
 def test_image_health_check_fails_when_nothing_listens(instructions: list[Instruction]) -> None:
     command = healthcheck_command(instructions)
-    local = [sys.executable, *(arg.replace(":9100/", f":{_free_port()}/") for arg in command[1:])]
+    local = [sys.executable, *(arg.replace(":9100/", f":{free_port()}/") for arg in command[1:])]
     result = subprocess.run(local, capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode != 0
 
@@ -375,9 +327,9 @@ def test_sigterm_stops_the_service_and_its_embedded_store(
     (In Kubernetes the service is PID 1, where an unhandled SIGTERM is ignored and the pod is killed
     only after the grace period.)
     """
-    port = _free_port()
+    port = free_port()
     command = _local_command(container_command(instructions), port, tmp_path / "data")
-    with _running(command, tmp_path, port) as process:
+    with running_service(command, tmp_path, port) as process:
         children = psutil.Process(process.pid).children(recursive=True)
         os.kill(process.pid, signal.SIGTERM)
         try:

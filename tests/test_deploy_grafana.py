@@ -11,16 +11,12 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib
 import json
 import pathlib
 import re
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -28,11 +24,11 @@ from typing import Any
 
 import httpx
 import pytest
+from deploy_support import free_port, running_service
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "entroq-redis.json"
-START_TIMEOUT = 60.0
 
 # The service's metrics contract: family -> (type, labels).
 METRICS: dict[str, tuple[str, frozenset[str]]] = {
@@ -235,48 +231,16 @@ def test_analysis_rejects_unknown_metrics() -> None:
 # ---- live ----------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``entroq-redis serve`` on a free loopback port with the embedded store."""
     workdir = tmp_path_factory.mktemp("serve")
     exe = shutil.which("entroq-redis", path=str(pathlib.Path(sys.executable).parent))
     assert exe, f"entroq-redis is not installed next to {sys.executable}"
-    port = _free_port()
+    port = free_port()
     command = [exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(workdir / "data")]
-    url = f"http://127.0.0.1:{port}"
-    log_path = workdir / "service.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"{' '.join(command)}\nexited with code {process.returncode} before /readyz "
-                    f"answered:\n{log_path.read_text(errors='replace')[-4000:]}",
-                    pytrace=False,
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"/readyz did not answer 200 within {START_TIMEOUT:.0f} s", pytrace=False)
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_service(command, workdir, port):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")

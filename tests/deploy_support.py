@@ -1,0 +1,64 @@
+"""Shared by the deployment tests: a free loopback port and a service process run until /readyz."""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import httpx
+import psutil
+import pytest
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running_service(command: list[str], cwd: pathlib.Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Runs ``command`` (a service listening on ``port``) until its /readyz answers 200; its
+    output goes to ``cwd/service.log``, quoted when it exits early or never gets ready.
+    Stopped with SIGTERM afterwards (children killed too if it does not stop in time)."""
+    log_path = cwd / "service.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"{' '.join(command)}\nexited with code {process.returncode} before /readyz "
+                    f"answered:\n{log_path.read_text(errors='replace')[-4000:]}",
+                    pytrace=False,
+                )
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"/readyz did not answer 200 within {START_TIMEOUT:.0f} s:\n"
+                    f"{log_path.read_text(errors='replace')[-4000:]}",
+                    pytrace=False,
+                )
+            time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                for child in psutil.Process(process.pid).children(recursive=True):
+                    child.kill()
+                process.kill()
+                process.wait()
