@@ -82,9 +82,20 @@ class Namespaces:
 
     def select(self, headers: HeaderMap) -> str:
         """The namespace a request names (or the default), or a 400/404 ApiError."""
-        name = headers.get(NAMESPACE_HEADER)
-        if name is None or name == "":
+        # Repeated headers or a comma list would ask for a claim or modify across namespaces,
+        # which cannot be atomic (two hash tags, maybe two primaries): refuse it, naming them.
+        # Namespace names have no commas (Keys checks), so splitting on them is exact.
+        getlist = getattr(headers, "getlist", None)
+        values = getlist(NAMESPACE_HEADER) if getlist is not None else [headers.get(NAMESPACE_HEADER)]
+        names = sorted({part.strip() for value in values if value for part in value.split(",")} - {""})
+        if len(names) > 1:
+            raise bad_request(
+                "a request works in exactly one namespace (a claim or modify is atomic only within "
+                f"one); this one names {len(names)}: {', '.join(repr(n) for n in names)}"
+            )
+        if not names:
             return self.default
+        name = names[0]
         if name in self.configured:
             return name
         if not self.any_namespace:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from conftest import ServiceProcess
 from entroq_redis_server import _schema
 
 
@@ -401,3 +402,30 @@ async def test_claim_with_finish_deletes_and_claims_in_one_request(http: httpx.A
     assert [t["id"] for t in (await http.get("/api/v0/tasks", params={"queue": "f"})).json()["tasks"]] == [
         second["id"]
     ]
+
+
+async def test_a_request_naming_two_namespaces_is_400_and_writes_nothing(
+    http_service: ServiceProcess, namespace: str, http: httpx.AsyncClient
+) -> None:
+    other = namespace + "-b"
+    body = {"inserts": [{"queue": "q", "value": "aGk="}]}
+    async with httpx.AsyncClient(base_url=http_service.url, timeout=30) as raw:
+        listed = await raw.post(
+            "/api/v0/modify", json=body, headers={"EntroQ-Namespace": f"{namespace}, {other}"}
+        )
+        repeated = await raw.post(
+            "/api/v0/modify",
+            json=body,
+            headers=[("EntroQ-Namespace", namespace), ("EntroQ-Namespace", other)],
+        )
+        same_twice = await raw.post(
+            "/api/v0/modify",
+            json=body,
+            headers=[("EntroQ-Namespace", namespace), ("EntroQ-Namespace", namespace)],
+        )
+    for response in (listed, repeated):
+        assert response.status_code == 400, response.text
+        message = response.json()["message"]
+        assert "exactly one namespace" in message and repr(namespace) in message and repr(other) in message
+    assert same_twice.status_code == 200, same_twice.text  # one namespace, said twice
+    assert len((await http.get("/api/v0/tasks", params={"queue": "q"})).json()["tasks"]) == 1
