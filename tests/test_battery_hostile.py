@@ -69,11 +69,6 @@ def body_of_size(size: int) -> bytes:
     return body + b" " * (size - len(body))
 
 
-# The 413 may come back while httpx is still sending the body (the point of the limit); httpx
-# then drops its request-body generator unfinished and trio reports that at collection.
-@pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <async_generator object ByteStream:pytest.PytestUnraisableExceptionWarning"
-)
 async def test_largest_body_is_the_limit_and_one_byte_more_is_413(
     http: httpx.AsyncClient, sync_redis: redis.Redis, namespace: str
 ) -> None:
