@@ -7,15 +7,49 @@ back; no queue logic lives here. Run it with ``entroq-redis serve``, or from cod
     trio.run(serve, settings)
 """
 
-from ._app import create_app
-from ._authz import PolicyAuthorizer, check_authz_settings, open_authorizer
-from ._authz_rego import PolicyConfigError
-from ._authz_settings import AuthzSettings
-from ._calls import Calls
-from ._hooks import AllowAll, Authorizer, Call
-from ._namespaces import NAMESPACE_HEADER
-from ._service import serve, serve_workers
-from ._settings import ServiceSettings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._app import create_app
+    from ._authz import PolicyAuthorizer, check_authz_settings, open_authorizer
+    from ._authz_rego import PolicyConfigError
+    from ._authz_settings import AuthzSettings
+    from ._calls import Calls
+    from ._hooks import AllowAll, Authorizer, Call
+    from ._namespaces import NAMESPACE_HEADER
+    from ._service import serve, serve_workers
+    from ._settings import ServiceSettings
+
+# The public names load on first use (PEP 562), not with the package: the policy engine's child
+# processes (``_authz_rego_child``) import one module of this package and must not pay for
+# Quart, Hypercorn and the library (about 40 MB each).
+_HOMES = {
+    "create_app": "._app",
+    "PolicyAuthorizer": "._authz",
+    "check_authz_settings": "._authz",
+    "open_authorizer": "._authz",
+    "PolicyConfigError": "._authz_rego",
+    "AuthzSettings": "._authz_settings",
+    "Calls": "._calls",
+    "AllowAll": "._hooks",
+    "Authorizer": "._hooks",
+    "Call": "._hooks",
+    "NAMESPACE_HEADER": "._namespaces",
+    "serve": "._service",
+    "serve_workers": "._service",
+    "ServiceSettings": "._settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "NAMESPACE_HEADER",

@@ -252,8 +252,8 @@ async def open_authorizer(
         async with open_opa_engine(settings.opa_url, settings.opa_path, settings.opa_timeout_s) as engine:
             yield PolicyAuthorizer(engine, metrics)
     elif settings.mode == "rego":
-        yield PolicyAuthorizer(
-            load_rego_engine(settings.policy_files, settings.policy_data_file, path), metrics
-        )
+        rego_engine = load_rego_engine(settings.policy_files, settings.policy_data_file, path)
+        with contextlib.closing(rego_engine):  # its child processes end with the service
+            yield PolicyAuthorizer(rego_engine, metrics)
     else:
         raise PolicyConfigError(f"unknown --authz mode {settings.mode!r}")

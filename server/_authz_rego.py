@@ -18,13 +18,15 @@ regopy 1.5.2 needs care with strings, found while building this (see the tests):
   ``failed`` and ``errors`` out of the decision document: evaluating only those rules is
   about twice as fast as the whole package document.
 
-Evaluation runs in a worker thread (ctypes releases the GIL) so the event loop never waits
-on it; each thread slot owns its interpreter and compiled bundle.
+The service evaluates in child processes (``_authz_rego_processes``): rego-cpp leaks memory
+on every decision, and a child is replaced before its leak grows large. The event loop waits
+on a decision from a worker thread.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -34,11 +36,13 @@ import trio
 
 from ._authz_decision import PolicyFailure
 from ._authz_input import Credentials
+from ._authz_rego_processes import DecisionProcesses
 
 _WRAPPER_PACKAGE = "entroq_redis_embedded_decision"
 _ENTRYPOINT = _WRAPPER_PACKAGE + "/decision"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PARALLEL = 4  # interpreters (and threads) evaluating at once
+# Decisions evaluated at once (threads, each using one child process): one per core, at most 4.
+_PARALLEL = max(1, min(4, os.cpu_count() or 1))
 
 
 class PolicyConfigError(Exception):
@@ -156,40 +160,37 @@ def _rego_message(error: Any, source: str) -> str:
 
 
 class RegoEngine:
-    """Evaluates decisions with the loaded policy, in worker threads."""
+    """Evaluates decisions with the loaded policy.
+
+    ``evaluate_sync`` runs in this process (startup checks, tests); ``evaluate``, what the
+    service calls per request, runs in a child process (started on first use, stopped by
+    ``close``).
+    """
 
     def __init__(self, modules: Sequence[tuple[str, str]], data_json: str) -> None:
-        self._modules = list(modules)
-        self._data_json = data_json
-        self._free: list[_Compiled] = [_Compiled(self._modules, data_json)]
-        self._lock = threading.Lock()
+        self._local = _Compiled(modules, data_json)
+        self._local_lock = threading.Lock()
+        self._children = DecisionProcesses(modules, data_json)
         self._limiter = trio.CapacityLimiter(_PARALLEL)
 
-    def _take(self) -> _Compiled:
-        with self._lock:
-            if self._free:
-                return self._free.pop()
-        return _Compiled(self._modules, self._data_json)
-
-    def _give_back(self, compiled: _Compiled) -> None:
-        with self._lock:
-            self._free.append(compiled)
-
     def evaluate_sync(self, document: dict[str, Any]) -> Any:
-        """The decision for an input document, in the calling thread."""
-        compiled = self._take()
-        try:
-            return compiled.evaluate(json.dumps(document, ensure_ascii=False))
-        finally:
-            self._give_back(compiled)
+        """The decision for an input document, in this process (each call leaks inside rego-cpp)."""
+        with self._local_lock:
+            return self._local.evaluate(json.dumps(document, ensure_ascii=False))
 
     async def evaluate(self, credentials: Credentials, document: dict[str, Any]) -> Any:
         """The ``result`` document (the picked rules; None when the document is undefined).
 
         Raises:
-            PolicyFailure: the policy failed while evaluating (a conflict, a built-in error).
+            PolicyFailure: the policy failed while evaluating (a conflict, a built-in error), or
+                its process gave no answer.
         """
-        return await trio.to_thread.run_sync(self.evaluate_sync, document, limiter=self._limiter)
+        document_json = json.dumps(document, ensure_ascii=False)
+        return await trio.to_thread.run_sync(self._children.evaluate, document_json, limiter=self._limiter)
+
+    def close(self) -> None:
+        """Stops the child processes."""
+        self._children.close()
 
 
 def load_rego_engine(policy_files: Sequence[str], data_file: str | None, path: Sequence[str]) -> RegoEngine:

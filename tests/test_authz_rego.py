@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,8 +20,10 @@ PATH = ("entroq", "authz")
 
 
 @pytest.fixture(scope="module")
-def engine() -> Any:
-    return load_rego_engine([POLICY], DATA, PATH)
+def engine() -> Iterator[Any]:
+    engine = load_rego_engine([POLICY], DATA, PATH)
+    yield engine
+    engine.close()
 
 
 def ask(engine: Any, token: str | None, *entries: tuple[str, str]) -> Any:
@@ -155,7 +158,7 @@ def test_a_policy_that_fails_on_a_request_fails_closed(tmp_path: Any) -> None:
         engine.evaluate_sync({"authz": {}, "queues": [{"exact": "a", "actions": ["READ"]}] * 2})
 
 
-async def test_evaluations_run_in_threads_concurrently(engine: Any) -> None:
+async def test_evaluations_run_in_child_processes_concurrently(engine: Any) -> None:
     import trio
     from entroq_redis_server._authz_input import Credentials
 
@@ -172,3 +175,40 @@ async def test_evaluations_run_in_threads_concurrently(engine: Any) -> None:
         for index in range(20):
             nursery.start_soon(one, index)
     assert len(results) == 20 and all(r.permits for r in results)
+
+
+async def test_child_processes_are_replaced_so_the_engines_leak_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # rego-cpp leaks ~13 KB per decision of this policy (crypto.sha256, io.jwt): evaluated in
+    # the service's own process, 1,000 decisions would grow it by ~13 MB. The service's
+    # decisions run in children, each replaced after DECISIONS_PER_PROCESS decisions.
+    import psutil
+    import trio
+    from entroq_redis_server import _authz_rego_processes
+    from entroq_redis_server._authz_input import Credentials
+
+    monkeypatch.setattr(_authz_rego_processes, "DECISIONS_PER_PROCESS", 200)  # each retires at 150-250
+    engine = load_rego_engine([POLICY], DATA, PATH)
+    me = psutil.Process()
+    others = {child.pid for child in me.children()}  # other engines' pools, multiprocessing's tracker
+    children: set[int] = set()
+    document = {
+        "authz": {"type": "Bearer", "credentials": ALICE},
+        "queues": [{"exact": "/alice/q", "actions": ["CLAIM"]}],
+    }
+    try:
+        await engine.evaluate(Credentials("Bearer", ALICE), document)  # the pool is up
+        rss_before = me.memory_info().rss
+        for _round in range(10):
+            async with trio.open_nursery() as nursery:
+                for _ in range(100):
+                    nursery.start_soon(engine.evaluate, Credentials("Bearer", ALICE), document)
+            children.update(child.pid for child in me.children() if child.pid not in others)
+        grown_mb = (me.memory_info().rss - rss_before) / 2**20
+    finally:
+        engine.close()
+    assert len(children) >= 1000 // 250, f"children seen: {sorted(children)}"
+    assert grown_mb < 6, f"the service process grew {grown_mb:.1f} MB over 1,000 decisions"
+    assert not {child.pid for child in me.children()} & children, "close() stops every child"
+    print(f"{len(children)} children served 1,000 decisions; the service process grew {grown_mb:.1f} MB")
