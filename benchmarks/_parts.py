@@ -43,6 +43,7 @@ class Sizes:
     http_workers: tuple[int, ...] = (1, 2)
     http_library_claimers: tuple[int, ...] = (16,)
     wrk_connections: tuple[int, ...] = (16, 64)
+    authz_decisions: int = 5_000
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -63,6 +64,7 @@ class Sizes:
             redis_benchmark_requests=20_000,
             http_workers=(1,),
             wrk_connections=(16,),
+            authz_decisions=300,
         )
 
 

@@ -9,7 +9,7 @@ Starts what it needs: the library's embedded Valkey (AOF on, appendfsync everyse
 for the HTTP parts. Every part works in its own namespace (``{bench-*}``) and deletes its keys
 afterwards, so --url may point at a store that holds other data (nothing else is touched).
 
-Parts: ceilings, library, saq (if installed), depth, queues, wake, http, profile. Results go
+Parts: ceilings, library, saq (if installed), depth, queues, wake, http, profile, authz. Results go
 to stdout as JSON lines and to benchmarks/results/<UTC date>[-quick].jsonl; the tables and the
 design-5 targets are printed at the end. Benchmarks are programs, not tests: nothing here
 asserts a timing.
@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+from _authz import part_authz
 from _harness import Results, Store, machine, table
 from _parts import (
     Context,
@@ -53,6 +54,7 @@ PARTS: dict[str, Callable[[Context], None]] = {
     "wake": part_wake,
     "http": part_http,
     "profile": part_profile,
+    "authz": part_authz,
 }
 
 SAQ_REFERENCE = 2_239  # jobs/s, saq 0.26 at 2 processes x 16 (design 5)
@@ -125,6 +127,16 @@ TABLES: dict[str, list[str]] = {
         "store_p99_us",
     ],
     "wake": ["loop", "trials", "wake_p50_us", "wake_p99_us", "wake_max_us"],
+    "authz": [
+        "caller",
+        "where",
+        "decisions",
+        "decision_p50_us",
+        "decision_p99_us",
+        "decision_max_us",
+        "compile_ms",
+        "children_peak_rss_mb",
+    ],
     "http-wrk": [
         "service_workers",
         "name",
@@ -246,6 +258,10 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         add(f"wake-up p50 (us, {r['loop']})", r["wake_p50_us"], "< 5,000", r["wake_p50_us"] < 5000)
         add(f"wake-up p99 (us, {r['loop']})", r["wake_p99_us"], "< 25,000", r["wake_p99_us"] < 25000)
+    for r in part("authz"):
+        # The reliability battery's aim (row g): an in-process Rego decision under 1 ms at p99.
+        name = f"authz decision p99 (us, in-process Rego, {r['caller']}, {r['where']})"
+        add(name, r["decision_p99_us"], "< 1,000", r["decision_p99_us"] < 1000)
     return found
 
 

@@ -115,6 +115,7 @@ class DecisionProcesses:
         self._lock = threading.Lock()
         self._free: list[_Child] = []  # taken from the end
         self._all: set[_Child] = set()  # successors warming up included
+        self._stopping: list[threading.Thread] = []  # retired children exiting
         self._closed = False
 
     def evaluate(self, document_json: str) -> Any:
@@ -152,7 +153,11 @@ class DecisionProcesses:
                 self._all.discard(child)
                 self._free.append(child.successor or self._start())
         if retired is not None:
-            retired.stop()
+            # Waiting for it to exit (a ~100 ms interpreter teardown) is not this decision's business.
+            stopping = threading.Thread(target=retired.stop, name="entroq-authz-rego-stop", daemon=True)
+            stopping.start()
+            with self._lock:
+                self._stopping = [t for t in self._stopping if t.is_alive()] + [stopping]
 
     def close(self) -> None:
         with self._lock:
@@ -160,3 +165,5 @@ class DecisionProcesses:
             children, self._all, self._free = list(self._all), set(), []
         for child in children:
             child.stop()
+        for stopping in self._stopping:
+            stopping.join()

@@ -10,7 +10,8 @@ erroring, stalling or answering garbage failing closed. Missing, and added here:
   the caller, of another user, and the two prefix traps ("/alice/../bob/x" is alice's queue by
   name, not a path to bob's; "/alice2/x" is not alice's); counted: wrong accepts, wrong denies;
   and the store unchanged (DUMP of the namespace) after every refused request;
-- the decision time of the in-process engine (target p99 < 1 ms; printed, medians held);
+- the decision time of the in-process engine (target p99 < 1 ms) is measured by
+  ``benchmarks/run.py --only authz``, not here: it is a benchmark figure, not a pass/fail;
 - claimant binding (EntroQ's ``claimant_mismatch``: a claimant ID must start with the
   caller's name and "#"): not possible here, because the policy input carries no claimant ID.
   Recorded as an expected failure until it does.
@@ -18,7 +19,6 @@ erroring, stalling or answering garbage failing closed. Missing, and added here:
 
 from __future__ import annotations
 
-import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -26,10 +26,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from authz_support import ALICE, DATA, POLICY, REGO_FLAGS, client, jwt
+from authz_support import ALICE, REGO_FLAGS, client, jwt
 from battery.hostile import namespace_state
 from conftest import ServiceProcess, start_service
-from entroq_redis_server._authz_rego import load_rego_engine
 
 import entroq_redis
 
@@ -154,38 +153,6 @@ async def test_listings_never_show_other_users_queues(service: ServiceProcess, n
                 assert names.isdisjoint(OTHERS), (path, params, names)
         connect = await alice.post("/api.EntroQ/QueueStats", json={"matchPrefix": ["/"]})
         assert {q["name"] for q in connect.json().get("queues", [])}.isdisjoint(OTHERS)
-
-
-def test_in_process_decisions_take_under_a_millisecond() -> None:
-    engine = load_rego_engine([POLICY], DATA, ("entroq", "authz"))
-    cases = {
-        "token": {"type": "Bearer", "credentials": ALICE},
-        "jwt": {"type": "Bearer", "credentials": jwt("alice")},
-    }
-    queues = [{"exact": "/alice/x", "actions": ["CLAIM"]}, {"exact": "/bob/x", "actions": ["READ"]}]
-    report = {}
-    for name, authz in cases.items():
-        document = {"authz": authz, "queues": queues}
-        for _ in range(50):
-            engine.evaluate_sync(document)
-        best_p99 = float("inf")
-        for _ in range(3):  # the best of three rounds: a loaded CI box must not fail this
-            times = []
-            for _ in range(500):
-                started = time.perf_counter()
-                engine.evaluate_sync(document)
-                times.append(time.perf_counter() - started)
-            times.sort()
-            best_p99 = min(best_p99, times[int(len(times) * 0.99)])
-            p50 = times[len(times) // 2]
-        report[name] = (p50 * 1e6, best_p99 * 1e6)
-    summary = ", ".join(f"{n} p50 {a:.0f} us p99 {b:.0f} us" for n, (a, b) in report.items())
-    print("authz decisions (regopy, in process): " + summary)
-    # The target is p99 < 1 ms, met for tokens on a quiet machine (p99 ~0.5 ms) and at the edge
-    # for JWTs (HS256 verified inside the policy: p99 0.66-1.2 ms). A p99 on a shared 2-core CI
-    # box measures the box (5 ms seen while other suites ran), so the test holds the medians,
-    # which load barely moves, and prints the p99s.
-    assert report["token"][0] < 1000 and report["jwt"][0] < 2000, summary
 
 
 @pytest.mark.xfail(
