@@ -46,10 +46,15 @@ async def test_finalize_before_renew_is_an_error(eq: entroq_redis.EntroQ) -> Non
 
 async def test_renewing_yields_the_latest_version(eq: entroq_redis.EntroQ) -> None:
     await eq.modify(inserts=[TaskData("jobs", value=b"v")])
-    task = await eq.claim("jobs", 200, timeout_s=5)
+    task = await eq.claim("jobs", 1_000, timeout_s=5)
     with trio.fail_after(10):
-        async with renewing(eq, task, duration_s=0.2) as latest:
-            await trio.sleep(0.35)
+        async with renewing(eq, task, duration_s=1.0) as latest:
+            # The first renewal is due after 0.5 s; a loaded machine may take a little longer
+            # (a fixed 0.35 s wait with a 0.2 s lease once saw none over HTTP), never 5 s.
+            for _ in range(250):  # 5 s at most; latest() offers nothing to wait on
+                if latest().version != task.version:
+                    break
+                await trio.sleep(0.02)
             assert latest().version > task.version
             assert latest().value == b"v"
     await eq.modify(deletes=[latest().as_id()])
