@@ -19,7 +19,7 @@ async def test_entroq_worker_renews_then_finalizes(
 
     async def do(renew: Renew, finalize: Finalize) -> None:
         async with renew as task:
-            await trio.sleep(0.35)  # longer than the 0.2 s lease: renewal must cover it
+            await trio.sleep(1.0)  # longer than the 0.6 s lease: renewal (every 0.3 s) must cover it
             stolen.append(await other.try_claim("jobs", 10_000) if len(seen) == 2 else None)
         async with finalize as stable:
             await eq.modify(deletes=[stable.as_id()])
@@ -28,7 +28,7 @@ async def test_entroq_worker_renews_then_finalizes(
             raise StopWorker
 
     with trio.fail_after(10):
-        await EntroQWorker(eq).work("jobs", do, claim_duration=0.2)
+        await EntroQWorker(eq).work("jobs", do, claim_duration=0.6)
     assert sorted(t.value for t, _ in seen) == [b"0", b"1", b"2"]
     assert all(stable.version > task.version for task, stable in seen)
     assert stolen == [None, None, None]
