@@ -108,7 +108,8 @@ class PolicyAuthorizer:
         finish_queues, finish = plan_finish(request.finish, found)
         named = set(request.queues) | {t.queue for t in request.finish}
         hidden = {q for q in finish_queues if q not in named}
-        await self._require(credentials, claim_entries(request.queues, finish_queues), hidden)
+        acting = dataclasses.replace(credentials, claimant_id=request.claimant_id)
+        await self._require(acting, claim_entries(request.queues, finish_queues), hidden)
         if found:
             request = _copy(request)
             del request.finish[:]
@@ -120,7 +121,8 @@ class PolicyAuthorizer:
     ) -> Any:
         found = await _lookup(client, plan_lookups(request.changes, request.deletes, request.depends))
         plan = plan_modify(request, found)
-        await self._require(credentials, plan.entries, plan.hidden)
+        acting = dataclasses.replace(credentials, claimant_id=request.claimant_id)
+        await self._require(acting, plan.entries, plan.hidden)
         try:
             return await proceed(plan.request)
         except entroq_redis.DependencyError as exc:

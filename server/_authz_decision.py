@@ -163,7 +163,10 @@ def denied(decision: Decision, hidden_queues: Collection[str] = ()) -> ApiError:
                 details.append(AuthzDep(actions=["DETAIL"], exact=f'WARNING: Unknown action "{action}"'))
     if not details:
         details.append(AuthzDep(actions=["DETAIL"], msg="the policy denied the request"))
-    message = DENIED_MESSAGE + (": " + "; ".join(summary) if summary else "")
+    # A denial that names no queue (a claimant ID the caller may not use, say) is explained
+    # by the policy's own messages.
+    reasons = summary or list(decision.errors)
+    message = DENIED_MESSAGE + (": " + "; ".join(reasons) if reasons else "")
     return ApiError(403, _errors.PERMISSION_DENIED, message, "denied", details)
 
 

@@ -1,14 +1,17 @@
 """EntroQ's authorization input document (reference section 7). I/O free.
 
-The document a policy sees is EntroQ's, plus the namespace the call works in::
+The document a policy sees is EntroQ's, plus the namespace the call works in and, for
+claims and modifies that name one, the claimant ID the call acts as::
 
     {"input": {"authz": {"type"?, "credentials"?},
                "queues": [{"exact"?, "prefix"?, "actions": [...]}, ...],
-               "namespace": "eq"}}
+               "namespace": "eq",
+               "claimant_id"?: "alice#1"}}
 
-``namespace`` is ours (EntroQ has one queue space per server): a service serving several
-namespaces can scope grants by it, and EntroQ's own policies, which never read it, work
-unchanged.
+Both are ours (EntroQ's 830a143 input has neither): a service serving several namespaces can
+scope grants by ``namespace``, and a policy can bind claimant IDs to users with
+``claimant_id`` (whoever sends a claimant ID may renew, change or delete the tasks it holds).
+EntroQ's own policies never read them and work unchanged.
 
 ``authz`` is the caller's ``Authorization`` header split at its first space (``Bearer abc``
 -> type ``Bearer``, credentials ``abc``; a single word is credentials only). ``exact`` and
@@ -45,8 +48,10 @@ class Credentials:
 
     type: str = ""
     credentials: str = ""
-    # The namespace of the call being authorized (not part of the header; see input_document).
+    # The call being authorized (not part of the header; see input_document): its namespace,
+    # and the claimant ID a claim or modify acts as ("" when it names none).
     namespace: str = ""
+    claimant_id: str = ""
 
     def to_json(self) -> dict[str, str]:
         body = {}
@@ -108,6 +113,8 @@ def input_document(credentials: Credentials, entries: Sequence[QueueEntry]) -> d
     document: dict[str, Any] = {"authz": credentials.to_json(), "queues": [e.to_json() for e in entries]}
     if credentials.namespace:
         document["namespace"] = credentials.namespace
+    if credentials.claimant_id:
+        document["claimant_id"] = credentials.claimant_id
     return document
 
 

@@ -114,6 +114,7 @@ async def test_the_exact_input_document(
         )
     same, moved, deleted, depended = inserted
     request = {
+        "claimantId": "alice#7",
         "inserts": [{"queue": "/alice/new", "value": b64("x")}],
         "changes": [
             {"oldId": {"id": same.id, "version": 0, "queue": "/alice/a"}, "newData": {"queue": "/alice/a"}},
@@ -147,12 +148,27 @@ async def test_the_exact_input_document(
                 {"exact": "/alice/d", "actions": ["READ"]},
             ],
             "namespace": namespace,
+            "claimant_id": "alice#7",
         }
     }
-    assert opa.requests[1]["body"]["input"]["queues"] == [
-        {"exact": "/alice/new", "actions": ["CLAIM"]},
-        {"exact": "/alice/x", "actions": ["CLAIM"]},
-    ]
+    assert opa.requests[1]["body"] == {
+        "input": {
+            "authz": {"type": "Bearer", "credentials": ALICE},
+            "queues": [
+                {"exact": "/alice/new", "actions": ["CLAIM"]},
+                {"exact": "/alice/x", "actions": ["CLAIM"]},
+            ],
+            "namespace": namespace,
+            "claimant_id": "alice#1",
+        }
+    }
+    # A modify that names no claimant sends none.
+    opa.requests.clear()
+    async with client(service.url, namespace, ALICE) as alice:
+        assert (
+            await alice.post("/api/v0/modify", json={"inserts": [{"queue": "/alice/n"}]})
+        ).status_code == 200
+    assert "claimant_id" not in opa.requests[0]["body"]["input"]
 
 
 async def test_decisions_match_the_embedded_engine(service: ServiceProcess, namespace: str) -> None:

@@ -99,6 +99,53 @@ def test_names_round_trip_exactly(engine: Any) -> None:
     assert ask(engine, BOB, (name, "READ")).failed[0].exact == name
 
 
+def claims_as(engine: Any, token: str, claimant: str | None) -> Any:
+    document: dict[str, Any] = {
+        "authz": {"type": "Bearer", "credentials": token},
+        "queues": [{"exact": "/alice/jobs", "actions": ["CLAIM"]}],
+    }
+    if claimant is not None:
+        document["claimant_id"] = claimant
+    return parse_result(engine.evaluate_sync(document))
+
+
+def test_claimant_ids_naming_another_user_are_refused(engine: Any) -> None:
+    for claimant in (None, "", "alice#1", "alice#", "alice##x", "7d1c0c36-uuid", "alice"):
+        assert claims_as(engine, ALICE, claimant).permits, claimant
+    for claimant in ("bob#1", "#", "alice2#1", "ALICE#1", "x#alice#1"):
+        decision = claims_as(engine, ALICE, claimant)
+        assert (decision.allow, decision.authenticated, decision.failed) == (False, True, ()), claimant
+        assert decision.errors == (
+            f'claimant ID "{claimant}" may not be used by alice (alice\'s claimant IDs start with "alice#")',
+        )
+    # A queue denial and a claimant denial together: both are reported.
+    both = claims_as(engine, BOB, "alice#1")
+    assert [f.exact for f in both.failed] == ["/alice/jobs"]
+    assert set(both.errors) == {
+        "user: bob",
+        'claimant ID "alice#1" may not be used by bob (bob\'s claimant IDs start with "bob#")',
+    }
+
+
+def test_claimant_binding_can_be_required_and_admins_are_exempt(tmp_path: Any) -> None:
+    with open(DATA) as handle:
+        data = json.load(handle)
+    data["entroq"]["claimants"] = {"require_user_prefix": True}
+    data["entroq"]["users"]["bob"]["admin"] = True
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(data))
+    strict = load_rego_engine([POLICY], str(path), PATH)
+    try:
+        assert claims_as(strict, ALICE, "alice#1").permits
+        assert claims_as(strict, ALICE, None).permits  # a modify that names no claimant
+        for claimant in ("7d1c0c36-uuid", "alice", "bob#1"):
+            assert not claims_as(strict, ALICE, claimant).permits, claimant
+        # bob is an admin: any claimant ID, but still only his queues.
+        assert claims_as(strict, BOB, "alice#1").errors == ("user: bob",)
+    finally:
+        strict.close()
+
+
 def test_data_escapes_compare_equal_to_request_text(tmp_path: Any) -> None:
     data = tmp_path / "data.json"
     with open(DATA) as handle:

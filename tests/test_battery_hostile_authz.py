@@ -12,9 +12,9 @@ erroring, stalling or answering garbage failing closed. Missing, and added here:
   and the store unchanged (DUMP of the namespace) after every refused request;
 - the decision time of the in-process engine (target p99 < 1 ms) is measured by
   ``benchmarks/run.py --only authz``, not here: it is a benchmark figure, not a pass/fail;
-- claimant binding (EntroQ's ``claimant_mismatch``: a claimant ID must start with the
-  caller's name and "#"): not possible here, because the policy input carries no claimant ID.
-  Recorded as an expected failure until it does.
+- claimant binding (EntroQ's ``claimant_mismatch``): the input carries the claimant ID of a
+  claim or modify, and the example policy refuses a claimant ID "<user>#..." of another user,
+  on every route that acts as a claimant, with nothing written.
 """
 
 from __future__ import annotations
@@ -155,15 +155,41 @@ async def test_listings_never_show_other_users_queues(service: ServiceProcess, n
         assert {q["name"] for q in connect.json().get("queues", [])}.isdisjoint(OTHERS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="claimant binding is impossible: the authorization input carries no claimant ID "
-    "(EntroQ's input has claimant_id and its policy denies a claimant not starting with 'user#')",
-)
-async def test_a_claimant_id_of_another_user_is_refused(service: ServiceProcess, namespace: str) -> None:
+async def test_a_claimant_id_of_another_user_is_refused(
+    service: ServiceProcess, namespace: str, store_url: str
+) -> None:
     async with client(service.url, namespace, ALICE) as alice:
-        await alice.post("/api/v0/modify", json={"inserts": [{"queue": "/alice/x"}]})
-        response = await alice.post(
-            "/api/v0/claim", json={"claimantId": "bob#1", "queues": ["/alice/x"], "durationMs": "1000"}
+        inserted = await alice.post("/api/v0/modify", json={"inserts": [{"queue": "/alice/x"}]})
+        task = inserted.json()["inserted"][0]
+        held = await alice.post(
+            "/api/v0/claim", json={"claimantId": "alice#1", "queues": ["/alice/x"], "durationMs": "60000"}
         )
-    assert response.status_code == 403
+        assert held.status_code == 200, held.text
+        held_id = {"id": task["id"], "version": held.json()["task"]["version"], "queue": "/alice/x"}
+        before = namespace_state(redis.Redis.from_url(store_url), namespace)
+        # Acting as one of bob's workers, on alice's own queue: claim, renew (a change), delete.
+        as_bob = [
+            ("/api/v0/claim", {"claimantId": "bob#1", "queues": ["/alice/x"], "durationMs": "1000"}),
+            ("/api/v0/claim/wait", {"claimantId": "bob#1", "queues": ["/alice/x"]}),
+            ("/api.EntroQ/TryClaim", {"claimantId": "bob#1", "queues": ["/alice/x"]}),
+            (
+                "/api/v0/modify",
+                {"claimantId": "bob#1", "changes": [{"oldId": held_id, "newData": {"queue": "/alice/x"}}]},
+            ),
+            ("/api/v0/modify", {"claimantId": "bob#1", "deletes": [held_id]}),
+            ("/api.EntroQ/Modify", {"claimantId": "bob#1", "inserts": [{"queue": "/alice/y"}]}),
+        ]
+        for path, body in as_bob:
+            response = await alice.post(path, json=body)
+            assert response.status_code == 403, (path, response.text)
+            error = response.json()
+            assert 'claimant ID "bob#1" may not be used by alice' in error["message"], error
+            if not path.startswith("/api.EntroQ/"):  # Connect details are binary (type, value)
+                assert error["details"][0]["actions"] == ["DETAIL"], error
+        assert namespace_state(redis.Redis.from_url(store_url), namespace) == before
+        # Her own claimant IDs, and IDs that name no user (EntroQ's clients pick UUIDs), work.
+        for claimant in ("alice#2", "0c6f6a52-35b4-4cf4-a4bb-7b86d5a1e0f1"):
+            response = await alice.post(
+                "/api/v0/modify", json={"claimantId": claimant, "inserts": [{"queue": "/alice/z"}]}
+            )
+            assert response.status_code == 200, (claimant, response.text)

@@ -4,7 +4,10 @@
 # or load both files into an OPA server and run `--authz opahttp`. Needs OPA >= 0.59 (rego.v1).
 #
 # Input (one request):   {"authz": {"type": "Bearer", "credentials": "..."},
-#                         "queues": [{"exact": "/q", "actions": ["CLAIM"]}, ...]}
+#                         "queues": [{"exact": "/q", "actions": ["CLAIM"]}, ...],
+#                         "namespace": "eq", "claimant_id": "alice#3f2a"}
+#                        (namespace and claimant_id are entroq-redis's; claimant_id is there on
+#                        claims and modifies that name a claimant)
 # Answer (this package): allow (bool), failed (the queue entries not granted, with the actions
 #                        left), errors (strings), and authenticated (bool; false -> HTTP 401).
 #
@@ -19,6 +22,12 @@
 # (actions CLAIM, INSERT, CHANGE, DELETE, READ, or "*" / "ALL" / "ANY" for all), plus, as in
 # EntroQ's example, everything under "/ns=user/<user>/". End prefixes with "/": the prefix
 # "/alice" also covers "/alice2".
+#
+# Claimant binding: a lease belongs to a claimant ID, and whoever sends that ID may renew,
+# change or delete the task it holds. A claimant ID of the form "<user>#<anything>" may only
+# be used by <user>, so nobody can act as another user's workers by naming "bob#1". With
+# data.entroq.claimants.require_user_prefix = true every claimant ID must have that form (EntroQ
+# clients that pick random UUIDs are then refused). Users with "admin": true are exempt.
 package entroq.authz
 
 import rego.v1
@@ -70,10 +79,38 @@ failed contains entry if {
 	entry := object.union(object.remove(want, ["actions"]), {"actions": sort(left)})
 }
 
+own_claimant_prefix := concat("", [user, "#"])
+
+admin if data.entroq.users[user].admin == true
+
+# A claimant ID that names a user ("<user>#...") must name the caller.
+claimant_mismatch if {
+	contains(input.claimant_id, "#")
+	not startswith(input.claimant_id, own_claimant_prefix)
+	not admin
+}
+
+# Optionally (data.entroq.claimants.require_user_prefix), every claimant ID must.
+claimant_mismatch if {
+	data.entroq.claimants.require_user_prefix == true
+	input.claimant_id != ""
+	not startswith(input.claimant_id, own_claimant_prefix)
+	not admin
+}
+
 errors contains message if {
 	count(failed) > 0
 	authenticated
 	message := concat("", ["user: ", user])
+}
+
+errors contains message if {
+	authenticated
+	claimant_mismatch
+	message := concat("", [
+		"claimant ID \"", input.claimant_id, "\" may not be used by ", user,
+		" (", user, "'s claimant IDs start with \"", own_claimant_prefix, "\")",
+	])
 }
 
 default allow := false
@@ -81,4 +118,5 @@ default allow := false
 allow if {
 	authenticated
 	count(failed) == 0
+	not claimant_mismatch
 }
