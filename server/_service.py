@@ -45,6 +45,11 @@ def hypercorn_config(settings: ServiceSettings) -> Config:
     config.graceful_timeout = settings.graceful_timeout_s
     # Workers (service processes) keep connections alive between a client's requests.
     config.keep_alive_timeout = 75
+    # Hypercorn's default accept backlog is 100. Long-poll claims hold thousands of
+    # connections, and waiters reconnecting at once (after a restart, a deploy) arrive in bursts;
+    # with a full accept queue and SYN cookies on, Linux answers their first data with a reset.
+    # The kernel caps this at net.core.somaxconn.
+    config.backlog = 4096
     config.accesslog = None
     # Hypercorn's messages go through the standard logging tree (configured by the CLI), once.
     config.errorlog = logging.getLogger("hypercorn.error")
