@@ -59,6 +59,8 @@ from ._metrics import Metrics
 log = logging.getLogger(__name__)
 
 OPEN_METHODS = frozenset({"Time"})
+# The calls that act as their request's claimant_id (a listing's claimant_id is only a filter).
+ACTING_METHODS = frozenset({"TryClaim", "Claim", "Modify"})
 # A listing asks about at most this many queues per policy evaluation.
 LISTING_BATCH = 500
 
@@ -108,8 +110,7 @@ class PolicyAuthorizer:
         finish_queues, finish = plan_finish(request.finish, found)
         named = set(request.queues) | {t.queue for t in request.finish}
         hidden = {q for q in finish_queues if q not in named}
-        acting = dataclasses.replace(credentials, claimant_id=request.claimant_id)
-        await self._require(acting, claim_entries(request.queues, finish_queues), hidden)
+        await self._require(credentials, claim_entries(request.queues, finish_queues), hidden)
         if found:
             request = _copy(request)
             del request.finish[:]
@@ -121,8 +122,7 @@ class PolicyAuthorizer:
     ) -> Any:
         found = await _lookup(client, plan_lookups(request.changes, request.deletes, request.depends))
         plan = plan_modify(request, found)
-        acting = dataclasses.replace(credentials, claimant_id=request.claimant_id)
-        await self._require(acting, plan.entries, plan.hidden)
+        await self._require(credentials, plan.entries, plan.hidden)
         try:
             return await proceed(plan.request)
         except entroq_redis.DependencyError as exc:
@@ -155,10 +155,12 @@ class PolicyAuthorizer:
 
     def _credentials(self, call: Call) -> Credentials:
         try:
-            return dataclasses.replace(read_credentials(call.headers), namespace=call.namespace)
+            credentials = read_credentials(call.headers)
         except CredentialsError as exc:
             self._count("unauthenticated")
             raise unauthenticated(str(exc)) from None
+        claimant_id = call.request.claimant_id if call.method in ACTING_METHODS else ""
+        return dataclasses.replace(credentials, namespace=call.namespace, claimant_id=claimant_id)
 
     async def _decide(self, credentials: Credentials, entries: Sequence[QueueEntry]) -> Decision:
         started = time.perf_counter()

@@ -156,7 +156,7 @@ async def test_listings_never_show_other_users_queues(service: ServiceProcess, n
 
 
 async def test_a_claimant_id_of_another_user_is_refused(
-    service: ServiceProcess, namespace: str, store_url: str
+    service: ServiceProcess, namespace: str, sync_redis: redis.Redis
 ) -> None:
     async with client(service.url, namespace, ALICE) as alice:
         inserted = await alice.post("/api/v0/modify", json={"inserts": [{"queue": "/alice/x"}]})
@@ -166,7 +166,7 @@ async def test_a_claimant_id_of_another_user_is_refused(
         )
         assert held.status_code == 200, held.text
         held_id = {"id": task["id"], "version": held.json()["task"]["version"], "queue": "/alice/x"}
-        before = namespace_state(redis.Redis.from_url(store_url), namespace)
+        before = namespace_state(sync_redis, namespace)
         # Acting as one of bob's workers, on alice's own queue: claim, renew (a change), delete.
         as_bob = [
             ("/api/v0/claim", {"claimantId": "bob#1", "queues": ["/alice/x"], "durationMs": "1000"}),
@@ -186,7 +186,7 @@ async def test_a_claimant_id_of_another_user_is_refused(
             assert 'claimant ID "bob#1" may not be used by alice' in error["message"], error
             if not path.startswith("/api.EntroQ/"):  # Connect details are binary (type, value)
                 assert error["details"][0]["actions"] == ["DETAIL"], error
-        assert namespace_state(redis.Redis.from_url(store_url), namespace) == before
+        assert namespace_state(sync_redis, namespace) == before
         # Her own claimant IDs, and IDs that name no user (EntroQ's clients pick UUIDs), work.
         for claimant in ("alice#2", "0c6f6a52-35b4-4cf4-a4bb-7b86d5a1e0f1"):
             response = await alice.post(

@@ -83,17 +83,17 @@ own_claimant_prefix := concat("", [user, "#"])
 
 admin if data.entroq.users[user].admin == true
 
-# A claimant ID that names a user ("<user>#...") must name the caller.
-claimant_mismatch if {
-	contains(input.claimant_id, "#")
-	not startswith(input.claimant_id, own_claimant_prefix)
-	not admin
-}
+# A claimant ID that names a user ("<user>#...") must name the caller; optionally
+# (data.entroq.claimants.require_user_prefix) every claimant ID must.
+claimant_bound if contains(input.claimant_id, "#")
 
-# Optionally (data.entroq.claimants.require_user_prefix), every claimant ID must.
-claimant_mismatch if {
+claimant_bound if {
 	data.entroq.claimants.require_user_prefix == true
 	input.claimant_id != ""
+}
+
+claimant_mismatch if {
+	claimant_bound
 	not startswith(input.claimant_id, own_claimant_prefix)
 	not admin
 }
