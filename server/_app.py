@@ -130,8 +130,12 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
 
         return decorate
 
-    async def run(method: str, message: Any) -> Any:
-        return await calls.run(method, message, request.headers, _connect.parse_timeout_s(request.headers))
+    async def run(method: str, message: Any, who: Caller) -> Any:
+        timeout_s = _connect.parse_timeout_s(request.headers)
+        response = await calls.run(method, message, request.headers, timeout_s)
+        # Only a call that was authorized and served teaches the claimant memory.
+        generations.learn(who)
+        return response
 
     def caller(route: _generations.Route = "other", body: Any = None, claimant: str = "") -> Caller:
         headers = request.headers
@@ -143,6 +147,7 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
             body=body if isinstance(body, dict) else None,
             claimant=claimant,
             namespace=headers.get(NAMESPACE_HEADER, ""),
+            credentials=headers.get("Authorization", ""),
         )
 
     async def body(message: str) -> tuple[Any, Caller]:
@@ -167,7 +172,7 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
         @observe(path, connect=False)
         async def handler() -> Response:
             message, who = await body(_method_request(method))
-            return ok(await run(method, message), who)
+            return ok(await run(method, message, who), who)
 
         app.add_url_rule(path, endpoint=path, view_func=handler, methods=["POST"])
 
@@ -175,7 +180,7 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
         @observe(_label(path), connect=False)
         async def handler(**fixed: str) -> Response:
             message, who = query(_method_request(method), route, **fixed)
-            return ok(await run(method, message), who)
+            return ok(await run(method, message, who), who)
 
         app.add_url_rule(path, endpoint=path, view_func=handler, methods=["GET"])
 
@@ -183,7 +188,7 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
         @observe(_label(path), connect=False)
         async def handler(**fixed: str) -> Response:
             message, who = query("TasksRequest", route, **fixed)
-            tasks = (await run("StreamTasks", message)).tasks
+            tasks = (await run("StreamTasks", message, who)).tasks
             return Response(_ndjson_tasks(tasks, who), content_type=NDJSON)
 
         app.add_url_rule(path, endpoint=path, view_func=handler, methods=["GET"])
@@ -228,7 +233,7 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
         async def handler() -> Response:
             _check_connect_headers(JSON)
             message, who = await body(_method_request(method))
-            return ok(await run(method, message), who)
+            return ok(await run(method, message, who), who)
 
         app.add_url_rule(path, endpoint=path, view_func=handler, methods=["POST"])
 
@@ -244,7 +249,7 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
             payload = _connect.single_message(await _body_bytes())
             data = _wire.load_json(payload)
             who = caller(body=data)
-            tasks = (await run("StreamTasks", _wire.parse_dict(data, "TasksRequest"))).tasks
+            tasks = (await run("StreamTasks", _wire.parse_dict(data, "TasksRequest"), who)).tasks
         except Exception as exc:
             # Connect streams report errors in the final envelope of a 200 response.
             error = _map_exception(exc, settings.max_body_bytes)

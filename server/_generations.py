@@ -14,9 +14,10 @@ from what the request reveals, strongest evidence first:
 4. a modify body's shape: the document-store lists (``docInserts``...), present even when empty,
    or a value that is not a string: JSON; an insert with ``"id": null`` and a string ``atMs``
    (the seed Python client): base64;
-5. what this claimant's earlier unambiguous requests (1 to 4) showed, remembered per namespace
-   and claimant ID in a bounded LRU: claim bodies are identical across generations, so this is
-   what tells a seed worker's claims from a JSON-era worker's when nothing else does;
+5. what this claimant's earlier unambiguous requests (1 to 4) showed, remembered per namespace,
+   caller credentials and claimant ID in a bounded LRU: claim bodies are identical across
+   generations, so this is what tells a seed worker's claims from a JSON-era worker's when
+   nothing else does;
 6. ``User-Agent: python-httpx/...`` (the 0.12+ clients; not authoritative, a caller may inject
    its own HTTP client): JSON;
 7. the service's default (``--value-encoding-default``, base64 unless set).
@@ -24,12 +25,20 @@ from what the request reveals, strongest evidence first:
 The memory is per service process (with ``--workers N`` each process learns on its own) and
 forgets the least recently seen claimant beyond ``remember`` entries, so it is bounded whatever
 the number of claimants.
+
+What one caller sends must never change how another caller's values are read or written. So a
+request teaches the memory only once it has been authorized and served (``learn``, called by
+the front end after the call succeeded: a refused request teaches nothing), and what is learned
+is keyed by the caller's credentials (a fingerprint of the whole ``Authorization`` header) as
+well as the claimant ID: a caller naming someone else's claimant ID, with other credentials or
+none, reads and writes only its own entry.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -44,6 +53,9 @@ SERVED_PROTOCOLS = (1, 2)
 SERVED_HEADER_VALUE = ",".join(map(str, SERVED_PROTOCOLS))
 VALUE_ENCODING_HEADER = "EntroQ-Value-Encoding"
 DEFAULT_REMEMBERED_CLAIMANTS = 10_000
+
+# (namespace, credentials fingerprint, claimant ID): whose encoding the claimant memory holds.
+MemoryKey = tuple[str, str, str]
 
 # Which task route a request came by: the seed's path form, the later query form, or neither.
 Route = Literal["seed_tasks", "tasks", "other"]
@@ -60,11 +72,14 @@ class Caller:
         values: How task values are read from and written to this request's JSON.
         evidence: Which rule decided ``values`` (header, protocol, route, body, claimant,
             user-agent, default); for logs and tests.
+        lesson: What the claimant memory learns from this request once it is served
+            (``Generations.learn``): its memory key and the encoding rules 1 to 4 found, or None.
     """
 
     protocol: int
     values: ValueEncoding
     evidence: str
+    lesson: tuple[MemoryKey, ValueEncoding] | None = None
 
 
 def protocol(values: Sequence[str]) -> int:
@@ -169,8 +184,8 @@ class Generations:
             raise ValueError(f"the default value encoding must be one of {ENCODINGS}, not {default!r}")
         self.default = default
         self.remember = remember
-        # (namespace, claimant ID) -> encoding: one claimant ID in two namespaces may be two clients.
-        self._claimants: collections.OrderedDict[tuple[str, str], ValueEncoding] = collections.OrderedDict()
+        # One claimant ID in two namespaces, or sent with two credentials, may be two clients.
+        self._claimants: collections.OrderedDict[MemoryKey, ValueEncoding] = collections.OrderedDict()
 
     def identify(
         self,
@@ -182,22 +197,23 @@ class Generations:
         body: Mapping[str, Any] | None = None,
         claimant: str = "",
         namespace: str = "",
+        credentials: str = "",
     ) -> Caller:
         """Decides the protocol and value encoding of one request (rules in the module doc).
 
-        ``claimant`` (else the body's ``claimantId``) and ``namespace`` (as the request names
-        it) key the claimant memory.
+        ``claimant`` (else the body's ``claimantId``), ``namespace`` (as the request names
+        it) and ``credentials`` (the ``Authorization`` header, "" without one) key the claimant
+        memory. Nothing is learned here: pass the result to ``learn`` once the call succeeded.
 
         Raises:
             ApiError: a bad ``entroq-protocol`` (400/501) or ``EntroQ-Value-Encoding`` (400).
         """
         number = protocol(protocol_values)
-        key = (namespace, claimant or claimant_of(body))
+        key = (namespace, _fingerprint(credentials), claimant or claimant_of(body))
         evidence, values = _unambiguous(number, encoding_values, route, body)
         if values is not None:
-            self._learn(key, values)
-            return Caller(number, values, evidence)
-        learned = self._claimants.get(key) if key[1] else None
+            return Caller(number, values, evidence, (key, values) if key[2] else None)
+        learned = self._claimants.get(key) if key[2] else None
         if learned is not None:
             self._claimants.move_to_end(key)
             return Caller(number, learned, "claimant")
@@ -205,14 +221,24 @@ class Generations:
             return Caller(number, JSON, "user-agent")
         return Caller(number, self.default, "default")
 
-    def _learn(self, key: tuple[str, str], values: ValueEncoding) -> None:
-        if not key[1] or self.remember <= 0:
+    def learn(self, caller: Caller) -> None:
+        """Remembers what a served request showed about its claimant (see the module doc:
+        call it only for a request that was authorized and succeeded)."""
+        if caller.lesson is None or self.remember <= 0:
             return
+        key, values = caller.lesson
         self._claimants[key] = values
         self._claimants.move_to_end(key)
         while len(self._claimants) > self.remember:
             self._claimants.popitem(last=False)
 
-    def remembered(self, claimant: str, namespace: str = "") -> ValueEncoding | None:
+    def remembered(self, claimant: str, namespace: str = "", credentials: str = "") -> ValueEncoding | None:
         """The encoding learned for a claimant, if any (for tests and diagnostics)."""
-        return self._claimants.get((namespace, claimant))
+        return self._claimants.get((namespace, _fingerprint(credentials), claimant))
+
+
+def _fingerprint(credentials: str) -> str:
+    """A key for the caller's credentials that does not keep the credentials themselves."""
+    if not credentials:
+        return ""
+    return hashlib.sha256(credentials.encode("utf-8", "surrogatepass")).hexdigest()[:32]

@@ -159,8 +159,11 @@ def test_modify_body_shapes(body: dict[str, Any] | None, expected: str | None) -
 
 
 def identify(generations: Generations, **kwargs: Any) -> _generations.Caller:
+    """Identifies a request, then learns from it as the service does once the call succeeded."""
     base: dict[str, Any] = {"protocol_values": [], "encoding_values": [], "user_agent": ""}
-    return generations.identify(**{**base, **kwargs})
+    caller = generations.identify(**{**base, **kwargs})
+    generations.learn(caller)
+    return caller
 
 
 def test_decision_order() -> None:
@@ -213,6 +216,25 @@ def test_claimants_are_remembered_per_namespace() -> None:
     assert identify(g, body={"claimantId": "w"}, namespace="one").values == "json"
     assert identify(g, body={"claimantId": "w"}, namespace="two").evidence == "default"
     assert (g.remembered("w", "one"), g.remembered("w", "two")) == ("json", None)
+
+
+def test_only_served_requests_teach_and_only_their_own_credentials() -> None:
+    g = Generations(default="base64")
+    # Identified but never served (refused by authorization, say): nothing learned.
+    refused = g.identify(
+        protocol_values=[], encoding_values=["json"], user_agent="", claimant="bob#w2", credentials="Bearer x"
+    )
+    assert refused.values == "json" and g.remembered("bob#w2", credentials="Bearer x") is None
+    # Served: learned under the caller's credentials only.
+    identify(g, encoding_values=["json"], claimant="bob#w2", credentials="Bearer bob-token")
+    assert g.remembered("bob#w2", credentials="Bearer bob-token") == "json"
+    assert g.remembered("bob#w2", credentials="Bearer alice-token") is None
+    assert g.remembered("bob#w2") is None
+    assert identify(g, body={"claimantId": "bob#w2"}, credentials="Bearer bob-token").values == "json"
+    other = identify(g, body={"claimantId": "bob#w2"}, credentials="Bearer alice-token")
+    assert (other.values, other.evidence) == ("base64", "default")
+    # The memory keeps a fingerprint, never the credentials themselves.
+    assert all("bob-token" not in part for key in g._claimants for part in key)
 
 
 def test_claimant_memory_is_bounded_lru() -> None:
