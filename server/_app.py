@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import trio
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
@@ -37,6 +37,7 @@ from ._calls import Calls
 from ._errors import ApiError
 from ._generations import Caller, Generations
 from ._namespaces import NAMESPACE_HEADER
+from ._request_ids import REQUEST_ID_HEADER, request_id
 from ._settings import ServiceSettings
 from ._values import BASE64, ValueEncoding
 
@@ -132,7 +133,7 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
 
     async def run(method: str, message: Any, who: Caller) -> Any:
         timeout_s = _connect.parse_timeout_s(request.headers)
-        response = await calls.run(method, message, request.headers, timeout_s)
+        response = await calls.run(method, message, request.headers, timeout_s, _request_id())
         # Only a call that was authorized and served teaches the claimant memory.
         generations.learn(who)
         return response
@@ -288,11 +289,21 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
         if request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "").lower():
             await _body_bytes()
 
+    @app.before_request
+    async def one_authorization() -> Response | None:
+        # Two Authorization headers are ambiguous (a proxy may read one, the policy the
+        # other): refused outright rather than picking one.
+        if len(request.headers.getlist("Authorization")) > 1:
+            error = _errors.bad_request("more than one Authorization header: send exactly one")
+            return _error_response(error, request.path.startswith(CONNECT_PREFIX))
+        return None
+
     @app.after_request
     async def protocols(response: Response) -> Response:
         # On every answer, errors and non-API routes included: the 0.15 client checks it on
         # whatever its first GET /api/v0/time returns.
         response.headers[_generations.PROTOCOL_HEADER] = _generations.SERVED_HEADER_VALUE
+        response.headers[REQUEST_ID_HEADER] = _request_id()
         return response
 
     @app.errorhandler(HTTPException)
@@ -315,6 +326,13 @@ def _label(rule: str) -> str:
 def _method_request(method: str) -> str:
     """The request message name of an EntroQ method."""
     return _schema.METHODS[method][0]
+
+
+def _request_id() -> str:
+    """This request's ID (``_request_ids``), chosen once."""
+    if "request_id" not in g:
+        g.request_id = request_id(request.headers.getlist(REQUEST_ID_HEADER))
+    return str(g.request_id)
 
 
 async def _body_bytes() -> bytes:

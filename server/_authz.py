@@ -13,9 +13,24 @@ What each call asks of the policy (reference section 7, EntroQ's model):
   need valid credentials and list only the queues the caller may READ;
 - Time: open, as in EntroQ.
 
-Outcomes: missing or malformed credentials 401 (before any policy or store work); the
-policy's ``authenticated: false`` 401; a denial 403 with AuthzDep details; an engine that is
-unreachable, slow or failing 503. Any method this module does not know is denied.
+Order of work, cheapest refusal first:
+
+1. the ``Authorization`` header is read (``_authz_input``): missing or malformed (a bearer
+   "JWT" that is not one included) is 401 before any policy or store work;
+2. the credentials alone are decided (an input with no queues and no claimant ID): a
+   policy answer of ``authenticated: false`` is 401 before the store is touched or the
+   request's queues are put into an input. Policies that do not define ``authenticated``
+   (EntroQ's own) pass this step and are judged by step 4 as before. Credentials the policy
+   accepted in the last few seconds skip this step (``_authz_sessions`` says why that is
+   safe);
+3. the request's input is built and measured: larger than ``max_input_bytes``
+   (``--authz-max-input-bytes``) is 413, and no engine sees it;
+4. the decision: ``authenticated: false`` 401, a denial 403 with AuthzDep details, an
+   engine that is unreachable, slow or failing 503. Listings are filtered in small
+   decisions whose cost follows what the caller may see (``_authz_listing``).
+
+Any method this module does not know is denied. With an audit log each authorized call
+writes one line (``_authz_audit``).
 """
 
 from __future__ import annotations
@@ -30,15 +45,16 @@ from typing import Any, Protocol
 import entroq_redis
 
 from . import _wire
+from ._authz_audit import AuditLog, Trail
 from ._authz_decision import (
     Decision,
     PolicyFailure,
     denied,
     engine_unavailable,
+    input_too_large,
     invalid_credentials,
     parse_result,
     unauthenticated,
-    visible,
 )
 from ._authz_input import (
     Credentials,
@@ -46,13 +62,17 @@ from ._authz_input import (
     QueueEntry,
     claim_entries,
     input_document,
+    input_size,
     read_credentials,
     read_entries,
 )
+from ._authz_listing import ListingFilter, Unauthenticated
 from ._authz_modify import plan_finish, plan_lookups, plan_modify, translate_failures
 from ._authz_opa import open_opa_engine
 from ._authz_rego import PolicyConfigError, load_rego_engine
-from ._authz_settings import AuthzSettings, document_path
+from ._authz_sessions import RecentlyAuthenticated
+from ._authz_settings import DEFAULT_MAX_INPUT_BYTES, AuthzSettings, document_path
+from ._errors import ApiError
 from ._hooks import Authorizer, Call, Proceed
 from ._metrics import Metrics
 
@@ -61,8 +81,10 @@ log = logging.getLogger(__name__)
 OPEN_METHODS = frozenset({"Time"})
 # The calls that act as their request's claimant_id (a listing's claimant_id is only a filter).
 ACTING_METHODS = frozenset({"TryClaim", "Claim", "Modify"})
-# A listing asks about at most this many queues per policy evaluation.
-LISTING_BATCH = 500
+# A listing keeps each decision's input under this share of the input limit (small inputs
+# keep the engine's memory small; the limit stays for requests that cannot be split).
+LISTING_SHARE = 4
+_OUTCOMES = {401: "unauthenticated", 403: "deny", 413: "too_large", 503: "unavailable"}
 
 
 class PolicyEngine(Protocol):
@@ -78,39 +100,84 @@ class PolicyEngine(Protocol):
 class PolicyAuthorizer:
     """Asks a policy engine about every call (see the module docstring)."""
 
-    def __init__(self, engine: PolicyEngine, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        metrics: Metrics | None = None,
+        *,
+        max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+        audit: AuditLog | None = None,
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.max_input_bytes = max_input_bytes
+        self.audit = audit
+        self.sessions = RecentlyAuthenticated()
 
     async def authorize(self, call: Call) -> None:
-        # Credentials first: a caller without any gets 401 before the store is touched.
-        if call.method not in OPEN_METHODS:
-            self._credentials(call)
+        # Credentials first, alone: a caller without good ones gets 401 before the store is
+        # touched and before any input of the request's queues is built or evaluated.
+        if call.method in OPEN_METHODS:
+            return
+        trail = Trail()
+        try:
+            credentials = self._credentials(call, trail)
+            header = credentials.header()
+            if self.sessions.knows(header, call.namespace):
+                return
+            alone = dataclasses.replace(credentials, claimant_id="")
+            decision = await self._decide(alone, [], trail)
+            if decision.authenticated is False:
+                trail.decided("unauthenticated", decision.user)
+                self._count("unauthenticated")
+                raise invalid_credentials()
+            if decision.authenticated is True:
+                self.sessions.remember(header, call.namespace)
+        except ApiError:
+            self._record(call, trail)
+            raise
 
     async def run(self, call: Call, client: entroq_redis.EntroQ, proceed: Proceed) -> Any:
+        if call.method in OPEN_METHODS:
+            return await proceed(call.request)
+        trail = Trail()
+        try:
+            return await self._run(call, client, proceed, trail)
+        except ApiError as exc:
+            if trail.outcome is None and exc.status in _OUTCOMES:
+                trail.decided(_OUTCOMES[exc.status])
+            raise
+        finally:
+            self._record(call, trail)
+
+    async def _run(self, call: Call, client: entroq_redis.EntroQ, proceed: Proceed, trail: Trail) -> Any:
         method, request = call.method, call.request
-        if method in OPEN_METHODS:
-            return await proceed(request)
-        credentials = self._credentials(call)
+        credentials = self._credentials(call, trail)
         if method in ("TryClaim", "Claim"):
-            return await self._claim(credentials, request, client, proceed)
+            return await self._claim(credentials, request, client, proceed, trail)
         if method == "Modify":
-            return await self._modify(credentials, request, client, proceed)
+            return await self._modify(credentials, request, client, proceed, trail)
         if method in ("Tasks", "StreamTasks"):
-            return await self._tasks(credentials, request, proceed)
+            return await self._tasks(credentials, request, proceed, trail)
         if method in ("Queues", "QueueStats"):
-            return await self._queues(credentials, request, proceed)
+            return await self._queues(credentials, request, proceed, trail)
         self._count("deny")
+        trail.decided("deny")
         raise denied(Decision(False, None, (), (f"no authorization rule for {method}",)))
 
     async def _claim(
-        self, credentials: Credentials, request: Any, client: entroq_redis.EntroQ, proceed: Proceed
+        self,
+        credentials: Credentials,
+        request: Any,
+        client: entroq_redis.EntroQ,
+        proceed: Proceed,
+        trail: Trail,
     ) -> Any:
         found = await _lookup(client, [t.id for t in request.finish if not t.queue])
         finish_queues, finish = plan_finish(request.finish, found)
         named = set(request.queues) | {t.queue for t in request.finish}
         hidden = {q for q in finish_queues if q not in named}
-        await self._require(credentials, claim_entries(request.queues, finish_queues), hidden)
+        await self._require(credentials, claim_entries(request.queues, finish_queues), trail, hidden)
         if found:
             request = _copy(request)
             del request.finish[:]
@@ -118,92 +185,137 @@ class PolicyAuthorizer:
         return await proceed(request)
 
     async def _modify(
-        self, credentials: Credentials, request: Any, client: entroq_redis.EntroQ, proceed: Proceed
+        self,
+        credentials: Credentials,
+        request: Any,
+        client: entroq_redis.EntroQ,
+        proceed: Proceed,
+        trail: Trail,
     ) -> Any:
         found = await _lookup(client, plan_lookups(request.changes, request.deletes, request.depends))
         plan = plan_modify(request, found)
-        await self._require(credentials, plan.entries, plan.hidden)
+        await self._require(credentials, plan.entries, trail, plan.hidden)
         try:
             return await proceed(plan.request)
         except entroq_redis.DependencyError as exc:
             raise translate_failures(exc, plan) from None
 
-    async def _tasks(self, credentials: Credentials, request: Any, proceed: Proceed) -> Any:
+    async def _tasks(self, credentials: Credentials, request: Any, proceed: Proceed, trail: Trail) -> Any:
         if request.queue or not request.task_id:
-            await self._require(credentials, read_entries([request.queue]))
+            await self._require(credentials, read_entries([request.queue]), trail)
             return await proceed(request)
         # IDs from any queue: read them, then keep those in queues the caller may read
         # (a task in another queue is left out, as if it did not exist).
         response = await proceed(request)
-        allowed = await self._visible(credentials, sorted({t.queue for t in response.tasks}))
+        allowed = await self._visible(credentials, {t.queue for t in response.tasks}, trail)
         kept = [t for t in response.tasks if t.queue in allowed]
         del response.tasks[:]
         response.tasks.extend(kept)
         return response
 
-    async def _queues(self, credentials: Credentials, request: Any, proceed: Proceed) -> Any:
+    async def _queues(self, credentials: Credentials, request: Any, proceed: Proceed, trail: Trail) -> Any:
         # The caller's limit applies to what it may see, so list everything that matches first.
         limit = _wire.non_negative_limit(request.limit)
         everything = _copy(request)
         everything.limit = 0
         response = await proceed(everything)
-        allowed = await self._visible(credentials, [q.name for q in response.queues])
+        allowed = await self._visible(credentials, {q.name for q in response.queues}, trail)
         kept = [q for q in response.queues if q.name in allowed]
         del response.queues[:]
         response.queues.extend(kept[:limit] if limit else kept)
         return response
 
-    def _credentials(self, call: Call) -> Credentials:
+    def _credentials(self, call: Call, trail: Trail) -> Credentials:
         try:
             credentials = read_credentials(call.headers)
         except CredentialsError as exc:
             self._count("unauthenticated")
+            trail.decided("unauthenticated")
             raise unauthenticated(str(exc)) from None
         claimant_id = call.request.claimant_id if call.method in ACTING_METHODS else ""
         return dataclasses.replace(credentials, namespace=call.namespace, claimant_id=claimant_id)
 
-    async def _decide(self, credentials: Credentials, entries: Sequence[QueueEntry]) -> Decision:
+    async def _decide(
+        self, credentials: Credentials, entries: Sequence[QueueEntry], trail: Trail
+    ) -> Decision:
+        document = input_document(credentials, entries)
+        size = input_size(document)
+        if size > self.max_input_bytes:
+            self._count("too_large")
+            trail.decided("too_large")
+            raise input_too_large(size, self.max_input_bytes)
         started = time.perf_counter()
         try:
-            return parse_result(await self.engine.evaluate(credentials, input_document(credentials, entries)))
+            decision = parse_result(await self.engine.evaluate(credentials, document))
         except PolicyFailure as exc:
             self._count("unavailable")
+            trail.decided("unavailable")
             log.warning("authorization refused a call, the policy engine failed: %s", exc)
             raise engine_unavailable(exc) from None
         finally:
             if self.metrics is not None:
                 self.metrics.authz_seconds.observe(time.perf_counter() - started)
+        trail.user = decision.user or trail.user
+        return decision
 
     async def _require(
-        self, credentials: Credentials, entries: Sequence[QueueEntry], hidden: Iterable[str] = ()
+        self,
+        credentials: Credentials,
+        entries: Sequence[QueueEntry],
+        trail: Trail,
+        hidden: Iterable[str] = (),
     ) -> None:
-        decision = await self._decide(credentials, entries)
+        trail.entries = list(entries)
+        decision = await self._decide(credentials, entries, trail)
         if decision.permits:
             self._count("allow")
+            trail.decided("allow")
             return
         if decision.authenticated is False:
             self._count("unauthenticated")
+            trail.decided("unauthenticated")
             raise invalid_credentials()
         self._count("deny")
+        trail.decided("deny")
         raise denied(decision, frozenset(hidden))
 
-    async def _visible(self, credentials: Credentials, names: Sequence[str]) -> set[str]:
-        """The names the caller may READ (one decision per batch; 401 on bad credentials)."""
-        allowed: set[str] = set()
-        batches = [names[i : i + LISTING_BATCH] for i in range(0, len(names), LISTING_BATCH)] or [[]]
-        for batch in batches:
-            entries = read_entries(batch)
-            seen = visible(await self._decide(credentials, entries), entries)
-            if seen is None:
-                self._count("unauthenticated")
-                raise invalid_credentials()
-            allowed |= seen
-        self._count("allow" if allowed >= set(names) else "filtered")
+    async def _visible(self, credentials: Credentials, names: set[str], trail: Trail) -> set[str]:
+        """The names the caller may READ (see ``_authz_listing``; 401 on bad credentials)."""
+
+        async def decide(entries: Sequence[QueueEntry]) -> Decision:
+            return await self._decide(credentials, entries, trail)
+
+        listing = ListingFilter(decide, self.max_input_bytes // LISTING_SHARE)
+        try:
+            allowed = await listing.readable(names)
+        except Unauthenticated:
+            self._count("unauthenticated")
+            trail.decided("unauthenticated")
+            raise invalid_credentials() from None
+        except PolicyFailure as exc:
+            self._count("unavailable")
+            trail.decided("unavailable")
+            log.warning("authorization refused a listing, the policy's answer is unusable: %s", exc)
+            raise engine_unavailable(exc) from None
+        outcome = "allow" if allowed >= names else "filtered"
+        self._count(outcome)
+        trail.decided(outcome)
+        trail.shown, trail.hidden = len(allowed), len(names - allowed)
         return allowed
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.authz_decisions.labels(outcome).inc()
+
+    def _record(self, call: Call, trail: Trail) -> None:
+        if self.audit is not None:
+            self.audit.record(
+                request_id=call.request_id,
+                method=call.method,
+                namespace=call.namespace,
+                header=call.headers.get("Authorization"),
+                trail=trail,
+            )
 
 
 async def _lookup(client: entroq_redis.EntroQ, ids: Sequence[str]) -> dict[str, entroq_redis.Task]:
@@ -252,12 +364,24 @@ async def open_authorizer(
         path = document_path(settings.opa_path)
     except ValueError as exc:
         raise PolicyConfigError(str(exc)) from None
-    if settings.mode == "opahttp":
-        async with open_opa_engine(settings.opa_url, settings.opa_path, settings.opa_timeout_s) as engine:
-            yield PolicyAuthorizer(engine, metrics)
-    elif settings.mode == "rego":
-        rego_engine = load_rego_engine(settings.policy_files, settings.policy_data_file, path)
-        with contextlib.closing(rego_engine):  # its child processes end with the service
-            yield PolicyAuthorizer(rego_engine, metrics)
-    else:
-        raise PolicyConfigError(f"unknown --authz mode {settings.mode!r}")
+    audit = _open_audit(settings.audit_log)
+    with contextlib.closing(audit) if audit is not None else contextlib.nullcontext():
+        options: dict[str, Any] = {"max_input_bytes": settings.max_input_bytes, "audit": audit}
+        if settings.mode == "opahttp":
+            async with open_opa_engine(settings.opa_url, settings.opa_path, settings.opa_timeout_s) as engine:
+                yield PolicyAuthorizer(engine, metrics, **options)
+        elif settings.mode == "rego":
+            rego_engine = load_rego_engine(settings.policy_files, settings.policy_data_file, path)
+            with contextlib.closing(rego_engine):  # its child processes end with the service
+                yield PolicyAuthorizer(rego_engine, metrics, **options)
+        else:
+            raise PolicyConfigError(f"unknown --authz mode {settings.mode!r}")
+
+
+def _open_audit(path: str | None) -> AuditLog | None:
+    if path is None:
+        return None
+    try:
+        return AuditLog.open(path)
+    except OSError as exc:
+        raise PolicyConfigError(f"cannot open the audit log {path}: {exc.strerror or exc}") from None

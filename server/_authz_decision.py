@@ -1,9 +1,15 @@
 """A policy's answer, read strictly, and the HTTP answers it leads to. I/O free.
 
 The answer is EntroQ's ``result`` document: ``{"allow": bool, "failed": [{exact?, prefix?,
-actions}], "errors": ["..."]}``, plus one optional field of ours, ``authenticated``: a policy
-that sets it to ``false`` says the credentials themselves are bad (401), not merely short of
-a permission (403). EntroQ's own policies do not define it, so their denials are 403.
+actions}], "errors": ["..."]}``, plus optional fields of ours:
+
+- ``authenticated``: a policy that sets it to ``false`` says the credentials themselves are
+  bad (401), not merely short of a permission (403). EntroQ's own policies do not define it,
+  so their denials are 403.
+- ``user``: who the credentials are (a string), written to the audit log; anything else
+  is ignored (the log then names a fingerprint of the credentials instead).
+- ``readable``: for listings, the queue specs (``{"exact": q}`` or ``{"prefix": p}``) under
+  which the caller may READ; read by ``_authz_listing``, which checks its shape.
 
 Everything else fails closed: an undefined document, a non-boolean ``allow`` or malformed
 lists are a failing policy engine (503), never an allow.
@@ -13,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Any
 
 from . import _errors, _schema
@@ -39,6 +45,8 @@ class Decision:
     authenticated: bool | None
     failed: tuple[QueueEntry, ...]
     errors: tuple[str, ...]
+    user: str | None = None
+    readable: Any = None  # the policy's raw ``readable`` (None: undefined)
 
     @property
     def permits(self) -> bool:
@@ -65,7 +73,15 @@ def parse_result(result: Any) -> Decision:
     authenticated = result.get("authenticated")
     if authenticated is not None and not isinstance(authenticated, bool):
         raise PolicyFailure("the policy's 'authenticated' is not a boolean")
-    return Decision(allow, authenticated, _failed(result.get("failed")), _errors_of(result.get("errors")))
+    user = result.get("user")
+    return Decision(
+        allow,
+        authenticated,
+        _failed(result.get("failed")),
+        _errors_of(result.get("errors")),
+        user if isinstance(user, str) and user else None,
+        result.get("readable"),
+    )
 
 
 def _failed(value: Any) -> tuple[QueueEntry, ...]:
@@ -94,28 +110,6 @@ def _errors_of(value: Any) -> tuple[str, ...]:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def visible(decision: Decision, wanted: Sequence[QueueEntry]) -> set[str] | None:
-    """For a listing: the names among ``wanted`` (one READ entry per queue) that the caller
-    may see, or None when the caller's credentials are bad (401).
-
-    A denial that cannot be pinned on named entries (a failed entry that matches none of
-    them, or a denial with nothing failed) hides everything: fail closed.
-    """
-    if decision.permits:
-        return {e.exact for e in wanted}
-    if decision.authenticated is False:
-        return None
-    names = {e.exact for e in wanted}
-    hidden = set()
-    for failed in decision.failed:
-        if failed.prefix or failed.exact not in names:
-            return set()
-        hidden.add(failed.exact)
-    if not decision.failed and not decision.allow:
-        return set()
-    return names - hidden
 
 
 def _quoted(name: str) -> str:
@@ -168,6 +162,17 @@ def denied(decision: Decision, hidden_queues: Collection[str] = ()) -> ApiError:
     reasons = summary or list(decision.errors)
     message = DENIED_MESSAGE + (": " + "; ".join(reasons) if reasons else "")
     return ApiError(403, _errors.PERMISSION_DENIED, message, "denied", details)
+
+
+def input_too_large(size: int, limit: int) -> ApiError:
+    """413 for a request whose policy input would exceed --authz-max-input-bytes."""
+    return ApiError(
+        413,
+        _errors.RESOURCE_EXHAUSTED,
+        f"the authorization input of this request is {size} bytes, over the limit of {limit} bytes "
+        "(--authz-max-input-bytes): send fewer or shorter queue names per request",
+        "bad_request",
+    )
 
 
 def engine_unavailable(failure: PolicyFailure) -> ApiError:

@@ -14,14 +14,23 @@ scope grants by ``namespace``, and a policy can bind claimant IDs to users with
 EntroQ's own policies never read them and work unchanged.
 
 ``authz`` is the caller's ``Authorization`` header split at its first space (``Bearer abc``
--> type ``Bearer``, credentials ``abc``; a single word is credentials only). ``exact`` and
+-> type ``Bearer``, credentials ``abc``; a single word is credentials only). The scheme is
+case-insensitive (RFC 9110), so ``bearer abc`` and ``BEARER abc`` reach the policy as type
+``Bearer`` too; other schemes pass as sent. A bearer token of exactly three dot-separated
+parts is a JWT (RFC 7519's compact form) and must look like one (base64url parts, the first
+two JSON objects): anything else is refused as malformed (401) before any policy sees it,
+because a policy's JWT built-ins error on it and that would read as an engine outage. ``exact`` and
 ``prefix`` are omitted when empty; there is one queue entry per item of the request, in
 request order, with no de-duplication. ``testuser`` is never taken from a request.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -36,6 +45,8 @@ READ = "READ"
 # A header longer than this is refused as malformed before any policy sees it (real bearer
 # tokens, JWTs included, are far shorter; Hypercorn caps the whole header block anyway).
 MAX_AUTHORIZATION_CHARS = 8192
+BEARER = "Bearer"
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 
 class CredentialsError(Exception):
@@ -83,7 +94,29 @@ def read_credentials(headers: HeaderMap) -> Credentials:
         return Credentials(credentials=kind)
     if not rest.strip():
         raise CredentialsError(f"malformed Authorization header: no credentials after {kind!r}")
+    if kind.lower() == BEARER.lower():
+        kind = BEARER
+        if rest.count(".") == 2 and not _looks_like_jwt(rest):
+            raise CredentialsError("malformed bearer token: three dot-separated parts but not a JWT")
     return Credentials(type=kind, credentials=rest)
+
+
+def _looks_like_jwt(token: str) -> bool:
+    """Whether a three-part token is base64url parts whose first two decode to JSON objects
+    (the shape only: the policy verifies the signature and the claims)."""
+    parts = token.split(".")
+    if not all(_BASE64URL.fullmatch(part) for part in parts):
+        return False
+    for part in parts[:2]:
+        try:
+            decoded = json.loads(
+                base64.urlsafe_b64decode(part.rstrip("=") + "=" * (-len(part.rstrip("=")) % 4))
+            )
+        except (binascii.Error, ValueError, RecursionError):
+            return False
+        if not isinstance(decoded, dict):
+            return False
+    return True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,6 +149,11 @@ def input_document(credentials: Credentials, entries: Sequence[QueueEntry]) -> d
     if credentials.claimant_id:
         document["claimant_id"] = credentials.claimant_id
     return document
+
+
+def input_size(document: dict[str, Any]) -> int:
+    """The bytes of ``{"input": document}`` as UTF-8 JSON: what an engine is handed."""
+    return len(json.dumps({"input": document}, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def claim_entries(queues: Iterable[str], finish_queues: Iterable[str]) -> list[QueueEntry]:

@@ -12,6 +12,11 @@ AUTHZ_MODES: tuple[AuthzMode, ...] = ("none", "opahttp", "rego")
 DEFAULT_OPA_URL = "http://localhost:8181"
 DEFAULT_OPA_PATH = "/v1/data/entroq/authz"
 DEFAULT_OPA_TIMEOUT_S = 2.0
+# The largest policy input a request may need: a modify of 1,000 items whose changes all move
+# (2,000 entries) with 1,024-byte queue names is about 2.2 MB, and so is a claim of 1,000
+# queues finishing 1,000 tasks. 4 MiB leaves room for that plus escaping; beyond it the
+# request is refused with 413 before any engine sees it.
+DEFAULT_MAX_INPUT_BYTES = 4 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,6 +40,8 @@ class AuthzSettings:
     opa_timeout_s: float = DEFAULT_OPA_TIMEOUT_S
     policy_files: tuple[str, ...] = ()
     policy_data_file: str | None = None
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    audit_log: str | None = None
 
 
 def document_path(opa_path: str) -> tuple[str, ...]:

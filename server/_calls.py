@@ -65,7 +65,9 @@ class Calls:
     def methods(self) -> frozenset[str]:
         return frozenset(self._handlers)
 
-    async def run(self, method: str, request: Any, headers: HeaderMap, timeout_s: float | None) -> Any:
+    async def run(
+        self, method: str, request: Any, headers: HeaderMap, timeout_s: float | None, request_id: str = ""
+    ) -> Any:
         """Authorizes and runs one call; library errors propagate for ``_errors`` to map.
 
         Args:
@@ -73,9 +75,10 @@ class Calls:
             request: The decoded ``api.*`` request.
             headers: The HTTP headers (namespace, credentials).
             timeout_s: The caller's deadline; only a blocking claim waits, so only it uses one.
+            request_id: The request's ID, for the authorizer's audit log.
         """
         namespace = self.namespaces.select(headers)
-        call = Call(method, namespace, headers, request)
+        call = Call(method, namespace, headers, request, request_id)
         await self.authorizer.authorize(call)
         async with self.namespaces.client(namespace) as client:
 

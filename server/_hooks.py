@@ -26,12 +26,14 @@ class Call:
         namespace: The namespace the call works in.
         headers: The HTTP request headers (case-insensitive lookup).
         request: The decoded ``api.*`` request message.
+        request_id: The request's ID (its ``X-Request-Id`` response header), for the audit log.
     """
 
     method: str
     namespace: str
     headers: HeaderMap
     request: Any
+    request_id: str = ""
 
 
 class HeaderMap(Protocol):

@@ -132,7 +132,13 @@ async def test_the_exact_input_document(
         assert modified.status_code == 200, modified.text
         claim = {"claimantId": "alice#1", "queues": ["/alice/new", "/alice/x"]}
         assert (await alice.post("/api/v0/claim", json=claim)).status_code == 200
-    assert [r["path"] for r in opa.requests] == [OPA_PATH, OPA_PATH]
+    assert [r["path"] for r in opa.requests] == [OPA_PATH, OPA_PATH, OPA_PATH]
+    # First the credentials alone (a 401 must not wait for the request's queues), once: the
+    # policy accepted them, so the claim right after skips that step.
+    alone = opa.requests.pop(0)
+    assert alone["body"] == {
+        "input": {"authz": {"type": "Bearer", "credentials": ALICE}, "queues": [], "namespace": namespace}
+    }
     first = opa.requests[0]
     assert first["headers"]["Content-Type"] == "application/json"
     assert first["headers"]["Authorization"] == f"Bearer {ALICE}"

@@ -13,7 +13,6 @@ from entroq_redis_server._authz_decision import (
     PolicyFailure,
     denied,
     parse_result,
-    visible,
 )
 from entroq_redis_server._authz_input import (
     Credentials,
@@ -24,6 +23,7 @@ from entroq_redis_server._authz_input import (
     read_credentials,
     read_entries,
 )
+from entroq_redis_server._authz_listing import granted_entries
 from entroq_redis_server._authz_modify import plan_lookups, plan_modify, translate_failures
 from entroq_redis_server._authz_settings import AuthzSettings, document_path
 
@@ -153,13 +153,18 @@ def test_denied_details_are_entroqs_authzdeps() -> None:
 
 def test_listing_visibility_fails_closed() -> None:
     wanted = read_entries(["/a", "/b", "/c"])
-    assert visible(Decision(True, None, (), ()), wanted) == {"/a", "/b", "/c"}
+
+    def shown(decision: Decision) -> set[str] | None:
+        granted = granted_entries(decision, wanted)
+        return None if granted is None else {e.exact for e in granted}
+
+    assert shown(Decision(True, None, (), ())) == {"/a", "/b", "/c"}
     failed_b = (QueueEntry("/b", "", ("READ",)),)
-    assert visible(Decision(False, True, failed_b, ()), wanted) == {"/a", "/c"}
-    assert visible(Decision(False, False, failed_b, ()), wanted) is None  # bad credentials: 401
-    assert visible(Decision(False, None, (), ("no",)), wanted) == set()  # nothing attributable
-    assert visible(Decision(False, None, (QueueEntry("/zzz", "", ("READ",)),), ()), wanted) == set()
-    assert visible(Decision(False, None, (QueueEntry("", "/", ("READ",)),), ()), wanted) == set()
+    assert shown(Decision(False, True, failed_b, ())) == {"/a", "/c"}
+    assert shown(Decision(False, False, failed_b, ())) is None  # bad credentials: 401
+    assert shown(Decision(False, None, (), ("no",))) == set()  # nothing attributable
+    assert shown(Decision(False, None, (QueueEntry("/zzz", "", ("READ",)),), ())) == set()
+    assert shown(Decision(False, None, (QueueEntry("", "/", ("READ",)),), ())) == set()
 
 
 def _task(queue: str, task_id: str, version: int) -> entroq_redis.Task:

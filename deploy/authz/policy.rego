@@ -9,7 +9,9 @@
 #                        (namespace and claimant_id are entroq-redis's; claimant_id is there on
 #                        claims and modifies that name a claimant)
 # Answer (this package): allow (bool), failed (the queue entries not granted, with the actions
-#                        left), errors (strings), and authenticated (bool; false -> HTTP 401).
+#                        left), errors (strings), authenticated (bool; false -> HTTP 401), and
+#                        for entroq-redis: user (named in its audit log) and readable (the
+#                        caller's READ grants, so listings need not ask about every queue).
 #
 # Who is calling, from the bearer token:
 #   - a JWT (three dot-separated parts), verified with io.jwt.decode_verify against
@@ -77,6 +79,25 @@ failed contains entry if {
 	left := {action | some action in want.actions; not granted[action]}
 	count(left) > 0
 	entry := object.union(object.remove(want, ["actions"]), {"actions": sort(left)})
+}
+
+# The grants that let the caller READ, as {"exact"} / {"prefix"} specs. entroq-redis filters
+# listings with them (asking about exactly these specs once, then matching names itself), so
+# this must list every grant `failed` would accept for READ; one left out only hides queues.
+reads(grant) if "READ" in grant.actions
+
+reads(grant) if count(wildcards & {action | some action in grant.actions}) > 0
+
+readable contains {"exact": grant.exact} if {
+	some grant in grants
+	reads(grant)
+	is_string(grant.exact)
+}
+
+readable contains {"prefix": grant.prefix} if {
+	some grant in grants
+	reads(grant)
+	is_string(grant.prefix)
 }
 
 own_claimant_prefix := concat("", [user, "#"])
