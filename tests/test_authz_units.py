@@ -83,6 +83,7 @@ def test_cli_defaults_match_the_service_defaults() -> None:
         settings.opa_path,
     ) == (_serve_authz.DEFAULT_OPA_URL, _serve_authz.DEFAULT_OPA_PATH)
     assert settings.opa_timeout_s == _serve_authz.DEFAULT_OPA_TIMEOUT_S
+    assert settings.max_input_bytes == _serve_authz.DEFAULT_MAX_INPUT_BYTES
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """``entroq-redis serve``'s authorization flags: --authz, --opa-url, --opa-path, --opa-timeout,
---policy, --policy-data (EntroQ's flag names, dashed).
+--policy, --policy-data (EntroQ's flag names, dashed), and ours: --authz-max-input-bytes,
+--audit-log.
 
 The defaults repeat ``entroq_redis_server.AuthzSettings``' (EntroQ's own), because the
 server package is imported only when ``serve`` runs; a test keeps the two in step.
@@ -15,6 +16,7 @@ AUTHZ_MODES = ("none", "opahttp", "rego")
 DEFAULT_OPA_URL = "http://localhost:8181"
 DEFAULT_OPA_PATH = "/v1/data/entroq/authz"
 DEFAULT_OPA_TIMEOUT_S = 2.0
+DEFAULT_MAX_INPUT_BYTES = 4 * 1024 * 1024
 
 
 def add_authz_options(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +52,20 @@ def add_authz_options(parser: argparse.ArgumentParser) -> None:
         help="Rego module for rego (repeatable), loaded at startup",
     )
     group.add_argument("--policy-data", metavar="FILE", help="JSON object loaded as the policy's data (rego)")
+    group.add_argument(
+        "--authz-max-input-bytes",
+        type=int,
+        default=DEFAULT_MAX_INPUT_BYTES,
+        metavar="BYTES",
+        help="largest policy input one request may produce; larger is refused with 413 before the "
+        "policy sees it (default %(default)s: a modify of 1,000 moves with 1,024-byte queue names fits)",
+    )
+    group.add_argument(
+        "--audit-log",
+        metavar="PATH",
+        help="write one JSON line per authorized call (who, what, outcome, request ID) to PATH "
+        "(appended, created 0600), or '-' for stderr (default: no audit log)",
+    )
 
 
 class AuthzSetupError(Exception):
@@ -76,6 +92,10 @@ def authz_settings(args: argparse.Namespace) -> Any:
         raise AuthzSetupError("--authz rego needs at least one --policy FILE", 2)
     if args.opa_timeout <= 0:
         raise AuthzSetupError("--opa-timeout must be positive", 2)
+    if args.authz_max_input_bytes < 1024:
+        raise AuthzSetupError("--authz-max-input-bytes must be at least 1024", 2)
+    if args.authz == "none" and args.audit_log:
+        raise AuthzSetupError("--audit-log needs --authz opahttp or rego (it records authorization)", 2)
     settings = AuthzSettings(
         mode=args.authz,
         opa_url=args.opa_url,
@@ -83,6 +103,8 @@ def authz_settings(args: argparse.Namespace) -> Any:
         opa_timeout_s=args.opa_timeout,
         policy_files=tuple(args.policy or ()),
         policy_data_file=args.policy_data,
+        max_input_bytes=args.authz_max_input_bytes,
+        audit_log=args.audit_log,
     )
     try:
         check_authz_settings(settings)
