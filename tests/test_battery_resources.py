@@ -14,10 +14,18 @@
 2. A soak of claim->delete cycles through the service (1,000,000 at full size, 20,000 in
    CI): the service's RSS and descriptors and the store's memory stay flat after warm-up,
    and the store holds exactly what it held before once the queue is drained.
+
+3. Authorization under attack (``--authz rego``, the example policy): a claim of 1,000
+   queue names of 1,024 bytes (1 MB) with a token nobody has is answered 401 at once and
+   the decision children barely grow (it took 6 s and grew a child to 2 GB when the
+   policy walked the whole input first); listing many foreign queues (5,000 at full size,
+   1,000 in CI) stays cheap in time and decision memory; and another user's simple read
+   stays fast while both attacks run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -34,6 +42,7 @@ import psutil
 import pytest
 import redis
 import trio
+from authz_support import ALICE, BOB, REGO_FLAGS
 from battery.crash import CrashableStore
 from conftest import ServiceProcess, start_service
 
@@ -349,4 +358,90 @@ async def test_soak_of_claim_delete_cycles_stays_flat(size: str, tmp_path: pathl
     # The store settles over the first ~100k cycles (a few hundred KiB, no keys); then flat.
     assert abs(end.net - half.net) <= max(half.net * 0.05, 64 * 1024), "store memory grows in the second half"
     assert evicted == 0
+    assert "Traceback" not in service.log()
+
+
+# Foreign queues listed; listings in a row.
+AUTHZ_LISTING = {"ci": (1_000, 3), "full": (5_000, 5)}
+
+
+def _children_rss_mib(process: psutil.Process) -> float:
+    """The decision children's RSS summed (the service's only children with an external store)."""
+    total = 0
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # replaced meanwhile
+            total += child.memory_info().rss
+    return total / 2**20
+
+
+@pytest.mark.parametrize(
+    "size", ["ci", pytest.param("full", marks=[pytest.mark.slow, pytest.mark.timeout(900)])]
+)
+async def test_authorization_attacks_stay_cheap(size: str, store_url: str, namespace: str) -> None:
+    foreign, listings = AUTHZ_LISTING[size]
+    service = start_service(store_url, "--namespace", namespace, *REGO_FLAGS)
+    process = psutil.Process(service.process.pid)
+    peak = 0.0
+    reads: list[float] = []
+
+    def headers(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", "User-Agent": "entroq-redis-tests"}
+
+    async def sample() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, _children_rss_mib(process))
+            await trio.sleep(0.05)
+
+    async def bob_reads(http: httpx.AsyncClient) -> None:
+        while True:
+            started = time.monotonic()
+            answer = await http.get("/api/v0/queues//bob/q00000/tasks", headers=headers(BOB))
+            assert answer.status_code == 200
+            reads.append(time.monotonic() - started)
+            await trio.sleep(0.02)
+
+    try:
+        async with httpx.AsyncClient(base_url=service.url, timeout=120) as http:
+            for start in range(0, foreign, 1000):
+                inserts = [{"queue": f"/bob/q{i:05d}"} for i in range(start, min(foreign, start + 1000))]
+                answer = await http.post("/api/v0/modify", json={"inserts": inserts}, headers=headers(BOB))
+                assert answer.status_code == 200
+            for _ in range(20):  # warm: every child has decided something
+                assert (await http.get("/api/v0/queues/stats", headers=headers(BOB))).status_code == 200
+            base = _children_rss_mib(process)
+            names = [f"/{i:04d}" + "x" * 1019 for i in range(1000)]
+            claim = {"claimantId": "c", "durationMs": 1000, "queues": names}
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sample)
+                nursery.start_soon(bob_reads, http)
+                started = time.monotonic()
+                refused = await http.post("/api/v0/claim", json=claim, headers=headers("nobody"))
+                refused_s = time.monotonic() - started
+                after_refusal = peak
+                started = time.monotonic()
+                for _ in range(listings):
+                    listed = await http.get("/api/v0/queues", headers=headers(ALICE))
+                    assert listed.status_code == 200 and listed.json().get("queues", []) == []
+                listing_s = (time.monotonic() - started) / listings
+                nursery.cancel_scope.cancel()
+    finally:
+        service.stop()
+    reads.sort()
+    median_ms, worst_ms = reads[len(reads) // 2] * 1000, reads[-1] * 1000
+    print(
+        f"\n[battery h/authz/{size}] decision children RSS {base:.0f} MiB at rest; unauthenticated 1 MB "
+        f"claim: {refused.status_code} in {refused_s * 1000:.0f} ms, children peak {after_refusal:.0f} MiB; "
+        f"{listings} listings of {foreign} foreign queues: {listing_s * 1000:.0f} ms each, children peak "
+        f"{peak:.0f} MiB; bob's {len(reads)} reads meanwhile: median {median_ms:.1f} ms, worst "
+        f"{worst_ms:.0f} ms"
+    )
+    assert refused.status_code == 401
+    # Resource bounds, far from today's figures (30 ms, no growth; 0.2 s and a few MiB per
+    # listing of 1,000) and far below the old ones (6 s and 2 GB; 1-6 s and 0.3-1.3 GB).
+    assert refused_s < 3, "a refusal must not wait for the policy to walk the request"
+    assert after_refusal - base < 200, "an unauthenticated request grew the decision children"
+    assert peak - base < 100 * listings, "foreign listings grew the decision children"
+    assert listing_s < 0.004 * foreign + 1
+    assert median_ms < 250, "another user's read slowed down"
     assert "Traceback" not in service.log()
