@@ -21,8 +21,8 @@ Order of work, cheapest refusal first:
    policy answer of ``authenticated: false`` is 401 before the store is touched or the
    request's queues are put into an input. Policies that do not define ``authenticated``
    (EntroQ's own) pass this step and are judged by step 4 as before. Credentials the policy
-   accepted in the last few seconds skip this step (``_authz_sessions`` says why that is
-   safe);
+   did not refuse in the last few seconds skip this step (``_authz_sessions`` says why that
+   is safe);
 3. the request's input is built and measured: larger than ``max_input_bytes``
    (``--authz-max-input-bytes``) is 413, and no engine sees it;
 4. the decision: ``authenticated: false`` 401, a denial 403 with AuthzDep details, an
@@ -131,8 +131,9 @@ class PolicyAuthorizer:
                 trail.decided("unauthenticated", decision.user)
                 self._count("unauthenticated")
                 raise invalid_credentials()
-            if decision.authenticated is True:
-                self.sessions.remember(header, call.namespace)
+            # Not refused (accepted, or a policy that does not say): the next calls with the
+            # same credentials skip this step for a while (``_authz_sessions``).
+            self.sessions.remember(header, call.namespace)
         except ApiError:
             self._record(call, trail)
             raise

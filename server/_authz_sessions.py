@@ -1,16 +1,18 @@
-"""A short memory of credentials the policy recently accepted, to skip the credentials-only
-decision that starts every authorized call. I/O free.
+"""A short memory of credentials the policy recently did not refuse, to skip the
+credentials-only decision that starts every authorized call. I/O free.
 
 Every call first asks the policy about its credentials alone (an input with no queues), so
 that a caller with bad credentials gets its 401 before the service builds, and the policy
-walks, an input of the request's queues. That costs one small decision per call; for
-credentials the policy accepted within the last REMEMBER_S seconds it is skipped.
+walks, an input of the request's queues. That costs one small decision per call (measured
+with the example policy in process: 0.17 ms for a static token, 0.34 ms for a JWT); for
+credentials the policy did not refuse within the last REMEMBER_S seconds (accepted, or not
+judged: a policy without ``authenticated``) it is skipped.
 
 Why this is safe: the memory only skips that early check. The call's own decision still
 carries the credentials and the policy still judges them, so a token that expired or was
 revoked a moment ago gets its 401 from that decision; nothing remembered changes what any
 call is allowed. Entries are keyed by the exact header and namespace (one caller's input
-cannot add or change another's), only accepted credentials are kept, a JWT's entry ends at
+cannot add or change another's), refused credentials are never kept, a JWT's entry ends at
 its ``exp`` if that comes first, and the memory holds at most MAX_REMEMBERED entries.
 """
 

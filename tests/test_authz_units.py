@@ -4,9 +4,11 @@ a policy's answer (fail closed), 403 details, listing visibility, and the move p
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from authz_support import ALICE, DATA, POLICY, jwt
 from entroq_redis_server import _errors, _schema
 from entroq_redis_server._authz_decision import (
     Decision,
@@ -23,8 +25,18 @@ from entroq_redis_server._authz_input import (
     read_credentials,
     read_entries,
 )
-from entroq_redis_server._authz_listing import granted_entries
+from entroq_redis_server._authz_listing import (
+    LISTING_BATCH,
+    ListingFilter,
+    batches,
+    covered,
+    granted_entries,
+    path_prefix,
+    read_specs,
+)
 from entroq_redis_server._authz_modify import plan_lookups, plan_modify, translate_failures
+from entroq_redis_server._authz_rego import load_rego_engine
+from entroq_redis_server._authz_sessions import RecentlyAuthenticated, jwt_expiry
 from entroq_redis_server._authz_settings import AuthzSettings, document_path
 
 import entroq_redis
@@ -297,3 +309,53 @@ def test_guard_failures_are_reported_as_the_change_failing() -> None:
         ("CHANGE", "missing", "a"),
     ]
     assert translated.failures[2].current_version == 1
+
+
+def test_listing_prefixes_batches_and_read_specs() -> None:
+    assert [path_prefix("/a/b/c", d) for d in (1, 2, 3)] == ["/", "/a/", "/a/b/"]
+    assert path_prefix("/a/b/c", 4) is None and path_prefix("/a/", 2) is None and path_prefix("q", 1) is None
+    entries = read_entries([f"/q{i}" for i in range(LISTING_BATCH * 2 + 1)])
+    assert [len(b) for b in batches(entries, 10**9)] == [LISTING_BATCH, LISTING_BATCH, 1]
+    assert [len(b) for b in batches(read_entries(["x" * 100] * 3), 200)] == [1, 1, 1]
+    assert read_specs(None) is None
+    assert read_specs([{"exact": "/a"}, {"prefix": "/b/"}]) == [("/a", ""), ("", "/b/")]
+    for bad in ({}, [1], [{}], [{"exact": "/a", "prefix": "/b/"}], [{"prefix": ""}], [{"exact": 3}]):
+        with pytest.raises(PolicyFailure):
+            read_specs(bad)
+    granted = {QueueEntry("/x", "", ("READ",)), QueueEntry("", "/a/", ("READ",))}
+    assert covered(["/x", "/x2", "/a/1", "/a", "/b/1"], granted) == {"/x", "/a/1"}
+
+
+async def test_listing_by_prefix_asks_only_below_denied_prefixes() -> None:
+    engine = load_rego_engine([POLICY], DATA, ("entroq", "authz"))
+    asked: list[QueueEntry] = []
+
+    async def decide(entries: Sequence[QueueEntry]) -> Decision:
+        asked.extend(entries)
+        credentials = Credentials("Bearer", ALICE)
+        return parse_result(engine.evaluate_sync(input_document(credentials, entries)))
+
+    mine = [f"/alice/{i}" for i in range(100)] + [f"/alice/deep/{i}" for i in range(100)]
+    others = ["/bob/1", "/bob/2", "/shared/inbox", "/shared/other", "top"]
+    try:
+        shown = await ListingFilter(decide, 10**6).readable(mine + others)
+    finally:
+        engine.close()
+    assert shown == set(mine) | {"/shared/inbox"}
+    # "/" (denied), then "/alice/" (granted: 200 names in one entry), "/bob/" and "/shared/"
+    # (denied), then the four names under those exactly, and "top" (no prefix) exactly.
+    assert sorted(e.prefix or e.exact for e in asked) == sorted(
+        ["/", "/alice/", "/bob/", "/shared/", "/bob/1", "/bob/2", "/shared/inbox", "/shared/other", "top"]
+    )
+
+
+def test_remembered_credentials_end_with_a_jwt() -> None:
+    sessions = RecentlyAuthenticated(remember_s=60)
+    sessions.remember("Bearer opaque", "eq")
+    assert sessions.knows("Bearer opaque", "eq")
+    assert not sessions.knows("Bearer opaque", "other") and not sessions.knows("Bearer other", "eq")
+    expired = f"Bearer {jwt('alice', expires_in=-1)}"
+    assert jwt_expiry(expired) is not None
+    sessions.remember(expired, "eq")
+    assert not sessions.knows(expired, "eq")
+    assert jwt_expiry("Bearer a.b.c") is None and jwt_expiry("Bearer opaque") is None
