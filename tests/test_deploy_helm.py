@@ -68,6 +68,16 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "image": {"repository": "registry.example/entroq-redis", "tag": "1.2.3"},
         "service": {"type": "LoadBalancer", "port": 80},
     },
+    "rego-data-secret": {
+        "authz": {
+            "mode": "rego",
+            "rego": {
+                "policy": "package entroq.authz\n",
+                "existingDataSecret": "authz",
+                "existingDataSecretKey": "d",
+            },
+        },
+    },
 }
 
 
@@ -317,7 +327,6 @@ def test_no_secret_on_any_command_line(chart: Any, name: str) -> None:
         for o in _by_kind(objects, "Secret")
         for key, value in o.get("stringData", {}).items()
     }
-    assert secrets or name == "existing-secret-rego"
     for spec in _pod_specs(objects):
         for container in [*spec.get("initContainers", []), *spec["containers"]]:
             for arg in _command_line(container, secrets):
@@ -329,7 +338,10 @@ def test_no_secret_on_any_command_line(chart: Any, name: str) -> None:
 
 def test_existing_secret_and_rego(chart: Any) -> None:
     objects = render(chart, VALUE_SETS["existing-secret-rego"])
-    assert not _by_kind(objects, "Secret") and not _by_kind(objects, "ServiceAccount")
+    assert not _by_kind(objects, "ServiceAccount")
+    # No Secret for the store URL (the user's "store" holds it); one for the policy data.
+    data_secret = _one(objects, "Secret")
+    assert data_secret["metadata"]["name"] == f"{RELEASE}-entroq-redis-authz-data"
     container = _server(objects)
     assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "store", "key": "url"}
     args = container["args"]
@@ -341,11 +353,51 @@ def test_existing_secret_and_rego(chart: Any) -> None:
     assert args[-2:] == ["--namespace", "tenant-b"]
     config_map = _one(objects, "ConfigMap")
     assert "default allow := false" in config_map["data"]["policy.rego"]
-    assert config_map["data"]["data.json"].strip() == '{"users": {}}'
+    # The data holds credentials (a JWT secret, token hashes): in the Secret, not the ConfigMap.
+    assert list(config_map["data"]) == ["policy.rego"]
+    assert data_secret["stringData"]["data.json"].strip() == '{"users": {}}'
     pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "workers"
     volume = next(v for v in pod["volumes"] if v["name"] == "authz")
-    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    assert volume["projected"]["sources"] == [
+        {
+            "configMap": {
+                "name": config_map["metadata"]["name"],
+                "items": [{"key": "policy.rego", "path": "policy.rego"}],
+            }
+        },
+        {
+            "secret": {
+                "name": data_secret["metadata"]["name"],
+                "items": [{"key": "data.json", "path": "data.json"}],
+            }
+        },
+    ]
+
+
+def test_policy_data_from_an_existing_secret(chart: Any, helm: ModuleType) -> None:
+    values = {
+        "authz": {
+            "mode": "rego",
+            "rego": {"existingConfigMap": "policies", "existingDataSecret": "authz-data"},
+        }
+    }
+    objects = render(chart, values)
+    assert [s["metadata"]["name"] for s in _by_kind(objects, "Secret")] == [f"{RELEASE}-entroq-redis-redis"]
+    assert _flag(_server(objects)["args"], "--policy-data") == "/etc/entroq-redis/authz/data.json"
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "authz")
+    assert volume["projected"]["sources"][1] == {
+        "secret": {"name": "authz-data", "items": [{"key": "data.json", "path": "data.json"}]}
+    }
+    two_ways = {
+        "authz": {
+            "mode": "rego",
+            "rego": {"policy": "package p", "policyData": "{}", "existingDataSecret": "d"},
+        }
+    }
+    with pytest.raises(helm.HelmError, match="Give the policy data one way"):
+        chart.render(two_ways, name=RELEASE, namespace=NAMESPACE)
 
 
 def test_existing_config_map_and_ephemeral_valkey(chart: Any) -> None:
@@ -353,10 +405,8 @@ def test_existing_config_map_and_ephemeral_valkey(chart: Any) -> None:
     assert not _by_kind(objects, "ConfigMap")
     pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
     volume = next(v for v in pod["volumes"] if v["name"] == "authz")
-    assert volume["configMap"] == {
-        "name": "policies",
-        "items": [{"key": "policy.rego", "path": "policy.rego"}, {"key": "data.json", "path": "data.json"}],
-    }
+    items = [{"key": "policy.rego", "path": "policy.rego"}, {"key": "data.json", "path": "data.json"}]
+    assert volume["projected"]["sources"] == [{"configMap": {"name": "policies", "items": items}}]
     assert pod["containers"][0]["image"] == "registry.example/entroq-redis:1.2.3"
     statefulset = _one(objects, "StatefulSet")
     assert "volumeClaimTemplates" not in statefulset["spec"]
