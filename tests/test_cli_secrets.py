@@ -260,3 +260,10 @@ def test_client_token_from_a_file(authz_service: ServiceProcess, tmp_path: pathl
     assert as_argument.returncode == 0 and "/alice/secrets" in as_argument.stdout
     (warning,) = as_argument.stderr.splitlines()
     assert "--token" in warning and "ENTROQ_TOKEN or --token-file" in warning and ALICE not in warning
+
+
+def test_the_opa_url_is_logged_masked(store_url: str, password: str) -> None:
+    opa_url = f"http://proxy-user:{password}@127.0.0.1:{_closed_port()}"
+    log = _stop(start_service(store_url, "--authz", "opahttp", "--opa-url", opa_url))
+    assert f"authorization: opahttp ({masked_url(opa_url)}, document" in log, log
+    assert password not in log

@@ -12,6 +12,7 @@ import argparse
 import logging
 from typing import Any
 
+from .._masked_url import masked_url
 from ._example_credentials import example_credentials_in_file
 
 AUTHZ_MODES = ("none", "opahttp", "rego")
@@ -101,7 +102,9 @@ def authz_settings(args: argparse.Namespace) -> Any:
         raise AuthzSetupError(f"authorization: {exc}", 1) from None
     _check_example_credentials(settings, allow=args.allow_example_credentials)
     if settings.mode != "none":
-        where = settings.opa_url if settings.mode == "opahttp" else ", ".join(settings.policy_files)
+        where = (
+            masked_url(settings.opa_url) if settings.mode == "opahttp" else ", ".join(settings.policy_files)
+        )
         logging.getLogger(__name__).info(
             "authorization: %s (%s, document %s)", settings.mode, where, settings.opa_path
         )
