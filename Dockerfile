@@ -10,6 +10,10 @@
 #
 #     docker run -p 9100:9100 entroq-redis --redis redis://valkey:6379/0
 #
+# A URL holding a password stays off the command line (every process's arguments are readable
+# by every user of the host): mount it as a file and pass `--redis-file /run/secrets/redis-url`,
+# or set ENTROQ_REDIS_URL and give any other arguments (they replace the default `--data`).
+#
 # The base image is pinned by tag and digest (docker-library's python:3.13-slim-trixie, Python
 # 3.13.14); bump both together. tests/test_deploy_docker.py lints this file with hadolint and checks
 # the properties documented there (non-root user, health check, pinned base, no secrets).

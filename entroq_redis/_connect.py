@@ -9,6 +9,7 @@ from typing import Any
 from ._client import EntroQ
 from ._durability import Durability
 from ._errors import EntroQError, InvalidArgumentError
+from ._masked_url import masked_url
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 HTTP_SCHEMES = ("http://", "https://")
@@ -97,6 +98,6 @@ async def connect(
             yield EntroQ(http_backend, claimant_id)
     else:
         raise InvalidArgumentError(
-            f"unsupported URL {url!r}: use redis://, rediss://, unix:// for a store, "
+            f"unsupported URL {masked_url(url)!r}: use redis://, rediss://, unix:// for a store, "
             "redis+cluster:// for a cluster, or http://, https:// for an entroq-redis service"
         )

@@ -40,6 +40,7 @@ from ._errors import (
     StoreError,
     StoreUnavailableError,
 )
+from ._masked_url import masked_url
 from ._types import QueueStats, Task, TaskChange, TaskData, TaskID, arrival_ms, as_bytes
 
 NAMESPACE_HEADER = "EntroQ-Namespace"
@@ -196,7 +197,7 @@ class HttpBackend:
             response = await self.client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise StoreUnavailableError(
-                f"cannot reach the service at {self.client.base_url}: {exc!r}"
+                f"cannot reach the service at {masked_url(str(self.client.base_url))}: {exc!r}"
             ) from exc
         if not response.is_success:
             _raise_for(response, claiming)

@@ -35,6 +35,7 @@ from ._errors import (
     UnsafeStoreError,
 )
 from ._keys import Keys
+from ._masked_url import masked_url
 from ._scripts import script_source
 from ._types import QueueStats, Task, TaskChange, TaskData, TaskID
 from ._wake import WakeHub
@@ -369,7 +370,7 @@ def store_client(url: str, **kwargs: Any) -> coredis.Redis[bytes] | coredis.Redi
                     )
         return coredis.Redis.from_url(url, decode_responses=False, **kwargs)
     except (ValueError, TypeError) as exc:
-        raise StoreError(f"cannot use store URL {url!r}: {exc}") from exc
+        raise StoreError(f"cannot use store URL {masked_url(url)!r}: {exc}") from exc
 
 
 @contextlib.asynccontextmanager
@@ -425,10 +426,10 @@ async def open_redis_backend(
         try:
             policy = await check_eviction_policy(redis)
         except coredis.exceptions.RedisError as exc:
-            raise StoreUnavailableError(f"cannot reach the store at {url}: {exc}") from exc
+            raise StoreUnavailableError(f"cannot reach the store at {masked_url(url)}: {exc}") from exc
         if policy in EVICTING_POLICIES and not allow_evicting_store:
             raise UnsafeStoreError(
-                f"the store at {url} has maxmemory-policy {policy}, which can evict tasks; "
+                f"the store at {masked_url(url)} has maxmemory-policy {policy}, which can evict tasks; "
                 "set it to noeviction, or pass allow_evicting_store=True "
                 "(--allow-evicting-store) if losing tasks is acceptable"
             )

@@ -15,7 +15,9 @@ import httpx
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POLICY = str(ROOT / "deploy" / "authz" / "policy.rego")
 DATA = str(ROOT / "deploy" / "authz" / "data.json")
-REGO_FLAGS = ("--authz", "rego", "--policy", POLICY, "--policy-data", DATA)
+# The example data's credentials are published (here and in the README), so serve refuses them
+# unless told this is a demo.
+REGO_FLAGS = ("--authz", "rego", "--policy", POLICY, "--policy-data", DATA, "--allow-example-credentials")
 
 # The example data's users (data.json keeps only the SHA-256 of each token).
 ALICE, BOB, OPS = "alice-token", "bob-token", "ops-token"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import pathlib
+import re
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -66,6 +67,16 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "image": {"repository": "registry.example/entroq-redis", "tag": "1.2.3"},
         "service": {"type": "LoadBalancer", "port": 80},
+    },
+    "rego-data-secret": {
+        "authz": {
+            "mode": "rego",
+            "rego": {
+                "policy": "package entroq.authz\n",
+                "existingDataSecret": "authz",
+                "existingDataSecretKey": "d",
+            },
+        },
     },
 }
 
@@ -177,8 +188,7 @@ def test_rendered_arguments_are_accepted_by_the_service(chart: Any, name: str) -
 
     container = _server(render(chart, VALUE_SETS[name]))
     assert container["command"][0] == "entroq-redis"
-    argv = [arg.replace("$(ENTROQ_REDIS_URL)", "redis://store:6379/0") for arg in container["args"]]
-    _args, unknown = build_parser().parse_known_args([*container["command"][1:], *argv])
+    _args, unknown = build_parser().parse_known_args([*container["command"][1:], *container["args"]])
     unknown_flags = {arg for arg in unknown if arg.startswith("-")}
     if unknown_flags and unknown_flags <= AUTHZ_FLAGS:
         pytest.skip(f"the service has no {sorted(unknown_flags)} yet")
@@ -253,7 +263,9 @@ def test_bundled_valkey_keeps_every_task(chart: Any) -> None:
     assert valkey_service in {s["metadata"]["name"] for s in _by_kind(objects, "Service")}
     env = _server(objects)["env"][0]
     assert env["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": "redis-url"}
-    assert _flag(_server(objects)["args"], "--redis") == f"$({env['name']})"
+    # serve reads the URL from this variable itself; no argument names it.
+    assert env["name"] == "ENTROQ_REDIS_URL"
+    assert "--redis" not in _server(objects)["args"]
     policy = _one(objects, "NetworkPolicy")
     assert policy["spec"]["podSelector"]["matchLabels"] == statefulset["spec"]["selector"]["matchLabels"]
 
@@ -271,9 +283,65 @@ def test_external_store_and_opa(chart: Any) -> None:
     assert "redis.example" not in " ".join(args)
 
 
+def _pod_specs(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every pod spec the chart renders (Deployments, StatefulSets, Pods such as the helm test)."""
+    specs = [o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    return specs + [o["spec"] for o in objects if o["kind"] == "Pod"]
+
+
+def _command_line(container: dict[str, Any], secrets: dict[tuple[str, str], str]) -> list[str]:
+    """The container's command line as the kubelet runs it: ``$(VAR)`` replaced by the
+    variable's value, which for a ``secretKeyRef`` is the Secret's (rendered, or a marker for
+    a Secret the chart does not create)."""
+    values = {}
+    for env in container.get("env", []):
+        reference = env.get("valueFrom", {}).get("secretKeyRef")
+        if reference:
+            key = (reference["name"], reference["key"])
+            values[env["name"]] = secrets.get(key, f"<secret {key[0]}/{key[1]}>")
+        else:
+            values[env["name"]] = env.get("value", "")
+
+    def expand(arg: str) -> str:
+        return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: values.get(m.group(1), m.group(0)), arg)
+
+    return [expand(str(arg)) for arg in [*container.get("command", []), *container.get("args", [])]]
+
+
+PASSWORD_VALUE_SETS = {
+    **VALUE_SETS,
+    "external-redis-password": {"valkey": {"enabled": False}, "redis": {"url": "redis://u:hunter2@r:6379/0"}},
+}
+
+
+@pytest.mark.parametrize("name", PASSWORD_VALUE_SETS)
+def test_no_secret_on_any_command_line(chart: Any, name: str) -> None:
+    """Every process on a node can read every container's arguments (ps, /proc/PID/cmdline):
+    no Secret's value, and no URL with a password, may be among them, not even through a
+    ``$(VAR)`` reference to a variable set from a Secret."""
+    from entroq_redis._masked_url import url_has_secret
+
+    objects = render(chart, PASSWORD_VALUE_SETS[name])
+    secrets = {
+        (o["metadata"]["name"], key): value
+        for o in _by_kind(objects, "Secret")
+        for key, value in o.get("stringData", {}).items()
+    }
+    for spec in _pod_specs(objects):
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            for arg in _command_line(container, secrets):
+                assert not url_has_secret(arg), f"{name}: {container['name']} has {arg!r}"
+                assert "<secret " not in arg, f"{name}: {container['name']} has {arg!r}"
+                leaked = [value for value in secrets.values() if value and value in arg]
+                assert not leaked, f"{name}: {container['name']} has a Secret's value in {arg!r}"
+
+
 def test_existing_secret_and_rego(chart: Any) -> None:
     objects = render(chart, VALUE_SETS["existing-secret-rego"])
-    assert not _by_kind(objects, "Secret") and not _by_kind(objects, "ServiceAccount")
+    assert not _by_kind(objects, "ServiceAccount")
+    # No Secret for the store URL (the user's "store" holds it); one for the policy data.
+    data_secret = _one(objects, "Secret")
+    assert data_secret["metadata"]["name"] == f"{RELEASE}-entroq-redis-authz-data"
     container = _server(objects)
     assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "store", "key": "url"}
     args = container["args"]
@@ -285,11 +353,51 @@ def test_existing_secret_and_rego(chart: Any) -> None:
     assert args[-2:] == ["--namespace", "tenant-b"]
     config_map = _one(objects, "ConfigMap")
     assert "default allow := false" in config_map["data"]["policy.rego"]
-    assert config_map["data"]["data.json"].strip() == '{"users": {}}'
+    # The data holds credentials (a JWT secret, token hashes): in the Secret, not the ConfigMap.
+    assert list(config_map["data"]) == ["policy.rego"]
+    assert data_secret["stringData"]["data.json"].strip() == '{"users": {}}'
     pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "workers"
     volume = next(v for v in pod["volumes"] if v["name"] == "authz")
-    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    assert volume["projected"]["sources"] == [
+        {
+            "configMap": {
+                "name": config_map["metadata"]["name"],
+                "items": [{"key": "policy.rego", "path": "policy.rego"}],
+            }
+        },
+        {
+            "secret": {
+                "name": data_secret["metadata"]["name"],
+                "items": [{"key": "data.json", "path": "data.json"}],
+            }
+        },
+    ]
+
+
+def test_policy_data_from_an_existing_secret(chart: Any, helm: ModuleType) -> None:
+    values = {
+        "authz": {
+            "mode": "rego",
+            "rego": {"existingConfigMap": "policies", "existingDataSecret": "authz-data"},
+        }
+    }
+    objects = render(chart, values)
+    assert [s["metadata"]["name"] for s in _by_kind(objects, "Secret")] == [f"{RELEASE}-entroq-redis-redis"]
+    assert _flag(_server(objects)["args"], "--policy-data") == "/etc/entroq-redis/authz/data.json"
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "authz")
+    assert volume["projected"]["sources"][1] == {
+        "secret": {"name": "authz-data", "items": [{"key": "data.json", "path": "data.json"}]}
+    }
+    two_ways = {
+        "authz": {
+            "mode": "rego",
+            "rego": {"policy": "package p", "policyData": "{}", "existingDataSecret": "d"},
+        }
+    }
+    with pytest.raises(helm.HelmError, match="Give the policy data one way"):
+        chart.render(two_ways, name=RELEASE, namespace=NAMESPACE)
 
 
 def test_existing_config_map_and_ephemeral_valkey(chart: Any) -> None:
@@ -297,10 +405,8 @@ def test_existing_config_map_and_ephemeral_valkey(chart: Any) -> None:
     assert not _by_kind(objects, "ConfigMap")
     pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
     volume = next(v for v in pod["volumes"] if v["name"] == "authz")
-    assert volume["configMap"] == {
-        "name": "policies",
-        "items": [{"key": "policy.rego", "path": "policy.rego"}, {"key": "data.json", "path": "data.json"}],
-    }
+    items = [{"key": "policy.rego", "path": "policy.rego"}, {"key": "data.json", "path": "data.json"}]
+    assert volume["projected"]["sources"] == [{"configMap": {"name": "policies", "items": items}}]
     assert pod["containers"][0]["image"] == "registry.example/entroq-redis:1.2.3"
     statefulset = _one(objects, "StatefulSet")
     assert "volumeClaimTemplates" not in statefulset["spec"]

@@ -543,7 +543,9 @@ async def test_moves_named_by_destination_are_authorized_on_the_real_source(
     (tmp_path / "data.json").write_text(json.dumps(data))
     policy = pathlib.Path(__file__).parent.parent / "deploy" / "authz" / "policy.rego"
     flags = ["--namespace", namespace, "--authz", "rego", "--policy", str(policy)]
-    service = start_service(store_url, *flags, "--policy-data", str(tmp_path / "data.json"))
+    # The tokens are the example's published ones, refused without --allow-example-credentials.
+    data_flags = ["--policy-data", str(tmp_path / "data.json"), "--allow-example-credentials"]
+    service = start_service(store_url, *flags, *data_flags)
     try:
         async with client(service.url, namespace, "A") as http:
             bob = {"Authorization": "Bearer bob-token"}

@@ -2,6 +2,10 @@
 #
 # Use it as is with `entroq-redis serve --authz rego --policy policy.rego --policy-data data.json`,
 # or load both files into an OPA server and run `--authz opahttp`. Needs OPA >= 0.59 (rego.v1).
+# data.json's JWT secret and tokens are published (README.md here says how to set your own):
+# `serve --authz rego` refuses to start with any of them, found by value in whatever data file it
+# is given, unless `--allow-example-credentials` (a local demo). With `--authz opahttp` the service
+# cannot see OPA's data, so nothing refuses them there: never load this data.json into OPA as is.
 #
 # Input (one request):   {"authz": {"type": "Bearer", "credentials": "..."},
 #                         "queues": [{"exact": "/q", "actions": ["CLAIM"]}, ...],

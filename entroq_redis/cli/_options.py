@@ -9,6 +9,7 @@ import re
 import sys
 
 from .._types import datetime_to_ms
+from ._secret_options import SecretFromFile, secret_argument, url_argument
 
 DEFAULT_URL = "http://127.0.0.1:9100"
 
@@ -24,7 +25,17 @@ def client_parent() -> argparse.ArgumentParser:
         "--url",
         default=os.environ.get("ENTROQ_URL", DEFAULT_URL),
         help="store (redis://, rediss://, unix://) or service (http://, https://) to use; "
-        "default $ENTROQ_URL or %(default)s",
+        f"default $ENTROQ_URL or {DEFAULT_URL}. A URL holding a password is better given in "
+        "$ENTROQ_URL or --url-file: every local user can read command lines (ps)",
+        **url_argument("ENTROQ_URL or --url-file FILE"),
+    )
+    group.add_argument(
+        "--url-file",
+        dest="url",
+        metavar="FILE",
+        action=SecretFromFile,
+        default=argparse.SUPPRESS,
+        help="read the URL from FILE (for one holding a password; instead of --url)",
     )
     group.add_argument(
         "--namespace",
@@ -36,7 +47,17 @@ def client_parent() -> argparse.ArgumentParser:
     group.add_argument(
         "--token",
         default=os.environ.get("ENTROQ_TOKEN"),
-        help="bearer token for an http:// service; default $ENTROQ_TOKEN",
+        help="bearer token for an http:// service; default $ENTROQ_TOKEN. Better given in "
+        "$ENTROQ_TOKEN or --token-file: every local user can read command lines (ps)",
+        **secret_argument("ENTROQ_TOKEN or --token-file FILE"),
+    )
+    group.add_argument(
+        "--token-file",
+        dest="token",
+        metavar="FILE",
+        action=SecretFromFile,
+        default=argparse.SUPPRESS,
+        help="read the bearer token from FILE (instead of --token)",
     )
     group.add_argument(
         "--claimant",

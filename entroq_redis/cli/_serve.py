@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,9 +20,12 @@ import trio
 from .._durability import Durability
 from .._embedded import open_embedded_store
 from .._errors import EntroQError
+from .._masked_url import masked_url
+from ._secret_options import SecretFromFile, url_argument
 from ._serve_authz import AuthzSetupError, add_authz_options, authz_settings
 
 DEFAULT_PORT = 9100
+DEFAULT_DATA_DIR = "./entroq-data"
 
 
 def register(subparsers: Any) -> None:
@@ -36,10 +40,23 @@ def register(subparsers: Any) -> None:
     store.add_argument(
         "--redis",
         metavar="URL",
+        # The environment's URL is only a default: --redis or --redis-file on the command line wins.
+        default=os.environ.get("ENTROQ_REDIS_URL") or None,
         help="use this store (redis://, rediss://, unix://) or cluster (redis+cluster://HOST:PORT, "
-        "any node) instead of the embedded Valkey",
+        "any node) instead of the embedded Valkey; default $ENTROQ_REDIS_URL. Every local user "
+        "can read command lines (ps): give a URL holding a password in $ENTROQ_REDIS_URL or "
+        "--redis-file",
+        **url_argument("ENTROQ_REDIS_URL or --redis-file FILE"),
     )
-    store.add_argument("--data", default="./entroq-data", help="embedded store data directory")
+    store.add_argument(
+        "--redis-file",
+        dest="redis",
+        metavar="FILE",
+        action=SecretFromFile,
+        default=argparse.SUPPRESS,
+        help="read the --redis URL from FILE (e.g. a mounted Kubernetes or Docker secret)",
+    )
+    store.add_argument("--data", help=f"embedded store data directory (default {DEFAULT_DATA_DIR})")
     parser.add_argument(
         "--namespace",
         action="append",
@@ -117,7 +134,7 @@ async def _store_url(args: argparse.Namespace) -> AsyncIterator[str]:
         yield args.redis
         return
     async with open_embedded_store(args.data, fsync=args.fsync) as store:
-        print(f"embedded store at {store.url} (data in {store.data_dir})", flush=True)
+        print(f"embedded store at {masked_url(store.url)} (data in {store.data_dir})", flush=True)
         yield store.url
 
 
@@ -127,6 +144,14 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("entroq-redis serve: --workers must be at least 1", file=sys.stderr)
         return 2
+    if args.redis and args.data:
+        # argparse refuses --redis with --data; this is the environment's URL with --data.
+        print(
+            "entroq-redis serve: ENTROQ_REDIS_URL names a store and --data the embedded one: unset one",
+            file=sys.stderr,
+        )
+        return 2
+    args.data = args.data or DEFAULT_DATA_DIR
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         authz = authz_settings(args)

@@ -1,5 +1,6 @@
 """``entroq-redis serve``'s authorization flags: --authz, --opa-url, --opa-path, --opa-timeout,
---policy, --policy-data (EntroQ's flag names, dashed), and ours: --authz-max-input-bytes,
+--policy, --policy-data (EntroQ's flag names, dashed), and ours: --allow-example-credentials
+(the example policy's published credentials are refused without it), --authz-max-input-bytes,
 --audit-log.
 
 The defaults repeat ``entroq_redis_server.AuthzSettings``' (EntroQ's own), because the
@@ -11,6 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 from typing import Any
+
+from .._masked_url import masked_url
+from ._example_credentials import example_credentials_in_file
 
 AUTHZ_MODES = ("none", "opahttp", "rego")
 DEFAULT_OPA_URL = "http://localhost:8181"
@@ -52,6 +56,14 @@ def add_authz_options(parser: argparse.ArgumentParser) -> None:
         help="Rego module for rego (repeatable), loaded at startup",
     )
     group.add_argument("--policy-data", metavar="FILE", help="JSON object loaded as the policy's data (rego)")
+    group.add_argument(
+        "--allow-example-credentials",
+        action="store_true",
+        help="start even though the policy data holds the example policy's published JWT secret or "
+        "tokens (deploy/authz/data.json, found by value in any file): anyone can sign in with them, "
+        "so only for a local demo (rego refuses to start without this flag). With opahttp the "
+        "service cannot see the OPA server's data: check it there",
+    )
     group.add_argument(
         "--authz-max-input-bytes",
         type=int,
@@ -110,9 +122,34 @@ def authz_settings(args: argparse.Namespace) -> Any:
         check_authz_settings(settings)
     except PolicyConfigError as exc:
         raise AuthzSetupError(f"authorization: {exc}", 1) from None
+    _check_example_credentials(settings, allow=args.allow_example_credentials)
     if settings.mode != "none":
-        where = settings.opa_url if settings.mode == "opahttp" else ", ".join(settings.policy_files)
+        where = (
+            masked_url(settings.opa_url) if settings.mode == "opahttp" else ", ".join(settings.policy_files)
+        )
         logging.getLogger(__name__).info(
             "authorization: %s (%s, document %s)", settings.mode, where, settings.opa_path
         )
     return settings
+
+
+def _check_example_credentials(settings: Any, *, allow: bool) -> None:
+    """Refuses (exit 2) policy data holding the example's published credentials, or with
+    ``allow`` logs a warning. Runs after the data is known to load as JSON."""
+    if settings.mode != "rego" or not settings.policy_data_file:
+        return
+    found = example_credentials_in_file(settings.policy_data_file)
+    if not found:
+        return
+    what = f"--policy-data {settings.policy_data_file} holds the example policy's published credentials"
+    if not allow:
+        raise AuthzSetupError(
+            f"{what} ({'; '.join(found)}): anyone can sign in with them. Set your own (see the README's "
+            "authorization section), or pass --allow-example-credentials for a local demo",
+            2,
+        )
+    logging.getLogger(__name__).warning(
+        "authorization: %s (%s): anyone can sign in as the example's users; for a local demo only",
+        what,
+        "; ".join(found),
+    )

@@ -9,6 +9,7 @@ from typing import Any
 import trio
 
 from .._client import EntroQ
+from .._masked_url import masked_url
 from .._types import QueueStats
 from . import EXIT_OK
 from ._options import client_parent, duration_ms
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                     }
                 )
             else:
-                screen = render(args.url, now, stats, rates)
+                screen = render(masked_url(args.url), now, stats, rates)
                 print((CLEAR_SCREEN if live else "") + screen + ("" if live else "\n"), flush=True)
             refreshes += 1
             if args.iterations and refreshes >= args.iterations:

@@ -95,6 +95,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and (eq .Values.authz.mode "rego") (not .Values.authz.rego.policy) (not .Values.authz.rego.existingConfigMap) }}
 {{- fail "authz.mode=rego needs authz.rego.policy (Rego source) or authz.rego.existingConfigMap." }}
 {{- end }}
+{{- $dataSources := 0 }}
+{{- range (list (and (not .Values.authz.rego.existingConfigMap) .Values.authz.rego.policyData) (and .Values.authz.rego.existingConfigMap .Values.authz.rego.existingConfigMapDataKey) .Values.authz.rego.existingDataSecret) }}
+{{- if . }}{{ $dataSources = add1 $dataSources }}{{ end }}
+{{- end }}
+{{- if gt $dataSources 1 }}
+{{- fail "Give the policy data one way: authz.rego.policyData, authz.rego.existingConfigMapDataKey or authz.rego.existingDataSecret." }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the policy data: the user's (authz.rego.existingDataSecret) or the chart's. */}}
+{{- define "entroq-redis.authzDataSecretName" -}}
+{{- if .Values.authz.rego.existingDataSecret }}
+{{- .Values.authz.rego.existingDataSecret }}
+{{- else }}
+{{- printf "%s-authz-data" (include "entroq-redis.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
 {{- end }}
 
 {{- define "entroq-redis.authzConfigMapName" -}}
