@@ -35,9 +35,14 @@ def jwt(subject: str, *, expires_in: float = 300, secret: str = JWT_SECRET, **cl
         "exp": int(time.time() + expires_in),
         **claims,
     }
-    signing_input = (
-        f"{_b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{_b64(json.dumps(body).encode())}"
-    )
+    return signed_jwt(json.dumps(body), secret=secret)
+
+
+def signed_jwt(payload_text: str, *, secret: str = JWT_SECRET) -> str:
+    """An HS256 JWT whose payload is exactly ``payload_text`` (e.g. a number written ``1.7E9``,
+    which ``json.dumps`` would never write), correctly signed."""
+    header = json.dumps({"alg": "HS256", "typ": "JWT"})
+    signing_input = f"{_b64(header.encode())}.{_b64(payload_text.encode())}"
     signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{_b64(signature)}"
 
