@@ -146,14 +146,17 @@ class DecisionChild:
         if answer["id"] != request_id:
             raise self._fail(f"answered request {answer['id']} when {request_id} was asked")
         ok, error = answer.get("ok"), answer.get("error")
+        if not (ok is True and "result" in answer) and not (ok is False and isinstance(error, str)):
+            raise self._fail("gave a malformed answer")
+        if self._received:
+            # Only one request is ever outstanding: more is as wrong as a garbled answer.
+            raise self._fail("answered more than it was asked")
         if answer.get("retire") is True:
             # The child hit something unexpected; it says so, and is not asked again.
             self.broken = True
-        if ok is True and "result" in answer:
+        if ok:
             return answer["result"]
-        if ok is False and isinstance(error, str):
-            raise PolicyFailure(error)
-        raise self._fail("gave a malformed answer")
+        raise PolicyFailure(error)
 
     def _read_answer(self, deadline: float, late: str) -> Any:
         try:
@@ -171,13 +174,12 @@ class DecisionChild:
         except OSError as exc:
             raise self._fail(f"cannot be read ({exc.strerror or exc!r})") from None
         line, _, rest = self._received.partition(b"\n")
-        if rest:
-            raise self._fail("answered more than it was asked")
-        self._received = bytearray()
         try:
-            return json.loads(line)
+            answer = json.loads(line)
         except ValueError:
             raise self._fail("answered something that is not JSON") from None
+        self._received = rest
+        return answer
 
     def _fail(self, why: str) -> PolicyFailure:
         self.broken = True
