@@ -153,6 +153,7 @@ async def test_what_a_policy_prints_never_reaches_the_answers(tmp_path: pathlib.
         ("os._exit(3)", "ended"),
         ("raise RuntimeError('the engine broke')", "the embedded policy engine failed (RuntimeError)"),
     ],
+    ids=["another ID", "not JSON", "malformed", "no ID", "child ends", "child raises"],
 )
 async def test_a_wrong_answer_fails_its_decision_closed_and_retires_the_child(
     children_run: Any, action: str, message: str
