@@ -80,7 +80,7 @@ class DecisionChild:
         except BlockingIOError:
             pass
         except OSError as exc:
-            self._fail(f"cannot be reached ({exc.strerror or exc!r})")
+            self._fail(f"cannot be reached ({exc.strerror or exc!r})")  # marks it; the pool skips it
 
     def decide(self, document_json: str, time_limit_s: float) -> Any:
         """The policy's result for one input document (its JSON text).

@@ -125,9 +125,10 @@ class DecisionProcesses:
                     raise PolicyFailure("the embedded policy engine is shut down")
                 while self._free:
                     child = self._free.pop()
-                    if child.process.poll() is None:
+                    if child.process.poll() is None and not child.broken:
                         break
-                    # Ended while idle (the OOM killer, an operator): not worth a failed decision.
+                    # Ended while idle (the OOM killer, an operator), or never reachable: not
+                    # worth a failed decision.
                     gone.append(child)
                     self._all.discard(child)
                 else:
