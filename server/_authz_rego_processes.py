@@ -54,7 +54,7 @@ DECISION_TIMEOUT_S = 2.0
 # A child starts at about 45 MB and reaches about 130 MB by the count above; one that holds
 # more than this (a decision over a large input leaves rego-cpp's memory behind) is replaced
 # after that decision, so the children's memory stays bounded whatever callers send. Its
-# resident size is read from /proc after each decision (a few microseconds); where /proc is
+# resident size is read from /proc after each decision (about a microsecond); where /proc is
 # missing, children retire by count only.
 MAX_RSS_MB = 256
 
