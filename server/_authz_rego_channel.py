@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import selectors
+import signal
 import subprocess
 import sys
 import time
@@ -176,8 +177,7 @@ class DecisionChild:
                 except BlockingIOError:
                     continue
                 if not chunk:
-                    exit_code = self.process.poll()
-                    raise self._fail("ended" if exit_code is None else f"ended (exit {exit_code})")
+                    raise self._fail(f"ended ({self._how_it_ended()})")
                 self._received += chunk
         except OSError as exc:
             raise self._fail(f"cannot be read ({exc.strerror or exc!r})") from None
@@ -188,6 +188,16 @@ class DecisionChild:
             raise self._fail("answered something that is not JSON") from None
         self._received = rest
         return answer
+
+    def _how_it_ended(self) -> str:
+        try:
+            code = self.process.wait(0.5)  # its pipe closed as it exited: a moment at most
+        except subprocess.TimeoutExpired:
+            return "still exiting"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"killed by {signal.Signals(-code).name}"
+        return f"exit {code}"
 
     def _fail(self, why: str) -> PolicyFailure:
         self.broken = True

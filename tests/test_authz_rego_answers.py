@@ -142,8 +142,10 @@ async def test_a_child_killed_mid_decision_fails_that_decision_closed(
     printing_service: ServiceProcess, namespace: str, tasks: dict[str, str]
 ) -> None:
     await assert_policy_holds(printing_service.url, namespace, tasks, rounds=2)
-    # About a second of work, printing a line first; the name is new to the log.
-    queue = "/slow/" + secrets.token_hex(47)
+    # About three seconds of work, printing a line first (the name is new to the log). Were
+    # the machine to stall so long that the kill came after the 2 s limit, the time limit
+    # would fail it closed just the same.
+    queue = "/slow/" + secrets.token_hex(87)
     answers: list[httpx.Response] = []
 
     async def ask() -> None:
