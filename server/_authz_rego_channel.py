@@ -20,6 +20,7 @@ own, generous limit; a decision's time limit starts once the child has said it i
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import selectors
@@ -38,6 +39,19 @@ _READ_SIZE = 1 << 16
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+def _pipe_above_stdio() -> tuple[int, int]:
+    """``os.pipe()`` with both ends above 2. A service started without stdin, stdout or stderr
+    would get those numbers for it, and the child's stdout would then be its answer pipe."""
+    ends = []
+    for end in os.pipe():
+        if end < 3:
+            moved = fcntl.fcntl(end, fcntl.F_DUPFD_CLOEXEC, 3)
+            os.close(end)
+            end = moved
+        ends.append(end)
+    return ends[0], ends[1]
+
+
 class DecisionChild:
     """One child process: the policy compiled once, then one request at a time.
 
@@ -45,7 +59,7 @@ class DecisionChild:
     """
 
     def __init__(self, setup_line: bytes) -> None:
-        answers, answers_end = os.pipe()
+        answers, answers_end = _pipe_above_stdio()
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "entroq_redis_server._authz_rego_child", str(answers_end)],

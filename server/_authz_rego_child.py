@@ -40,8 +40,12 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = int(sys.argv[1])
     os.set_inheritable(answers, False)
-    # At the file-descriptor level, so that C++ code writing to stdout lands in the log too.
-    os.dup2(2, 1)
+    # At the file-descriptor level, so that C++ code writing to stdout lands in the log too
+    # (or nowhere, when the service runs without a stderr).
+    try:
+        os.dup2(2, 1)
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     # Loaded only now, with stdout already pointing at the log.
     from ._authz_decision import PolicyFailure
     from ._authz_rego import _Compiled

@@ -10,9 +10,11 @@ every decision must be the policy's own for that request, or fail closed (Policy
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import signal
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -254,3 +256,38 @@ async def test_close_stops_every_child(no_leftover_children: None) -> None:
     engine.close()
     with pytest.raises(PolicyFailure, match="shut down"):
         await decide(engine, ALICE, "/alice/jobs")
+
+
+async def test_a_service_started_without_stdio_still_keeps_prints_off_the_answers(
+    tmp_path: pathlib.Path,
+) -> None:
+    # Started with stdin, stdout and stderr closed (as some supervisors do), the process would
+    # get 0-2 for its pipes, and a child's stdout could become its answer pipe.
+    policy = tmp_path / "printing.rego"
+    policy.write_text(printing_policy())
+    results = tmp_path / "results.json"
+    program = f"""
+import json, sys
+sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})
+from authz_support import ALICE, DATA
+from entroq_redis_server._authz_decision import parse_result
+from entroq_redis_server._authz_rego import load_rego_engine
+
+engine = load_rego_engine([{str(policy)!r}], DATA, {PATH!r})
+outcomes = []
+for token, queue in [(ALICE, "/alice/jobs"), (ALICE, "/bob/jobs"), (None, "/alice/jobs")] * 7:
+    authz = {{"type": "Bearer", "credentials": token}} if token else {{}}
+    document = {{"authz": authz, "queues": [{{"exact": queue, "actions": ["READ"]}}]}}
+    try:
+        decision = parse_result(engine._children.evaluate(json.dumps(document)))
+        outcomes.append([decision.permits, decision.authenticated])
+    except Exception as exc:
+        outcomes.append(repr(exc))
+engine.close()
+with open({str(results)!r}, "w") as handle:
+    json.dump(outcomes, handle)
+"""
+    closed = "0<&- 1>&- 2>&-"
+    completed = await trio.run_process(["sh", "-c", f'exec "$0" -c "$1" {closed}', sys.executable, program])
+    assert completed.returncode == 0
+    assert json.loads(results.read_text()) == [[True, True], [False, True], [False, False]] * 7
