@@ -19,8 +19,10 @@ regopy 1.5.2 needs care with strings, found while building this (see the tests):
   about twice as fast as the whole package document.
 
 The service evaluates in child processes (``_authz_rego_processes``): rego-cpp leaks memory
-on every decision, and a child is replaced before its leak grows large. The event loop waits
-on a decision from a worker thread.
+on every decision, and a child is replaced before its leak grows large; a decision has a time
+limit; and answers come back on a channel of their own, matched to requests by ID
+(``_authz_rego_channel``), because rego-cpp and a policy's ``print()`` write to stdout. The
+event loop waits on a decision from a worker thread.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import trio
 
 from ._authz_decision import PolicyFailure
 from ._authz_input import Credentials
-from ._authz_rego_processes import DecisionProcesses
+from ._authz_rego_processes import DECISION_TIMEOUT_S, MAX_RSS_MB, DecisionProcesses
 
 _WRAPPER_PACKAGE = "entroq_redis_embedded_decision"
 _ENTRYPOINT = _WRAPPER_PACKAGE + "/decision"
@@ -164,13 +166,23 @@ class RegoEngine:
 
     ``evaluate_sync`` runs in this process (startup checks, tests); ``evaluate``, what the
     service calls per request, runs in a child process (started on first use, stopped by
-    ``close``).
+    ``close``) within ``time_limit_s``; a child holding more than ``max_rss_mb`` after a
+    decision is replaced.
     """
 
-    def __init__(self, modules: Sequence[tuple[str, str]], data_json: str) -> None:
+    def __init__(
+        self,
+        modules: Sequence[tuple[str, str]],
+        data_json: str,
+        *,
+        time_limit_s: float = DECISION_TIMEOUT_S,
+        max_rss_mb: float = MAX_RSS_MB,
+    ) -> None:
         self._local = _Compiled(modules, data_json)
         self._local_lock = threading.Lock()
-        self._children = DecisionProcesses(modules, data_json)
+        self._children = DecisionProcesses(
+            modules, data_json, time_limit_s=time_limit_s, max_rss_mb=max_rss_mb
+        )
         self._limiter = trio.CapacityLimiter(_PARALLEL)
 
     def evaluate_sync(self, document: dict[str, Any]) -> Any:
@@ -183,7 +195,7 @@ class RegoEngine:
 
         Raises:
             PolicyFailure: the policy failed while evaluating (a conflict, a built-in error), or
-                its process gave no answer.
+                its process gave no usable answer in time (wrong, late, garbled or none).
         """
         document_json = json.dumps(document, ensure_ascii=False)
         return await trio.to_thread.run_sync(self._children.evaluate, document_json, limiter=self._limiter)
@@ -193,8 +205,18 @@ class RegoEngine:
         self._children.close()
 
 
-def load_rego_engine(policy_files: Sequence[str], data_file: str | None, path: Sequence[str]) -> RegoEngine:
+def load_rego_engine(
+    policy_files: Sequence[str],
+    data_file: str | None,
+    path: Sequence[str],
+    *,
+    time_limit_s: float = DECISION_TIMEOUT_S,
+    max_rss_mb: float = MAX_RSS_MB,
+) -> RegoEngine:
     """Loads and compiles the policy, and checks it decides an empty request.
+
+    ``time_limit_s`` bounds each decision the service asks for (slower fails closed, 503);
+    ``max_rss_mb`` is the memory above which a decision child is replaced.
 
     Raises:
         PolicyConfigError: a file cannot be read, the policy does not compile, the data is
@@ -223,7 +245,9 @@ def load_rego_engine(policy_files: Sequence[str], data_file: str | None, path: S
         if not isinstance(data, dict):
             raise PolicyConfigError(f"policy data {data_file} must be a JSON object")
     modules.append(("entroq-redis-decision.rego", _wrapper_module(path)))
-    engine = RegoEngine(modules, json.dumps(data, ensure_ascii=False))
+    engine = RegoEngine(
+        modules, json.dumps(data, ensure_ascii=False), time_limit_s=time_limit_s, max_rss_mb=max_rss_mb
+    )
     try:
         probe = engine.evaluate_sync({"authz": {}, "queues": []})
     except PolicyFailure as exc:

@@ -37,11 +37,63 @@ def jwt(subject: str, *, expires_in: float = 300, secret: str = JWT_SECRET, **cl
         "exp": int(time.time() + expires_in),
         **claims,
     }
-    signing_input = (
-        f"{_b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{_b64(json.dumps(body).encode())}"
-    )
+    return signed_jwt(json.dumps(body), secret=secret)
+
+
+def signed_jwt(payload_text: str, *, secret: str = JWT_SECRET) -> str:
+    """An HS256 JWT whose payload is exactly ``payload_text`` (e.g. a number written ``1.7E9``,
+    which ``json.dumps`` would never write), correctly signed."""
+    header = json.dumps({"alg": "HS256", "typ": "JWT"})
+    signing_input = f"{_b64(header.encode())}.{_b64(payload_text.encode())}"
     signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{_b64(signature)}"
+
+
+# Test-only rules, a second module of the example policy's package: a queue named
+# "/slow/<text>" costs about (10 * its length)^2 steps (a name of 100 characters: about a
+# second), and one named "/big/<text>" builds an array of 10,000 * its length numbers, which
+# rego-cpp keeps (a name of 25 characters: about 110 MB); both print a line first, so a test
+# can see the decision started.
+SLOW_POLICY = """package entroq.authz
+
+import rego.v1
+
+slow if {
+	some want in input.queues
+	startswith(want.exact, "/slow/")
+	n := count(want.exact) * 10
+	print("evaluating the slow request", want.exact)
+	count([1 | some i in numbers.range(1, n); some j in numbers.range(1, n); i == j]) > 0
+}
+
+big if {
+	some want in input.queues
+	startswith(want.exact, "/big/")
+	print("evaluating the big request", want.exact)
+	count(numbers.range(1, count(want.exact) * 10000)) > 0
+}
+
+allow if slow
+
+allow if big
+"""
+
+
+def printing_policy() -> str:
+    """The example policy with print() calls in rules every decision evaluates (rego-cpp
+    writes what they print to the process's stdout)."""
+    with open(POLICY) as handle:
+        source = handle.read()
+    edits = {
+        "authenticated if user\n": (
+            'authenticated if {\n\tprint("deciding on", count(input.queues), "queue entries")\n\tuser\n}\n'
+        ),
+        "\tsome want in input.queues\n": '\tsome want in input.queues\n\tprint("checking", want)\n',
+    }
+    for old, new in edits.items():
+        assert source.count(old) == 1, f"the example policy changed: {old!r}"
+        source = source.replace(old, new)
+    return source
 
 
 def client(url: str, namespace: str, token: str | None = None) -> httpx.AsyncClient:
