@@ -372,7 +372,9 @@ async def open_authorizer(
             async with open_opa_engine(settings.opa_url, settings.opa_path, settings.opa_timeout_s) as engine:
                 yield PolicyAuthorizer(engine, metrics, **options)
         elif settings.mode == "rego":
-            rego_engine = load_rego_engine(settings.policy_files, settings.policy_data_file, path)
+            rego_engine = load_rego_engine(
+                settings.policy_files, settings.policy_data_file, path, time_limit_s=settings.opa_timeout_s
+            )
             with contextlib.closing(rego_engine):  # its child processes end with the service
                 yield PolicyAuthorizer(rego_engine, metrics, **options)
         else:

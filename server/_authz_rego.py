@@ -14,8 +14,8 @@ regopy 1.5.2 needs care with strings, found while building this (see the tests):
   answer is read from rego-cpp's node tree (``_convert``), never from its JSON text. The
   data file is re-serialized the same way as the input, so a name written ``"\\u00e9"`` in
   the data and ``"é"`` in a request compare equal.
-- The decision is taken from a small wrapper rule that picks ``allow``, ``authenticated``,
-  ``failed`` and ``errors`` out of the decision document: evaluating only those rules is
+- The decision is taken from a small wrapper rule that picks the rules the service reads
+  (``DECISION_RULES``) out of the decision document: evaluating only those rules is
   about twice as fast as the whole package document.
 
 The service evaluates in child processes (``_authz_rego_processes``): rego-cpp leaks memory
@@ -42,6 +42,10 @@ from ._authz_rego_processes import DECISION_TIMEOUT_S, MAX_RSS_MB, DecisionProce
 
 _WRAPPER_PACKAGE = "entroq_redis_embedded_decision"
 _ENTRYPOINT = _WRAPPER_PACKAGE + "/decision"
+# The rules of the decision document the service reads (``_authz_decision``): EntroQ's, plus
+# ours (``authenticated``; ``user`` for the audit log; ``readable`` for listings). A rule the
+# policy does not define is simply absent from the answer.
+DECISION_RULES = ("allow", "authenticated", "failed", "errors", "user", "readable")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Decisions evaluated at once (threads, each using one child process): one per core, at most 4.
 _PARALLEL = max(1, min(4, os.cpu_count() or 1))
@@ -56,9 +60,7 @@ def _wrapper_module(path: Sequence[str]) -> str:
         if not _IDENTIFIER.match(segment):
             raise PolicyConfigError(f"--opa-path segment {segment!r} is not a Rego identifier")
     doc = "data." + ".".join(path)
-    rules = "\n\n".join(
-        f'decision["{name}"] := {doc}.{name}' for name in ("allow", "authenticated", "failed", "errors")
-    )
+    rules = "\n\n".join(f'decision["{name}"] := {doc}.{name}' for name in DECISION_RULES)
     return f"package {_WRAPPER_PACKAGE}\n\nimport rego.v1\n\n{rules}\n"
 
 

@@ -29,7 +29,8 @@ class AuthzSettings:
         opa_url: The OPA server (opahttp).
         opa_path: The decision document: the URL path on the OPA server, and for rego the
             same document (``/v1/data/entroq/authz`` is ``data.entroq.authz``).
-        opa_timeout_s: How long one OPA request may take before the call is refused (503).
+        opa_timeout_s: How long one policy decision may take before the call is refused (503):
+            the OPA request (opahttp), or the evaluation in a child process (rego).
         policy_files: Rego modules loaded at startup (rego).
         policy_data_file: A JSON object loaded as the policy's ``data`` at startup (rego).
     """

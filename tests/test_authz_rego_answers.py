@@ -40,7 +40,7 @@ def printing_service(store_url: str, tmp_path_factory: pytest.TempPathFactory) -
     directory = tmp_path_factory.mktemp("printing-policy")
     (directory / "policy.rego").write_text(printing_policy())
     (directory / "slow.rego").write_text(SLOW_POLICY)
-    flags = ("--authz", "rego", "--policy-data", DATA)
+    flags = ("--authz", "rego", "--policy-data", DATA, "--allow-example-credentials")
     policies = ("--policy", str(directory / "policy.rego"), "--policy", str(directory / "slow.rego"))
     process = start_service(store_url, "--test-any-namespace", *flags, *policies)
     yield process
@@ -149,8 +149,10 @@ async def test_a_child_killed_mid_decision_fails_that_decision_closed(
     answers: list[httpx.Response] = []
 
     async def ask() -> None:
-        async with client(printing_service.url, namespace, "nobody") as nobody:
-            answers.append(await nobody.get(tasks_path(queue)))
+        # alice's credentials pass the credentials-only decision; the slow rule runs in the
+        # decision about the queue.
+        async with client(printing_service.url, namespace, ALICE) as alice:
+            answers.append(await alice.get(tasks_path(queue)))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ask)
@@ -175,8 +177,8 @@ async def test_a_decision_over_the_time_limit_fails_closed(
 ) -> None:
     # About five seconds of work, over the 2 s limit.
     queue = "/slow/" + "x" * 204
-    async with client(printing_service.url, namespace, "nobody") as nobody:
-        answer = await nobody.get(tasks_path(queue))
+    async with client(printing_service.url, namespace, ALICE) as alice:
+        answer = await alice.get(tasks_path(queue))
     assert answer.status_code == 503, answer.text
     assert "decision time limit" in answer.json()["message"]
     await assert_policy_holds(printing_service.url, namespace, tasks)

@@ -333,7 +333,10 @@ async def test_listing_by_prefix_asks_only_below_denied_prefixes() -> None:
     async def decide(entries: Sequence[QueueEntry]) -> Decision:
         asked.extend(entries)
         credentials = Credentials("Bearer", ALICE)
-        return parse_result(engine.evaluate_sync(input_document(credentials, entries)))
+        result = engine.evaluate_sync(input_document(credentials, entries))
+        # As a policy written for EntroQ answers: without the readable grants.
+        del result["readable"]
+        return parse_result(result)
 
     mine = [f"/alice/{i}" for i in range(100)] + [f"/alice/deep/{i}" for i in range(100)]
     others = ["/bob/1", "/bob/2", "/shared/inbox", "/shared/other", "top"]
@@ -347,6 +350,27 @@ async def test_listing_by_prefix_asks_only_below_denied_prefixes() -> None:
     assert sorted(e.prefix or e.exact for e in asked) == sorted(
         ["/", "/alice/", "/bob/", "/shared/", "/bob/1", "/bob/2", "/shared/inbox", "/shared/other", "top"]
     )
+
+
+async def test_listing_with_the_example_policy_asks_only_about_its_readable_grants() -> None:
+    # The rego engine passes the policy's readable grants on: one decision about alice's
+    # three read grants, however many names are listed.
+    engine = load_rego_engine([POLICY], DATA, ("entroq", "authz"))
+    asked: list[QueueEntry] = []
+
+    async def decide(entries: Sequence[QueueEntry]) -> Decision:
+        asked.extend(entries)
+        credentials = Credentials("Bearer", ALICE)
+        return parse_result(engine.evaluate_sync(input_document(credentials, entries)))
+
+    mine = [f"/alice/{i}" for i in range(100)] + ["/ns=user/alice/x"]
+    others = [f"/bob/{i}" for i in range(1000)] + ["/shared/inbox", "/shared/other", "top"]
+    try:
+        shown = await ListingFilter(decide, 10**6).readable(mine + others)
+    finally:
+        engine.close()
+    assert shown == set(mine) | {"/shared/inbox"}
+    assert sorted(e.prefix or e.exact for e in asked) == ["/alice/", "/ns=user/alice/", "/shared/inbox"]
 
 
 def test_remembered_credentials_end_with_a_jwt() -> None:

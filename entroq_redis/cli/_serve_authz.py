@@ -47,7 +47,8 @@ def add_authz_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_OPA_TIMEOUT_S,
         metavar="SECONDS",
-        help="longest an OPA decision may take; slower is a refusal (503) (default %(default)s)",
+        help="longest a policy decision may take (opahttp: the OPA request; rego: the evaluation in its "
+        "child process, which is then replaced); slower is a refusal (503) (default %(default)s)",
     )
     group.add_argument(
         "--policy",
