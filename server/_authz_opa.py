@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import trio
 
+from entroq_redis._masked_url import masked_url
+
 from ._authz_decision import PolicyFailure
 from ._authz_input import Credentials
 
@@ -34,6 +36,8 @@ class OpaHttpEngine:
     def __init__(self, client: httpx.AsyncClient, url: str, timeout_s: float) -> None:
         self._client = client
         self.url = url
+        # Refusals quote where OPA is (in the 503 and the log), never a password in its URL.
+        self.shown_url = masked_url(url)
         self.timeout_s = timeout_s
 
     async def evaluate(self, credentials: Credentials, document: dict[str, Any]) -> Any:
@@ -54,11 +58,15 @@ class OpaHttpEngine:
                         if len(raw) > MAX_ANSWER_BYTES:
                             raise PolicyFailure(f"OPA's answer is larger than {MAX_ANSWER_BYTES} bytes")
             except httpx.TimeoutException:
-                raise PolicyFailure(f"OPA at {self.url} did not answer within {self.timeout_s} s") from None
+                raise PolicyFailure(
+                    f"OPA at {self.shown_url} did not answer within {self.timeout_s} s"
+                ) from None
             except httpx.HTTPError as exc:
-                raise PolicyFailure(f"cannot reach OPA at {self.url}: {exc or type(exc).__name__}") from None
+                raise PolicyFailure(
+                    f"cannot reach OPA at {self.shown_url}: {exc or type(exc).__name__}"
+                ) from None
         if deadline.cancelled_caught:
-            raise PolicyFailure(f"OPA at {self.url} did not answer within {self.timeout_s} s")
+            raise PolicyFailure(f"OPA at {self.shown_url} did not answer within {self.timeout_s} s")
         if response.status_code != 200:
             raise PolicyFailure(f"OPA answered HTTP {response.status_code}")
         try:

@@ -218,13 +218,17 @@ def test_an_unreachable_policy_server_fails_closed(store_url: str) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = start_service(store_url, "--authz", "opahttp", "--opa-url", f"http://127.0.0.1:{port}")
+    # An OPA URL with credentials: neither the caller nor the log may ever see the password.
+    opa_url = f"http://entroq:opa-password-0b5e@127.0.0.1:{port}"
+    process = start_service(store_url, "--authz", "opahttp", "--opa-url", opa_url)
     try:
         headers = {"Authorization": f"Bearer {ALICE}"}
         response = httpx.post(
             f"{process.url}/api/v0/modify", json={"inserts": [{"queue": "/alice/q"}]}, headers=headers
         )
         assert response.status_code == 503
-        assert "cannot reach OPA" in response.json()["message"]
+        assert "cannot reach OPA at http://entroq:***@127.0.0.1" in response.json()["message"]
     finally:
         assert process.stop() == 0
+    assert "opa-password-0b5e" not in response.text
+    assert "opa-password-0b5e" not in process.log()
