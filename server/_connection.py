@@ -117,7 +117,16 @@ class GuardedProtocol(ProtocolWrapper):
     async def _observe(self, event: Event) -> None:
         if isinstance(event, Updated):
             self._clock.updated(event.idle)
-        await self._connection_send(event)
+        if isinstance(event, Updated | Closed):
+            # These come from the task that ends the response, and Quart on trio cancels that
+            # task as soon as Hypercorn reports the response sent: unshielded, "close the
+            # connection" (after a 408, a 413, a Connection: close) and "restart the idle timer"
+            # were cut off halfway and never happened. Both are quick (the TLS stream is
+            # https-compatible: closing it sends no close_notify to wait on).
+            with trio.CancelScope(shield=True):
+                await self._connection_send(event)
+        else:
+            await self._connection_send(event)
 
     async def handle(self, event: Event) -> None:
         if isinstance(event, RawData) and event.data:
@@ -206,6 +215,9 @@ class GuardedConnection(TCPServer):
                 await self.protocol.initiate()
                 await self.idle_task.restart(self._task_group, self._idle_timeout)
                 await self._read_data()
+                # The client is gone: its idle timer must not keep this task (and the
+                # connection's place under the per-address cap) for the keep-alive time.
+                await self.idle_task.stop()
         except OSError:
             pass
         return True
