@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import psutil
 import pytest
+from conftest import start_service
 from entroq_redis_server import ListenerSettings
 from listener_support import (
     GET_HEALTHZ,
@@ -147,17 +148,7 @@ def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 @pytest.fixture
 def metrics_service(store_url: str, namespace: str) -> Iterator[Listening]:
-    started = start_listening(
-        store_url,
-        "--namespace",
-        namespace,
-        "--metrics-port",
-        "0",
-        "--metrics-interval",
-        "0",
-        "--metrics-max-queues",
-        "5",
-    )
+    started = start_listening(store_url, "--namespace", namespace, "--metrics-port", "0")
     yield started
     assert started.service.stop() == 0
 
@@ -187,13 +178,18 @@ def test_metrics_on_their_own_listener_and_not_on_the_api_port(metrics_service: 
         assert posted.status_code == 405 and posted.headers["allow"] == "GET"
 
 
-def test_the_capped_queue_gauge_keeps_the_largest_queues(metrics_service: Listening) -> None:
+def test_the_capped_queue_gauge_keeps_the_largest_queues(store_url: str, namespace: str) -> None:
     """50 one-task queues sorting first by name must not hide a big queue (cap 5)."""
-    with httpx.Client(base_url=metrics_service.url, headers={"User-Agent": "entroq-redis-tests"}) as api:
-        inserts = [{"queue": f"/a/{i:02d}"} for i in range(50)] + [{"queue": "/z/big"}] * 7
-        assert api.post("/api/v0/modify", json={"inserts": inserts}).status_code == 200
-    assert metrics_service.metrics_url is not None
-    samples = metric_samples(httpx.get(metrics_service.metrics_url).text)
+    service = start_service(
+        store_url, "--namespace", namespace, "--metrics-interval", "0", "--metrics-max-queues", "5"
+    )
+    try:
+        with httpx.Client(base_url=service.url, headers={"User-Agent": "entroq-redis-tests"}) as api:
+            inserts = [{"queue": f"/a/{i:02d}"} for i in range(50)] + [{"queue": "/z/big"}] * 7
+            assert api.post("/api/v0/modify", json={"inserts": inserts}).status_code == 200
+            samples = metric_samples(api.get("/metrics").text)
+    finally:
+        assert service.stop() == 0
     exported = {
         labels[0][1]: value
         for (name, labels), value in samples.items()
