@@ -46,9 +46,11 @@ class ConnectionClock:
     and "idle again" as ``Updated`` events, per connection (HTTP/1.1) or once no stream is open
     (HTTP/2).
 
-    Hypercorn has an idle timer of its own, but it is started from the task that ends the
-    response, and with Quart on trio that task is already cancelled by then: the timer never
-    runs after a connection's first request, and idle keep-alive connections stayed open forever.
+    Hypercorn has an idle timer of its own, restarted from the task that ends the response;
+    with Quart on trio that task is already cancelled by then, so the timer never ran after a
+    connection's first request and idle keep-alive connections stayed open for good.
+    ``GuardedProtocol`` now shields that restart, and the idle deadline is kept here as well, so
+    that every deadline of a connection is enforced by the task that reads it.
     """
 
     def __init__(self, header_timeout_s: float, idle_timeout_s: float) -> None:
