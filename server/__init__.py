@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from ._authz_settings import AuthzSettings
     from ._calls import Calls
     from ._hooks import AllowAll, Authorizer, Call
+    from ._listener_settings import ListenerSettings, check_listener_settings
+    from ._listeners import BoundListeners, ListenError, bind_listeners, tls_context
     from ._namespaces import NAMESPACE_HEADER
     from ._service import serve, serve_workers
     from ._settings import ServiceSettings
@@ -35,6 +37,12 @@ _HOMES = {
     "AllowAll": "._hooks",
     "Authorizer": "._hooks",
     "Call": "._hooks",
+    "ListenerSettings": "._listener_settings",
+    "check_listener_settings": "._listener_settings",
+    "BoundListeners": "._listeners",
+    "ListenError": "._listeners",
+    "bind_listeners": "._listeners",
+    "tls_context": "._listeners",
     "NAMESPACE_HEADER": "._namespaces",
     "serve": "._service",
     "serve_workers": "._service",
@@ -56,14 +64,20 @@ __all__ = [
     "AllowAll",
     "Authorizer",
     "AuthzSettings",
+    "BoundListeners",
     "Call",
     "Calls",
+    "ListenError",
+    "ListenerSettings",
     "PolicyAuthorizer",
     "PolicyConfigError",
     "ServiceSettings",
+    "bind_listeners",
     "check_authz_settings",
+    "check_listener_settings",
     "create_app",
     "open_authorizer",
     "serve",
     "serve_workers",
+    "tls_context",
 ]

@@ -12,8 +12,10 @@ failure is rendered from ``_errors``. Routing notes:
   ``entroq-protocol: 1,2``, and the document-store routes of later EntroQ releases answer 501;
 - Quart's defaults are set deliberately: no response timeout (long-poll claims wait as long
   as their caller or the cap allows; streams end when their data does), a body timeout of
-  60 s (bodies are small; a stalled upload must not hold a slot forever), and
-  ``MAX_CONTENT_LENGTH`` = the service's body limit (413 beyond it).
+  ``--body-timeout`` (60 s; bodies are small; a stalled upload must not hold a slot forever:
+  408), and ``MAX_CONTENT_LENGTH`` = the service's body limit (413 beyond it);
+- ``/metrics`` is served here unless it has a listener of its own (``--metrics-port``,
+  ``_metrics_app``).
 """
 
 from __future__ import annotations
@@ -48,8 +50,6 @@ NDJSON = "application/x-ndjson"
 CONNECT_PREFIX = "/api.EntroQ/"
 # RPCs of later EntroQ releases' document store, answered 501 (Connect routes).
 DOCUMENT_METHODS = ("Docs", "ClaimDocs", "NamespaceStats")
-
-BODY_TIMEOUT_S = 60
 
 RouteHandler = Callable[..., Awaitable[Response]]
 
@@ -93,7 +93,7 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
     app = QuartTrio(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        BODY_TIMEOUT=BODY_TIMEOUT_S,
+        BODY_TIMEOUT=settings.listeners.body_timeout_s,
         RESPONSE_TIMEOUT=None,
     )
     app.url_map.converters["anypath"] = _AnyPath
@@ -278,7 +278,8 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
 
     app.add_url_rule("/healthz", view_func=healthz, methods=["GET"])
     app.add_url_rule("/readyz", view_func=readyz, methods=["GET"])
-    app.add_url_rule("/metrics", view_func=metrics_route, methods=["GET"])
+    if settings.metrics_bind is None:
+        app.add_url_rule("/metrics", view_func=metrics_route, methods=["GET"])
     app.add_url_rule("/openapi.json", view_func=openapi_route, methods=["GET"])
 
     @app.before_request

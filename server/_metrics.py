@@ -1,9 +1,11 @@
 """Prometheus metrics of the service (names are a contract: dashboards are built on them).
 
 - ``entroq_queue_size{name,type}``: EntroQ's gauge; type is total, claimed, available, future
-  or maxClaims. It describes the store, not this process, so it is computed on scrape from
-  ``queue_stats`` (at most once per refresh interval, at most ``max_queues`` queues in name
-  order) and never enters the multiprocess files.
+  or maxClaims. It describes the store, not this process, so it is computed on scrape (at most
+  once per refresh interval) and never enters the multiprocess files. With a cap of N queues
+  it covers the N largest by task count (ties by name), so nobody hides the queues that matter
+  by creating many small ones that sort first; ``entroq_queue_size_omitted_queues`` says how
+  many non-empty queues were left out.
 - ``entroq_http_requests_total{route,outcome}`` and ``entroq_http_request_duration_seconds``
   with the same labels; route is a route template (bounded), outcome one of ok, dependency,
   bad_request, not_found, timeout, unavailable, outcome_unknown (a write not confirmed by
@@ -25,6 +27,7 @@ and ``entroq_waiting_claims`` (mode livesum). Process metrics are exported only 
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -49,6 +52,9 @@ log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
+# The store's listing takes at most 1,000 exact names per call.
+EXACT_NAMES_PER_CALL = 1000
+
 _REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
@@ -61,6 +67,7 @@ class QueueSizes(Collector):
         self.interval_s = interval_s
         self.max_queues = max_queues
         self._stats: Sequence[entroq_redis.QueueStats] = ()
+        self._omitted = 0
         self._taken_at: float | None = None
         self._lock = trio.Lock()
         self.failures = 0
@@ -72,12 +79,30 @@ class QueueSizes(Collector):
             if self._taken_at is not None and now - self._taken_at < self.interval_s:
                 return
             try:
-                self._stats = await client.queue_stats(limit=self.max_queues)
+                self._stats, self._omitted = await self._read(client)
             except entroq_redis.EntroQError as exc:
-                # Keep serving the previous snapshot; the failure counter tells the story.
+                # Keep the previous snapshot; the failure counter tells the story.
                 self.failures += 1
                 log.warning("queue size refresh failed: %s", exc)
             self._taken_at = now
+
+    async def _read(self, client: entroq_redis.EntroQ) -> tuple[list[entroq_redis.QueueStats], int]:
+        """(stats of the largest ``max_queues`` queues, how many non-empty queues were left out).
+
+        Every queue's size costs the store one O(1) read (1,000 queues per script call); the
+        full stats, O(log n) each, are read only for the queues exported.
+        """
+        if self.max_queues <= 0:
+            return await client.queue_stats(), 0
+        sizes = await client.queues()
+        if len(sizes) <= self.max_queues:
+            return await client.queue_stats(), 0
+        largest = heapq.nsmallest(self.max_queues, sizes.items(), key=lambda item: (-item[1], item[0]))
+        names = sorted(name for name, _ in largest)
+        stats: list[entroq_redis.QueueStats] = []
+        for start in range(0, len(names), EXACT_NAMES_PER_CALL):
+            stats += await client.queue_stats(exact=names[start : start + EXACT_NAMES_PER_CALL])
+        return stats, len(sizes) - len(names)
 
     def collect(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(
@@ -90,6 +115,11 @@ class QueueSizes(Collector):
             gauge.add_metric([s.name, "future"], s.num_future)
             gauge.add_metric([s.name, "maxClaims"], s.max_claims)
         yield gauge
+        yield GaugeMetricFamily(
+            "entroq_queue_size_omitted_queues",
+            "Non-empty queues left out of entroq_queue_size by --metrics-max-queues (it keeps the largest).",
+            value=self._omitted,
+        )
 
 
 class Metrics:

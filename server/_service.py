@@ -1,9 +1,12 @@
 """Running the service: Hypercorn's trio worker, graceful shutdown, several worker processes.
 
 Shutdown order (SIGINT/SIGTERM, or the caller's trigger): waiting claims are cancelled and
-answer 503 at once; Hypercorn stops accepting and gives in-flight requests
+answer 503 at once; the listeners stop accepting and in-flight requests get
 ``graceful_timeout_s`` to finish; then the library clients close. (The embedded store, when
 the CLI started one, stops after all of this: it is opened outside ``serve``.)
+
+The listening sockets are bound before the store is touched (``bind_listeners``; the CLI binds
+before it even starts the embedded store), and connections are served by ``_listeners``.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import trio
-from hypercorn.config import Config, Sockets
-from hypercorn.trio.run import worker_serve
+from hypercorn.config import Config
+from hypercorn.typing import ASGIFramework
 from hypercorn.utils import wrap_app
 
 import entroq_redis
@@ -30,7 +33,9 @@ from ._authz import open_authorizer
 from ._calls import Calls
 from ._draining import Draining
 from ._hooks import Authorizer
+from ._listeners import BoundListeners, bind_listeners, run_listeners
 from ._metrics import MULTIPROC_ENV, Metrics
+from ._metrics_app import create_metrics_app
 from ._namespaces import open_namespaces
 from ._settings import ServiceSettings
 
@@ -40,16 +45,17 @@ ShutdownTrigger = Callable[[], Awaitable[None]]
 
 
 def hypercorn_config(settings: ServiceSettings) -> Config:
+    listeners = settings.listeners
     config = Config()
     config.bind = [settings.bind]
     config.graceful_timeout = settings.graceful_timeout_s
-    # Workers (service processes) keep connections alive between a client's requests.
-    config.keep_alive_timeout = 75
-    # Hypercorn's default accept backlog is 100. Long-poll claims hold thousands of
-    # connections, and waiters reconnecting at once (after a restart, a deploy) arrive in bursts;
-    # with a full accept queue and SYN cookies on, Linux answers their first data with a reset.
-    # The kernel caps this at net.core.somaxconn.
-    config.backlog = 4096
+    # Hypercorn's idle timer (the connection clock in ``_connection`` enforces it too).
+    config.keep_alive_timeout = listeners.idle_timeout_s
+    # The TLS handshake is part of reading the first request's header (``_connection``).
+    config.ssl_handshake_timeout = listeners.header_timeout_s
+    # Not Hypercorn's read_timeout: it bounds every read, and a long-poll claim sends nothing
+    # while it waits (the connection clock and Quart's BODY_TIMEOUT bound the reads that matter).
+    config.read_timeout = None
     config.accesslog = None
     # Hypercorn's messages go through the standard logging tree (configured by the CLI), once.
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -76,7 +82,7 @@ def signal_trigger() -> Iterator[ShutdownTrigger]:
 async def serve(
     settings: ServiceSettings,
     *,
-    sockets: Sockets | None = None,
+    listeners: BoundListeners | None = None,
     shutdown_trigger: ShutdownTrigger | None = None,
     authorizer: Authorizer | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
@@ -85,7 +91,8 @@ async def serve(
 
     Args:
         settings: How to run.
-        sockets: Already bound listening sockets (worker processes share the parent's).
+        listeners: Already bound listening sockets (the CLI binds before it starts a store;
+            worker processes share the parent's); default: bound here, closed on return.
         shutdown_trigger: Returns to start a graceful shutdown; default: SIGINT/SIGTERM.
         authorizer: The per-call authorization hook (default: the one ``settings.authz`` asks
             for; allow all with mode none).
@@ -93,15 +100,19 @@ async def serve(
 
     Raises:
         entroq_redis.UnsafeStoreError: the store may evict keys (and that was not allowed).
+        ListenError: ``listeners`` not given, and an address cannot be bound.
     """
     with contextlib.ExitStack() as stack:
         trigger = shutdown_trigger or stack.enter_context(signal_trigger())
-        await _serve(settings, sockets, trigger, authorizer, task_status)
+        if listeners is None:
+            listeners = bind_listeners(settings)
+            stack.callback(listeners.close)
+        await _serve(settings, listeners, trigger, authorizer, task_status)
 
 
 async def _serve(
     settings: ServiceSettings,
-    sockets: Sockets | None,
+    listeners: BoundListeners,
     trigger: ShutdownTrigger,
     authorizer: Authorizer | None,
     task_status: trio.TaskStatus[list[str]],
@@ -136,30 +147,35 @@ async def _serve(
             draining.begin()
 
         config = hypercorn_config(settings)
-        await worker_serve(
-            wrap_app(app, config.wsgi_max_body_size, None),
+        metrics_app = create_metrics_app(calls) if listeners.metrics else None
+        await run_listeners(
             config,
-            sockets=sockets,
-            shutdown_trigger=shutdown,
+            settings.listeners,
+            listeners,
+            wrap_app(app, config.wsgi_max_body_size, None),
+            wrap_app(cast(ASGIFramework, metrics_app), 0, "asgi") if metrics_app else None,
+            shutdown,
             task_status=task_status,
         )
 
 
-def _worker_main(settings: ServiceSettings, sockets: Sockets) -> None:
+def _worker_main(settings: ServiceSettings, listeners: BoundListeners) -> None:
     """Entry point of one worker process (spawned: imports fresh, sees the metrics dir)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
     )
-    trio.run(lambda: serve(settings, sockets=sockets))
+    trio.run(lambda: serve(settings, listeners=listeners))
 
 
 async def serve_workers(
     settings: ServiceSettings,
     *,
+    listeners: BoundListeners | None = None,
     shutdown_trigger: ShutdownTrigger | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Runs ``settings.workers`` service processes on one listening socket.
+    """Runs ``settings.workers`` service processes on one listening socket (``listeners``, or
+    bound here and closed on return).
 
     The processes share a prometheus-client multiprocess directory (created here, removed
     on exit), so any worker's /metrics reports the whole service. Each worker shuts down
@@ -167,18 +183,20 @@ async def serve_workers(
     """
     with contextlib.ExitStack() as stack:
         trigger = shutdown_trigger or stack.enter_context(signal_trigger())
-        await _supervise(settings, trigger, task_status)
+        if listeners is None:
+            listeners = bind_listeners(settings)
+            stack.callback(listeners.close)
+        await _supervise(settings, listeners, trigger, task_status)
 
 
 async def _supervise(
-    settings: ServiceSettings, trigger: ShutdownTrigger, task_status: trio.TaskStatus[list[str]]
+    settings: ServiceSettings,
+    listeners: BoundListeners,
+    trigger: ShutdownTrigger,
+    task_status: trio.TaskStatus[list[str]],
 ) -> None:
-    config = hypercorn_config(settings)
-    sockets = config.create_sockets()
-    for sock in sockets.insecure_sockets:
-        # Listening before the workers start: early connections wait in the backlog.
-        sock.listen(config.backlog)
-    binds = [f"http://{_address(sock.getsockname())}" for sock in sockets.insecure_sockets]
+    # The sockets listen already: connections arriving before the workers start wait in the backlog.
+    binds = listeners.urls(settings.listeners.scheme)
     metrics_dir = tempfile.mkdtemp(prefix="entroq-metrics-")
     previous = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = metrics_dir
@@ -186,7 +204,7 @@ async def _supervise(
     processes: list[Any] = []
     try:
         for _ in range(settings.workers):
-            process = context.Process(target=_worker_main, args=(settings, sockets), daemon=False)
+            process = context.Process(target=_worker_main, args=(settings, listeners), daemon=False)
             process.start()
             processes.append(process)
         task_status.started(binds)
@@ -215,15 +233,8 @@ async def _supervise(
         for process in processes:
             if process.is_alive():
                 process.kill()
-        for sock in sockets.insecure_sockets:
-            sock.close()
         if previous is None:
             os.environ.pop(MULTIPROC_ENV, None)
         else:
             os.environ[MULTIPROC_ENV] = previous
         shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-def _address(sockname: Any) -> str:
-    host, port = sockname[0], sockname[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

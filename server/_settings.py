@@ -7,6 +7,7 @@ import dataclasses
 import entroq_redis
 
 from ._authz_settings import AuthzSettings
+from ._listener_settings import ListenerSettings
 from ._values import ValueEncoding
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -27,7 +28,8 @@ class ServiceSettings:
         claim_wait_cap_s: Longest a blocking claim waits, whatever the client asks (None: no cap).
         allow_evicting_store: Run on a store whose maxmemory-policy may evict keys.
         metrics_interval_s: ``entroq_queue_size`` is re-read from the store at most this often.
-        metrics_max_queues: ``entroq_queue_size`` covers at most this many queues (by name).
+        metrics_max_queues: ``entroq_queue_size`` covers at most this many queues, the largest
+            (ties by name); 0: every queue.
         graceful_timeout_s: On shutdown, in-flight requests get this long to finish.
         workers: Number of service processes sharing the listening socket.
         authz: How calls are authorized (``--authz``; see ``_authz``).
@@ -35,6 +37,8 @@ class ServiceSettings:
             nothing in the request reveals: "base64" (seed era) or "json" (see ``_generations``).
         durability: Replica (and AOF) acknowledgements every claim and modify waits for
             (``--wait-replicas``, ``--wait-timeout-ms``, ``--wait-fsync``); None: no waiting.
+        listeners: TLS, connection timeouts and caps, h2c, the metrics listener (see
+            ``_listener_settings``).
     """
 
     store_url: str
@@ -52,8 +56,19 @@ class ServiceSettings:
     authz: AuthzSettings = dataclasses.field(default_factory=AuthzSettings)
     value_encoding_default: ValueEncoding = "base64"
     durability: entroq_redis.Durability | None = None
+    listeners: ListenerSettings = dataclasses.field(default_factory=ListenerSettings)
 
     @property
     def bind(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+    @property
+    def metrics_bind(self) -> str | None:
+        """Where the metrics listener binds (None: ``/metrics`` is served on ``bind``)."""
+        port = self.listeners.metrics_port
+        if port is None:
+            return None
+        host = self.listeners.metrics_host or self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{port}"

@@ -1,8 +1,11 @@
 """``entroq-redis serve``: EntroQ's HTTP API, on the embedded Valkey unless --redis is given.
 
-Prints the URL it listens on (``entroq-redis listening on http://HOST:PORT ...``) once it
-accepts connections. SIGINT/SIGTERM shut down cleanly: waiting claims return (503),
-in-flight requests finish, the library closes, and the embedded store stops last.
+Prints the URL it listens on (``entroq-redis listening on http://HOST:PORT ...``, https with
+TLS) once it accepts connections, and the metrics listener's (``entroq-redis metrics on
+URL/metrics``) when it has one. The listening sockets are bound before the embedded store
+starts: a port in use is one line on stderr and exit status 1, with no store started.
+SIGINT/SIGTERM shut down cleanly: waiting claims return (503), in-flight requests finish, the
+library closes, and the embedded store stops last.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import trio
@@ -23,6 +27,7 @@ from .._errors import EntroQError
 from .._masked_url import masked_url
 from ._secret_options import SecretFromFile, url_argument
 from ._serve_authz import AuthzSetupError, add_authz_options, authz_settings
+from ._serve_listeners import ListenerSetupError, add_listener_options, bind_listeners, listener_settings
 
 DEFAULT_PORT = 9100
 DEFAULT_DATA_DIR = "./entroq-data"
@@ -86,7 +91,11 @@ def register(subparsers: Any) -> None:
         "--metrics-interval", type=float, default=15.0, help="seconds between queue size refreshes (metrics)"
     )
     parser.add_argument(
-        "--metrics-max-queues", type=int, default=1000, help="queues covered by entroq_queue_size (by name)"
+        "--metrics-max-queues",
+        type=int,
+        default=1000,
+        help="queues covered by entroq_queue_size: the largest (ties by name), and "
+        "entroq_queue_size_omitted_queues counts the rest (default 1000; 0 = all)",
     )
     parser.add_argument(
         "--graceful-timeout", type=float, default=10.0, help="seconds in-flight requests get at shutdown"
@@ -125,6 +134,7 @@ def register(subparsers: Any) -> None:
         help="TESTING ONLY: serve any namespace a request names in its EntroQ-Namespace header",
     )
     add_authz_options(parser)
+    add_listener_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -163,6 +173,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"entroq-redis serve: {exc}", file=sys.stderr)
         return 2
+    if args.metrics_max_queues < 0:
+        print("entroq-redis serve: --metrics-max-queues must be 0 (all) or more", file=sys.stderr)
+        return 2
+    try:
+        listeners = listener_settings(args)
+        # Bound before the store starts: a port in use stops here, with nothing started.
+        bound = bind_listeners(args.host, args.port, listeners)
+    except ListenerSetupError as exc:
+        print(f"entroq-redis serve: {exc}", file=sys.stderr)
+        return exc.status
 
     async def main() -> None:
         async with _store_url(args) as url:
@@ -182,16 +202,19 @@ def run(args: argparse.Namespace) -> int:
                 authz=authz,
                 value_encoding_default=args.value_encoding_default,
                 durability=durability,
+                listeners=listeners,
             )
             runner = serve if args.workers == 1 else serve_workers
             async with trio.open_nursery() as nursery:
-                binds = await nursery.start(runner, settings)
+                binds = await nursery.start(partial(runner, settings, listeners=bound))
                 for bind in binds:
                     print(
                         f"entroq-redis listening on {bind} (namespace {settings.namespaces[0]}, "
                         f"{args.workers} worker{'s' if args.workers > 1 else ''})",
                         flush=True,
                     )
+                for url in bound.metrics_urls(listeners.scheme):
+                    print(f"entroq-redis metrics on {url}", flush=True)
 
     try:
         trio.run(main)
@@ -204,6 +227,8 @@ def run(args: argparse.Namespace) -> int:
         # A setup problem (unsafe or unusable store): say what, without a traceback.
         print(f"entroq-redis serve: {error}", file=sys.stderr)
         return 1
+    finally:
+        bound.close()
     return 0
 
 

@@ -1,0 +1,272 @@
+"""One accepted connection under the listener's rules: Hypercorn's TCP server with idle and
+header timeouts, HTTP/2 without TLS (h2c) only when asked, and a cap on connections per client
+address.
+
+Hypercorn has no header timeout: its idle timer runs until the next complete header, so a
+client trickling a header byte by byte holds the connection for the whole keep-alive time (and
+with Quart on trio that timer does not run at all after the first request, see
+``ConnectionClock``); its optional ``read_timeout`` would cut waiting long-poll claims (they
+send nothing for minutes). Hypercorn also switches any plaintext connection to HTTP/2 on the
+prior-knowledge preface or an ``Upgrade: h2c``, and has no per-address limit. The classes here
+add those rules around Hypercorn's own protocol code (``TCPServer``, ``ProtocolWrapper``,
+``H11Protocol``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.task_group import TaskGroup
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import AppWrapper, ConnectionState
+from hypercorn.utils import parse_socket_addr
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Event], Awaitable[None]]
+
+
+class ConnectionClock:
+    """Ends a connection that stays idle too long or whose request header does not arrive in time.
+
+    One deadline, in the state the connection is in: from its start, the first request's header
+    (``header_timeout_s``); while a request is in progress, none (a long-poll claim waits as
+    long as its caller allows); once idle again, ``idle_timeout_s``; from the first byte of the
+    next request, ``header_timeout_s`` for its header. Hypercorn reports "request in progress"
+    and "idle again" as ``Updated`` events, per connection (HTTP/1.1) or once no stream is open
+    (HTTP/2).
+
+    Hypercorn has an idle timer of its own, restarted from the task that ends the response;
+    with Quart on trio that task is already cancelled by then, so the timer never ran after a
+    connection's first request and idle keep-alive connections stayed open for good.
+    ``GuardedProtocol`` now shields that restart, and the idle deadline is kept here as well, so
+    that every deadline of a connection is enforced by the task that reads it.
+    """
+
+    def __init__(self, header_timeout_s: float, idle_timeout_s: float) -> None:
+        self.header_timeout_s = header_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.scope = trio.CancelScope(deadline=trio.current_time() + header_timeout_s)
+        self.state = "header"
+
+    def data_received(self) -> None:
+        if self.state == "idle":
+            self.state = "header"
+            self.scope.deadline = trio.current_time() + self.header_timeout_s
+
+    def updated(self, idle: bool) -> None:
+        if idle:
+            self.state = "idle"
+            self.scope.deadline = trio.current_time() + self.idle_timeout_s
+        else:
+            self.state = "request"
+            self.scope.deadline = math.inf
+
+
+class _RefusedProtocol(Exception):
+    """The client asked for a protocol this listener does not serve; the connection closes."""
+
+
+class _H11WithoutH2C(H11Protocol):
+    """HTTP/1.1 that never turns into HTTP/2 on a plaintext connection.
+
+    An ``Upgrade: h2c`` is ignored (HTTP/1.1 lets a server decline an upgrade by answering in
+    1.1); the HTTP/2 prior-knowledge preface gets 505 and the connection closes.
+    """
+
+    async def _check_protocol(self, event: Any) -> None:
+        if event.method == b"PRI" and event.target == b"*" and event.http_version == b"2.0":
+            await self._send_error_response(505)
+            raise _RefusedProtocol
+
+
+class GuardedProtocol(ProtocolWrapper):
+    """Hypercorn's protocol choice, reporting to the connection clock and refusing h2c unless allowed."""
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        task_group: TaskGroup,
+        state: ConnectionState,
+        ssl: bool,
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
+        *,
+        clock: ConnectionClock,
+        h2c: bool,
+        send: Send,
+        alpn_protocol: str,
+    ) -> None:
+        self._clock = clock
+        self._connection_send = send
+        args = (app, config, context, task_group, state, ssl, client, server)
+        super().__init__(*args, self._observe, alpn_protocol)
+        if not h2c and isinstance(self.protocol, H11Protocol):
+            self.protocol = _H11WithoutH2C(*args, self._observe)
+
+    async def _observe(self, event: Event) -> None:
+        if isinstance(event, Updated):
+            self._clock.updated(event.idle)
+        if isinstance(event, Updated | Closed):
+            # These come from the task that ends the response, and Quart on trio cancels that
+            # task as soon as Hypercorn reports the response sent: unshielded, "close the
+            # connection" (after a 408, a 413, a Connection: close) and "restart the idle timer"
+            # were cut off halfway and never happened. Both are quick (the TLS stream is
+            # https-compatible: closing it sends no close_notify to wait on).
+            with trio.CancelScope(shield=True):
+                await self._connection_send(event)
+        else:
+            await self._connection_send(event)
+
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, RawData) and event.data:
+            self._clock.data_received()
+        try:
+            await super().handle(event)
+        except _RefusedProtocol:
+            await self._connection_send(Closed())
+
+
+class GuardedConnection(TCPServer):
+    """Hypercorn's TCP server for one connection, with the connection clock and the h2c choice.
+
+    ``run`` is Hypercorn's own (0.18) with three changes: the clock's deadline covers the TLS
+    handshake, every request header and every idle time; the protocol is ``GuardedProtocol``;
+    and the stream is closed on every path (Hypercorn returns without closing it when a TLS
+    handshake fails).
+    """
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        state: ConnectionState,
+        stream: Any,
+        *,
+        header_timeout_s: float,
+        idle_timeout_s: float,
+        h2c: bool,
+    ) -> None:
+        super().__init__(app, config, context, state, stream)
+        self.header_timeout_s = header_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.h2c = h2c
+
+    async def run(self) -> None:
+        clock = ConnectionClock(self.header_timeout_s, self.idle_timeout_s)
+        served = False
+        try:
+            with clock.scope:
+                served = await self._serve(clock)
+        finally:
+            if served:
+                await self._close()
+            else:
+                # A failed handshake, a header that never came, an idle connection's time is up.
+                await trio.aclose_forcefully(self.stream)
+        if clock.scope.cancelled_caught:
+            log.debug("closed a connection: %s timeout", clock.state)
+
+    async def _serve(self, clock: ConnectionClock) -> bool:
+        """Serves the connection; False if its TLS handshake failed."""
+        try:
+            try:
+                with trio.fail_after(self.config.ssl_handshake_timeout):
+                    await self.stream.do_handshake()
+            except (trio.BrokenResourceError, trio.TooSlowError):
+                return False
+            alpn_protocol = self.stream.selected_alpn_protocol() or "http/1.1"
+            sock = self.stream.transport_stream.socket
+            ssl = True
+        except AttributeError:  # not TLS
+            alpn_protocol = "http/1.1"
+            sock = self.stream.socket
+            ssl = False
+        try:
+            client = parse_socket_addr(sock.family, sock.getpeername())
+            server = parse_socket_addr(sock.family, sock.getsockname())
+            async with TaskGroup() as task_group:
+                self._task_group = task_group
+                self.protocol = GuardedProtocol(
+                    self.app,
+                    self.config,
+                    self.context,
+                    task_group,
+                    ConnectionState(self.state),
+                    ssl,
+                    client,
+                    server,
+                    clock=clock,
+                    h2c=self.h2c,
+                    send=self.protocol_send,
+                    alpn_protocol=alpn_protocol,
+                )
+                await self.protocol.initiate()
+                await self.idle_task.restart(self._task_group, self._idle_timeout)
+                await self._read_data()
+                # The client is gone: its idle timer must not keep this task (and the
+                # connection's place under the per-address cap) for the keep-alive time.
+                await self.idle_task.stop()
+        except OSError:
+            pass
+        return True
+
+
+class AddressLimiter:
+    """Counts open connections per client address; refuses one over the cap (0: no cap)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._open: dict[str, int] = {}
+        self._last_warning = -math.inf
+
+    @contextlib.contextmanager
+    def admit(self, address: str) -> Iterator[bool]:
+        """Yields whether the connection may proceed; counts it while the block runs."""
+        held = self._open.get(address, 0)
+        if self.cap and held >= self.cap:
+            self._warn(address)
+            yield False
+            return
+        self._open[address] = held + 1
+        try:
+            yield True
+        finally:
+            left = self._open[address] - 1
+            if left:
+                self._open[address] = left
+            else:
+                del self._open[address]
+
+    def _warn(self, address: str) -> None:
+        # One line per minute at most: a client hammering the cap must not flood the log.
+        now = trio.current_time()
+        if now - self._last_warning >= 60:
+            self._last_warning = now
+            log.warning(
+                "refused a connection from %s: it holds %d already (--max-connections-per-address)",
+                address,
+                self.cap,
+            )
+
+
+def peer_address(stream: Any) -> str:
+    """The client's IP address of an accepted (TLS or plain) trio stream."""
+    transport = getattr(stream, "transport_stream", stream)
+    try:
+        return str(transport.socket.getpeername()[0])
+    except (OSError, IndexError, TypeError):
+        return ""  # a unix socket or a peer already gone: one shared bucket
