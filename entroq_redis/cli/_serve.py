@@ -116,8 +116,13 @@ async def _store_url(args: argparse.Namespace) -> AsyncIterator[str]:
     if args.redis:
         yield args.redis
         return
-    async with open_embedded_store(args.data, fsync=args.fsync) as store:
-        print(f"embedded store at {store.url} (data in {store.data_dir})", flush=True)
+    async with open_embedded_store(args.data, fsync=args.fsync, owner="entroq-redis serve") as store:
+        # The address without the password: stdout ends up in logs.
+        print(
+            f"embedded store at {store.address} (valkey-server PID {store.pid}; data in {store.data_dir}, "
+            f"password in {store.password_file})",
+            flush=True,
+        )
         yield store.url
 
 
