@@ -18,6 +18,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -25,6 +26,7 @@ import httpx
 import psutil
 import pytest
 import redis
+import trio
 from conftest import ServiceProcess, start_service
 
 from entroq_redis import TaskData, connect
@@ -314,3 +316,29 @@ def _lock_is_free(path: pathlib.Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+async def test_the_store_is_not_tied_to_a_worker_thread(tmp_path: pathlib.Path) -> None:
+    """The parent-death signal fires when the *thread* that forked the store ends. A worker
+    thread (that the pool retires after about 10 s idle) would stop the store under its
+    owner; the store must be forked on the caller's own thread."""
+    async with open_embedded_store(tmp_path) as store:
+        workers = {t.native_id for t in threading.enumerate() if t.name.startswith("Trio thread")}
+        # Stopped, the store keeps any signal pending, where this test can see it.
+        psutil.Process(store.pid).suspend()
+        try:
+            with trio.fail_after(60):
+                # A thread's entry leaves /proc only after the kernel sent the signal.
+                while workers & {int(tid) for tid in os.listdir("/proc/self/task")}:  # noqa: ASYNC110
+                    await trio.sleep(0.2)
+            assert not pending_signals(store.pid) & (1 << (signal.SIGTERM - 1)), "the store got SIGTERM"
+        finally:
+            psutil.Process(store.pid).resume()
+        assert redis.Redis.from_url(store.url).ping()
+
+
+def pending_signals(pid: int) -> int:
+    """The signals waiting for a process (the process-wide set, as /proc shows it)."""
+    with open(f"/proc/{pid}/status") as status:
+        (line,) = [line for line in status if line.startswith("ShdPnd:")]
+    return int(line.split()[1], 16)
