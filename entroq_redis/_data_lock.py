@@ -3,8 +3,9 @@
 Two stores appending to one AOF each serve their own view and interleave their writes in
 the file; after a restart both views are merged. So the directory is locked (flock) before a
 store starts, and the locked descriptor is handed to valkey-server: from then on the lock
-lives exactly as long as the store process, even if that process is orphaned, and the
-kernel drops it when the process exits, so a crash never leaves a stale lock behind.
+lives exactly as long as the store process (and the children it forks to rewrite the AOF,
+which write in the directory too), even if that process is orphaned, and the kernel drops
+it when the last of them exits, so a crash never leaves a stale lock behind.
 
 The lock file also says who holds it (one line: ``PID what``), so a refused second store
 can name the holder. The file is never removed: removing a lock file while another process
