@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 from typing import Any
 
 import anyio
@@ -354,8 +355,11 @@ async def _lines(stream: Any) -> Any:
 
 def redis_benchmark(url: str, requests: int, clients: int, *command: str, keyspace: int = 0) -> float:
     """Requests per second of one command from redis-benchmark (--csv)."""
-    host, port = url.removeprefix("redis://").split("/")[0].rsplit(":", 1)
-    args = ["redis-benchmark", "-h", host, "-p", port, "-c", str(clients), "-n", str(requests), "--csv"]
+    where = urllib.parse.urlsplit(url)
+    args = ["redis-benchmark", "-h", str(where.hostname), "-p", str(where.port)]
+    if where.password:  # the embedded store requires one (-u would send an empty user name)
+        args += ["-a", urllib.parse.unquote(where.password)]
+    args += ["-c", str(clients), "-n", str(requests), "--csv"]
     if keyspace:
         args += ["-r", str(keyspace)]
     out = subprocess.run([*args, *command], capture_output=True, text=True, check=True).stdout

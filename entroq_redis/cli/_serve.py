@@ -24,7 +24,6 @@ import trio
 from .._durability import Durability
 from .._embedded import open_embedded_store
 from .._errors import EntroQError
-from .._masked_url import masked_url
 from ._secret_options import SecretFromFile, url_argument
 from ._serve_authz import AuthzSetupError, add_authz_options, authz_settings
 from ._serve_listeners import ListenerSetupError, add_listener_options, bind_listeners, listener_settings
@@ -143,8 +142,13 @@ async def _store_url(args: argparse.Namespace) -> AsyncIterator[str]:
     if args.redis:
         yield args.redis
         return
-    async with open_embedded_store(args.data, fsync=args.fsync) as store:
-        print(f"embedded store at {masked_url(store.url)} (data in {store.data_dir})", flush=True)
+    async with open_embedded_store(args.data, fsync=args.fsync, owner="entroq-redis serve") as store:
+        # The address without the password: stdout ends up in logs.
+        print(
+            f"embedded store at {store.address} (valkey-server PID {store.pid}; data in {store.data_dir}, "
+            f"password in {store.password_file})",
+            flush=True,
+        )
         yield store.url
 
 
