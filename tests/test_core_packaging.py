@@ -15,8 +15,32 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 SMOKE = pathlib.Path(__file__).parent / "programs" / "smoke.py"
 
 
+# What a source tree outside git may hold that is not source (build litter, venvs, caches).
+LITTER = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "entroq-data",
+)
+
+
 def copy_checkout(target: pathlib.Path) -> pathlib.Path:
-    """Copies the tracked and new files (not build litter) so builds never write into the repo."""
+    """Copies the tracked and new files (not build litter) so builds never write into the repo.
+
+    In a git checkout git says which files those are; in an unpacked source archive (no
+    ``.git``) the tree is copied without the usual litter.
+    """
+    if not (REPO / ".git").exists():
+        shutil.copytree(REPO, target, ignore=LITTER, dirs_exist_ok=True, symlinks=True)
+        return target
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
