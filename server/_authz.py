@@ -128,8 +128,7 @@ class PolicyAuthorizer:
             alone = dataclasses.replace(credentials, claimant_id="")
             decision = await self._decide(alone, [], trail)
             if decision.authenticated is False:
-                trail.decided("unauthenticated", decision.user)
-                self._count("unauthenticated")
+                self._decided(trail, "unauthenticated", decision.user)
                 raise invalid_credentials()
             # Not refused (accepted, or a policy that does not say): the next calls with the
             # same credentials skip this step for a while (``_authz_sessions``).
@@ -162,8 +161,7 @@ class PolicyAuthorizer:
             return await self._tasks(credentials, request, proceed, trail)
         if method in ("Queues", "QueueStats"):
             return await self._queues(credentials, request, proceed, trail)
-        self._count("deny")
-        trail.decided("deny")
+        self._decided(trail, "deny")
         raise denied(Decision(False, None, (), (f"no authorization rule for {method}",)))
 
     async def _claim(
@@ -230,8 +228,7 @@ class PolicyAuthorizer:
         try:
             credentials = read_credentials(call.headers)
         except CredentialsError as exc:
-            self._count("unauthenticated")
-            trail.decided("unauthenticated")
+            self._decided(trail, "unauthenticated")
             raise unauthenticated(str(exc)) from None
         claimant_id = call.request.claimant_id if call.method in ACTING_METHODS else ""
         return dataclasses.replace(credentials, namespace=call.namespace, claimant_id=claimant_id)
@@ -242,15 +239,13 @@ class PolicyAuthorizer:
         document = input_document(credentials, entries)
         size = input_size(document)
         if size > self.max_input_bytes:
-            self._count("too_large")
-            trail.decided("too_large")
+            self._decided(trail, "too_large")
             raise input_too_large(size, self.max_input_bytes)
         started = time.perf_counter()
         try:
             decision = parse_result(await self.engine.evaluate(credentials, document))
         except PolicyFailure as exc:
-            self._count("unavailable")
-            trail.decided("unavailable")
+            self._decided(trail, "unavailable")
             log.warning("authorization refused a call, the policy engine failed: %s", exc)
             raise engine_unavailable(exc) from None
         finally:
@@ -269,15 +264,12 @@ class PolicyAuthorizer:
         trail.entries = list(entries)
         decision = await self._decide(credentials, entries, trail)
         if decision.permits:
-            self._count("allow")
-            trail.decided("allow")
+            self._decided(trail, "allow")
             return
         if decision.authenticated is False:
-            self._count("unauthenticated")
-            trail.decided("unauthenticated")
+            self._decided(trail, "unauthenticated")
             raise invalid_credentials()
-        self._count("deny")
-        trail.decided("deny")
+        self._decided(trail, "deny")
         raise denied(decision, frozenset(hidden))
 
     async def _visible(self, credentials: Credentials, names: set[str], trail: Trail) -> set[str]:
@@ -290,19 +282,21 @@ class PolicyAuthorizer:
         try:
             allowed = await listing.readable(names)
         except Unauthenticated:
-            self._count("unauthenticated")
-            trail.decided("unauthenticated")
+            self._decided(trail, "unauthenticated")
             raise invalid_credentials() from None
         except PolicyFailure as exc:
-            self._count("unavailable")
-            trail.decided("unavailable")
+            self._decided(trail, "unavailable")
             log.warning("authorization refused a listing, the policy's answer is unusable: %s", exc)
             raise engine_unavailable(exc) from None
         outcome = "allow" if allowed >= names else "filtered"
-        self._count(outcome)
-        trail.decided(outcome)
+        self._decided(trail, outcome)
         trail.shown, trail.hidden = len(allowed), len(names - allowed)
         return allowed
+
+    def _decided(self, trail: Trail, outcome: str, user: str | None = None) -> None:
+        """An outcome reached: counted in the metrics, and recorded for the audit line."""
+        self._count(outcome)
+        trail.decided(outcome, user)
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:

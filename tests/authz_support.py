@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import http.server
 import json
 import pathlib
+import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 import httpx
 
@@ -106,3 +110,32 @@ def client(url: str, namespace: str, token: str | None = None) -> httpx.AsyncCli
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+class OpaStandInHandler(http.server.BaseHTTPRequestHandler):
+    """A handler of an OPA stand-in (a ThreadingHTTPServer the test writes): JSON answers, no log."""
+
+    def send_json(self, status: int, payload: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+Server = TypeVar("Server", bound=http.server.ThreadingHTTPServer)
+
+
+@contextlib.contextmanager
+def serving(server: Server) -> Iterator[Server]:
+    """Runs ``server`` in a thread until the block ends."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

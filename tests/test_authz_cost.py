@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import regopy
-from authz_support import ALICE, BOB, DATA, POLICY, REGO_FLAGS, b64
+from authz_support import ALICE, BOB, DATA, POLICY, REGO_FLAGS, OpaStandInHandler, b64, serving
 from conftest import ServiceProcess, start_service
 
 import entroq_redis
@@ -50,7 +50,7 @@ class WholeDocumentOpa(http.server.ThreadingHTTPServer):
         return json.loads(str(interpreter.query("data.entroq.authz")))["expressions"][0]
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(OpaStandInHandler):
     server: WholeDocumentOpa
 
     def do_POST(self) -> None:
@@ -58,25 +58,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.inputs.append(document)
             result = self.server.decide(document)
-        body = json.dumps({"result": result}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.send_json(200, json.dumps({"result": result}).encode())
 
 
 @pytest.fixture(scope="module")
 def opa() -> Iterator[WholeDocumentOpa]:
-    server = WholeDocumentOpa()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(WholeDocumentOpa()) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,13 @@ from __future__ import annotations
 import http.server
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from authz_support import ALICE, BOB, DATA, POLICY, b64, client
+from authz_support import ALICE, BOB, DATA, POLICY, OpaStandInHandler, b64, client, serving
 from conftest import ServiceProcess, start_service
 from entroq_redis_server._authz_rego import load_rego_engine
 
@@ -47,7 +46,7 @@ class FakeOpa(http.server.ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(OpaStandInHandler):
     server: FakeOpa
 
     def do_POST(self) -> None:
@@ -57,15 +56,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if mode == "stall":
             time.sleep(OPA_TIMEOUT_S * 4)
         if mode == "error":
-            return self._send(500, b'{"code": "internal_error"}')
+            return self.send_json(500, b'{"code": "internal_error"}')
         if mode == "garbage":
-            return self._send(200, b"<html>not json</html>")
+            return self.send_json(200, b"<html>not json</html>")
         if mode == "undefined" or self.path != OPA_PATH:
-            return self._send(200, b"{}")
+            return self.send_json(200, b"{}")
         result = self.server.engine.evaluate_sync(body["input"])
         if mode == "nonbool":
             result["allow"] = "true"
-        self._send(200, json.dumps({"result": result}).encode())
+        self.send_json(200, json.dumps({"result": result}).encode())
 
     def _send(self, status: int, payload: bytes) -> None:
         self.send_response(status)
@@ -80,12 +79,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def opa() -> Iterator[FakeOpa]:
-    server = FakeOpa()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(FakeOpa()) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import re
 import sys
 
 from .._types import datetime_to_ms
-from ._secret_options import SecretFromFile, secret_argument, url_argument
+from ._secret_options import file_argument, secret_argument, url_argument
 
 DEFAULT_URL = "http://127.0.0.1:9100"
 
@@ -29,14 +29,7 @@ def client_parent() -> argparse.ArgumentParser:
         "$ENTROQ_URL or --url-file: every local user can read command lines (ps)",
         **url_argument("ENTROQ_URL or --url-file FILE"),
     )
-    group.add_argument(
-        "--url-file",
-        dest="url",
-        metavar="FILE",
-        action=SecretFromFile,
-        default=argparse.SUPPRESS,
-        help="read the URL from FILE (for one holding a password; instead of --url)",
-    )
+    group.add_argument("--url-file", dest="url", **file_argument("the --url URL"))
     group.add_argument(
         "--namespace",
         default=os.environ.get("ENTROQ_NAMESPACE") or None,
@@ -51,14 +44,7 @@ def client_parent() -> argparse.ArgumentParser:
         "$ENTROQ_TOKEN or --token-file: every local user can read command lines (ps)",
         **secret_argument("ENTROQ_TOKEN or --token-file FILE"),
     )
-    group.add_argument(
-        "--token-file",
-        dest="token",
-        metavar="FILE",
-        action=SecretFromFile,
-        default=argparse.SUPPRESS,
-        help="read the bearer token from FILE (instead of --token)",
-    )
+    group.add_argument("--token-file", dest="token", **file_argument("the bearer token"))
     group.add_argument(
         "--claimant",
         default=os.environ.get("ENTROQ_CLAIMANT"),

@@ -121,3 +121,14 @@ def url_argument(instead: str) -> dict[str, Any]:
 def secret_argument(instead: str) -> dict[str, Any]:
     """``add_argument`` keywords for a value that is always secret (a token)."""
     return {"action": VisibleSecret, "instead": instead}
+
+
+def file_argument(what: str) -> dict[str, Any]:
+    """``add_argument`` keywords for ``--x-file FILE``, reading ``what`` (give ``dest``: the
+    option it stands in for) from a file instead of the command line."""
+    return {
+        "metavar": "FILE",
+        "action": SecretFromFile,
+        "default": argparse.SUPPRESS,
+        "help": f"read {what} from FILE (e.g. a mounted Kubernetes or Docker secret)",
+    }

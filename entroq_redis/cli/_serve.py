@@ -24,7 +24,7 @@ import trio
 from .._durability import Durability
 from .._embedded import open_embedded_store
 from .._errors import EntroQError
-from ._secret_options import SecretFromFile, url_argument
+from ._secret_options import file_argument, url_argument
 from ._serve_authz import AuthzSetupError, add_authz_options, authz_settings
 from ._serve_listeners import ListenerSetupError, add_listener_options, bind_listeners, listener_settings
 
@@ -52,14 +52,7 @@ def register(subparsers: Any) -> None:
         "--redis-file",
         **url_argument("ENTROQ_REDIS_URL or --redis-file FILE"),
     )
-    store.add_argument(
-        "--redis-file",
-        dest="redis",
-        metavar="FILE",
-        action=SecretFromFile,
-        default=argparse.SUPPRESS,
-        help="read the --redis URL from FILE (e.g. a mounted Kubernetes or Docker secret)",
-    )
+    store.add_argument("--redis-file", dest="redis", **file_argument("the --redis URL"))
     store.add_argument("--data", help=f"embedded store data directory (default {DEFAULT_DATA_DIR})")
     parser.add_argument(
         "--namespace",
