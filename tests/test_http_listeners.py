@@ -5,6 +5,7 @@ cap, h2c), tested over real sockets against ``entroq-redis serve`` processes."""
 from __future__ import annotations
 
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -267,6 +268,24 @@ def test_an_idle_keep_alive_connection_is_closed_at_the_idle_timeout(store_url: 
             assert closed_by_server(sock)
     finally:
         assert started.service.stop() == 0
+
+
+def test_shutdown_closes_idle_keep_alive_connections_at_once(store_url: str) -> None:
+    """An idle connection does not hold a shutdown for its idle time or the graceful timeout:
+    the server closes it as soon as it is told to stop (the connection clock, which replaced
+    Hypercorn's idle timer, must keep doing this)."""
+    started = start_listening(
+        store_url, "--idle-timeout", "600", "--header-timeout", "600", "--graceful-timeout", "600"
+    )
+    with connect(started.address, timeout=60) as sock:
+        sock.sendall(GET_HEALTHZ)
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        started.service.process.send_signal(signal.SIGTERM)
+        # Within the socket's 60 s timeout, far below the 600 s the connection could idle.
+        assert closed_by_server(sock)
+    # Told once: a second signal while it stops the store would be a second request to stop.
+    assert started.service.process.wait(60) == 0
+    started.service.stop()
 
 
 def test_connections_over_the_per_address_cap_are_refused(store_url: str) -> None:
