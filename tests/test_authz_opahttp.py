@@ -66,16 +66,6 @@ class _Handler(OpaStandInHandler):
             result["allow"] = "true"
         self.send_json(200, json.dumps({"result": result}).encode())
 
-    def _send(self, status: int, payload: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture(scope="module")
 def opa() -> Iterator[FakeOpa]:
