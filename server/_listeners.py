@@ -10,6 +10,8 @@ hook for (``_connection``): idle and header timeouts, the h2c choice and the per
 from __future__ import annotations
 
 import dataclasses
+import logging
+import resource
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -36,6 +38,8 @@ BACKLOG = 4096
 
 ShutdownTrigger = Callable[[], Awaitable[None]]
 
+log = logging.getLogger(__name__)
+
 
 class ListenError(Exception):
     """A listening socket cannot be bound; the message names the address and the reason."""
@@ -60,11 +64,21 @@ class BoundListeners:
 
 
 def bind_listeners(settings: ServiceSettings) -> BoundListeners:
-    """Binds and listens on the API's address and the metrics listener's, if any.
+    """Binds and listens on the API's address and the metrics listener's, if any (and first
+    raises the process's open-file limit, see ``raise_open_file_limit``).
 
     Raises:
         ListenError: an address is in use, not local, or not allowed.
     """
+    limit = raise_open_file_limit()
+    cap = settings.listeners.max_connections_per_address
+    if cap and limit < cap:
+        log.warning(
+            "this process may open %d files, fewer than --max-connections-per-address %d: one "
+            "client can use up the service's descriptors before the cap stops it",
+            limit,
+            cap,
+        )
     api = _bind(settings.bind)
     try:
         metrics_bind = settings.metrics_bind
@@ -74,6 +88,24 @@ def bind_listeners(settings: ServiceSettings) -> BoundListeners:
             sock.close()
         raise
     return BoundListeners(api, metrics)
+
+
+def raise_open_file_limit() -> int:
+    """Raises this process's soft limit on open files to its hard limit; returns the limit.
+
+    Every connection is a descriptor, and each waiting claim holds a connection. Many systems
+    start processes at a soft limit of 1,024 (the hard limit is what the operator allows), far
+    below what a queue service holding long polls needs, and below the per-address cap. Worker
+    processes inherit the raised limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+        except (ValueError, OSError) as exc:  # a hard limit above the kernel's nr_open
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+    return soft
 
 
 def _bind(bind: str) -> list[socket.socket]:

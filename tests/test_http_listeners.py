@@ -5,6 +5,7 @@ cap, h2c), tested over real sockets against ``entroq-redis serve`` processes."""
 from __future__ import annotations
 
 import pathlib
+import resource
 import signal
 import socket
 import subprocess
@@ -58,6 +59,24 @@ def processes_using(path: str) -> list[str]:
         if path in cmdline:
             found.append(cmdline)
     return found
+
+
+def test_serve_raises_its_open_file_limit_to_the_hard_limit(store_url: str) -> None:
+    """Started at a soft limit of 1,024 (many systems' default), the service may still hold as
+    many connections as the hard limit allows (each waiting claim holds one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 1024:
+        pytest.skip(f"needs a finite hard limit on open files above 1024 (it is {hard})")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        started = start_listening(store_url)  # inherits the lowered soft limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        limits = psutil.Process(started.service.process.pid).rlimit(psutil.RLIMIT_NOFILE)
+        assert limits == (hard, hard)
+    finally:
+        assert started.service.stop() == 0
 
 
 @pytest.mark.parametrize("which", ["api", "metrics"])
