@@ -84,6 +84,28 @@ def parse_result(result: Any) -> Decision:
     )
 
 
+def read_specs(value: object) -> list[tuple[str, str]] | None:
+    """The policy's ``readable`` as (exact, prefix) pairs, None when it is undefined.
+
+    Raises:
+        PolicyFailure: it is not a list of objects with one string ``exact`` or ``prefix``.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise PolicyFailure("the policy's 'readable' is not a list")
+    specs = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise PolicyFailure("an entry of the policy's 'readable' is not an object")
+        exact, prefix = item.get("exact"), item.get("prefix")
+        value = exact if exact is not None else prefix
+        if (exact is None) == (prefix is None) or not isinstance(value, str) or not value:
+            raise PolicyFailure("an entry of the policy's 'readable' needs one non-empty 'exact' or 'prefix'")
+        specs.append((value, "") if exact is not None else ("", value))
+    return specs
+
+
 def _failed(value: Any) -> tuple[QueueEntry, ...]:
     if value is None:
         return ()

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from ._authz_decision import Decision, PolicyFailure
+from ._authz_decision import Decision, read_specs
 from ._authz_input import READ, QueueEntry
 
 # One listing decision asks about at most this many entries (and at most the byte budget
@@ -160,28 +160,6 @@ def granted_entries(decision: Decision, asked: Sequence[QueueEntry]) -> set[Queu
     if not decision.failed:
         return set()
     return set(asked) - refused
-
-
-def read_specs(value: object) -> list[tuple[str, str]] | None:
-    """The policy's ``readable`` as (exact, prefix) pairs, None when it is undefined.
-
-    Raises:
-        PolicyFailure: it is not a list of objects with one string ``exact`` or ``prefix``.
-    """
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise PolicyFailure("the policy's 'readable' is not a list")
-    specs = []
-    for item in value:
-        if not isinstance(item, dict):
-            raise PolicyFailure("an entry of the policy's 'readable' is not an object")
-        exact, prefix = item.get("exact"), item.get("prefix")
-        value = exact if exact is not None else prefix
-        if (exact is None) == (prefix is None) or not isinstance(value, str) or not value:
-            raise PolicyFailure("an entry of the policy's 'readable' needs one non-empty 'exact' or 'prefix'")
-        specs.append((value, "") if exact is not None else ("", value))
-    return specs
 
 
 def covered(names: Iterable[str], granted: Iterable[QueueEntry]) -> set[str]:

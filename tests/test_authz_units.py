@@ -15,6 +15,7 @@ from entroq_redis_server._authz_decision import (
     PolicyFailure,
     denied,
     parse_result,
+    read_specs,
 )
 from entroq_redis_server._authz_input import (
     Credentials,
@@ -32,7 +33,6 @@ from entroq_redis_server._authz_listing import (
     covered,
     granted_entries,
     path_prefix,
-    read_specs,
 )
 from entroq_redis_server._authz_modify import plan_lookups, plan_modify, translate_failures
 from entroq_redis_server._authz_rego import load_rego_engine
