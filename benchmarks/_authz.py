@@ -19,9 +19,9 @@ import psutil
 import trio
 from _harness import HERE, percentile
 from _parts import Context
-from entroq_redis_server._authz_input import Credentials
-from entroq_redis_server._authz_rego import RegoEngine, load_rego_engine
-from entroq_redis_server._authz_rego_processes import DECISIONS_PER_PROCESS
+from entroq_redis_server.authz.input import Credentials
+from entroq_redis_server.authz.rego import RegoEngine, load_rego_engine
+from entroq_redis_server.authz.rego_processes import DECISIONS_PER_PROCESS
 
 # The tests' helpers issue the example policy's tokens and JWTs; the benchmark uses the same ones.
 sys.path.insert(0, str(HERE.parent / "tests"))

@@ -11,42 +11,46 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._app import create_app
-    from ._authz import PolicyAuthorizer, check_authz_settings, open_authorizer
-    from ._authz_rego import PolicyConfigError
-    from ._authz_settings import AuthzSettings
-    from ._calls import Calls
-    from ._hooks import AllowAll, Authorizer, Call
-    from ._listener_settings import ListenerSettings, check_listener_settings
-    from ._listeners import BoundListeners, ListenError, bind_listeners, tls_context
-    from ._namespaces import NAMESPACE_HEADER
-    from ._service import serve, serve_workers
-    from ._settings import ServiceSettings
+    from .authz import (
+        AuthzSettings,
+        PolicyAuthorizer,
+        PolicyConfigError,
+        check_authz_settings,
+        open_authorizer,
+    )
+    from .core.calls import Calls
+    from .core.hooks import AllowAll, Authorizer, Call
+    from .core.namespaces import NAMESPACE_HEADER
+    from .http_app import create_app
+    from .listen.listener_settings import ListenerSettings, check_listener_settings
+    from .listen.listeners import BoundListeners, ListenError, bind_listeners, tls_context
+    from .service import serve, serve_workers
+    from .settings import ServiceSettings
 
 # The public names load on first use (PEP 562), not with the package: the policy engine's child
-# processes (``_authz_rego_child``) import one module of this package and must not pay for
+# processes (``authz.rego_child``) import one module of this package and must not pay for
 # Quart, Hypercorn and the library (about 40 MB each).
 _HOMES = {
-    "create_app": "._app",
-    "PolicyAuthorizer": "._authz",
-    "check_authz_settings": "._authz",
-    "open_authorizer": "._authz",
-    "PolicyConfigError": "._authz_rego",
-    "AuthzSettings": "._authz_settings",
-    "Calls": "._calls",
-    "AllowAll": "._hooks",
-    "Authorizer": "._hooks",
-    "Call": "._hooks",
-    "ListenerSettings": "._listener_settings",
-    "check_listener_settings": "._listener_settings",
-    "BoundListeners": "._listeners",
-    "ListenError": "._listeners",
-    "bind_listeners": "._listeners",
-    "tls_context": "._listeners",
-    "NAMESPACE_HEADER": "._namespaces",
-    "serve": "._service",
-    "serve_workers": "._service",
-    "ServiceSettings": "._settings",
+    "create_app": ".http_app",
+    "PolicyAuthorizer": ".authz",
+    "check_authz_settings": ".authz",
+    "open_authorizer": ".authz",
+    "PolicyConfigError": ".authz",
+    "AuthzSettings": ".authz",
+    "Calls": ".core.calls",
+    "AllowAll": ".core.hooks",
+    "Authorizer": ".core.hooks",
+    "Call": ".core.hooks",
+    "ListenerSettings": ".listen.listener_settings",
+    "check_listener_settings": ".listen.listener_settings",
+    "BoundListeners": ".listen.listeners",
+    "ListenError": ".listen.listeners",
+    "bind_listeners": ".listen.listeners",
+    "tls_context": ".listen.listeners",
+    "NAMESPACE_HEADER": ".core.namespaces",
+    "serve": ".service",
+    "serve_workers": ".service",
+    "ServiceSettings": ".settings",
 }
 
 

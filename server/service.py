@@ -6,7 +6,7 @@ answer 503 at once; the listeners stop accepting and in-flight requests get
 the CLI started one, stops after all of this: it is opened outside ``serve``.)
 
 The listening sockets are bound before the store is touched (``bind_listeners``; the CLI binds
-before it even starts the embedded store), and connections are served by ``_listeners``.
+before it even starts the embedded store), and connections are served by ``listen.listeners``.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ from hypercorn.utils import wrap_app
 
 import entroq_redis
 
-from ._app import create_app
-from ._authz import open_authorizer
-from ._calls import Calls
-from ._draining import Draining
-from ._hooks import Authorizer
-from ._listeners import BoundListeners, bind_listeners, run_listeners
-from ._metrics import MULTIPROC_ENV, Metrics
-from ._metrics_app import create_metrics_app
-from ._namespaces import open_namespaces
-from ._settings import ServiceSettings
+from .authz.authorizer import open_authorizer
+from .core.calls import Calls
+from .core.draining import Draining
+from .core.hooks import Authorizer
+from .core.metrics import MULTIPROC_ENV, Metrics
+from .core.namespaces import open_namespaces
+from .http_app import create_app
+from .listen.listeners import BoundListeners, bind_listeners, run_listeners
+from .listen.metrics_app import create_metrics_app
+from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ def hypercorn_config(settings: ServiceSettings) -> Config:
     config = Config()
     config.bind = [settings.bind]
     config.graceful_timeout = settings.graceful_timeout_s
-    # Hypercorn's idle timer (the connection clock in ``_connection`` enforces it too).
+    # Hypercorn's idle timer (the connection clock in ``listen.connection`` enforces it too).
     config.keep_alive_timeout = listeners.idle_timeout_s
-    # The TLS handshake is part of reading the first request's header (``_connection``).
+    # The TLS handshake is part of reading the first request's header (``listen.connection``).
     config.ssl_handshake_timeout = listeners.header_timeout_s
     # Not Hypercorn's read_timeout: it bounds every read, and a long-poll claim sends nothing
     # while it waits (the connection clock and Quart's BODY_TIMEOUT bound the reads that matter).

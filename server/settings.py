@@ -6,9 +6,9 @@ import dataclasses
 
 import entroq_redis
 
-from ._authz_settings import AuthzSettings
-from ._listener_settings import ListenerSettings
-from ._values import ValueEncoding
+from .authz.settings import AuthzSettings
+from .core.values import ValueEncoding
+from .listen.listener_settings import ListenerSettings
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -22,7 +22,7 @@ class ServiceSettings:
             Redis/Valkey Cluster (redis+cluster://, rediss+cluster://).
         host: Address to listen on.
         port: Port to listen on (0 picks a free one).
-        namespaces: Namespaces served; the first is the default (see ``_namespaces``).
+        namespaces: Namespaces served; the first is the default (see ``core.namespaces``).
         test_any_namespace: Serve any namespace named by the request header (tests only).
         max_body_bytes: Larger request bodies get 413.
         claim_wait_cap_s: Longest a blocking claim waits, whatever the client asks (None: no cap).
@@ -32,13 +32,13 @@ class ServiceSettings:
             (ties by name); 0: every queue.
         graceful_timeout_s: On shutdown, in-flight requests get this long to finish.
         workers: Number of service processes sharing the listening socket.
-        authz: How calls are authorized (``--authz``; see ``_authz``).
+        authz: How calls are authorized (``--authz``; see ``authz``).
         value_encoding_default: How task values travel for callers whose client generation
-            nothing in the request reveals: "base64" (seed era) or "json" (see ``_generations``).
+            nothing in the request reveals: "base64" (seed era) or "json" (see ``core.generations``).
         durability: Replica (and AOF) acknowledgements every claim and modify waits for
             (``--wait-replicas``, ``--wait-timeout-ms``, ``--wait-fsync``); None: no waiting.
         listeners: TLS, connection timeouts and caps, h2c, the metrics listener (see
-            ``_listener_settings``).
+            ``listen.listener_settings``).
     """
 
     store_url: str

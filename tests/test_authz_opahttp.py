@@ -17,7 +17,7 @@ import httpx
 import pytest
 from authz_support import ALICE, BOB, DATA, POLICY, OpaStandInHandler, b64, client, serving
 from conftest import ServiceProcess, start_service
-from entroq_redis_server._authz_rego import load_rego_engine
+from entroq_redis_server.authz.rego import load_rego_engine
 
 import entroq_redis
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from authz_support import ALICE, BOB, DATA, OPS, POLICY, jwt
-from entroq_redis_server._authz_decision import PolicyFailure, parse_result
-from entroq_redis_server._authz_rego import PolicyConfigError, load_rego_engine
+from entroq_redis_server.authz.decision import PolicyFailure, parse_result
+from entroq_redis_server.authz.rego import PolicyConfigError, load_rego_engine
 
 PATH = ("entroq", "authz")
 
@@ -207,7 +207,7 @@ def test_a_policy_that_fails_on_a_request_fails_closed(tmp_path: Any) -> None:
 
 async def test_evaluations_run_in_child_processes_concurrently(engine: Any) -> None:
     import trio
-    from entroq_redis_server._authz_input import Credentials
+    from entroq_redis_server.authz.input import Credentials
 
     results: list[Any] = []
 
@@ -232,8 +232,8 @@ async def test_child_processes_are_replaced_so_the_engines_leak_stays_bounded(
     # decisions run in children, each replaced after DECISIONS_PER_PROCESS decisions.
     import psutil
     import trio
-    from entroq_redis_server import _authz_rego_processes
-    from entroq_redis_server._authz_input import Credentials
+    from entroq_redis_server.authz import rego_processes as _authz_rego_processes
+    from entroq_redis_server.authz.input import Credentials
 
     monkeypatch.setattr(_authz_rego_processes, "DECISIONS_PER_PROCESS", 200)  # each retires at 150-250
     engine = load_rego_engine([POLICY], DATA, PATH)

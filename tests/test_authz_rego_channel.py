@@ -22,9 +22,9 @@ import psutil
 import pytest
 import trio
 from authz_support import ALICE, DATA, POLICY, SLOW_POLICY, printing_policy
-from entroq_redis_server._authz_decision import Decision, PolicyFailure, parse_result
-from entroq_redis_server._authz_input import Credentials
-from entroq_redis_server._authz_rego import RegoEngine, load_rego_engine
+from entroq_redis_server.authz.decision import Decision, PolicyFailure, parse_result
+from entroq_redis_server.authz.input import Credentials
+from entroq_redis_server.authz.rego import RegoEngine, load_rego_engine
 
 PATH = ("entroq", "authz")
 # Alternating requests and what the example policy answers to each.
@@ -93,7 +93,7 @@ def children_run(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Any
 # Wraps the child's evaluation: a request naming a queue that contains TRIGGER runs ACTION first.
 WRAPPER = """
 import os, sys, time
-from entroq_redis_server import _authz_rego
+from entroq_redis_server.authz import rego as _authz_rego
 
 _evaluate = _authz_rego._Compiled.evaluate
 
@@ -270,8 +270,8 @@ async def test_a_service_started_without_stdio_still_keeps_prints_off_the_answer
 import json, sys
 sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})
 from authz_support import ALICE, DATA
-from entroq_redis_server._authz_decision import parse_result
-from entroq_redis_server._authz_rego import load_rego_engine
+from entroq_redis_server.authz.decision import parse_result
+from entroq_redis_server.authz.rego import load_rego_engine
 
 engine = load_rego_engine([{str(policy)!r}], DATA, {PATH!r})
 outcomes = []

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from authz_support import ALICE, BOB, OPS, REGO_FLAGS, b64, client, jwt
 from conftest import ServiceProcess, start_service
-from entroq_redis_server._authz_modify import plan_modify, translate_failures
+from entroq_redis_server.authz.modify import plan_modify, translate_failures
 from test_http_openapi import OPERATIONS, example_request, validate
 
 import entroq_redis
@@ -224,7 +224,8 @@ async def test_the_guard_refuses_a_move_whose_task_moved_after_the_lookup(store:
     looked_up = {task.id: task}
     await store.modify(deletes=[task])
     await store.modify([entroq_redis.TaskData(queue="/bob/in", value=b"bob's", id=task.id)])
-    from entroq_redis_server import _schema, _wire
+    from entroq_redis_server.core import schema as _schema
+    from entroq_redis_server.core import wire as _wire
     from google.protobuf import json_format
 
     request = json_format.ParseDict(

@@ -9,15 +9,14 @@ from typing import Any
 
 import pytest
 from authz_support import ALICE, DATA, POLICY, jwt
-from entroq_redis_server import _errors, _schema
-from entroq_redis_server._authz_decision import (
+from entroq_redis_server.authz.decision import (
     Decision,
     PolicyFailure,
     denied,
     parse_result,
     read_specs,
 )
-from entroq_redis_server._authz_input import (
+from entroq_redis_server.authz.input import (
     Credentials,
     CredentialsError,
     QueueEntry,
@@ -26,7 +25,7 @@ from entroq_redis_server._authz_input import (
     read_credentials,
     read_entries,
 )
-from entroq_redis_server._authz_listing import (
+from entroq_redis_server.authz.listing import (
     LISTING_BATCH,
     ListingFilter,
     batches,
@@ -34,10 +33,12 @@ from entroq_redis_server._authz_listing import (
     granted_entries,
     path_prefix,
 )
-from entroq_redis_server._authz_modify import plan_lookups, plan_modify, translate_failures
-from entroq_redis_server._authz_rego import load_rego_engine
-from entroq_redis_server._authz_sessions import RecentlyAuthenticated, jwt_expiry
-from entroq_redis_server._authz_settings import AuthzSettings, document_path
+from entroq_redis_server.authz.modify import plan_lookups, plan_modify, translate_failures
+from entroq_redis_server.authz.rego import load_rego_engine
+from entroq_redis_server.authz.sessions import RecentlyAuthenticated, jwt_expiry
+from entroq_redis_server.authz.settings import AuthzSettings, document_path
+from entroq_redis_server.core import errors as _errors
+from entroq_redis_server.core import schema as _schema
 
 import entroq_redis
 

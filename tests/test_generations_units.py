@@ -1,5 +1,5 @@
 """Client generations without I/O: the value codec, protocol negotiation, and how a request's
-value encoding is decided (server/_values.py, server/_generations.py, server/_wire.py).
+value encoding is decided (server/core/values.py, server/core/generations.py, server/core/wire.py).
 
 The request shapes are the captures of reference/entroq-client-generations.md (seed 0.10,
 PyPI entroq 0.12.x, 0.13/0.14, 0.15).
@@ -13,8 +13,11 @@ import math
 from typing import Any
 
 import pytest
-from entroq_redis_server import _errors, _generations, _values, _wire
-from entroq_redis_server._generations import Generations
+from entroq_redis_server.core import errors as _errors
+from entroq_redis_server.core import generations as _generations
+from entroq_redis_server.core import values as _values
+from entroq_redis_server.core import wire as _wire
+from entroq_redis_server.core.generations import Generations
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -265,7 +268,7 @@ def test_json_values_cross_the_wire_as_stored_bytes() -> None:
 
 
 def test_responses_carry_values_in_the_callers_encoding() -> None:
-    from entroq_redis_server import _schema
+    from entroq_redis_server.core import schema as _schema
 
     tasks = [_schema.Task(queue="q", id="a", value=b'{"n":1}'), _schema.Task(queue="q", id="b")]
     response = _schema.ModifyResponse(inserted=tasks, changed=[_schema.Task(id="c", value=b"\xff")])

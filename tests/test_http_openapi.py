@@ -91,11 +91,11 @@ async def test_documented_errors_validate(http: httpx.AsyncClient) -> None:
 
 
 def test_every_rest_route_is_documented() -> None:
-    from entroq_redis_server._app import create_app
+    from entroq_redis_server.http_app import create_app
 
     class Stub:
         metrics = None
-        methods = frozenset(entroq_redis_server._schema.METHODS)
+        methods = frozenset(entroq_redis_server.core.schema.METHODS)
 
     app = create_app(entroq_redis_server.ServiceSettings(store_url="redis://unused"), Stub())  # type: ignore[arg-type]
     documented = {(p, m.upper()) for p, m, _ in OPERATIONS}

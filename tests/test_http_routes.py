@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 from conftest import ServiceProcess
-from entroq_redis_server import _schema
+from entroq_redis_server.core import schema as _schema
 
 
 def b64(data: bytes) -> str:

@@ -1,10 +1,10 @@
-"""server/_schema.py builds exactly the descriptor protoc makes of server/entroq.proto."""
+"""server/core/schema.py builds exactly the descriptor protoc makes of server/core/entroq.proto."""
 
 from __future__ import annotations
 
 import pathlib
 
-from entroq_redis_server import _schema
+from entroq_redis_server.core import schema as _schema
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Iterable
 from typing import IO, Any
 
-from ._authz_input import QueueEntry
+from .input import QueueEntry
 
 log = logging.getLogger(__name__)
 

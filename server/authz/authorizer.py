@@ -5,7 +5,7 @@ What each call asks of the policy (reference section 7, EntroQ's model):
 - TryClaim, Claim: CLAIM on each requested queue (and DELETE on the queue of each task a
   claim finishes, this service's ``finish`` extension);
 - Modify: INSERT per insert; per change CHANGE on its queue, or DELETE on the real source
-  queue plus INSERT on the new one when it moves (``_authz_modify``: the source is looked
+  queue plus INSERT on the new one when it moves (``authz.modify``: the source is looked
   up and re-checked by the store inside the modify); DELETE per delete; READ per depend;
 - Tasks, StreamTasks: READ on the queue. Beyond EntroQ: a lookup by IDs without a queue
   (which EntroQ refuses outright) returns only the tasks in queues the caller may read;
@@ -15,22 +15,22 @@ What each call asks of the policy (reference section 7, EntroQ's model):
 
 Order of work, cheapest refusal first:
 
-1. the ``Authorization`` header is read (``_authz_input``): missing or malformed (a bearer
+1. the ``Authorization`` header is read (``authz.input``): missing or malformed (a bearer
    "JWT" that is not one included) is 401 before any policy or store work;
 2. the credentials alone are decided (an input with no queues and no claimant ID): a
    policy answer of ``authenticated: false`` is 401 before the store is touched or the
    request's queues are put into an input. Policies that do not define ``authenticated``
    (EntroQ's own) pass this step and are judged by step 4 as before. Credentials the policy
-   did not refuse in the last few seconds skip this step (``_authz_sessions`` says why that
+   did not refuse in the last few seconds skip this step (``authz.sessions`` says why that
    is safe);
 3. the request's input is built and measured: larger than ``max_input_bytes``
    (``--authz-max-input-bytes``) is 413, and no engine sees it;
 4. the decision: ``authenticated: false`` 401, a denial 403 with AuthzDep details, an
    engine that is unreachable, slow or failing 503. Listings are filtered in small
-   decisions whose cost follows what the caller may see (``_authz_listing``).
+   decisions whose cost follows what the caller may see (``authz.listing``).
 
 Any method this module does not know is denied. With an audit log each authorized call
-writes one line (``_authz_audit``).
+writes one line (``authz.audit``).
 """
 
 from __future__ import annotations
@@ -44,9 +44,12 @@ from typing import Any, Protocol
 
 import entroq_redis
 
-from . import _wire
-from ._authz_audit import AuditLog, Trail
-from ._authz_decision import (
+from ..core import wire as _wire
+from ..core.errors import ApiError
+from ..core.hooks import Authorizer, Call, Proceed
+from ..core.metrics import Metrics
+from .audit import AuditLog, Trail
+from .decision import (
     Decision,
     PolicyFailure,
     denied,
@@ -56,7 +59,7 @@ from ._authz_decision import (
     parse_result,
     unauthenticated,
 )
-from ._authz_input import (
+from .input import (
     Credentials,
     CredentialsError,
     QueueEntry,
@@ -66,15 +69,12 @@ from ._authz_input import (
     read_credentials,
     read_entries,
 )
-from ._authz_listing import ListingFilter, Unauthenticated
-from ._authz_modify import plan_finish, plan_lookups, plan_modify, translate_failures
-from ._authz_opa import open_opa_engine
-from ._authz_rego import PolicyConfigError, load_rego_engine
-from ._authz_sessions import RecentlyAuthenticated
-from ._authz_settings import DEFAULT_MAX_INPUT_BYTES, AuthzSettings, document_path
-from ._errors import ApiError
-from ._hooks import Authorizer, Call, Proceed
-from ._metrics import Metrics
+from .listing import ListingFilter, Unauthenticated
+from .modify import plan_finish, plan_lookups, plan_modify, translate_failures
+from .opa import open_opa_engine
+from .rego import PolicyConfigError, load_rego_engine
+from .sessions import RecentlyAuthenticated
+from .settings import DEFAULT_MAX_INPUT_BYTES, AuthzSettings, document_path
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class PolicyAuthorizer:
                 self._decided(trail, "unauthenticated", decision.user)
                 raise invalid_credentials()
             # Not refused (accepted, or a policy that does not say): the next calls with the
-            # same credentials skip this step for a while (``_authz_sessions``).
+            # same credentials skip this step for a while (``authz.sessions``).
             self.sessions.remember(header, call.namespace)
         except ApiError:
             self._record(call, trail)
@@ -273,7 +273,7 @@ class PolicyAuthorizer:
         raise denied(decision, frozenset(hidden))
 
     async def _visible(self, credentials: Credentials, names: set[str], trail: Trail) -> set[str]:
-        """The names the caller may READ (see ``_authz_listing``; 401 on bad credentials)."""
+        """The names the caller may READ (see ``authz.listing``; 401 on bad credentials)."""
 
         async def decide(entries: Sequence[QueueEntry]) -> Decision:
             return await self._decide(credentials, entries, trail)

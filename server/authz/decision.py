@@ -9,7 +9,7 @@ actions}], "errors": ["..."]}``, plus optional fields of ours:
 - ``user``: who the credentials are (a string), written to the audit log; anything else
   is ignored (the log then names a fingerprint of the credentials instead).
 - ``readable``: for listings, the queue specs (``{"exact": q}`` or ``{"prefix": p}``) under
-  which the caller may READ; read by ``_authz_listing``, which checks its shape.
+  which the caller may READ; read by ``authz.listing``, which checks its shape.
 
 Everything else fails closed: an undefined document, a non-boolean ``allow`` or malformed
 lists are a failing policy engine (503), never an allow.
@@ -22,9 +22,10 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from . import _errors, _schema
-from ._authz_input import QueueEntry
-from ._errors import ApiError
+from ..core import errors as _errors
+from ..core import schema as _schema
+from ..core.errors import ApiError
+from .input import QueueEntry
 
 # The AuthzDep actions EntroQ maps; anything else in a ``failed`` entry becomes a WARNING.
 KNOWN_ACTIONS = frozenset({"CLAIM", "DELETE", "CHANGE", "INSERT", "READ"})

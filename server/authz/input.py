@@ -34,7 +34,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ._hooks import HeaderMap
+from ..core.hooks import HeaderMap
 
 CLAIM = "CLAIM"
 DELETE = "DELETE"

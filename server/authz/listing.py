@@ -30,8 +30,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from ._authz_decision import Decision, read_specs
-from ._authz_input import READ, QueueEntry
+from .decision import Decision, read_specs
+from .input import READ, QueueEntry
 
 # One listing decision asks about at most this many entries (and at most the byte budget
 # the service passes in): small inputs keep a decision's memory small.

@@ -39,8 +39,8 @@ from typing import Any
 
 import entroq_redis
 
-from . import _schema
-from ._authz_input import CHANGE, DELETE, INSERT, READ, QueueEntry, entry
+from ..core import schema as _schema
+from .input import CHANGE, DELETE, INSERT, READ, QueueEntry, entry
 
 _LEASE = 1  # ChangeMode CHANGE_LEASE: the task keeps its queue whatever new_data says
 

@@ -18,8 +18,8 @@ import trio
 
 from entroq_redis._masked_url import masked_url
 
-from ._authz_decision import PolicyFailure
-from ._authz_input import Credentials
+from .decision import PolicyFailure
+from .input import Credentials
 
 # A decision answer is a few KiB; a bigger one is a misbehaving server, not a policy.
 MAX_ANSWER_BYTES = 1024 * 1024

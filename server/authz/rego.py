@@ -18,10 +18,10 @@ regopy 1.5.2 needs care with strings, found while building this (see the tests):
   (``DECISION_RULES``) out of the decision document: evaluating only those rules is
   about twice as fast as the whole package document.
 
-The service evaluates in child processes (``_authz_rego_processes``): rego-cpp leaks memory
+The service evaluates in child processes (``authz.rego_processes``): rego-cpp leaks memory
 on every decision, and a child is replaced before its leak grows large; a decision has a time
 limit; and answers come back on a channel of their own, matched to requests by ID
-(``_authz_rego_channel``), because rego-cpp and a policy's ``print()`` write to stdout. The
+(``authz.rego_channel``), because rego-cpp and a policy's ``print()`` write to stdout. The
 event loop waits on a decision from a worker thread.
 """
 
@@ -36,13 +36,13 @@ from typing import Any
 
 import trio
 
-from ._authz_decision import PolicyFailure
-from ._authz_input import Credentials
-from ._authz_rego_processes import DECISION_TIMEOUT_S, MAX_RSS_MB, DecisionProcesses
+from .decision import PolicyFailure
+from .input import Credentials
+from .rego_processes import DECISION_TIMEOUT_S, MAX_RSS_MB, DecisionProcesses
 
 _WRAPPER_PACKAGE = "entroq_redis_embedded_decision"
 _ENTRYPOINT = _WRAPPER_PACKAGE + "/decision"
-# The rules of the decision document the service reads (``_authz_decision``): EntroQ's, plus
+# The rules of the decision document the service reads (``authz.decision``): EntroQ's, plus
 # ours (``authenticated``; ``user`` for the audit log; ``readable`` for listings). A rule the
 # policy does not define is simply absent from the answer.
 DECISION_RULES = ("allow", "authenticated", "failed", "errors", "user", "readable")

@@ -1,6 +1,6 @@
 """One ``--authz rego`` child process as the service sees it: requests in, answers matched by ID.
 
-The child (``python -m entroq_redis_server._authz_rego_child``; its protocol is documented
+The child (``python -m entroq_redis_server.authz.rego_child``; its protocol is documented
 there) reads requests on its stdin and writes answers on a pipe of their own, passed to it as
 an extra file descriptor. rego-cpp writes error text to the process's stdout (a JWT whose
 ``exp`` is a string, a number written with an exponent, a policy's ``print()``): the child sends
@@ -30,7 +30,7 @@ import sys
 import time
 from typing import IO, Any
 
-from ._authz_decision import PolicyFailure
+from .decision import PolicyFailure
 
 # A new child has this long to compile the policy and say it is ready. Only the operator's
 # policy and data are compiled, nothing a caller sends, so this is no lever for an attacker.
@@ -62,7 +62,7 @@ class DecisionChild:
         answers, answers_end = _pipe_above_stdio()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "entroq_redis_server._authz_rego_child", str(answers_end)],
+                [sys.executable, "-m", "entroq_redis_server.authz.rego_child", str(answers_end)],
                 stdin=subprocess.PIPE,
                 pass_fds=(answers_end,),
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -1,4 +1,4 @@
-"""One ``--authz rego`` child process: ``python -m entroq_redis_server._authz_rego_child FD``.
+"""One ``--authz rego`` child process: ``python -m entroq_redis_server.authz.rego_child FD``.
 
 Channels: requests come in on stdin; answers go out on file descriptor ``FD``, a pipe the
 service made for them alone. Before anything else (before regopy is loaded) the child points
@@ -47,8 +47,8 @@ def main() -> None:
     except OSError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     # Loaded only now, with stdout already pointing at the log.
-    from ._authz_decision import PolicyFailure
-    from ._authz_rego import _Compiled
+    from .decision import PolicyFailure
+    from .rego import _Compiled
 
     try:
         setup = json.loads(sys.stdin.buffer.readline())

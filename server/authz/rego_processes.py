@@ -10,7 +10,7 @@ bounded.
 
 A child is also replaced at once when it fails a decision in any way other than the policy
 itself failing: no answer within ``DECISION_TIMEOUT_S``, an answer that is not the one asked
-for, its process gone (``_authz_rego_channel`` says how answers are matched to requests).
+for, its process gone (``authz.rego_channel`` says how answers are matched to requests).
 That decision fails closed; the next one goes to a fresh child.
 
 Why not a pool from the standard library: ``concurrent.futures.ProcessPoolExecutor`` with
@@ -20,7 +20,7 @@ handler threads (about 1.5 ms more per decision on this VM) and replaces its wor
 once, which stalls decisions for the half second a new interpreter needs; and both start
 children with multiprocessing's spawn, which re-runs the parent's ``__main__`` file (and fails
 when there is none, as under ``python -c``). Here each child is a plain
-``python -m entroq_redis_server._authz_rego_child`` (its protocol is documented there), a
+``python -m entroq_redis_server.authz.rego_child`` (its protocol is documented there), a
 decision goes straight over its pipes from the calling thread, and a successor starts warming
 up before its predecessor retires.
 """
@@ -34,8 +34,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ._authz_decision import PolicyFailure
-from ._authz_rego_channel import DecisionChild
+from .decision import PolicyFailure
+from .rego_channel import DecisionChild
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import math
 import struct
 from typing import Any
 
-from ._errors import ApiError, bad_request, connect_body
-from ._hooks import HeaderMap
+from ..core.errors import ApiError, bad_request, connect_body
+from ..core.hooks import HeaderMap
 
 END_STREAM = 0x02
 COMPRESSED = 0x01

@@ -1,6 +1,6 @@
 """EntroQ's calls on the library: one decoded request in, one response message out.
 
-Knows nothing of HTTP (routes, bodies, status codes live in ``_app``); uses only the
+Knows nothing of HTTP (routes, bodies, status codes live in ``http_app``); uses only the
 library's public API (design 1/6: no queue logic and no store access here).
 """
 
@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 import entroq_redis
 
-from . import _wire
-from ._draining import Draining
-from ._hooks import AllowAll, Authorizer, Call, HeaderMap
-from ._metrics import Metrics
-from ._namespaces import Namespaces
+from . import wire as _wire
+from .draining import Draining
+from .hooks import AllowAll, Authorizer, Call, HeaderMap
+from .metrics import Metrics
+from .namespaces import Namespaces
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Calls:
     async def run(
         self, method: str, request: Any, headers: HeaderMap, timeout_s: float | None, request_id: str = ""
     ) -> Any:
-        """Authorizes and runs one call; library errors propagate for ``_errors`` to map.
+        """Authorizes and runs one call; library errors propagate for ``core.errors`` to map.
 
         Args:
             method: The EntroQ RPC name.

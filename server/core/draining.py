@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import trio
 
-from ._errors import unavailable
+from .errors import unavailable
 
 SHUTTING_DOWN = "the service is shutting down; retry on another instance"
 

@@ -20,7 +20,7 @@ from google.protobuf import json_format
 
 import entroq_redis
 
-from . import _schema
+from . import schema as _schema
 
 # gRPC status codes (google.rpc.Code), by number; Connect names them in snake_case.
 CODE_NAMES = {

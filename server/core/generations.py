@@ -42,9 +42,9 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from ._errors import bad_request, unimplemented
-from ._values import BASE64, ENCODINGS, JSON, ValueEncoding
-from ._wire import DOC_LISTS
+from .errors import bad_request, unimplemented
+from .values import BASE64, ENCODINGS, JSON, ValueEncoding
+from .wire import DOC_LISTS
 
 PROTOCOL_HEADER = "entroq-protocol"
 SERVED_PROTOCOLS = (1, 2)

@@ -25,8 +25,8 @@ import trio
 
 import entroq_redis
 
-from ._errors import NOT_FOUND, ApiError, bad_request
-from ._hooks import HeaderMap
+from .errors import NOT_FOUND, ApiError, bad_request
+from .hooks import HeaderMap
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ standard or URL-safe base64, unknown fields ignored). Encoding is canonical prot
 camelCase, int64 as strings, bytes as standard base64, zero values omitted.
 
 Values are bytes end to end (design 2.2); this module is where they meet JSON. Each request
-is read and answered in the value encoding its client generation uses (``_generations``
-decides, ``_values`` converts): base64, protobuf's own ``bytes`` mapping, or any JSON value,
+is read and answered in the value encoding its client generation uses (``core.generations``
+decides, ``core.values`` converts): base64, protobuf's own ``bytes`` mapping, or any JSON value,
 which is swapped for its stored bytes before ``json_format`` sees it and back after.
 """
 
@@ -25,9 +25,10 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 import entroq_redis
 from entroq_redis._contract import MAX_ITEMS_PER_MODIFY, MAX_QUEUES_PER_CLAIM
 
-from . import _schema, _values
-from ._errors import bad_request, unimplemented
-from ._values import BASE64, JSON, ValueEncoding
+from . import schema as _schema
+from . import values as _values
+from .errors import bad_request, unimplemented
+from .values import BASE64, JSON, ValueEncoding
 
 _CHANGE_MODES: dict[int, entroq_redis.ChangeMode] = {0: "full", 1: "lease", 2: "reset_claims"}
 

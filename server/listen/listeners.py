@@ -4,7 +4,7 @@ Sockets are bound by ``bind_listeners`` before anything else starts (the CLI bin
 starts the embedded store), so a port in use is one clear error and leaves nothing running.
 ``run_listeners`` is Hypercorn's trio ``worker_serve`` (0.18) reshaped for two applications
 (the API, and ``/metrics`` on its own port when asked) and for per-connection rules it has no
-hook for (``_connection``): idle and header timeouts, the h2c choice and the per-address cap.
+hook for (``listen.connection``): idle and header timeouts, the h2c choice and the per-address cap.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
 
-from ._connection import AddressLimiter, GuardedConnection, peer_address
-from ._listener_settings import ListenerSettings
-from ._settings import ServiceSettings
+from ..settings import ServiceSettings
+from .connection import AddressLimiter, GuardedConnection, peer_address
+from .listener_settings import ListenerSettings
 
 # Hypercorn's default accept backlog is 100. Long-poll claims hold thousands of connections,
 # and waiters reconnecting at once (after a restart, a deploy) arrive in bursts; with a full

@@ -10,8 +10,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import _errors
-from ._calls import Calls
+from ..core import errors as _errors
+from ..core.calls import Calls
 
 EXPOSITION_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

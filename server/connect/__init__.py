@@ -1,0 +1,1 @@
+"""The Connect front end: ``POST /api.EntroQ/<Method>`` (unary JSON and StreamTasks' envelopes)."""

@@ -1,0 +1,1 @@
+"""The REST front end: EntroQ's ``/api/v0/...`` routes (google.api.http transcoding)."""
