@@ -124,7 +124,7 @@ def decision_children(service: ServiceProcess) -> list[psutil.Process]:
     found = []
     for child in psutil.Process(service.process.pid).children(recursive=True):
         try:
-            if "_authz_rego_child" in " ".join(child.cmdline()):
+            if "authz.rego_child" in " ".join(child.cmdline()):
                 found.append(child)
         except psutil.Error:
             pass

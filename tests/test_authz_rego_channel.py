@@ -59,7 +59,7 @@ def decision_children() -> set[int]:
     found = set()
     for child in psutil.Process().children():
         try:
-            if "_authz_rego_child" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+            if "authz.rego_child" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
                 found.add(child.pid)
         except psutil.Error:
             pass
