@@ -21,7 +21,8 @@
 -- Reply (missing):   {-1, -1}  no task with that ID (in that queue, if one is named)
 -- Errors:            EQ_BADARG <message>  (bad input; nothing written)
 --                    EQ_CONTRACT <message> (wrong contract version or key prefix)
---                    EQ_CORRUPT <message>  (the record has a format this script cannot read)
+--                    EQ_CORRUPT <message>  (the record has a format this script cannot read, or
+--                                           its queue's index does not list the task)
 
 local MAX_ID_BYTES = 64
 local MAX_QUEUE_BYTES = 1024
@@ -85,6 +86,19 @@ if wanted_queue ~= '' and wanted_queue ~= queue then return {-1, -1} end
 if at > now then return {0, at - now} end
 local value = string.sub(record, value_start)
 
+-- One read of every key written below, before the first write: a key of another type there
+-- (which only a foreign writer leaves) stops the script now instead of half way.
+local queue_key = prefix .. 'q:' .. queue
+local claimed_key = prefix .. 'c:' .. queue
+local histogram_key = prefix .. 'h:' .. queue
+local order_key = prefix .. 'm:' .. queue
+if not redis.call('ZSCORE', queue_key, id) then
+  return redis.error_reply('EQ_CORRUPT task ' .. id .. ' is missing from the index of its queue ' .. queue)
+end
+redis.call('ZSCORE', claimed_key, id)
+redis.call('HGET', histogram_key, claims)
+redis.call('ZSCORE', order_key, claims)
+
 -- All checks are done; writes start here, exactly claim.lua's writes for the chosen task.
 version = version + 1
 claims = claims + 1
@@ -92,12 +106,10 @@ at = now + duration
 modified = now
 redis.call('SET', task_key, struct.pack(RECORD_FORMAT, 1, version, at, created, modified, claims, attempt,
   #queue, queue, #claimant, claimant, #err, err) .. value)
-redis.call('ZADD', prefix .. 'q:' .. queue, at, id)
-redis.call('ZADD', prefix .. 'c:' .. queue, at, id)
+redis.call('ZADD', queue_key, at, id)
+redis.call('ZADD', claimed_key, at, id)
 
 -- Claim-count histogram behind the exact max_claims of queue stats.
-local histogram_key = prefix .. 'h:' .. queue
-local order_key = prefix .. 'm:' .. queue
 if claims > 1 then
   if redis.call('HINCRBY', histogram_key, claims - 1, -1) <= 0 then
     redis.call('HDEL', histogram_key, claims - 1)

@@ -7,10 +7,12 @@ which cannot count the claim: claims stays, so stats see the task as future, not
 from __future__ import annotations
 
 import pytest
+import redis
 import trio
 
-from entroq_redis import DependencyError, EntroQ, InvalidArgumentError, TaskData
+from entroq_redis import DependencyError, EntroQ, InvalidArgumentError, StoreError, TaskData
 from entroq_redis._http_backend import HttpBackend
+from entroq_redis._keys import Keys
 
 
 def counts_claims(eq: EntroQ) -> bool:
@@ -137,3 +139,18 @@ async def test_claim_id_keeps_queue_stats_exact(redis_eq: EntroQ) -> None:
     await redis_eq.modify(deletes=[second])
     (stats,) = await redis_eq.queue_stats(exact=["stats"])
     assert (stats.num_tasks, stats.num_claimed, stats.max_claims) == (1, 0, 0)
+
+
+async def test_a_task_missing_from_its_queue_index_is_reported_not_claimed(
+    redis_eq: EntroQ, sync_redis: redis.Redis, namespace: str
+) -> None:
+    """A damaged store (only a foreign writer can do this) is named, and nothing is written."""
+    (task,), _ = await redis_eq.modify(inserts=[TaskData("damaged")])
+    keys = Keys(namespace)
+    record = sync_redis.get(keys.task(task.id))
+    sync_redis.zrem(keys.queue("damaged"), task.id)
+    with pytest.raises(StoreError, match=r"EQ_CORRUPT .* missing from the index of its queue damaged"):
+        await redis_eq.try_claim_id("damaged", task.id, 10_000)
+    assert sync_redis.get(keys.task(task.id)) == record
+    assert sync_redis.zscore(keys.queue("damaged"), task.id) is None
+    assert not sync_redis.exists(keys.claimed("damaged"), keys.claim_histogram("damaged"))
