@@ -1,14 +1,15 @@
 # syntax=docker/dockerfile:1
 #
 # The entroq-redis service image: `entroq-redis serve` on 0.0.0.0:9100 (EntroQ REST API, /healthz,
-# /readyz, /metrics). Build from the repository root:
+# /readyz, /metrics) and EntroQ's native gRPC API on 0.0.0.0:37706 (the service's default port, the
+# one EntroQ's Go client, eqc and eqlink dial). Build from the repository root:
 #
 #     docker build -t entroq-redis .
 #
 # Without arguments the container runs the embedded Valkey with its data in
 # /var/lib/entroq-redis/data (mount a volume there). In production give an external store instead:
 #
-#     docker run -p 9100:9100 entroq-redis --redis redis://valkey:6379/0
+#     docker run -p 9100:9100 -p 37706:37706 entroq-redis --redis redis://valkey:6379/0
 #
 # A URL holding a password stays off the command line (every process's arguments are readable
 # by every user of the host): mount it as a file and pass `--redis-file /run/secrets/redis-url`,
@@ -58,7 +59,7 @@ ENV PATH=/opt/entroq-redis/bin:$PATH \
 
 USER 10001:10001
 WORKDIR /var/lib/entroq-redis
-EXPOSE 9100
+EXPOSE 9100 37706
 
 # Ready means the store answers and the scripts are loaded; the standard library is enough to ask.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

@@ -32,6 +32,10 @@ class Backend(Protocol):
         """Deletes ``finish`` (all or none), then claims one available task or returns None at once."""
         ...
 
+    async def try_claim_id(self, claimant: str, queue: str, task_id: str, duration_ms: int) -> Task | None:
+        """Claims the task ``task_id`` (in ``queue``; "" = any) if it is available now, else None."""
+        ...
+
     async def claim(
         self,
         claimant: str,

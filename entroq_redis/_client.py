@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from ._backend import Backend
+from ._contract import MAX_DURATION_MS, MAX_ID_BYTES
 from ._errors import InvalidArgumentError
 from ._types import QueueStats, Task, TaskChange, TaskData, TaskID
 
@@ -86,6 +87,41 @@ class EntroQ:
         return await self.backend.try_claim(
             self.claimant_id, _queue_list(queues), duration_ms, [_as_id(t) for t in finish]
         )
+
+    async def try_claim_id(
+        self, queue: str, task_id: str, duration_ms: int = DEFAULT_CLAIM_DURATION_MS
+    ) -> Task | None:
+        """Claims one given task if it is available now, as EntroQ's ``eqc tryclaimid`` does.
+
+        For a tool or an operator that must take one particular task (to inspect, retry or
+        move it) without racing its workers. The effect is a claim's: version and claims go
+        up by one, the claimant becomes this client and the task stays invisible to other
+        claims for ``duration_ms``; whoever held it before is fenced.
+
+        Args:
+            queue: The queue the task is in ("" = wherever it is).
+            task_id: The task's ID.
+            duration_ms: The lease.
+
+        Returns:
+            The claimed task, or None if no task has that ID (in that queue) or it is not
+            available now (leased by anyone, this client included, or delayed). Over HTTP
+            it is a listing plus a version-checked lease change, as ``eqc`` does it, and
+            ``claims`` does not move.
+        """
+        if not isinstance(queue, str):
+            raise InvalidArgumentError(f"queue must be a string, got {type(queue).__name__}")
+        if not isinstance(task_id, str) or not task_id:
+            raise InvalidArgumentError("task_id must be a non-empty string")
+        if len(task_id.encode("utf-8", "surrogateescape")) > MAX_ID_BYTES:
+            raise InvalidArgumentError(f"task_id is longer than {MAX_ID_BYTES} bytes")
+        # Checked here so that both backends refuse alike (over HTTP the lease is a change's
+        # relative arrival, whose range is not a lease's).
+        if isinstance(duration_ms, bool) or not isinstance(duration_ms, int):
+            raise InvalidArgumentError(f"duration_ms must be an integer, got {type(duration_ms).__name__}")
+        if not 0 <= duration_ms <= MAX_DURATION_MS:
+            raise InvalidArgumentError(f"duration_ms must be from 0 to {MAX_DURATION_MS}, got {duration_ms}")
+        return await self.backend.try_claim_id(self.claimant_id, queue, task_id, duration_ms)
 
     async def claim(
         self,

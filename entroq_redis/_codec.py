@@ -85,6 +85,15 @@ def decode_claim(reply: Sequence[Any]) -> tuple[Task | None, int]:
     return None, reply[1]
 
 
+def claim_id_args(keys: Keys, claimant: str, duration_ms: int, task_id: str, queue: str) -> list[Arg]:
+    return [keys.prefix, CONTRACT_VERSION, raw(claimant), duration_ms, raw(task_id), raw(queue)]
+
+
+def decode_claim_id(reply: Sequence[Any]) -> Task | None:
+    """The claimed task; None when the task is leased or delayed ({0, wait_ms}) or missing ({-1, -1})."""
+    return decode_task(reply[1]) if reply[0] == 1 else None
+
+
 def modify_args(
     keys: Keys,
     claimant: str,

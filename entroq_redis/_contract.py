@@ -20,4 +20,4 @@ MAX_DURATION_MS = 31_622_400_000
 MAX_AT_MS = 99_999_999_999_999
 MAX_INT32 = 2**31 - 1
 
-SCRIPT_NAMES = ("claim", "modify", "tasks", "queues", "time")
+SCRIPT_NAMES = ("claim", "claim_id", "modify", "tasks", "queues", "time")

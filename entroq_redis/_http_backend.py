@@ -226,6 +226,29 @@ class HttpBackend:
         )
         return _task(data["task"]) if data.get("task") else None
 
+    async def try_claim_id(self, claimant: str, queue: str, task_id: str, duration_ms: int) -> Task | None:
+        """What ``eqc tryclaimid`` does against EntroQ's server, since the wire has no claim by ID:
+        read the task, then move its arrival with a version-checked lease change.
+
+        Atomic all the same: the change names the version read, and a task's arrival moves only
+        with its version, so an arrival found due on the store's clock is still due at the
+        change; a lost race is a dependency error, answered as None. Unlike the Redis backend's
+        claim_id.lua, ``claims`` is not incremented (a modify cannot do that), and a lease of
+        0 ms leaves the task without a claimant (a change to an arrival of now releases it).
+        """
+        found = await self.tasks(queue, [task_id], "", 1, True)
+        if not found:
+            return None
+        task = found[0]
+        if task.at_ms > await self.time_ms():
+            return None
+        lease = TaskChange(task.id, task.version, task.queue, delay_ms=duration_ms, mode="lease")
+        try:
+            _, changed = await self.modify(claimant, (), [lease], (), ())
+        except DependencyError:
+            return None
+        return changed[0]
+
     async def claim(
         self,
         claimant: str,

@@ -70,6 +70,8 @@ def _wrote(name: str, reply: Any, args: list[_codec.Arg]) -> bool:
     if name == "claim":
         # Claimed, or nothing to claim after its finish deletes (ARGV[7] = n_finish).
         return bool(reply[0] == 1 or (reply[0] == 0 and int(args[6]) > 0))
+    if name == "claim_id":
+        return bool(reply[0] == 1)
     if name == "modify":
         # Applied, with at least one insert, change or delete (ARGV[6..8]).
         return bool(reply[0] == 1 and int(args[5]) + int(args[6]) + int(args[7]) > 0)
@@ -232,6 +234,10 @@ class RedisBackend:
     ) -> Task | None:
         task, _ = await self._claim_once(claimant, queues, duration_ms, finish)
         return task
+
+    async def try_claim_id(self, claimant: str, queue: str, task_id: str, duration_ms: int) -> Task | None:
+        args = _codec.claim_id_args(self.keys, claimant, duration_ms, task_id, queue)
+        return _codec.decode_claim_id(await self._call("claim_id", args, mutates=True))
 
     async def _wake_hub(self) -> WakeHub:
         if self._hub is None:

@@ -16,6 +16,20 @@ import pytest
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
+# EntroQ's gRPC port: `entroq-redis serve` listens there by default (--grpc-port), and EntroQ's
+# Go client, eqc and eqlink dial it. The image, the compose file and the chart publish it.
+GRPC_PORT = 37706
+
+
+def assert_grpc_default(args: object) -> None:
+    """The parsed `serve` arguments listen for gRPC on GRPC_PORT.
+
+    Branches built before the gRPC front end have no --grpc-port yet (nothing to check then);
+    from the front end on this pins its default to the port the deploy files publish.
+    """
+    if hasattr(args, "grpc_port"):
+        assert args.grpc_port == GRPC_PORT, f"serve's default --grpc-port is {args.grpc_port}"
+
 
 def free_port() -> int:
     with socket.socket() as sock:

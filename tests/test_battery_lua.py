@@ -40,7 +40,7 @@ def test_no_write_before_the_last_check(script: str) -> None:
     writes, checks, problems = analyse((LUA / f"{script}.lua").read_text())
     assert problems == []
     assert checks, "the lint found no checks at all: it no longer understands the script"
-    if script in ("claim", "modify"):
+    if script in ("claim", "claim_id", "modify"):
         assert writes, "the lint found no writes at all: it no longer understands the script"
 
 
@@ -157,6 +157,20 @@ async def claim_scenario(eq: entroq_redis.EntroQ) -> Callable[[], Awaitable[obje
     return call
 
 
+async def claim_id_scenario(eq: entroq_redis.EntroQ) -> Callable[[], Awaitable[object]]:
+    """g, claimed once before and released, is claimed again by ID (claim_id.lua)."""
+    await eq.modify(inserts=[TaskData("G", id="g")])
+    g = await claim_one(eq, "G")
+    await eq.modify(changes=[g.as_change(at=None)])  # back to available, claims 1
+
+    async def call() -> object:
+        task = await eq.try_claim_id("G", "g", 600_000)
+        assert task is not None and task.claims == 2
+        return task
+
+    return call
+
+
 def touched_keys(namespace: str, ids: list[str], queues: list[str]) -> list[bytes]:
     prefix = "{" + namespace + "}:"
     keys = [prefix + "queues"] + [prefix + "t:" + i for i in ids]
@@ -167,6 +181,7 @@ def touched_keys(namespace: str, ids: list[str], queues: list[str]) -> list[byte
 SCENARIOS = {
     "modify": (modify_scenario, ["x", "y", "w", "n1", "n2"], ["X", "Y", "Z", "W", "N"]),
     "claim": (claim_scenario, ["f", "g"], ["F", "G"]),
+    "claim_id": (claim_id_scenario, ["g"], ["G"]),
 }
 
 
@@ -239,7 +254,7 @@ async def plain_claim(eq: entroq_redis.EntroQ) -> Callable[[], Awaitable[object]
 
 @pytest.mark.parametrize(
     ("name", "must_refuse"),
-    [("modify", False), ("claim", False), ("inserts_only", True), ("plain_claim", True)],
+    [("modify", False), ("claim", False), ("inserts_only", True), ("plain_claim", True), ("claim_id", True)],
 )
 async def test_out_of_memory_is_all_or_nothing(
     store: PrivateValkey, raw: redis.Redis, name: str, must_refuse: bool
@@ -248,7 +263,12 @@ async def test_out_of_memory_is_all_or_nothing(
     # the script write, "to ensure atomicity": a call whose first write frees memory (a delete)
     # goes through whole; one whose first write adds memory (an insert, a claim) is refused
     # whole. Either way: all or nothing.
-    builders = {"modify": modify_scenario, "claim": claim_scenario, "inserts_only": inserts_only}
+    builders = {
+        "modify": modify_scenario,
+        "claim": claim_scenario,
+        "inserts_only": inserts_only,
+        "claim_id": claim_id_scenario,
+    }
     build = builders.get(name, plain_claim)
     namespace = "oom" + secrets.token_hex(4)
     async with client_for(store, namespace) as eq:

@@ -310,3 +310,25 @@ def test_top_refreshes(cli: Cli) -> None:
     assert frames[0]["queues"][0]["name"] == "jobs" and frames[0]["queues"][0]["num_tasks"] == 1
     text = cli.run("top", "--iterations", "1").stdout
     assert "entroq-redis top" in text and re.search(r"^jobs\s+1\s+1\s+0\s+0\s+0\s+\+0\.0$", text, re.M)
+
+
+def test_tryclaimid_claims_one_given_task(cli: Cli) -> None:
+    [task] = cli.json("ins", "jobs", "pick me")
+    claimed = cli.json("tryclaimid", "-q", "jobs", "-t", task["id"], "-d", "60", "--claimant", "alice")
+    assert (claimed["id"], claimed["version"], claimed["claimant"]) == (task["id"], 1, "alice")
+    assert claimed["at_ms"] == claimed["modified_ms"] + 60_000  # -d 60 is seconds, as in eqc
+
+    held = cli.run("tryclaimid", "--queue", "jobs", "--task", task["id"], "--claimant", "bob", expect=4)
+    assert "not available" in held.stderr and "by alice" in held.stderr
+    assert (
+        "not found in queue other" in cli.run("tryclaimid", "-q", "other", "-t", task["id"], expect=4).stderr
+    )
+    assert "not found" in cli.run("tryclaimid", "-q", "jobs", "-t", "no-such-task", expect=4).stderr
+    # Alice holds version 1 and commits with it.
+    cli.run("rm", task["id"], "--version", "1", "--claimant", "alice")
+    assert cli.tasks("jobs") == []
+
+    [fresh] = cli.json("ins", "jobs", "text value")
+    details = cli.run("tryclaimid", "-q", "jobs", "-t", fresh["id"]).stdout
+    assert re.search(r"^value:\s+text value$", details, re.M)
+    assert re.search(r"^version:\s+1$", details, re.M)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from deploy_support import GRPC_PORT, assert_grpc_default
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -104,7 +105,8 @@ def test_service_is_built_here_and_talks_to_valkey(compose: dict[str, Any]) -> N
     assert (ROOT / service["build"]["dockerfile"]).is_file()
     assert service["command"] == ["--redis", "redis://valkey:6379/0"]
     assert service["depends_on"]["valkey"]["condition"] == "service_healthy"
-    assert _published(service) == {"9100:9100"}
+    # The REST API and EntroQ's gRPC API (the image's default port, published as is).
+    assert _published(service) == {"9100:9100", f"{GRPC_PORT}:{GRPC_PORT}"}
     # SIGTERM reaches the service (not PID 1 itself) and it gets longer than its graceful timeout.
     assert service["init"] is True
     assert int(service["stop_grace_period"].removesuffix("s")) > 10
@@ -123,6 +125,7 @@ def test_service_command_is_accepted_by_the_service(compose: dict[str, Any]) -> 
     args = build_parser().parse_args([*entrypoint[1:], *compose["services"]["entroq"]["command"]])
     assert args.redis == "redis://valkey:6379/0"
     assert (args.host, args.port) == ("0.0.0.0", 9100)
+    assert_grpc_default(args)
 
 
 def test_prometheus_scrapes_the_service(compose: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@
   binary), at the strictest threshold.
 - Its key properties are checked directly: every base image pinned by tag and digest, the final
   stage runs as a non-root numeric user, a HEALTHCHECK asks /readyz, the service listens on
-  0.0.0.0:9100, no secrets in ENV/ARG or copied files.
+  0.0.0.0:9100 (and EntroQ's gRPC port 37706 is exposed), no secrets in ENV/ARG or copied files.
 - The build context: what the image copies is not excluded by .dockerignore and is enough for
   ``pip install .`` (a wheel is built from exactly those files and inspected).
 - The container's command (ENTRYPOINT + CMD) runs here as a plain process against the embedded
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import httpx
 import psutil
 import pytest
-from deploy_support import STOP_TIMEOUT, free_port, running_service
+from deploy_support import GRPC_PORT, STOP_TIMEOUT, assert_grpc_default, free_port, running_service
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -189,7 +189,13 @@ def test_service_listens_on_all_interfaces_port_9100(instructions: list[Instruct
     assert command[:2] == ["entroq-redis", "serve"]
     assert command[command.index("--host") + 1] == "0.0.0.0"
     assert command[command.index("--port") + 1] == "9100"
-    assert _one(_final_stage(instructions), "EXPOSE").args == "9100"
+    # HTTP, and gRPC on the service's default port (the command does not move it).
+    assert _one(_final_stage(instructions), "EXPOSE").args.split() == ["9100", str(GRPC_PORT)]
+    assert "--grpc-port" not in command
+
+    from entroq_redis.cli import build_parser
+
+    assert_grpc_default(build_parser().parse_args(command[1:]))
 
 
 def test_no_secrets_in_the_image(instructions: list[Instruction]) -> None:

@@ -32,7 +32,8 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "entroq-redis.json"
 
 # The service's metrics contract: family -> (type, labels).
 METRICS: dict[str, tuple[str, frozenset[str]]] = {
-    "entroq_queue_size": ("gauge", frozenset({"name", "type"})),
+    # queue, l1, l2, l3: EntroQ v1's labels; name: EntroQ v0.9's (the same queue name).
+    "entroq_queue_size": ("gauge", frozenset({"queue", "l1", "l2", "l3", "name", "type"})),
     "entroq_http_requests": ("counter", frozenset({"route", "outcome"})),
     "entroq_http_request_duration_seconds": ("histogram", frozenset({"route", "outcome"})),
     "entroq_dependency_errors": ("counter", frozenset({"kind"})),
@@ -45,7 +46,31 @@ CLAIM_ROUTES = "(?i).*claim.*"
 MODIFY_ROUTES = "(?i).*modify.*"
 
 # Grafana's variables, replaced by values a real query could have.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h", "$queue": ".*"}
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__interval": "15s",
+    "$__range": "1h",
+    "$queue": ".*",
+    "$l1": ".*",
+    "$l2": ".*",
+    "$l3": ".*",
+}
+
+# Every query of EntroQ's own dashboard (deploy/grafana/entroq-dashboard.json of
+# github.com/shiblon/entroq at a7fbfaa, after v1.1.0; label_values(...) variables as their
+# selectors). A team moving from EntroQ keeps that dashboard: these must select our series.
+ENTROQ_DASHBOARD_QUERIES = [
+    'entroq_queue_size{l1=~"$l1", l2=~"$l2", l3=~"$l3", type="total"}',
+    'entroq_queue_size{l1=~"$l1", l2=~"$l2", l3=~"$l3", type="claimed"}',
+    'entroq_queue_size{l1=~"$l1", l2=~"$l2", l3=~"$l3", type="available"}',
+    'entroq_queue_size{l1=~"$l1", l2=~"$l2", l3=~"$l3", type="maxClaims"}',
+    'sum(entroq_queue_size{l1=~"$l1", type="total"}) by (l1)',
+    "entroq_queue_size",
+    'entroq_queue_size{l1=~"$l1"}',
+    'entroq_queue_size{l2=~"$l2"}',
+]
+# EntroQ v0.9's gauge had the labels name and type; its users' queries look like this.
+ENTROQ_V09_QUERIES = ['sum by (name) (entroq_queue_size{type="total"})']
 
 
 def _promql() -> ModuleType:
@@ -181,6 +206,14 @@ def test_every_query_parses_and_uses_specified_metrics_and_labels(dashboard: dic
         )
 
 
+def test_entroq_dashboard_queries_use_our_labels() -> None:
+    for expr in ENTROQ_DASHBOARD_QUERIES + ENTROQ_V09_QUERIES:
+        selectors, grouping = analyse(expr)
+        for selector in selectors:
+            assert set(selector.labels) <= METRICS[selector.family][1], expr
+        assert grouping <= METRICS["entroq_queue_size"][1], expr
+
+
 def test_dashboard_covers_what_the_issue_asks(dashboard: dict[str, Any]) -> None:
     analysed = [(title, expr, *analyse(expr)) for title, expr in queries(dashboard)]
 
@@ -193,6 +226,8 @@ def test_dashboard_covers_what_the_issue_asks(dashboard: dict[str, Any]) -> None
         return any(("Re", regex) in s.labels.get("route", []) for s in selectors)
 
     assert panels_with(lambda e, s, g: "type" in g and any(x.family == "entroq_queue_size" for x in s))
+    # Grouped by top-level prefix, as EntroQ's dashboard does.
+    assert panels_with(lambda e, s, g: "l1" in g and any(x.family == "entroq_queue_size" for x in s))
     assert panels_with(
         lambda e, s, g: (
             "rate(" in e
@@ -246,7 +281,8 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def exported(service_url: str) -> dict[str, Any]:
     """The service's metric families after a little traffic of every kind the dashboard shows."""
-    queue = "deploy-check"
+    # A nested name, so that every level label (l1, l2, l3) has a value to select.
+    queue = "/deploy/check/nested/queue"
     value = base64.b64encode(b"hello").decode()
     with httpx.Client(base_url=service_url, timeout=10) as client:
         client.get("/api/v0/time")
@@ -295,3 +331,39 @@ def test_claim_and_modify_panels_match_real_routes(exported: dict[str, Any]) -> 
     assert any(re.fullmatch(CLAIM_ROUTES, r) for r in routes), f"no claim route among {sorted(routes)}"
     assert any(re.fullmatch(MODIFY_ROUTES, r) for r in routes), f"no modify route among {sorted(routes)}"
     assert not re.fullmatch(CLAIM_ROUTES, "/metrics") and not re.fullmatch(MODIFY_ROUTES, "/api/v0/time")
+
+
+def _selects(selector: Selector, labels: dict[str, str]) -> bool:
+    """Whether a sample with ``labels`` matches the selector (Prometheus: a missing label is "")."""
+    for name, matchers in selector.labels.items():
+        have = labels.get(name, "")
+        for op, wanted in matchers:
+            matched = {
+                "Equal": have == wanted,
+                "NotEqual": have != wanted,
+                "Re": re.fullmatch(wanted, have) is not None,
+                "NotRe": re.fullmatch(wanted, have) is None,
+            }[op]
+            if not matched:
+                return False
+    return True
+
+
+def test_entroq_dashboard_selects_our_series(exported: dict[str, Any]) -> None:
+    """EntroQ's dashboard, run against what we export: each selector finds a series, and the
+    level labels are EntroQ's values for the nested queue (l1..l3 from the queue name)."""
+    samples = exported["entroq_queue_size"].samples
+    for expr in ENTROQ_DASHBOARD_QUERIES + ENTROQ_V09_QUERIES:
+        for selector in analyse(expr)[0]:
+            assert any(_selects(selector, s.labels) for s in samples), f"{expr} selects nothing"
+    nested = [s for s in samples if s.labels["queue"] == "/deploy/check/nested/queue"]
+    assert {s.labels["type"] for s in nested} == QUEUE_SIZE_TYPES
+    for sample in nested:
+        assert sample.labels["name"] == sample.labels["queue"]
+        assert (sample.labels["l1"], sample.labels["l2"], sample.labels["l3"]) == (
+            "/deploy",
+            "/deploy/check",
+            "/deploy/check/nested",
+        )
+    narrowed = analyse('entroq_queue_size{l1=~"/deploy", l2=~"/deploy/check", type="total"}')[0][0]
+    assert [s.value for s in samples if _selects(narrowed, s.labels)] == [1.0]

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from deploy_support import GRPC_PORT, assert_grpc_default
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "entroq-redis"
@@ -188,11 +189,12 @@ def test_rendered_arguments_are_accepted_by_the_service(chart: Any, name: str) -
 
     container = _server(render(chart, VALUE_SETS[name]))
     assert container["command"][0] == "entroq-redis"
-    _args, unknown = build_parser().parse_known_args([*container["command"][1:], *container["args"]])
+    args, unknown = build_parser().parse_known_args([*container["command"][1:], *container["args"]])
     unknown_flags = {arg for arg in unknown if arg.startswith("-")}
     if unknown_flags and unknown_flags <= AUTHZ_FLAGS:
         pytest.skip(f"the service has no {sorted(unknown_flags)} yet")
     assert not unknown, f"entroq-redis serve does not accept {unknown}"
+    assert_grpc_default(args)  # the port the container and the Service declare
 
 
 def test_values_schema_rejects_bad_values(chart: Any, helm: ModuleType) -> None:
@@ -227,7 +229,11 @@ def test_probes_ports_and_command(chart: Any) -> None:
     assert _flag(args, "--host") == "0.0.0.0" and _flag(args, "--port") == "9100"
     assert "--authz" not in args  # mode none is the service's default
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
-    assert container["ports"] == [{"name": "http", "containerPort": 9100, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 9100, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+    ]
+    assert "--grpc-port" not in args  # the service's default port, which the container declares
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -235,7 +241,14 @@ def test_probes_ports_and_command(chart: Any) -> None:
         s for s in _by_kind(objects, "Service") if s["metadata"]["name"] == f"{RELEASE}-entroq-redis"
     )
     assert service["spec"]["ports"] == [
-        {"name": "http", "port": 9100, "targetPort": "http", "protocol": "TCP"}
+        {"name": "http", "port": 9100, "targetPort": "http", "protocol": "TCP"},
+        {
+            "name": "grpc",
+            "port": GRPC_PORT,
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "kubernetes.io/h2c",
+        },
     ]
     pod = _one(objects, "Deployment")["spec"]["template"]
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9100"

@@ -211,7 +211,7 @@ def test_the_capped_queue_gauge_keeps_the_largest_queues(store_url: str, namespa
     finally:
         assert service.stop() == 0
     exported = {
-        labels[0][1]: value
+        dict(labels)["queue"]: value
         for (name, labels), value in samples.items()
         if name == "entroq_queue_size" and ("type", "total") in labels
     }

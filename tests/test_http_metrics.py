@@ -23,6 +23,14 @@ def value(text: str, metric: str, /, **labels: str) -> float | None:
     return samples(text).get((metric, tuple(sorted(labels.items()))))
 
 
+def queue_size(text: str, queue: str, kind: str, levels: tuple[str, str, str] | None = None) -> float | None:
+    """``entroq_queue_size`` of one queue and type, found only by its full label set: the labels
+    EntroQ v1's dashboard selects on (queue, l1, l2, l3) and v0.9's (name). ``levels`` default to
+    those of a one-part name ``q``: ``/q``, "", ""."""
+    l1, l2, l3 = levels or ("/" + queue, "", "")
+    return value(text, "entroq_queue_size", queue=queue, l1=l1, l2=l2, l3=l3, name=queue, type=kind)
+
+
 @pytest.fixture
 def service(store_url: str, namespace: str) -> Iterator[ServiceProcess]:
     """A service whose default namespace is this test's, refreshing queue sizes quickly."""
@@ -51,13 +59,13 @@ async def test_metric_names_and_labels(service: ServiceProcess) -> None:
         text = (await http.get("/metrics")).text
 
     # EntroQ's gauge, limited to the first --metrics-max-queues queues by name.
-    assert value(text, "entroq_queue_size", name="a", type="total") == 2
-    assert value(text, "entroq_queue_size", name="a", type="claimed") == 1
-    assert value(text, "entroq_queue_size", name="a", type="available") == 1
-    assert value(text, "entroq_queue_size", name="a", type="future") == 0
-    assert value(text, "entroq_queue_size", name="a", type="maxClaims") == 1
-    assert value(text, "entroq_queue_size", name="b", type="total") == 1
-    assert value(text, "entroq_queue_size", name="c", type="total") is None
+    assert queue_size(text, "a", "total") == 2
+    assert queue_size(text, "a", "claimed") == 1
+    assert queue_size(text, "a", "available") == 1
+    assert queue_size(text, "a", "future") == 0
+    assert queue_size(text, "a", "maxClaims") == 1
+    assert queue_size(text, "b", "total") == 1
+    assert queue_size(text, "c", "total") is None
     # Requests by route template and outcome, counted and timed alike.
     assert value(text, "entroq_http_requests_total", route="/api/v0/modify", outcome="ok") == 2
     assert value(text, "entroq_http_requests_total", route="/api/v0/modify", outcome="dependency") == 1
@@ -81,6 +89,18 @@ async def test_queue_sizes_refresh_at_most_once_per_interval(service: ServicePro
         soon = (await http.get("/metrics")).text
         await trio.sleep(0.35)
         later = (await http.get("/metrics")).text
-    assert value(first, "entroq_queue_size", name="a", type="total") == 1
-    assert value(soon, "entroq_queue_size", name="a", type="total") == 1  # the cached snapshot
-    assert value(later, "entroq_queue_size", name="a", type="total") == 2
+    assert queue_size(first, "a", "total") == 1
+    assert queue_size(soon, "a", "total") == 1  # the cached snapshot
+    assert queue_size(later, "a", "total") == 2
+
+
+async def test_queue_size_levels_follow_entroq(service: ServiceProcess) -> None:
+    """l1..l3 as EntroQ's server computes them (pkg/eqsvcgrpc observeStats): one leading "/"
+    dropped, then cumulative prefixes of the first three parts, each starting with "/"."""
+    async with httpx.AsyncClient(base_url=service.url) as http:
+        inserts = [{"queue": "/eq/jobs/x/y"}, {"queue": "/eq/jobs/x/y"}, {"queue": "tenant/work"}]
+        assert (await http.post("/api/v0/modify", json={"inserts": inserts})).status_code == 200
+        text = (await http.get("/metrics")).text
+    assert queue_size(text, "/eq/jobs/x/y", "total", ("/eq", "/eq/jobs", "/eq/jobs/x")) == 2
+    assert queue_size(text, "tenant/work", "total", ("/tenant", "/tenant/work", "")) == 1
+    assert queue_size(text, "tenant/work", "available", ("/tenant", "/tenant/work", "")) == 1

@@ -429,3 +429,25 @@ async def test_a_request_naming_two_namespaces_is_400_and_writes_nothing(
         assert "exactly one namespace" in message and repr(namespace) in message and repr(other) in message
     assert same_twice.status_code == 200, same_twice.text  # one namespace, said twice
     assert len((await http.get("/api/v0/tasks", params={"queue": "q"})).json()["tasks"]) == 1
+
+
+async def test_num_future_on_every_stats_route(http: httpx.AsyncClient) -> None:
+    """QueueStats.num_future (field 6) over REST and Connect: a task inserted with a future
+    arrival is future, not claimed; a leased task is claimed, not future."""
+    now = int((await http.get("/api/v0/time")).json()["timeMs"])
+    await insert(http, "f", atMs=str(now + 3_600_000))
+    await insert(http, "f")
+    claimed = await http.post(
+        "/api/v0/claim", json={"claimantId": "w", "queues": ["f"], "durationMs": "60000"}
+    )
+    assert claimed.json()["task"]["claims"] == 1
+    expected = {"name": "f", "numTasks": 2, "numClaimed": 1, "numFuture": 1, "maxClaims": 1}
+    assert (await http.get("/api/v0/queues")).json() == {"queues": [expected]}
+    assert (await http.get("/api/v0/queues/stats")).json() == {"queues": [expected]}
+    connect = await http.post(
+        "/api.EntroQ/QueueStats", json={"matchExact": ["f"]}, headers={"Connect-Protocol-Version": "1"}
+    )
+    assert connect.json() == {"queues": [expected]}
+    # Connect Queues answers name and size only, as EntroQ's own server does (eqsvcgrpc Queues).
+    sizes = await http.post("/api.EntroQ/Queues", json={}, headers={"Connect-Protocol-Version": "1"})
+    assert sizes.json() == {"queues": [{"name": "f", "numTasks": 2}]}

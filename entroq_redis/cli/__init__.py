@@ -32,11 +32,26 @@ from . import (  # noqa: E402
     _rm,
     _time,
     _top,
+    _tryclaimid,
     _ts,
     _worker,
 )
 
-COMMAND_MODULES = [_serve, _ins, _claim, _ts, _qs, _rm, _mod, _clear, _time, _requeue, _top, _worker]
+COMMAND_MODULES = [
+    _serve,
+    _ins,
+    _claim,
+    _tryclaimid,
+    _ts,
+    _qs,
+    _rm,
+    _mod,
+    _clear,
+    _time,
+    _requeue,
+    _top,
+    _worker,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

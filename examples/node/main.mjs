@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 
 import { createClient, RESP_TYPES } from 'redis';
 
-const SCRIPT_NAMES = ['claim', 'modify', 'tasks', 'queues', 'time'];
+const SCRIPT_NAMES = ['claim', 'claim_id', 'modify', 'tasks', 'queues', 'time'];
 // README section 4: bulk strings may hold binary values, so read every one as a Buffer.
 const AS_BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
 
@@ -225,6 +225,14 @@ async function run(client, subscriber) {
   check('claim of a leased queue replies {0, wait_ms} with 0 < wait_ms <= lease',
     waitReply[0] === 0 && waitReply[1] > 0 && waitReply[1] <= 10000, waitReply);
 
+  // claim_id.lua (README section 5a): a task under a live lease is not claimed by ID, and an
+  // unknown ID replies {-1, -1}; neither writes anything.
+  const byIdLeased = await scripts.call('claim_id', prefix, [intruder, 1000, claimed.id, queue]);
+  check('claim_id of a leased task replies {0, wait_ms} with 0 < wait_ms <= lease',
+    byIdLeased[0] === 0 && byIdLeased[1] > 0 && byIdLeased[1] <= 10000, byIdLeased);
+  const byIdMissing = await scripts.call('claim_id', prefix, [intruder, 1000, 'node-no-such-task', '']);
+  check('claim_id of an unknown ID replies {-1, -1}', same(byIdMissing, [-1, -1]), byIdMissing);
+
   // Renew the lease: a "lease" change moves only the arrival (README section 6).
   const renewReply = await modify(worker, {
     changes: [[claimed.id, claimed.version, queue, 'lease', '', 'by', 30000, '', 0, '']],
@@ -266,6 +274,18 @@ async function run(client, subscriber) {
     again[0] === 0 && same(decodeFailures(again[1]), [
       { kind: 'DELETE', reason: 'missing', id: renewed.id, version: 2, queue: '', currentVersion: -1 },
     ]), again);
+
+  // claim_id.lua on an available task: the same effect as a claim.
+  const pickId = `node-pick-${randomBytes(6).toString('hex')}`;
+  await modify(worker, { inserts: [[pickId, queue, 'at', 0, 'pick me', 0, '']] });
+  const pickReply = await scripts.call('claim_id', prefix, [intruder, 5000, pickId, queue]);
+  const picked = pickReply[0] === 1 ? decodeTask(pickReply[1]) : null;
+  check('claim_id of an available task: version + 1, claims + 1, claimant, at = modified + duration',
+    picked !== null && picked.id === pickId && picked.version === 1 && picked.claims === 1 &&
+      picked.claimant === intruder && picked.atMs === picked.modifiedMs + 5000, pickReply);
+  if (picked === null) return { scripts };
+  const pickDone = await modify(intruder, { deletes: [[pickId, picked.version, queue]] });
+  check('the claimant of claim_id deletes its task', same(pickDone, [1, [], []]), pickDone);
 
   // Leave one task with a caller-chosen ID for another language to read.
   const handoffId = `node-handoff-${randomBytes(6).toString('hex')}`;

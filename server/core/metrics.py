@@ -1,7 +1,9 @@
 """Prometheus metrics of the service (names are a contract: dashboards are built on them).
 
-- ``entroq_queue_size{name,type}``: EntroQ's gauge; type is total, claimed, available, future
-  or maxClaims. It describes the store, not this process, so it is computed on scrape (at most
+- ``entroq_queue_size{queue,l1,l2,l3,name,type}``: EntroQ's gauge; type is total, claimed,
+  available, future or maxClaims. ``queue``, ``l1``, ``l2``, ``l3`` are EntroQ v1's labels (see
+  queue_levels), ``name`` (the queue again) is EntroQ v0.9's, so dashboards and alerts of either
+  generation work. It describes the store, not this process, so it is computed on scrape (at most
   once per refresh interval) and never enters the multiprocess files. With a cap of N queues
   it covers the N largest by task count (ties by name), so nobody hides the queues that matter
   by creating many small ones that sort first; ``entroq_queue_size_omitted_queues`` says how
@@ -60,6 +62,21 @@ _WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 _STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 
 
+def queue_levels(name: str) -> tuple[str, str, str]:
+    """EntroQ v1's ``l1``, ``l2``, ``l3`` labels of a queue: its first three path prefixes.
+
+    As EntroQ computes them (pkg/eqsvcgrpc, observeStats): one leading ``/`` is dropped, the
+    rest split on ``/``, and each level is the previous one plus ``/`` and the next part, so
+    ``/a/b/c/d`` and ``a/b/c/d`` both give ``/a``, ``/a/b``, ``/a/b/c``. A level the name does
+    not reach is empty. EntroQ's dashboard groups and filters queues by these.
+    """
+    parts = name.removeprefix("/").split("/")
+    l1 = "/" + parts[0]
+    l2 = l1 + "/" + parts[1] if len(parts) > 1 else ""
+    l3 = l2 + "/" + parts[2] if len(parts) > 2 else ""
+    return l1, l2, l3
+
+
 class QueueSizes(Collector):
     """``entroq_queue_size`` from the last snapshot of the store's queue stats."""
 
@@ -106,14 +123,17 @@ class QueueSizes(Collector):
 
     def collect(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(
-            "entroq_queue_size", "Number of tasks in named queue.", labels=["name", "type"]
+            "entroq_queue_size",
+            "Number of tasks in named queue.",
+            labels=["queue", "l1", "l2", "l3", "name", "type"],
         )
         for s in self._stats:
-            gauge.add_metric([s.name, "total"], s.num_tasks)
-            gauge.add_metric([s.name, "claimed"], s.num_claimed)
-            gauge.add_metric([s.name, "available"], s.num_available)
-            gauge.add_metric([s.name, "future"], s.num_future)
-            gauge.add_metric([s.name, "maxClaims"], s.max_claims)
+            queue = [s.name, *queue_levels(s.name), s.name]
+            gauge.add_metric([*queue, "total"], s.num_tasks)
+            gauge.add_metric([*queue, "claimed"], s.num_claimed)
+            gauge.add_metric([*queue, "available"], s.num_available)
+            gauge.add_metric([*queue, "future"], s.num_future)
+            gauge.add_metric([*queue, "maxClaims"], s.max_claims)
         yield gauge
         yield GaugeMetricFamily(
             "entroq_queue_size_omitted_queues",
