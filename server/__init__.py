@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .core.calls import Calls
     from .core.hooks import AllowAll, Authorizer, Call
     from .core.namespaces import NAMESPACE_HEADER
+    from .grpc.settings import GrpcSettings, check_grpc_settings
     from .http_app import create_app
     from .listen.listener_settings import ListenerSettings, check_listener_settings
     from .listen.listeners import BoundListeners, ListenError, bind_listeners, tls_context
@@ -51,6 +52,8 @@ _HOMES = {
     "serve": ".service",
     "serve_workers": ".service",
     "ServiceSettings": ".settings",
+    "GrpcSettings": ".grpc.settings",
+    "check_grpc_settings": ".grpc.settings",
 }
 
 
@@ -71,6 +74,7 @@ __all__ = [
     "BoundListeners",
     "Call",
     "Calls",
+    "GrpcSettings",
     "ListenError",
     "ListenerSettings",
     "PolicyAuthorizer",
@@ -78,6 +82,7 @@ __all__ = [
     "ServiceSettings",
     "bind_listeners",
     "check_authz_settings",
+    "check_grpc_settings",
     "check_listener_settings",
     "create_app",
     "open_authorizer",

@@ -1,21 +1,31 @@
 """EntroQ's wire messages as real protobuf classes, built at import time from a table.
 
-The table mirrors ``entroq.proto`` (kept beside this file as the readable schema); a test
-compiles that file with protoc and checks that the descriptor built here is identical, so
-the two cannot drift. Building the descriptor in code keeps generated ``*_pb2.py`` files
-out of the tree and needs no .proto parser at run time. protobuf's ``json_format`` then
-gives the exact proto3 JSON mapping (README, "Design: wire format").
+One table gives two schemas (reference section 1): ``"bytes"``, the seed's, with ``bytes``
+task values, which the service uses inside (HTTP, and gRPC with ``--grpc-values bytes``), and
+``"v1"``, EntroQ v1's gRPC schema: ``google.protobuf.Value`` task values, the document
+messages, ``ModifyDep.doc_id`` and the document RPCs. The two share field numbers, so the
+gRPC front end reads v1 requests with the bytes classes and rewrites only the values.
+
+The table mirrors ``entroq.proto`` (kept beside this file as the readable bytes schema;
+``tests/protos/`` holds both schemas as .proto files); tests compile those files with protoc
+and check that the descriptors built here are identical, so they cannot drift. Building the
+descriptor in code keeps generated ``*_pb2.py`` files out of the tree and needs no .proto
+parser at run time. protobuf's ``json_format`` then gives the exact proto3 JSON mapping
+(README, "Design: wire format").
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, struct_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, ServiceDescriptor
 
 PACKAGE = "api"
 FILE_NAME = "entroq.proto"
+STRUCT_FILE = "google/protobuf/struct.proto"
+
+Schema = Literal["bytes", "v1"]
 
 _F = descriptor_pb2.FieldDescriptorProto
 _SCALARS = {
@@ -33,13 +43,15 @@ ENUMS: dict[str, list[str]] = {
 }
 
 # message -> fields (name, number, type, repeated), in the order of entroq.proto. A type is a
-# scalar name, or the name of a message or enum of this file.
+# scalar name, the name of a message or enum of this file, "Value" (google.protobuf.Value), or
+# "value": a task value, bytes in the bytes schema and google.protobuf.Value in v1. Messages
+# and fields only in v1 are listed in V1_ONLY_MESSAGES and V1_ONLY_FIELDS.
 MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
     "TaskID": [("id", 1, "string", False), ("version", 2, "int32", False), ("queue", 3, "string", False)],
     "TaskData": [
         ("queue", 1, "string", False),
         ("at_ms", 2, "int64", False),
-        ("value", 3, "bytes", False),
+        ("value", 3, "value", False),
         ("id", 4, "string", False),
         ("attempt", 5, "int32", False),
         ("err", 6, "string", False),
@@ -56,7 +68,7 @@ MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
         ("version", 3, "int32", False),
         ("at_ms", 4, "int64", False),
         ("claimant_id", 5, "string", False),
-        ("value", 6, "bytes", False),
+        ("value", 6, "value", False),
         ("created_ms", 7, "int64", False),
         ("modified_ms", 8, "int64", False),
         ("claims", 9, "int32", False),
@@ -85,12 +97,22 @@ MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
         ("changes", 3, "TaskChange", True),
         ("deletes", 4, "TaskID", True),
         ("depends", 5, "TaskID", True),
+        ("doc_inserts", 6, "DocData", True),
+        ("doc_changes", 7, "DocChange", True),
+        ("doc_deletes", 8, "DocID", True),
+        ("doc_depends", 9, "DocID", True),
     ],
-    "ModifyResponse": [("inserted", 1, "Task", True), ("changed", 2, "Task", True)],
+    "ModifyResponse": [
+        ("inserted", 1, "Task", True),
+        ("changed", 2, "Task", True),
+        ("inserted_docs", 3, "Doc", True),
+        ("changed_docs", 4, "Doc", True),
+    ],
     "ModifyDep": [
         ("type", 1, "ActionType", False),
         ("id", 2, "TaskID", False),
         ("msg", 3, "string", False),
+        ("doc_id", 4, "DocID", False),
         ("reason", 100, "string", False),
         ("current_version", 101, "int32", False),
     ],
@@ -116,7 +138,91 @@ MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
     "QueuesResponse": [("queues", 1, "QueueStats", True)],
     "TimeRequest": [],
     "TimeResponse": [("time_ms", 1, "int64", False)],
+    # EntroQ v1's document store (reference section 2); not served, but part of the v1 schema.
+    "DocID": [("namespace", 1, "string", False), ("id", 2, "string", False), ("version", 3, "int32", False)],
+    "DocData": [
+        ("namespace", 1, "string", False),
+        ("id", 2, "string", False),
+        ("key", 3, "string", False),
+        ("secondary_key", 4, "string", False),
+        ("content", 5, "Value", False),
+        ("created_ms", 6, "int64", False),
+        ("modified_ms", 7, "int64", False),
+        ("at_ms", 8, "int64", False),
+    ],
+    "DocChange": [("old_id", 1, "DocID", False), ("new_data", 2, "DocData", False)],
+    "Doc": [
+        ("namespace", 1, "string", False),
+        ("id", 2, "string", False),
+        ("version", 3, "int32", False),
+        ("claimant", 4, "string", False),
+        ("at_ms", 5, "int64", False),
+        ("key", 6, "string", False),
+        ("secondary_key", 7, "string", False),
+        ("content", 8, "Value", False),
+        ("created_ms", 9, "int64", False),
+        ("modified_ms", 10, "int64", False),
+    ],
+    "DocQuery": [
+        ("namespace", 1, "string", False),
+        ("key_start", 2, "string", False),
+        ("key_end", 3, "string", False),
+        ("limit", 4, "int32", False),
+        ("omit_values", 5, "bool", False),
+        ("ids", 6, "string", True),
+    ],
+    "DocClaim": [
+        ("namespace", 1, "string", False),
+        ("claimant", 2, "string", False),
+        ("key", 3, "string", False),
+        ("duration_ms", 4, "int64", False),
+    ],
+    "DocsRequest": [("query", 1, "DocQuery", False)],
+    "DocsResponse": [("docs", 1, "Doc", True)],
+    "ClaimDocsRequest": [("claim_query", 1, "DocClaim", False)],
+    "ClaimDocsResponse": [("docs", 1, "Doc", True)],
+    "NamespaceStat": [
+        ("name", 1, "string", False),
+        ("num_docs", 2, "int32", False),
+        ("num_claimed", 3, "int32", False),
+    ],
+    "NamespacesRequest": [
+        ("match_prefix", 1, "string", True),
+        ("match_exact", 2, "string", True),
+        ("limit", 3, "int32", False),
+    ],
+    "NamespacesResponse": [("namespaces", 1, "NamespaceStat", True)],
 }
+
+V1_ONLY_MESSAGES = frozenset(
+    {
+        "DocID",
+        "DocData",
+        "DocChange",
+        "Doc",
+        "DocQuery",
+        "DocClaim",
+        "DocsRequest",
+        "DocsResponse",
+        "ClaimDocsRequest",
+        "ClaimDocsResponse",
+        "NamespaceStat",
+        "NamespacesRequest",
+        "NamespacesResponse",
+    }
+)
+# (message, field) pairs only in v1: they refer to the document messages.
+V1_ONLY_FIELDS = frozenset(
+    {
+        ("ModifyRequest", "doc_inserts"),
+        ("ModifyRequest", "doc_changes"),
+        ("ModifyRequest", "doc_deletes"),
+        ("ModifyRequest", "doc_depends"),
+        ("ModifyResponse", "inserted_docs"),
+        ("ModifyResponse", "changed_docs"),
+        ("ModifyDep", "doc_id"),
+    }
+)
 
 # The EntroQ service: method -> (request, response, server streaming).
 METHODS: dict[str, tuple[str, str, bool]] = {
@@ -129,6 +235,12 @@ METHODS: dict[str, tuple[str, str, bool]] = {
     "Time": ("TimeRequest", "TimeResponse", False),
     "StreamTasks": ("TasksRequest", "TasksResponse", True),
 }
+# The document RPCs of the v1 schema (after METHODS in its service).
+V1_METHODS: dict[str, tuple[str, str, bool]] = {
+    "Docs": ("DocsRequest", "DocsResponse", False),
+    "ClaimDocs": ("ClaimDocsRequest", "ClaimDocsResponse", False),
+    "NamespaceStats": ("NamespacesRequest", "NamespacesResponse", False),
+}
 
 
 def _json_name(name: str) -> str:
@@ -136,21 +248,34 @@ def _json_name(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-def file_descriptor_proto() -> descriptor_pb2.FileDescriptorProto:
-    """The descriptor of entroq.proto as protoc would produce it (without source info)."""
+def file_descriptor_proto(schema: Schema = "bytes") -> descriptor_pb2.FileDescriptorProto:
+    """The descriptor of entroq.proto as protoc would produce it (without source info): the
+    bytes schema (``server/entroq.proto``) or EntroQ v1's (``tests/protos/entroq_v1``)."""
+    v1 = schema == "v1"
     fdp = descriptor_pb2.FileDescriptorProto(name=FILE_NAME, package=PACKAGE, syntax="proto3")
+    if v1:
+        fdp.dependency.append(STRUCT_FILE)
     fdp.options.go_package = "github.com/shiblon/entroq/api;api"
     for message_name, fields in MESSAGES.items():
+        if message_name in V1_ONLY_MESSAGES and not v1:
+            continue
         message = fdp.message_type.add(name=message_name)
         for name, number, type_name, repeated in fields:
+            if (message_name, name) in V1_ONLY_FIELDS and not v1:
+                continue
             field = message.field.add(
                 name=name,
                 number=number,
                 json_name=_json_name(name),
                 label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL,
             )
+            if type_name == "value":
+                type_name = "Value" if v1 else "bytes"
             if type_name in _SCALARS:
                 field.type = _SCALARS[type_name]
+            elif type_name == "Value":
+                field.type = _F.TYPE_MESSAGE
+                field.type_name = ".google.protobuf.Value"
             else:
                 field.type = _F.TYPE_ENUM if type_name in ENUMS else _F.TYPE_MESSAGE
                 field.type_name = f".{PACKAGE}.{type_name}"
@@ -159,13 +284,24 @@ def file_descriptor_proto() -> descriptor_pb2.FileDescriptorProto:
         for number, value in enumerate(values):
             enum.value.add(name=value, number=number)
     service = fdp.service.add(name="EntroQ")
-    for method_name, (request, response, streaming) in METHODS.items():
+    methods = {**METHODS, **V1_METHODS} if v1 else METHODS
+    for method_name, (request, response, streaming) in methods.items():
         method = service.method.add(
             name=method_name, input_type=f".{PACKAGE}.{request}", output_type=f".{PACKAGE}.{response}"
         )
         if streaming:
             method.server_streaming = True
     return fdp
+
+
+def v1_pool() -> descriptor_pool.DescriptorPool:
+    """A pool holding the v1 schema (and struct.proto), e.g. to check that the table builds."""
+    pool = descriptor_pool.DescriptorPool()
+    struct = descriptor_pb2.FileDescriptorProto()
+    struct_pb2.DESCRIPTOR.CopyToProto(struct)
+    pool.Add(struct)
+    pool.Add(file_descriptor_proto("v1"))
+    return pool
 
 
 _pool = descriptor_pool.DescriptorPool()

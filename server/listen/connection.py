@@ -24,7 +24,8 @@ import trio
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
-from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.h2 import H2Protocol
+from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedError, H11Protocol
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
@@ -53,16 +54,27 @@ class ConnectionClock:
     route). The clock's deadline costs nothing per request, and is enforced by the task that
     reads the connection. When the server shuts down (``terminate``), an idle connection is
     closed at once and a busy one as soon as its request is answered, as Hypercorn's timer did.
+
+    With ``long_lived`` (the gRPC listener), bytes arriving while no request is in progress
+    (the HTTP/2 preface, SETTINGS, PINGs) restart the idle deadline instead of starting the
+    header timer: a gRPC client keeps its connection open for hours and pings it, and its
+    requests' headers come in single HEADERS frames.
     """
 
-    def __init__(self, header_timeout_s: float, idle_timeout_s: float) -> None:
+    def __init__(self, header_timeout_s: float, idle_timeout_s: float, *, long_lived: bool = False) -> None:
         self.header_timeout_s = header_timeout_s
         self.idle_timeout_s = idle_timeout_s
+        self.long_lived = long_lived
         self.scope = trio.CancelScope(deadline=trio.current_time() + header_timeout_s)
         self.state = "header"
         self.terminated = False
 
     def data_received(self) -> None:
+        if self.long_lived:
+            if self.state != "request" and not self.terminated:
+                self.state = "idle"
+                self.scope.deadline = trio.current_time() + self.idle_timeout_s
+            return
         if self.state == "idle" and not self.terminated:
             self.state = "header"
             self.scope.deadline = trio.current_time() + self.header_timeout_s
@@ -100,7 +112,9 @@ class _H11WithoutH2C(H11Protocol):
 
 
 class GuardedProtocol(ProtocolWrapper):
-    """Hypercorn's protocol choice, reporting to the connection clock and refusing h2c unless allowed."""
+    """Hypercorn's protocol choice, reporting to the connection clock and refusing h2c unless
+    allowed; HTTP/2 is served by ``h2_protocol`` (the gRPC listener's scales to thousands of
+    streams, see ``grpc.streams``)."""
 
     def __init__(
         self,
@@ -117,13 +131,18 @@ class GuardedProtocol(ProtocolWrapper):
         h2c: bool,
         send: Send,
         alpn_protocol: str,
+        h2_protocol: type[H2Protocol] = H2Protocol,
     ) -> None:
         self._clock = clock
+        self._h2_protocol = h2_protocol
         self._connection_send = send
         args = (app, config, context, task_group, state, ssl, client, server)
+        self._args = args
         super().__init__(*args, self._observe, alpn_protocol)
         if not h2c and isinstance(self.protocol, H11Protocol):
             self.protocol = _H11WithoutH2C(*args, self._observe)
+        elif isinstance(self.protocol, H2Protocol) and h2_protocol is not H2Protocol:
+            self.protocol = h2_protocol(*args, self._observe)
 
     async def _observe(self, event: Event) -> None:
         if isinstance(event, Updated):
@@ -143,10 +162,21 @@ class GuardedProtocol(ProtocolWrapper):
     async def handle(self, event: Event) -> None:
         if isinstance(event, RawData) and event.data:
             self._clock.data_received()
+        # ProtocolWrapper.handle (0.18), switching to ``h2_protocol`` rather than H2Protocol.
         try:
-            await super().handle(event)
+            await self.protocol.handle(event)
         except _RefusedProtocol:
             await self._connection_send(Closed())
+        except H2ProtocolAssumedError as error:
+            self.protocol = self._h2_protocol(*self._args, self._observe)
+            await self.protocol.initiate()
+            if error.data != b"":
+                await self.protocol.handle(RawData(data=error.data))
+        except H2CProtocolRequiredError as error:
+            self.protocol = self._h2_protocol(*self._args, self._observe)
+            await self.protocol.initiate(error.headers, error.settings)
+            if error.data != b"":
+                await self.protocol.handle(RawData(data=error.data))
 
 
 class GuardedConnection(TCPServer):
@@ -169,18 +199,27 @@ class GuardedConnection(TCPServer):
         header_timeout_s: float,
         idle_timeout_s: float,
         h2c: bool,
+        long_lived: bool = False,
+        h2_protocol: type[H2Protocol] = H2Protocol,
     ) -> None:
         super().__init__(app, config, context, state, stream)
+        self.h2_protocol = h2_protocol
         self.header_timeout_s = header_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.h2c = h2c
+        self.long_lived = long_lived
 
     async def run(self) -> None:
-        clock = ConnectionClock(self.header_timeout_s, self.idle_timeout_s)
+        clock = ConnectionClock(self.header_timeout_s, self.idle_timeout_s, long_lived=self.long_lived)
         served = False
         try:
             with clock.scope:
                 served = await self._serve(clock)
+        except Exception:
+            # An error Hypercorn's protocol code lets out (its HTTP/2 code raises on some
+            # client behaviour) ends this connection, never the listener and its others.
+            log.exception("closed a connection after an error in its protocol handling")
+            served = False
         finally:
             if served:
                 await self._close()
@@ -223,6 +262,7 @@ class GuardedConnection(TCPServer):
                     h2c=self.h2c,
                     send=self.protocol_send,
                     alpn_protocol=alpn_protocol,
+                    h2_protocol=self.h2_protocol,
                 )
                 await self.protocol.initiate()
                 async with trio.open_nursery() as watching:
