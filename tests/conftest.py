@@ -50,12 +50,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 CLUSTER_FULL_ONLY = ("test_cli.py",)
 
 
+# Shared tests that cannot apply over gRPC, and why. EntroQ's v1 schema carries task values as
+# google.protobuf.Value (JSON): the gRPC test backend sends a value as a string Value of its
+# UTF-8 text, so bytes that are not UTF-8 cannot be sent at all (InvalidArgumentError, by
+# design; the bytes schema, --grpc-values bytes, is for clients with binary values).
+GRPC_XFAILS = {
+    "test_every_byte_value_round_trips": "v1 gRPC values are JSON: bytes 0x80-0xff are not UTF-8",
+    "test_one_mebibyte_value_round_trips": "v1 gRPC values are JSON: random bytes are not UTF-8",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
-        on_cluster = callspec is not None and callspec.params.get("backend") == "cluster"
-        if on_cluster and item.path.name in CLUSTER_FULL_ONLY:
+        backend = callspec.params.get("backend") if callspec is not None else None
+        if backend == "cluster" and item.path.name in CLUSTER_FULL_ONLY:
             item.add_marker(pytest.mark.slow)
+        reason = GRPC_XFAILS.get(getattr(item, "originalname", ""))
+        if backend == "grpc" and reason:
+            # Not raises=InvalidArgumentError: pytest-trio hands the test's error over wrapped in an
+            # exception group. Strict: the day these pass over gRPC, the entry must go.
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
     if config.getoption("--full"):
         return
     skip = pytest.mark.skip(reason="full-size run only (--full)")
@@ -241,15 +256,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", names, indirect=True)
 
 
-@pytest.fixture(scope="session")
-def grpc_service(store_url: str) -> Iterator[ServiceProcess]:
-    """One service process for the gRPC backend, like ``http_service`` (any namespace, chosen per
-    call by the ``entroq-namespace`` metadata)."""
-    service = start_service(store_url, "--test-any-namespace", "--grpc-port", "free")
-    yield service
-    service.stop()
-
-
 @pytest.fixture
 def backend(request: pytest.FixtureRequest, store_url: str) -> tuple[str, str]:
     """(name, where): a URL for the store, HTTP and cluster backends; grpc://HOST:PORT for gRPC."""
@@ -263,8 +269,10 @@ def backend(request: pytest.FixtureRequest, store_url: str) -> tuple[str, str]:
         local: LocalCluster = request.getfixturevalue("cluster")
         return name, local.url
     if name == "grpc":
-        grpc_service: ServiceProcess = request.getfixturevalue("grpc_service")
-        return name, grpc_service.grpc_address
+        # The same service as "http": every service a test starts listens for gRPC too.
+        service = request.getfixturevalue("http_service")
+        assert service.grpc_address is not None
+        return name, service.grpc_address
     raise AssertionError(f"unknown backend {name}")
 
 

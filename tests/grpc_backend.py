@@ -22,7 +22,7 @@ gRPC errors map to the library's exceptions as the HTTP backend maps HTTP errors
 ModifyDep details (in ``grpc-status-details-bin``) -> DependencyError with the failures rebuilt
 from them, INVALID_ARGUMENT and RESOURCE_EXHAUSTED (HTTP 400, 413) -> InvalidArgumentError,
 UNAUTHENTICATED (401) and PERMISSION_DENIED (403) -> PermissionDeniedError, UNAVAILABLE ->
-StoreUnavailableError (OutcomeUnknownError when the service says the outcome is unknown),
+StoreUnavailableError (OutcomeUnknownError with the ``entroq-reason: outcome_unknown`` trailer),
 DEADLINE_EXCEEDED on a claim -> ClaimTimeoutError, anything else -> StoreError.
 """
 
@@ -59,6 +59,9 @@ from entroq_redis._errors import DependencyFailure, FailureKind, FailureReason
 from entroq_redis._types import arrival_ms, as_bytes
 
 NAMESPACE_KEY = "entroq-namespace"
+# The trailer that tells failures sharing a code apart, as ``reason`` does in HTTP bodies:
+# "outcome_unknown" on UNAVAILABLE is a write --wait-replicas did not see confirmed.
+REASON_KEY = "entroq-reason"
 
 # A blocking claim without a deadline is sent as a series of calls this long each, as EntroQ's
 # Go client does (it loops on 2-minute deadlines and retries on DEADLINE_EXCEEDED).
@@ -190,7 +193,7 @@ class GrpcBackend:
         if code == grpc.StatusCode.PERMISSION_DENIED:
             return PermissionDeniedError(message, 403)
         if code == grpc.StatusCode.UNAVAILABLE:
-            if "outcome unknown" in message.lower() or "outcome_unknown" in message.lower():
+            if (REASON_KEY, "outcome_unknown") in (call.trailing_metadata() or ()):
                 return OutcomeUnknownError(message)
             return StoreUnavailableError(message)
         if code == grpc.StatusCode.DEADLINE_EXCEEDED and claiming:
