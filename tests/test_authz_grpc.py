@@ -29,7 +29,7 @@ import pytest
 import redis
 import trio
 from authz_support import ALICE, BOB, OPS, REGO_FLAGS, client, jwt
-from battery.hostile import namespace_state
+from battery.hostile import HOSTILE_STRINGS, namespace_state
 from conftest import ServiceProcess, start_service
 from google.protobuf import json_format
 from grpc_backend import GrpcBackend, call_metadata, channel_to, open_grpc_client
@@ -551,3 +551,59 @@ async def test_metrics_count_grpc_decisions(service: ServiceProcess, namespace: 
                 assert answer.code == grpc.StatusCode.PERMISSION_DENIED
         after = denials((await http.get("/metrics")).text)
     assert after - before == 3
+
+
+async def test_denials_naming_any_queue_text_match_rest(service: ServiceProcess, namespace: str) -> None:
+    # A denial's message names the queue: it travels percent-encoded in grpc-message, and the
+    # queue once more in the AuthzDep details, and must read exactly as the REST body says it.
+    names = ["/alice/ünï 队列 🚀", "/alice/tab\tnl\n", "/alice/nul\x00", "/alice/100%"]
+    names += ["/alice/" + text for text in HOSTILE_STRINGS]
+    unlike_rest = []
+    async with caller(service, namespace, BOB) as bob, client(service.url, namespace, BOB) as http:
+        for name in names:
+            answer = await bob.unary("Modify", pb2.ModifyRequest(inserts=[pb2.TaskData(queue=name)]))
+            twin = await http.post("/api/v0/modify", json={"inserts": [{"queue": name}]})
+            assert answer.code == grpc.StatusCode.PERMISSION_DENIED, (name, answer)
+            unlike_rest += _twin_differences(f"insert {name!r}", answer, twin)
+    assert unlike_rest == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="server bug: a metadata value with surrounding whitespace is an HTTP/2 connection error "
+    "(h2 validates inbound headers and ends the connection with GOAWAY PROTOCOL_ERROR), so every "
+    "call on that connection fails UNAVAILABLE; RFC 9113 8.1.1 makes a malformed request a stream error",
+)
+async def test_an_empty_bearer_token_is_refused_alone(service: ServiceProcess, namespace: str) -> None:
+    # "Bearer " is what a client with an empty token sends. REST answers 401 (malformed: no
+    # credentials after Bearer); over gRPC it must be UNAUTHENTICATED, and a claim waiting on the
+    # same connection must go on.
+    assert service.grpc_address is not None
+    channel = channel_to(service.grpc_address)
+    waiting = GrpcBackend(channel, call_metadata(ALICE, namespace))
+    empty = GrpcBackend(channel, [("authorization", "Bearer "), ("entroq-namespace", namespace)])
+    claim = pb2.ClaimRequest(claimant_id="alice#1", queues=["/alice/wait"], duration_ms=1000)
+    outcome: dict[str, grpc.StatusCode] = {}
+
+    async def wait() -> None:
+        try:
+            await waiting.call(waiting.stub.Claim, claim, grpc_timeout_s=1.0)
+            outcome["claim"] = grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            outcome["claim"] = _failed(exc).code
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait)
+            await trio.sleep(0.3)
+            try:
+                await empty.call(empty.stub.Tasks, pb2.TasksRequest(queue="/alice/wait"), grpc_timeout_s=5)
+                outcome["empty"] = grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                outcome["empty"] = _failed(exc).code
+    finally:
+        channel.close()
+    assert outcome == {
+        "empty": grpc.StatusCode.UNAUTHENTICATED,
+        "claim": grpc.StatusCode.DEADLINE_EXCEEDED,
+    }
