@@ -533,6 +533,7 @@ async def test_the_grpc_test_backend_maps_refusals_like_the_http_backend(
             with pytest.raises(entroq_redis.PermissionDeniedError) as refused:
                 await nobody.tasks("/alice/lib")
             assert refused.value.status == 401
+            await nobody.ping()  # the health service is open, as a load balancer's probe needs
 
 
 async def test_metrics_count_grpc_decisions(service: ServiceProcess, namespace: str) -> None:
