@@ -279,7 +279,9 @@ def backend(request: pytest.FixtureRequest, store_url: str) -> tuple[str, str]:
 @pytest.fixture
 def backend_url(backend: tuple[str, str]) -> str:
     """Where a process connects: the store itself, or an HTTP service in front of it."""
-    return backend[1]
+    name, where = backend
+    assert name != "grpc", "no grpc:// URL: pytest_generate_tests keeps gRPC off URL tests"
+    return where
 
 
 @contextlib.asynccontextmanager
