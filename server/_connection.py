@@ -31,7 +31,6 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
-from priority.priority import PriorityTree
 
 log = logging.getLogger(__name__)
 
@@ -112,24 +111,10 @@ class _H11WithoutH2C(H11Protocol):
             raise _RefusedProtocol
 
 
-class _SizedH2Protocol(H2Protocol):
-    """Hypercorn's HTTP/2 with a stream priority tree as large as the streams it allows.
-
-    Hypercorn keeps the default tree of the ``priority`` package, which refuses a 1,001st open
-    stream with an exception that ends the connection: a ``h2_max_concurrent_streams`` above
-    1,000 (the gRPC listener's, for thousands of blocking claims on one connection) needs a
-    tree to match.
-    """
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        config: Config = self.config
-        self.priority = PriorityTree(maximum_streams=max(1000, 2 * config.h2_max_concurrent_streams))
-
-
 class GuardedProtocol(ProtocolWrapper):
     """Hypercorn's protocol choice, reporting to the connection clock and refusing h2c unless
-    allowed; HTTP/2 is ``_SizedH2Protocol``."""
+    allowed; HTTP/2 is served by ``h2_protocol`` (the gRPC listener's scales to thousands of
+    streams, see ``grpc.streams``)."""
 
     def __init__(
         self,
@@ -146,16 +131,18 @@ class GuardedProtocol(ProtocolWrapper):
         h2c: bool,
         send: Send,
         alpn_protocol: str,
+        h2_protocol: type[H2Protocol] = H2Protocol,
     ) -> None:
         self._clock = clock
+        self._h2_protocol = h2_protocol
         self._connection_send = send
         args = (app, config, context, task_group, state, ssl, client, server)
         self._args = args
         super().__init__(*args, self._observe, alpn_protocol)
         if not h2c and isinstance(self.protocol, H11Protocol):
             self.protocol = _H11WithoutH2C(*args, self._observe)
-        elif isinstance(self.protocol, H2Protocol):
-            self.protocol = _SizedH2Protocol(*args, self._observe)
+        elif isinstance(self.protocol, H2Protocol) and h2_protocol is not H2Protocol:
+            self.protocol = h2_protocol(*args, self._observe)
 
     async def _observe(self, event: Event) -> None:
         if isinstance(event, Updated):
@@ -175,18 +162,18 @@ class GuardedProtocol(ProtocolWrapper):
     async def handle(self, event: Event) -> None:
         if isinstance(event, RawData) and event.data:
             self._clock.data_received()
-        # ProtocolWrapper.handle (0.18), switching to _SizedH2Protocol rather than H2Protocol.
+        # ProtocolWrapper.handle (0.18), switching to ``h2_protocol`` rather than H2Protocol.
         try:
             await self.protocol.handle(event)
         except _RefusedProtocol:
             await self._connection_send(Closed())
         except H2ProtocolAssumedError as error:
-            self.protocol = _SizedH2Protocol(*self._args, self._observe)
+            self.protocol = self._h2_protocol(*self._args, self._observe)
             await self.protocol.initiate()
             if error.data != b"":
                 await self.protocol.handle(RawData(data=error.data))
         except H2CProtocolRequiredError as error:
-            self.protocol = _SizedH2Protocol(*self._args, self._observe)
+            self.protocol = self._h2_protocol(*self._args, self._observe)
             await self.protocol.initiate(error.headers, error.settings)
             if error.data != b"":
                 await self.protocol.handle(RawData(data=error.data))
@@ -213,8 +200,10 @@ class GuardedConnection(TCPServer):
         idle_timeout_s: float,
         h2c: bool,
         long_lived: bool = False,
+        h2_protocol: type[H2Protocol] = H2Protocol,
     ) -> None:
         super().__init__(app, config, context, state, stream)
+        self.h2_protocol = h2_protocol
         self.header_timeout_s = header_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.h2c = h2c
@@ -273,6 +262,7 @@ class GuardedConnection(TCPServer):
                     h2c=self.h2c,
                     send=self.protocol_send,
                     alpn_protocol=alpn_protocol,
+                    h2_protocol=self.h2_protocol,
                 )
                 await self.protocol.initiate()
                 async with trio.open_nursery() as watching:
