@@ -12,6 +12,7 @@ out by default when ENTROQ_TEST_REDIS_URL is set (that run is about the external
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -28,6 +29,7 @@ import httpx
 import pytest
 import redis
 from cluster_fixture import LocalCluster, cluster_tests_enabled
+from grpc_backend import open_grpc_client
 
 import entroq_redis
 from entroq_redis._embedded import embedded_config
@@ -48,12 +50,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 CLUSTER_FULL_ONLY = ("test_cli.py",)
 
 
+# Shared tests that cannot apply over gRPC, and why. EntroQ's v1 schema carries task values as
+# google.protobuf.Value (JSON): the gRPC test backend sends a value as a string Value of its
+# UTF-8 text, so bytes that are not UTF-8 cannot be sent at all (InvalidArgumentError, by
+# design; the bytes schema, --grpc-values bytes, is for clients with binary values).
+GRPC_XFAILS = {
+    "test_every_byte_value_round_trips": "v1 gRPC values are JSON: bytes 0x80-0xff are not UTF-8",
+    "test_one_mebibyte_value_round_trips": "v1 gRPC values are JSON: random bytes are not UTF-8",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
-        on_cluster = callspec is not None and callspec.params.get("backend_url") == "cluster"
-        if on_cluster and item.path.name in CLUSTER_FULL_ONLY:
+        backend = callspec.params.get("backend") if callspec is not None else None
+        if backend == "cluster" and item.path.name in CLUSTER_FULL_ONLY:
             item.add_marker(pytest.mark.slow)
+        reason = GRPC_XFAILS.get(getattr(item, "originalname", ""))
+        if backend == "grpc" and reason:
+            # Not raises=InvalidArgumentError: pytest-trio hands the test's error over wrapped in an
+            # exception group. Strict: the day these pass over gRPC, the entry must go.
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
     if config.getoption("--full"):
         return
     skip = pytest.mark.skip(reason="full-size run only (--full)")
@@ -222,36 +239,74 @@ def cluster() -> Iterator[LocalCluster]:
 
 
 # Backends the shared behaviour tests (fixtures ``eq`` and ``other``) run against: the
-# session store directly, the HTTP service in front of it, and one namespace of the local
-# cluster (redis+cluster://), whose scripts coredis routes to the namespace's primary.
-BACKENDS = ["redis", "http"] + (["cluster"] if cluster_tests_enabled()[0] else [])
+# session store directly, the HTTP service in front of it, one namespace of the local cluster
+# (redis+cluster://), whose scripts coredis routes to the namespace's primary, and the service's
+# gRPC port through grpcio stubs (tests/grpc_backend.py, a test-only backend: the library has no
+# grpc:// URL).
+BACKENDS = ["redis", "http"] + (["cluster"] if cluster_tests_enabled()[0] else []) + ["grpc"]
+# The backends a URL reaches (``backend_url``: the CLI and worker processes connect by URL).
+URL_BACKENDS = [name for name in BACKENDS if name != "grpc"]
 
 
-@pytest.fixture(params=BACKENDS)
-def backend_url(request: pytest.FixtureRequest, store_url: str) -> str:
-    """Where ``eq`` connects: the store itself, or an HTTP service in front of it."""
-    if request.param == "redis":
-        return store_url
-    if request.param == "http":
-        service: ServiceProcess = request.getfixturevalue("http_service")
-        return service.url
-    if request.param == "cluster":
-        local: LocalCluster = request.getfixturevalue("cluster")
-        return local.url
-    raise AssertionError(f"unknown backend {request.param}")
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Runs every test using ``backend`` (through ``eq``, ``other`` or ``backend_url``) once per
+    backend; a test that needs a URL (to hand to another process) runs on URL_BACKENDS only."""
+    if "backend" in metafunc.fixturenames:
+        names = URL_BACKENDS if "backend_url" in metafunc.fixturenames else BACKENDS
+        metafunc.parametrize("backend", names, indirect=True)
 
 
 @pytest.fixture
-async def eq(backend_url: str, namespace: str) -> AsyncIterator[entroq_redis.EntroQ]:
+def backend(request: pytest.FixtureRequest, store_url: str) -> tuple[str, str]:
+    """(name, where): a URL for the store, HTTP and cluster backends; grpc://HOST:PORT for gRPC."""
+    name: str = request.param
+    if name == "redis":
+        return name, store_url
+    if name == "http":
+        service: ServiceProcess = request.getfixturevalue("http_service")
+        return name, service.url
+    if name == "cluster":
+        local: LocalCluster = request.getfixturevalue("cluster")
+        return name, local.url
+    if name == "grpc":
+        # The same service as "http": every service a test starts listens for gRPC too.
+        service = request.getfixturevalue("http_service")
+        assert service.grpc_address is not None
+        return name, service.grpc_address
+    raise AssertionError(f"unknown backend {name}")
+
+
+@pytest.fixture
+def backend_url(backend: tuple[str, str]) -> str:
+    """Where a process connects: the store itself, or an HTTP service in front of it."""
+    name, where = backend
+    assert name != "grpc", "no grpc:// URL: pytest_generate_tests keeps gRPC off URL tests"
+    return where
+
+
+@contextlib.asynccontextmanager
+async def open_client(backend: tuple[str, str], namespace: str) -> AsyncIterator[entroq_redis.EntroQ]:
+    """A client of ``backend`` in ``namespace``: ``entroq_redis.connect``, or the gRPC test backend."""
+    name, where = backend
+    if name == "grpc":
+        async with open_grpc_client(where, namespace=namespace) as client:
+            yield client
+    else:
+        async with entroq_redis.connect(where, namespace=namespace) as client:
+            yield client
+
+
+@pytest.fixture
+async def eq(backend: tuple[str, str], namespace: str) -> AsyncIterator[entroq_redis.EntroQ]:
     """A client in this test's namespace, over each backend in BACKENDS."""
-    async with entroq_redis.connect(backend_url, namespace=namespace) as client:
+    async with open_client(backend, namespace) as client:
         yield client
 
 
 @pytest.fixture
-async def other(backend_url: str, namespace: str) -> AsyncIterator[entroq_redis.EntroQ]:
+async def other(backend: tuple[str, str], namespace: str) -> AsyncIterator[entroq_redis.EntroQ]:
     """A second client (own connection, own claimant) on the same backend and namespace."""
-    async with entroq_redis.connect(backend_url, namespace=namespace) as client:
+    async with open_client(backend, namespace) as client:
         yield client
 
 

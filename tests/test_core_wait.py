@@ -89,6 +89,19 @@ async def test_waiting_claim_times_out(eq: EntroQ) -> None:
     assert 0.29 <= trio.current_time() - start < 0.3 + 0.3
 
 
+async def test_a_cancelled_waiting_claim_takes_nothing_afterwards(eq: EntroQ, other: EntroQ) -> None:
+    # Cancelling the caller must end the wait where it runs (the store, the HTTP service, the
+    # gRPC service): a wait left running there would claim the next task for nobody.
+    with trio.move_on_after(0.2) as scope:
+        await eq.claim("abandoned", duration_ms=60_000)
+    assert scope.cancelled_caught
+    await trio.sleep(0.1)  # the cancellation reaches a service asynchronously
+    (task,), _ = await other.modify(inserts=[TaskData("abandoned")])
+    await trio.sleep(0.3)
+    (listed,) = await other.tasks("abandoned")
+    assert (listed.version, listed.claims) == (task.version, 0)
+
+
 async def test_one_insert_per_waiter_serves_every_waiter_once(eq: EntroQ, other: EntroQ) -> None:
     claimed: list[str] = []
 
