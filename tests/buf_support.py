@@ -1,0 +1,166 @@
+"""`buf` (the Buf CLI), installed from npm once per machine, and `buf curl` calls against the service.
+
+`buf curl --protocol grpc --http2-prior-knowledge` is a gRPC client nobody here wrote (connect-go
+inside a Go binary), so the tests that use it check the service's gRPC framing, status codes and
+error details from the outside. The npm package `@bufbuild/buf` ships the binary in a per-platform
+optional dependency (`@bufbuild/buf-linux-x64`, ...); it is installed with `--ignore-scripts` (its
+postinstall only re-checks that binary) into a cache directory outside the tree, keyed by the pinned
+version, so a fresh CI machine installs it in the test setup and later runs reuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import pathlib
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+
+import pytest
+
+BUF_VERSION = "1.75.0"
+PROTOS = pathlib.Path(__file__).resolve().parent / "protos"
+# grpc.health.v1 (the standard health service), for `buf curl` of Health/Check.
+HEALTH_PROTO = PROTOS / "health" / "health.proto"
+
+
+def cache_root() -> pathlib.Path:
+    """Where installed tools live: $ENTROQ_TEST_CACHE, else $XDG_CACHE_HOME or ~/.cache."""
+    explicit = os.environ.get("ENTROQ_TEST_CACHE")
+    if explicit:
+        return pathlib.Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(pathlib.Path.home() / ".cache")
+    return pathlib.Path(base) / "entroq-redis-tests"
+
+
+def _installed_binary(directory: pathlib.Path) -> pathlib.Path | None:
+    # The one platform package npm chose for this machine (the shim in @bufbuild/buf/bin is a
+    # Node script that would only look the same file up on every call).
+    found = sorted(directory.glob("node_modules/@bufbuild/buf-*/bin/buf*"))
+    binaries = [path for path in found if path.name in ("buf", "buf.exe")]
+    return binaries[0] if binaries else None
+
+
+def _version_of(binary: pathlib.Path) -> str:
+    done = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60)
+    return done.stdout.strip()
+
+
+def install_buf(version: str = BUF_VERSION) -> pathlib.Path:
+    """Returns the path of the `buf` binary, installing `@bufbuild/buf@VERSION` from npm first if needed.
+
+    Skips the calling test only when npm is not installed; any other failure (no registry, no
+    binary for this platform, a wrong version) fails it with npm's own output.
+    """
+    target = cache_root() / "buf" / version
+    binary = _installed_binary(target)
+    if binary is not None and _version_of(binary) == version:
+        return binary
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed: `buf curl` (npm package @bufbuild/buf) cannot be installed")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Two test sessions on one machine: the second waits for the first's install, then reuses it.
+    with open(target.parent / f".{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        binary = _installed_binary(target)
+        if binary is not None and _version_of(binary) == version:
+            return binary
+        # Installed beside the target and moved into place whole, so an interrupted install never
+        # leaves a half-filled version directory that a later run would trust.
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+        try:
+            command = [
+                npm, "install", "--prefix", str(staging), "--no-save", "--no-audit", "--no-fund",
+                "--ignore-scripts", "--loglevel", "error", f"@bufbuild/buf@{version}",
+            ]  # fmt: skip
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                raise RuntimeError(f"`{shlex.join(command)}` failed:\n{done.stdout}\n{done.stderr}")
+            staged = _installed_binary(staging)
+            if staged is None:
+                raise RuntimeError(f"@bufbuild/buf@{version} installed no binary for this platform")
+            got = _version_of(staged)
+            if got != version:
+                raise RuntimeError(f"the installed buf says version {got!r}, not {version}")
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(staging)
+    binary = _installed_binary(target)
+    assert binary is not None
+    return binary
+
+
+@dataclasses.dataclass
+class Call:
+    """One `buf curl` call and what it printed."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def grpc_code(self) -> int | None:
+        """The gRPC status code of a failed RPC (buf exits with the code shifted left by 3), else None."""
+        return self.returncode >> 3 if self.returncode >= 8 else None
+
+    def shown(self, root: pathlib.Path | None = None) -> str:
+        """The command line (paths relative to ``root``) and its output, for a transcript."""
+        argv = list(self.argv)
+        argv[0] = "buf"
+        if root is not None:
+            argv = [arg.replace(str(root) + os.sep, "") for arg in argv]
+        lines = ["$ " + shlex.join(argv)]
+        lines += [line for line in (self.stdout + self.stderr).rstrip("\n").splitlines()]
+        lines.append(f"(exit {self.returncode})")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class BufCurl:
+    """`buf curl` over gRPC (h2c) to one service, schemas from local .proto files (no reflection)."""
+
+    binary: pathlib.Path
+    address: str  # host:port of the gRPC listener
+    schemas: Sequence[pathlib.Path]
+    transcript: list[Call] = dataclasses.field(default_factory=list)
+
+    def __call__(
+        self,
+        method: str,
+        data: str | None = None,
+        *,
+        headers: Sequence[str] = (),
+        timeout: float | None = None,
+        verbose: bool = False,
+        wait: float = 60,
+    ) -> Call:
+        argv = [str(self.binary), "curl", "--protocol", "grpc", "--http2-prior-knowledge"]
+        for schema in self.schemas:
+            argv += ["--schema", str(schema)]
+        for header in headers:
+            argv += ["-H", header]
+        if data is not None:
+            argv += ["-d", data]
+        if timeout is not None:
+            # buf's global --timeout is the RPC's context deadline, which connect-go sends as
+            # the grpc-timeout header.
+            argv += ["--timeout", f"{timeout}s"]
+        if verbose:
+            argv.append("-v")
+        argv.append(f"http://{self.address}/{method}")
+        # No colour codes in what the tests read; no buf config or cache from the user's home.
+        env = {**os.environ, "BUF_LOG_FORMAT": "text", "NO_COLOR": "1"}
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=wait, env=env)
+        call = Call(argv, done.returncode, done.stdout, done.stderr)
+        self.transcript.append(call)
+        return call
