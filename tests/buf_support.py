@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import json
 import os
 import pathlib
 import shlex
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -46,7 +48,7 @@ def _installed_binary(directory: pathlib.Path) -> pathlib.Path | None:
     return binaries[0] if binaries else None
 
 
-def _version_of(binary: pathlib.Path) -> str:
+def version_of(binary: pathlib.Path) -> str:
     done = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60)
     return done.stdout.strip()
 
@@ -59,7 +61,7 @@ def install_buf(version: str = BUF_VERSION) -> pathlib.Path:
     """
     target = cache_root() / "buf" / version
     binary = _installed_binary(target)
-    if binary is not None and _version_of(binary) == version:
+    if binary is not None and version_of(binary) == version:
         return binary
     npm = shutil.which("npm")
     if npm is None:
@@ -69,7 +71,7 @@ def install_buf(version: str = BUF_VERSION) -> pathlib.Path:
     with open(target.parent / f".{version}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         binary = _installed_binary(target)
-        if binary is not None and _version_of(binary) == version:
+        if binary is not None and version_of(binary) == version:
             return binary
         # Installed beside the target and moved into place whole, so an interrupted install never
         # leaves a half-filled version directory that a later run would trust.
@@ -85,7 +87,7 @@ def install_buf(version: str = BUF_VERSION) -> pathlib.Path:
             staged = _installed_binary(staging)
             if staged is None:
                 raise RuntimeError(f"@bufbuild/buf@{version} installed no binary for this platform")
-            got = _version_of(staged)
+            got = version_of(staged)
             if got != version:
                 raise RuntimeError(f"the installed buf says version {got!r}, not {version}")
             if target.exists():
@@ -107,6 +109,29 @@ class Call:
     returncode: int
     stdout: str
     stderr: str
+
+    def reply(self) -> Any:
+        """The response message buf printed (JSON on stdout)."""
+        return json.loads(self.stdout)
+
+    def error(self) -> Any:
+        """The error buf printed for a failed RPC: {"code", "message", "details": [{"type", "value"}]}.
+
+        buf prints the Connect JSON form of the status; each detail's ``value`` is the
+        message's wire bytes in base64 (buf does not decode details, even with a schema).
+        """
+        start = self.stderr.find("{")
+        decoder = json.JSONDecoder()
+        while start >= 0:
+            try:
+                found, _ = decoder.raw_decode(self.stderr, start)
+            except ValueError:
+                start = self.stderr.find("{", start + 1)
+                continue
+            if isinstance(found, dict) and "code" in found:
+                return found
+            start = self.stderr.find("{", start + 1)
+        raise AssertionError(f"no error JSON in buf's output: {self.stderr!r}")
 
     @property
     def grpc_code(self) -> int | None:
@@ -132,6 +157,7 @@ class BufCurl:
     binary: pathlib.Path
     address: str  # host:port of the gRPC listener
     schemas: Sequence[pathlib.Path]
+    headers: Sequence[str] = ()  # sent with every call ("name: value"), e.g. the namespace
     transcript: list[Call] = dataclasses.field(default_factory=list)
 
     def __call__(
@@ -147,7 +173,7 @@ class BufCurl:
         argv = [str(self.binary), "curl", "--protocol", "grpc", "--http2-prior-knowledge"]
         for schema in self.schemas:
             argv += ["--schema", str(schema)]
-        for header in headers:
+        for header in (*self.headers, *headers):
             argv += ["-H", header]
         if data is not None:
             argv += ["-d", data]

@@ -1,0 +1,181 @@
+"""The gRPC listener driven by `buf curl --protocol grpc --http2-prior-knowledge` (connect-go in Buf's Go
+binary, installed from npm by tests/buf_support.py), with the schema from tests/protos/ (no reflection).
+
+A client nobody here wrote checks from the outside what grpcio tests cannot tell apart from grpcio's own
+habits: h2c framing, status codes in trailers, `grpc-status-details-bin` details, and `grpc-timeout`.
+tests/programs/buf_curl_transcript.py runs the same calls and prints them as a transcript.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pathlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc_support
+import httpx
+import pytest
+from buf_support import HEALTH_PROTO, PROTOS, BufCurl, install_buf
+from conftest import ServiceProcess, start_service
+
+NOT_FOUND = 5
+DEADLINE_EXCEEDED = 4
+V1_PROTO = PROTOS / "entroq_v1" / "entroq.proto"
+TRANSCRIPT = pathlib.Path(__file__).resolve().parent / "programs" / "buf_curl_transcript.py"
+
+
+@pytest.fixture(scope="module")
+def buf_binary() -> pathlib.Path:
+    return install_buf()
+
+
+@pytest.fixture(scope="module")
+def grpc_service(store_url: str) -> Iterator[ServiceProcess]:
+    service = start_service(store_url, "--test-any-namespace", "--grpc-port", "free")
+    yield service
+    service.stop()
+
+
+def grpc_address(service: ServiceProcess) -> str:
+    return str(service.grpc_address).removeprefix("grpc://")
+
+
+@pytest.fixture
+def curl(buf_binary: pathlib.Path, grpc_service: ServiceProcess, namespace: str) -> BufCurl:
+    return BufCurl(
+        buf_binary,
+        grpc_address(grpc_service),
+        schemas=(V1_PROTO, HEALTH_PROTO),
+        headers=(f"entroq-namespace: {namespace}",),
+    )
+
+
+def decoded_details(error: dict[str, Any]) -> list[Any]:
+    """buf prints each detail as {"type", "value": base64 of its wire bytes}: decode the ModifyDeps."""
+    modify_dep = grpc_support.v1().pb2.ModifyDep
+    details = []
+    for detail in error.get("details", []):
+        assert detail["type"] == "api.ModifyDep", detail
+        details.append(modify_dep.FromString(base64.b64decode(detail["value"] + "==")))
+    return details
+
+
+def test_health_check_answers_serving(curl: BufCurl) -> None:
+    call = curl("grpc.health.v1.Health/Check")
+    assert call.returncode == 0, call.stderr
+    assert call.reply() == {"status": "SERVING"}
+
+
+def test_time_is_the_store_clock(curl: BufCurl) -> None:
+    before = time.time() * 1000
+    call = curl("api.EntroQ/Time")
+    after = time.time() * 1000
+    assert call.returncode == 0, call.stderr
+    # int64 as a JSON string (proto3 JSON); the store runs on this machine, so its clock agrees.
+    assert before - 2000 <= int(call.reply()["timeMs"]) <= after + 2000
+
+
+def test_insert_then_claim(curl: BufCurl) -> None:
+    insert = {"claimantId": "buf", "inserts": [{"queue": "buf/jobs", "value": {"job": 1, "tags": ["a"]}}]}
+    call = curl("api.EntroQ/Modify", json.dumps(insert))
+    assert call.returncode == 0, call.stderr
+    [inserted] = call.reply()["inserted"]
+    assert inserted["queue"] == "buf/jobs"
+    assert inserted["value"] == {"job": 1, "tags": ["a"]}
+    assert inserted.get("version", 0) == 0
+
+    claim = {"claimantId": "buf", "queues": ["buf/jobs"], "durationMs": "30000"}
+    call = curl("api.EntroQ/Claim", json.dumps(claim))
+    assert call.returncode == 0, call.stderr
+    task = call.reply()["task"]
+    assert task["id"] == inserted["id"]
+    assert task["claimantId"] == "buf"
+    assert task["version"] == 1
+    assert task["claims"] == 1
+    assert task["value"] == {"job": 1, "tags": ["a"]}
+
+
+def test_modify_dependency_error_has_its_details(curl: BufCurl) -> None:
+    call = curl("api.EntroQ/Modify", json.dumps({"inserts": [{"queue": "buf/dep", "value": "kept"}]}))
+    assert call.returncode == 0, call.stderr
+    [present] = call.reply()["inserted"]
+
+    # A delete of a task that does not exist, a dependency on the wrong version of one that does,
+    # and an insert that must not happen because the others fail.
+    failing = {
+        "claimantId": "buf",
+        "inserts": [{"queue": "buf/dep", "value": "never"}],
+        "deletes": [{"id": "no-such-task", "version": 0, "queue": "buf/dep"}],
+        "depends": [{"id": present["id"], "version": 7, "queue": "buf/dep"}],
+    }
+    call = curl("api.EntroQ/Modify", json.dumps(failing))
+    assert call.grpc_code == NOT_FOUND, (call.returncode, call.stderr)
+    error = call.error()
+    assert error["code"] == "not_found"
+    assert error["message"].startswith("modification dependency error"), error
+    details = decoded_details(error)
+    pb2 = grpc_support.v1().pb2
+    by_type = {pb2.ActionType.Name(d.type): d for d in details}
+    assert by_type["DELETE"].id.id == "no-such-task"
+    assert by_type["DEPEND"].id.id == present["id"]
+    assert by_type["DEPEND"].id.version == 7
+    assert "DETAIL" in by_type  # EntroQ's server adds one DETAIL entry with the message
+    assert len(details) == 3
+
+    # Nothing was written: the queue still holds only the task inserted first.
+    call = curl("api.EntroQ/Tasks", json.dumps({"queue": "buf/dep"}))
+    assert call.returncode == 0, call.stderr
+    assert [t["id"] for t in call.reply()["tasks"]] == [present["id"]]
+
+
+def test_claim_ends_with_deadline_exceeded_at_the_callers_timeout(
+    curl: BufCurl, grpc_service: ServiceProcess
+) -> None:
+    claim = {"claimantId": "buf", "queues": ["buf/empty"], "durationMs": "30000"}
+    began = time.monotonic()
+    call = curl("api.EntroQ/Claim", json.dumps(claim), timeout=1.5, verbose=True)
+    took = time.monotonic() - began
+    assert call.grpc_code == DEADLINE_EXCEEDED, (call.returncode, call.stderr)
+    assert call.error()["code"] == "deadline_exceeded"
+    # The deadline went to the service as grpc-timeout (connect-go sends the context's deadline).
+    assert "Grpc-Timeout:" in call.stderr
+    assert 1.4 <= took < 10, took
+    # The service let go of the claim: no claim is left waiting, and it answers the next call.
+    deadline = time.monotonic() + 5
+    while waiting_claims(grpc_service) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert waiting_claims(grpc_service) == 0
+    assert curl("api.EntroQ/Time").returncode == 0
+
+
+def waiting_claims(service: ServiceProcess) -> float:
+    text = httpx.get(service.url + "/metrics", timeout=10).text
+    values = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("entroq_waiting_claims") and not line.startswith("#")
+    ]
+    return sum(values)
+
+
+def test_transcript_program_shows_every_call(buf_binary: pathlib.Path, grpc_service: ServiceProcess) -> None:
+    done = subprocess.run(
+        [sys.executable, str(TRANSCRIPT), "--buf", str(buf_binary), grpc_address(grpc_service)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for method in ("Health/Check", "EntroQ/Time", "EntroQ/Modify", "EntroQ/Claim"):
+        assert f"/{method}" in out
+    assert '"status": "SERVING"' in out
+    assert '"code": "not_found"' in out
+    assert '"type": "api.ModifyDep"' in out
+    assert '"code": "deadline_exceeded"' in out
+    assert "(exit 40)" in out and "(exit 32)" in out
