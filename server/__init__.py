@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._namespaces import NAMESPACE_HEADER
     from ._service import serve, serve_workers
     from ._settings import ServiceSettings
+    from .grpc.settings import GrpcSettings, check_grpc_settings
 
 # The public names load on first use (PEP 562), not with the package: the policy engine's child
 # processes (``_authz_rego_child``) import one module of this package and must not pay for
@@ -47,6 +48,8 @@ _HOMES = {
     "serve": "._service",
     "serve_workers": "._service",
     "ServiceSettings": "._settings",
+    "GrpcSettings": ".grpc.settings",
+    "check_grpc_settings": ".grpc.settings",
 }
 
 
@@ -67,6 +70,7 @@ __all__ = [
     "BoundListeners",
     "Call",
     "Calls",
+    "GrpcSettings",
     "ListenError",
     "ListenerSettings",
     "PolicyAuthorizer",
@@ -74,6 +78,7 @@ __all__ = [
     "ServiceSettings",
     "bind_listeners",
     "check_authz_settings",
+    "check_grpc_settings",
     "check_listener_settings",
     "create_app",
     "open_authorizer",

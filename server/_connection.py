@@ -24,12 +24,14 @@ import trio
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
-from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.h2 import H2Protocol
+from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedError, H11Protocol
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
+from priority.priority import PriorityTree
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +55,27 @@ class ConnectionClock:
     route). The clock's deadline costs nothing per request, and is enforced by the task that
     reads the connection. When the server shuts down (``terminate``), an idle connection is
     closed at once and a busy one as soon as its request is answered, as Hypercorn's timer did.
+
+    With ``long_lived`` (the gRPC listener), bytes arriving while no request is in progress
+    (the HTTP/2 preface, SETTINGS, PINGs) restart the idle deadline instead of starting the
+    header timer: a gRPC client keeps its connection open for hours and pings it, and its
+    requests' headers come in single HEADERS frames.
     """
 
-    def __init__(self, header_timeout_s: float, idle_timeout_s: float) -> None:
+    def __init__(self, header_timeout_s: float, idle_timeout_s: float, *, long_lived: bool = False) -> None:
         self.header_timeout_s = header_timeout_s
         self.idle_timeout_s = idle_timeout_s
+        self.long_lived = long_lived
         self.scope = trio.CancelScope(deadline=trio.current_time() + header_timeout_s)
         self.state = "header"
         self.terminated = False
 
     def data_received(self) -> None:
+        if self.long_lived:
+            if self.state != "request" and not self.terminated:
+                self.state = "idle"
+                self.scope.deadline = trio.current_time() + self.idle_timeout_s
+            return
         if self.state == "idle" and not self.terminated:
             self.state = "header"
             self.scope.deadline = trio.current_time() + self.header_timeout_s
@@ -99,8 +112,24 @@ class _H11WithoutH2C(H11Protocol):
             raise _RefusedProtocol
 
 
+class _SizedH2Protocol(H2Protocol):
+    """Hypercorn's HTTP/2 with a stream priority tree as large as the streams it allows.
+
+    Hypercorn keeps the default tree of the ``priority`` package, which refuses a 1,001st open
+    stream with an exception that ends the connection: a ``h2_max_concurrent_streams`` above
+    1,000 (the gRPC listener's, for thousands of blocking claims on one connection) needs a
+    tree to match.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        config: Config = self.config
+        self.priority = PriorityTree(maximum_streams=max(1000, 2 * config.h2_max_concurrent_streams))
+
+
 class GuardedProtocol(ProtocolWrapper):
-    """Hypercorn's protocol choice, reporting to the connection clock and refusing h2c unless allowed."""
+    """Hypercorn's protocol choice, reporting to the connection clock and refusing h2c unless
+    allowed; HTTP/2 is ``_SizedH2Protocol``."""
 
     def __init__(
         self,
@@ -121,9 +150,12 @@ class GuardedProtocol(ProtocolWrapper):
         self._clock = clock
         self._connection_send = send
         args = (app, config, context, task_group, state, ssl, client, server)
+        self._args = args
         super().__init__(*args, self._observe, alpn_protocol)
         if not h2c and isinstance(self.protocol, H11Protocol):
             self.protocol = _H11WithoutH2C(*args, self._observe)
+        elif isinstance(self.protocol, H2Protocol):
+            self.protocol = _SizedH2Protocol(*args, self._observe)
 
     async def _observe(self, event: Event) -> None:
         if isinstance(event, Updated):
@@ -143,10 +175,21 @@ class GuardedProtocol(ProtocolWrapper):
     async def handle(self, event: Event) -> None:
         if isinstance(event, RawData) and event.data:
             self._clock.data_received()
+        # ProtocolWrapper.handle (0.18), switching to _SizedH2Protocol rather than H2Protocol.
         try:
-            await super().handle(event)
+            await self.protocol.handle(event)
         except _RefusedProtocol:
             await self._connection_send(Closed())
+        except H2ProtocolAssumedError as error:
+            self.protocol = _SizedH2Protocol(*self._args, self._observe)
+            await self.protocol.initiate()
+            if error.data != b"":
+                await self.protocol.handle(RawData(data=error.data))
+        except H2CProtocolRequiredError as error:
+            self.protocol = _SizedH2Protocol(*self._args, self._observe)
+            await self.protocol.initiate(error.headers, error.settings)
+            if error.data != b"":
+                await self.protocol.handle(RawData(data=error.data))
 
 
 class GuardedConnection(TCPServer):
@@ -169,18 +212,25 @@ class GuardedConnection(TCPServer):
         header_timeout_s: float,
         idle_timeout_s: float,
         h2c: bool,
+        long_lived: bool = False,
     ) -> None:
         super().__init__(app, config, context, state, stream)
         self.header_timeout_s = header_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.h2c = h2c
+        self.long_lived = long_lived
 
     async def run(self) -> None:
-        clock = ConnectionClock(self.header_timeout_s, self.idle_timeout_s)
+        clock = ConnectionClock(self.header_timeout_s, self.idle_timeout_s, long_lived=self.long_lived)
         served = False
         try:
             with clock.scope:
                 served = await self._serve(clock)
+        except Exception:
+            # An error Hypercorn's protocol code lets out (its HTTP/2 code raises on some
+            # client behaviour) ends this connection, never the listener and its others.
+            log.exception("closed a connection after an error in its protocol handling")
+            served = False
         finally:
             if served:
                 await self._close()

@@ -41,20 +41,35 @@ ShutdownTrigger = Callable[[], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class GrpcListener:
+    """What the gRPC listener serves: its app, its Hypercorn config (``grpc.listener``) and
+    its connections' idle timeout."""
+
+    app: AppWrapper
+    config: Config
+    idle_timeout_s: float
+
+
 class ListenError(Exception):
     """A listening socket cannot be bound; the message names the address and the reason."""
 
 
 @dataclasses.dataclass
 class BoundListeners:
-    """Bound, listening sockets: the API's, and the metrics listener's (empty: none)."""
+    """Bound, listening sockets: the API's, the metrics listener's and the gRPC listener's
+    (empty: none)."""
 
     api: list[socket.socket]
     metrics: list[socket.socket]
+    grpc: list[socket.socket] = dataclasses.field(default_factory=list)
 
     def close(self) -> None:
-        for sock in self.api + self.metrics:
+        for sock in self.api + self.metrics + self.grpc:
             sock.close()
+
+    def grpc_urls(self) -> list[str]:
+        return [_url("grpc", sock) for sock in self.grpc]
 
     def urls(self, scheme: str) -> list[str]:
         return [_url(scheme, sock) for sock in self.api]
@@ -79,15 +94,16 @@ def bind_listeners(settings: ServiceSettings) -> BoundListeners:
             limit,
             cap,
         )
-    api = _bind(settings.bind)
+    bound = BoundListeners(_bind(settings.bind), [])
     try:
         metrics_bind = settings.metrics_bind
-        metrics = _bind(metrics_bind) if metrics_bind is not None else []
+        bound.metrics = _bind(metrics_bind) if metrics_bind is not None else []
+        grpc_bind = settings.grpc_bind
+        bound.grpc = _bind(grpc_bind) if grpc_bind is not None else []
     except ListenError:
-        for sock in api:
-            sock.close()
+        bound.close()
         raise
-    return BoundListeners(api, metrics)
+    return bound
 
 
 def raise_open_file_limit() -> int:
@@ -150,8 +166,10 @@ async def run_listeners(
     metrics_app: AppWrapper | None,
     shutdown_trigger: ShutdownTrigger,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    grpc: GrpcListener | None = None,
 ) -> None:
-    """Serves the API (and the metrics app on its own sockets) until the trigger returns.
+    """Serves the API (and the metrics app, and gRPC, on their own sockets) until the trigger
+    returns.
 
     Shutdown as Hypercorn's: the listeners stop, connections get ``config.graceful_timeout``
     to finish, then the API app's lifespan ends.
@@ -162,16 +180,18 @@ async def run_listeners(
     context = WorkerContext(None)
     tls = tls_context(settings)
 
-    def listeners(sockets: list[socket.socket]) -> list[Any]:
+    def listeners(sockets: list[socket.socket], plaintext: bool = False) -> list[Any]:
         found: list[Any] = []
         for sock in sockets:
             listener: Any = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-            if tls is not None:
+            if tls is not None and not plaintext:
                 listener = trio.SSLListener(listener, tls, https_compatible=True)
             found.append(listener)
         return found
 
-    def handler(app: AppWrapper, state: LifespanState) -> Callable[[Any], Awaitable[None]]:
+    def handler(
+        app: AppWrapper, state: LifespanState, grpc: GrpcListener | None = None
+    ) -> Callable[[Any], Awaitable[None]]:
         # One count per listener: API long polls never lock a scraper out of the metrics port.
         limiter = AddressLimiter(settings.max_connections_per_address)
 
@@ -182,13 +202,15 @@ async def run_listeners(
                     return
                 connection = GuardedConnection(
                     app,
-                    config,
+                    grpc.config if grpc else config,
                     context,
                     ConnectionState(state.copy()),
                     stream,
                     header_timeout_s=settings.header_timeout_s,
-                    idle_timeout_s=settings.idle_timeout_s,
-                    h2c=settings.h2c,
+                    idle_timeout_s=grpc.idle_timeout_s if grpc else settings.idle_timeout_s,
+                    # gRPC is HTTP/2 with prior knowledge, on connections that live for hours.
+                    h2c=settings.h2c or grpc is not None,
+                    long_lived=grpc is not None,
                 )
                 await connection.run()
 
@@ -207,6 +229,10 @@ async def run_listeners(
                     nursery.start_soon(serve, handler(api_app, lifespan_state), listeners(bound.api))
                     if metrics_app is not None and bound.metrics:
                         nursery.start_soon(serve, handler(metrics_app, {}), listeners(bound.metrics))
+                    if grpc is not None and bound.grpc:
+                        # Plaintext (h2c) only: the TLS flags are the HTTP listeners'.
+                        grpc_sockets = listeners(bound.grpc, plaintext=True)
+                        nursery.start_soon(serve, handler(grpc.app, {}, grpc), grpc_sockets)
                     await trio.sleep_forever()
             except BaseExceptionGroup as error:
                 _, other_errors = error.split((ShutdownError, KeyboardInterrupt))

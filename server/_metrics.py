@@ -10,6 +10,10 @@
   with the same labels; route is a route template (bounded), outcome one of ok, dependency,
   bad_request, not_found, timeout, unavailable, outcome_unknown (a write not confirmed by
   --wait-replicas/--wait-fsync in time), error, denied, cancelled (the client left).
+- ``entroq_grpc_requests_total{method,code}`` and ``entroq_grpc_request_duration_seconds``
+  with the same labels: calls on the gRPC listener; method is an RPC name of ``api.EntroQ``,
+  ``grpc.health.v1.Health/Check`` or ``unknown``, code a gRPC status name (OK, NOT_FOUND, ...,
+  CANCELLED when the client left).
 - ``entroq_dependency_errors_total{kind}``: failing items of refused modifies, by kind.
 - ``entroq_waiting_claims``: blocking claims waiting now.
 - ``entroq_claim_wait_seconds``: how long blocking claims waited before they got a task.
@@ -149,6 +153,19 @@ class Metrics:
             "entroq_http_request_duration_seconds",
             "HTTP request latency by route and outcome (blocking claims include their wait).",
             ["route", "outcome"],
+            buckets=_REQUEST_BUCKETS,
+            registry=own,
+        )
+        self.grpc_requests = Counter(
+            "entroq_grpc_requests_total",
+            "gRPC calls by method and status code.",
+            ["method", "code"],
+            registry=own,
+        )
+        self.grpc_request_seconds = Histogram(
+            "entroq_grpc_request_duration_seconds",
+            "gRPC call latency by method and status code (blocking claims include their wait).",
+            ["method", "code"],
             buckets=_REQUEST_BUCKETS,
             registry=own,
         )

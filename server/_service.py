@@ -33,11 +33,13 @@ from ._authz import open_authorizer
 from ._calls import Calls
 from ._draining import Draining
 from ._hooks import Authorizer
-from ._listeners import BoundListeners, bind_listeners, run_listeners
+from ._listeners import BoundListeners, GrpcListener, bind_listeners, run_listeners
 from ._metrics import MULTIPROC_ENV, Metrics
 from ._metrics_app import create_metrics_app
 from ._namespaces import open_namespaces
 from ._settings import ServiceSettings
+from .grpc.app import create_grpc_app
+from .grpc.listener import grpc_config
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,14 @@ async def _serve(
 
         config = hypercorn_config(settings)
         metrics_app = create_metrics_app(calls) if listeners.metrics else None
+        grpc = None
+        if settings.grpc is not None and listeners.grpc:
+            grpc_app = create_grpc_app(settings.grpc, calls)
+            grpc = GrpcListener(
+                wrap_app(cast(ASGIFramework, grpc_app), 0, "asgi"),
+                grpc_config(config, settings.grpc),
+                settings.grpc.idle_timeout_s,
+            )
         await run_listeners(
             config,
             settings.listeners,
@@ -156,6 +166,7 @@ async def _serve(
             wrap_app(cast(ASGIFramework, metrics_app), 0, "asgi") if metrics_app else None,
             shutdown,
             task_status=task_status,
+            grpc=grpc,
         )
 
 

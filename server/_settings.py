@@ -9,6 +9,7 @@ import entroq_redis
 from ._authz_settings import AuthzSettings
 from ._listener_settings import ListenerSettings
 from ._values import ValueEncoding
+from .grpc.settings import GrpcSettings
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -39,6 +40,7 @@ class ServiceSettings:
             (``--wait-replicas``, ``--wait-timeout-ms``, ``--wait-fsync``); None: no waiting.
         listeners: TLS, connection timeouts and caps, h2c, the metrics listener (see
             ``_listener_settings``).
+        grpc: The gRPC listener (``grpc.settings``), on ``host``; None: no gRPC.
     """
 
     store_url: str
@@ -57,11 +59,20 @@ class ServiceSettings:
     value_encoding_default: ValueEncoding = "base64"
     durability: entroq_redis.Durability | None = None
     listeners: ListenerSettings = dataclasses.field(default_factory=ListenerSettings)
+    grpc: GrpcSettings | None = None
 
     @property
     def bind(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+    @property
+    def grpc_bind(self) -> str | None:
+        """Where the gRPC listener binds (None: no gRPC listener)."""
+        if self.grpc is None:
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.grpc.port}"
 
     @property
     def metrics_bind(self) -> str | None:

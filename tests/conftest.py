@@ -32,6 +32,11 @@ from cluster_fixture import LocalCluster, cluster_tests_enabled
 import entroq_redis
 from entroq_redis._embedded import embedded_config
 
+# Every service a test starts listens for gRPC too (port 37706 by default): on a free port, so
+# services started side by side (and by other test runs) never fight over 37706. Subprocesses
+# inherit it; tests of the flag itself pass --grpc-port.
+os.environ.setdefault("ENTROQ_REDIS_GRPC_PORT", "free")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--full", action="store_true", help="run slow tests at full size")
@@ -100,6 +105,8 @@ class ServiceProcess:
     url: str
     process: subprocess.Popen[str]
     log_path: str
+    # grpc://HOST:PORT of its gRPC listener (None: gRPC off).
+    grpc_address: str | None = None
 
     def log(self) -> str:
         with open(self.log_path, errors="replace") as log:
@@ -123,32 +130,56 @@ class ServiceProcess:
 def start_service(
     store_url: str | None, *args: str, log_dir: str | None = None, timeout: float = 30
 ) -> ServiceProcess:
-    """Starts ``entroq-redis serve --redis STORE --port 0 ARGS`` and waits until it listens.
+    """Starts ``entroq-redis serve --redis STORE --port 0 --grpc-port free ARGS`` and waits until
+    it listens (``--grpc-port`` only unless ARGS give one).
 
     With ``store_url`` None the service starts its embedded store (give ``--data DIR``).
 
-    stderr (the service's log) goes to a file; the URL comes from the line the service
-    prints on stdout once it accepts connections.
+    stderr (the service's log) goes to a file; the URLs come from the lines the service
+    prints on stdout once it accepts connections (HTTP first, then gRPC unless it is off).
     """
     log_fd, log_path = tempfile.mkstemp(prefix="entroq-serve-", suffix=".log", dir=log_dir)
     store = ["--redis", store_url] if store_url else []
-    command = [sys.executable, "-m", "entroq_redis.cli", "serve", *store, "--port", "0", *args]
+    grpc = _grpc_port_arg(args)
+    extra = [] if grpc is not None else ["--grpc-port", "free"]
+    command = [sys.executable, "-m", "entroq_redis.cli", "serve", *store, "--port", "0", *extra, *args]
+    url: str | None = None
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_fd, text=True)
     os.close(log_fd)
     assert process.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        # Once the HTTP line is in, the gRPC line follows at once, and may already sit in the
+        # reader's buffer, where select() cannot see it: read it without waiting for select.
+        ready = (
+            url is not None
+            or select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]
+        )
         line = process.stdout.readline() if ready else ""
         match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            return ServiceProcess(match.group(1), process, log_path)
+        if match and url is None:
+            url = match.group(1)
+            if grpc == "0":
+                return ServiceProcess(url, process, log_path)
+        match = re.search(r"gRPC listening on (grpc://\S+)", line)
+        if match and url is not None:
+            return ServiceProcess(url, process, log_path, match.group(1))
         if not line and process.poll() is not None:
             break
     process.kill()
     process.wait()
     with open(log_path, errors="replace") as log:
         raise RuntimeError(f"entroq-redis serve did not start: {log.read()[-3000:]}")
+
+
+def _grpc_port_arg(args: tuple[str, ...]) -> str | None:
+    """The value of ``--grpc-port`` in ``args`` (None: not given)."""
+    for index, arg in enumerate(args):
+        if arg == "--grpc-port" and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith("--grpc-port="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 @pytest.fixture(scope="session")

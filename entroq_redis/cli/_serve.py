@@ -26,6 +26,7 @@ from .._embedded import open_embedded_store
 from .._errors import EntroQError
 from ._secret_options import file_argument, url_argument
 from ._serve_authz import AuthzSetupError, add_authz_options, authz_settings
+from ._serve_grpc import GrpcSetupError, add_grpc_options, grpc_settings
 from ._serve_listeners import ListenerSetupError, add_listener_options, bind_listeners, listener_settings
 
 DEFAULT_PORT = 9100
@@ -127,6 +128,7 @@ def register(subparsers: Any) -> None:
     )
     add_authz_options(parser)
     add_listener_options(parser)
+    add_grpc_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -174,9 +176,14 @@ def run(args: argparse.Namespace) -> int:
         print("entroq-redis serve: --metrics-max-queues must be 0 (all) or more", file=sys.stderr)
         return 2
     try:
+        grpc = grpc_settings(args)
+    except GrpcSetupError as exc:
+        print(f"entroq-redis serve: {exc}", file=sys.stderr)
+        return 2
+    try:
         listeners = listener_settings(args)
         # Bound before the store starts: a port in use stops here, with nothing started.
-        bound = bind_listeners(args.host, args.port, listeners)
+        bound = bind_listeners(args.host, args.port, listeners, grpc)
     except ListenerSetupError as exc:
         print(f"entroq-redis serve: {exc}", file=sys.stderr)
         return exc.status
@@ -200,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
                 value_encoding_default=args.value_encoding_default,
                 durability=durability,
                 listeners=listeners,
+                grpc=grpc,
             )
             runner = serve if args.workers == 1 else serve_workers
             async with trio.open_nursery() as nursery:
@@ -210,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
                         f"{args.workers} worker{'s' if args.workers > 1 else ''})",
                         flush=True,
                     )
+                for url in bound.grpc_urls():
+                    print(f"entroq-redis gRPC listening on {url} ({grpc.values} schema)", flush=True)
                 for url in bound.metrics_urls(listeners.scheme):
                     print(f"entroq-redis metrics on {url}", flush=True)
 

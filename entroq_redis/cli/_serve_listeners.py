@@ -29,8 +29,8 @@ def add_listener_options(parser: argparse.ArgumentParser) -> None:
         "--metrics-host", metavar="HOST", help="address of the metrics listener (default: --host)"
     )
     tls = parser.add_argument_group(
-        "TLS (every HTTP listener, the metrics listener included; the gRPC listener, when it "
-        "comes, will take the same flags)"
+        "TLS (every HTTP listener, the metrics listener included; not the gRPC listener, which "
+        "is plaintext h2c)"
     )
     tls.add_argument(
         "--tls-cert", metavar="FILE", help="PEM certificate chain; with --tls-key, TLS only on every listener"
@@ -124,8 +124,9 @@ def listener_settings(args: argparse.Namespace) -> Any:
     return settings
 
 
-def bind_listeners(host: str, port: int, listeners: Any) -> Any:
-    """Binds the service's listening sockets (before any store starts): BoundListeners.
+def bind_listeners(host: str, port: int, listeners: Any, grpc: Any = None) -> Any:
+    """Binds the service's listening sockets (before any store starts): BoundListeners
+    (``grpc``: the gRPC listener's GrpcSettings, None: none).
 
     Raises:
         ListenerSetupError: an address is in use or cannot be bound (status 1).
@@ -134,6 +135,6 @@ def bind_listeners(host: str, port: int, listeners: Any) -> Any:
     from entroq_redis_server import bind_listeners as bind
 
     try:
-        return bind(ServiceSettings(store_url="", host=host, port=port, listeners=listeners))
+        return bind(ServiceSettings(store_url="", host=host, port=port, listeners=listeners, grpc=grpc))
     except ListenError as exc:
         raise ListenerSetupError(str(exc), 1) from None
