@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import pathlib
+import re
 import shlex
 import shutil
 import subprocess
@@ -138,14 +139,35 @@ class Call:
         """The gRPC status code of a failed RPC (buf exits with the code shifted left by 3), else None."""
         return self.returncode >> 3 if self.returncode >= 8 else None
 
-    def shown(self, root: pathlib.Path | None = None) -> str:
-        """The command line (paths relative to ``root``) and its output, for a transcript."""
+    def exchange(self) -> tuple[list[str], list[str]]:
+        """With ``-v``: the response's header lines and its trailer lines, as buf printed them.
+
+        buf prints ``< (#1) NAME: VALUE`` lines; an empty ``< (#1)`` line ends the headers, the
+        trailers follow the (empty here) body. A trailers-only response has its grpc-status among
+        the headers and no trailers.
+        """
+        received = [
+            line.removeprefix("buf: < (#1)").strip()
+            for line in self.stderr.splitlines()
+            if line.startswith("buf: < (#1)")
+        ]
+        if "" not in received:
+            return received, []
+        end = received.index("")
+        return received[:end], [line for line in received[end:] if line]
+
+    def shown(self, root: pathlib.Path | None = None, verbose: re.Pattern[str] | None = None) -> str:
+        """The command line (paths relative to ``root``) and its output, for a transcript; of buf's
+        ``-v`` lines only those matching ``verbose``."""
         argv = list(self.argv)
         argv[0] = "buf"
         if root is not None:
             argv = [arg.replace(str(root) + os.sep, "") for arg in argv]
         lines = ["$ " + shlex.join(argv)]
-        lines += [line for line in (self.stdout + self.stderr).rstrip("\n").splitlines()]
+        for line in (self.stdout + self.stderr).rstrip("\n").splitlines():
+            if line.startswith("buf: ") and (verbose is None or not verbose.search(line)):
+                continue
+            lines.append(line)
         lines.append(f"(exit {self.returncode})")
         return "\n".join(lines)
 

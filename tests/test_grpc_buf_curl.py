@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -113,14 +114,21 @@ def test_modify_dependency_error_has_its_details(curl: BufCurl) -> None:
         "deletes": [{"id": "no-such-task", "version": 0, "queue": "buf/dep"}],
         "depends": [{"id": present["id"], "version": 7, "queue": "buf/dep"}],
     }
-    call = curl("api.EntroQ/Modify", json.dumps(failing))
+    call = curl("api.EntroQ/Modify", json.dumps(failing), verbose=True)
     assert call.grpc_code == NOT_FOUND, (call.returncode, call.stderr)
+    # Headers, an empty body, then the status in trailers (never a trailers-only response).
+    headers, trailers = call.exchange()
+    assert headers[0] == "HTTP/2.0 200 OK", headers
+    assert "Content-Type: application/grpc" in headers
+    assert not [h for h in headers if h.lower().startswith("grpc-status")], headers
+    assert "Grpc-Status: 5" in trailers, trailers
+    assert [t for t in trailers if t.startswith("Grpc-Status-Details-Bin: ")], trailers
     error = call.error()
     assert error["code"] == "not_found"
     assert error["message"].startswith("modification dependency error"), error
     details = decoded_details(error)
     pb2 = grpc_support.v1().pb2
-    by_type = {pb2.ActionType.Name(d.type): d for d in details}
+    by_type = {pb2.ActionType.values_by_number[d.type].name: d for d in details}
     assert by_type["DELETE"].id.id == "no-such-task"
     assert by_type["DEPEND"].id.id == present["id"]
     assert by_type["DEPEND"].id.version == 7
@@ -137,6 +145,7 @@ def test_claim_ends_with_deadline_exceeded_at_the_callers_timeout(
     curl: BufCurl, grpc_service: ServiceProcess
 ) -> None:
     claim = {"claimantId": "buf", "queues": ["buf/empty"], "durationMs": "30000"}
+    ended_before = claim_outcomes(grpc_service)
     began = time.monotonic()
     call = curl("api.EntroQ/Claim", json.dumps(claim), timeout=1.5, verbose=True)
     took = time.monotonic() - began
@@ -150,17 +159,32 @@ def test_claim_ends_with_deadline_exceeded_at_the_callers_timeout(
     while waiting_claims(grpc_service) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert waiting_claims(grpc_service) == 0
+    # buf's own timer and the service's deadline fire at the same instant; connect-go's fires a
+    # network hop sooner and resets the stream, so the service records the call as CANCELLED
+    # (DEADLINE_EXCEEDED when it wins). Either way it ended the call, once.
+    ended = claim_outcomes(grpc_service)
+    changed = {code: ended[code] - ended_before.get(code, 0) for code in ended}
+    assert {code: n for code, n in changed.items() if n} in ({"CANCELLED": 1}, {"DEADLINE_EXCEEDED": 1})
     assert curl("api.EntroQ/Time").returncode == 0
 
 
-def waiting_claims(service: ServiceProcess) -> float:
+def metric_lines(service: ServiceProcess, name: str) -> list[str]:
     text = httpx.get(service.url + "/metrics", timeout=10).text
-    values = [
-        float(line.split()[-1])
-        for line in text.splitlines()
-        if line.startswith("entroq_waiting_claims") and not line.startswith("#")
-    ]
-    return sum(values)
+    return [line for line in text.splitlines() if line.startswith(name)]
+
+
+def waiting_claims(service: ServiceProcess) -> float:
+    return sum(float(line.split()[-1]) for line in metric_lines(service, "entroq_waiting_claims"))
+
+
+def claim_outcomes(service: ServiceProcess) -> dict[str, float]:
+    """entroq_grpc_requests_total of method Claim, by status code."""
+    outcomes = {}
+    for line in metric_lines(service, "entroq_grpc_requests_total{"):
+        code = re.search(r'code="(\w+)"', line)
+        if code and 'method="Claim"' in line:
+            outcomes[code.group(1)] = float(line.split()[-1])
+    return outcomes
 
 
 def test_transcript_program_shows_every_call(buf_binary: pathlib.Path, grpc_service: ServiceProcess) -> None:
@@ -172,7 +196,7 @@ def test_transcript_program_shows_every_call(buf_binary: pathlib.Path, grpc_serv
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    for method in ("Health/Check", "EntroQ/Time", "EntroQ/Modify", "EntroQ/Claim"):
+    for method in ("grpc.health.v1.Health/Check", "api.EntroQ/Time", "api.EntroQ/Modify", "api.EntroQ/Claim"):
         assert f"/{method}" in out
     assert '"status": "SERVING"' in out
     assert '"code": "not_found"' in out

@@ -6,8 +6,13 @@ a modify that fails with its dependency details, and a claim that ends at its de
 
 Installs buf from npm first if needed (tests/buf_support.py). Each call is shown as the command line,
 then what buf printed (the reply on stdout, an error on stderr) and its exit code (a failed RPC exits
-with its gRPC code times 8). buf prints error details as base64 wire bytes; the decoded ModifyDeps follow
+with its gRPC code times 8); of `-v` output only the request's grpc-timeout, the response's status line
+and its status trailers. buf prints error details as base64 wire bytes; the decoded ModifyDeps follow
 as `#` lines. Exits 1 if a call did not end as the transcript says it should.
+
+The claim's DEADLINE_EXCEEDED ("context deadline exceeded") is buf's own deadline: connect-go sends it
+as grpc-timeout and its timer fires a network hop before the service's, so the service sees the stream
+reset and records the call as CANCELLED (tests/test_grpc_buf_curl.py checks that it ends the call).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import base64
 import json
 import pathlib
+import re
 import secrets
 import sys
 import tempfile
@@ -27,6 +33,9 @@ import grpc_support  # noqa: E402
 from buf_support import HEALTH_PROTO, PROTOS, BufCurl, Call, install_buf, version_of  # noqa: E402
 
 QUEUE = "transcript/jobs"
+# Of buf's -v output, the lines that show the exchange: the deadline it sent, the response's
+# status line, and the status trailers.
+SHOWN_VERBOSE = re.compile(r"> \(#1\) Grpc-Timeout|< \(#1\) (HTTP/|Grpc-Status: |Grpc-Message: )")
 
 
 def story(curl: BufCurl) -> list[str]:
@@ -58,13 +67,14 @@ def story(curl: BufCurl) -> list[str]:
         "changes": [{"oldId": {"id": task["id"], "version": 0, "queue": QUEUE}, "newData": {"queue": QUEUE}}],
         "deletes": [{"id": "no-such-task", "version": 0, "queue": QUEUE}],
     }
-    refused = curl("api.EntroQ/Modify", json.dumps(failing))
+    refused = curl("api.EntroQ/Modify", json.dumps(failing), verbose=True)
     expect(refused, 5, "dependency error")
     expect(
         curl(
             "api.EntroQ/Claim",
             json.dumps({"claimantId": "transcript", "queues": ["transcript/empty"], "durationMs": "30000"}),
             timeout=2,
+            verbose=True,
         ),
         4,
         "claim deadline",
@@ -83,7 +93,7 @@ def decoded(call: Call) -> list[str]:
             continue
         dep = pb2.ModifyDep.FromString(base64.b64decode(detail["value"] + "=="))
         lines.append(
-            f"# {detail['type']}: type={pb2.ActionType.Name(dep.type)} id={dep.id.id!r} "
+            f"# {detail['type']}: type={pb2.ActionType.values_by_number[dep.type].name} id={dep.id.id!r} "
             f"version={dep.id.version} queue={dep.id.queue!r} msg={dep.msg!r}"
         )
     return lines
@@ -119,7 +129,7 @@ def main() -> int:
         scratch.cleanup()
     print(f"# buf {version_of(binary)} (npm @bufbuild/buf), gRPC listener {address}, namespace {namespace}\n")
     for call in curl.transcript:
-        print(call.shown(TESTS.parent))
+        print(call.shown(TESTS.parent, SHOWN_VERBOSE))
         for line in decoded(call):
             print(line)
         print()
