@@ -31,7 +31,8 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
-from priority.priority import PriorityTree
+
+from ._h2_streams import RoundRobinStreams
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +114,35 @@ class _H11WithoutH2C(H11Protocol):
 
 
 class _SizedH2Protocol(H2Protocol):
-    """Hypercorn's HTTP/2 with a stream priority tree as large as the streams it allows.
+    """Hypercorn's HTTP/2 made for thousands of open streams on one connection.
 
     Hypercorn keeps the default tree of the ``priority`` package, which refuses a 1,001st open
-    stream with an exception that ends the connection: a ``h2_max_concurrent_streams`` above
-    1,000 (the gRPC listener's, for thousands of blocking claims on one connection) needs a
-    tree to match.
+    stream with an exception that ends the connection, and costs O(n log n) per send with n streams
+    open: the stream scheduler here is as large as the streams allowed (``h2_max_concurrent_streams``,
+    the gRPC listener's, for thousands of blocking claims on one connection) and constant-time
+    (server/_h2_streams.py).
+
+    A connection-level WINDOW_UPDATE (grpcio sends them all the time) made Hypercorn unblock every
+    open stream, each then picked once only to be found empty and blocked again: O(n) wasted sends
+    per update. Only streams with something buffered, or an end to send, are unblocked here; the
+    others are unblocked as before when they get something to send.
     """
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         config: Config = self.config
-        self.priority = PriorityTree(maximum_streams=max(1000, 2 * config.h2_max_concurrent_streams))
+        # Hypercorn types the attribute as the tree; it calls only what RoundRobinStreams has.
+        limit = max(1000, 2 * config.h2_max_concurrent_streams)
+        self.priority = RoundRobinStreams(maximum_streams=limit)  # type: ignore[assignment]
+
+    async def _window_updated(self, stream_id: int | None) -> None:
+        if stream_id is None or stream_id == 0:
+            for waiting, buffer in self.stream_buffers.items():
+                if buffer.buffer or buffer.complete:
+                    self.priority.unblock(waiting)
+        elif stream_id in self.stream_buffers:
+            self.priority.unblock(stream_id)
+        await self.has_data.set()
 
 
 class GuardedProtocol(ProtocolWrapper):
