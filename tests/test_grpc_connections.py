@@ -42,6 +42,14 @@ def grpc_port(service: ServiceProcess) -> int:
     return int(str(service.grpc_address).rsplit(":", 1)[1])
 
 
+Endpoint = tuple[str, int]
+
+
+def endpoint(address: Any) -> Endpoint:
+    # grpcio connects from a dual-stack socket, so its end shows as an IPv4-mapped IPv6 address.
+    return (str(address.ip).removeprefix("::ffff:"), int(address.port))
+
+
 class WatchedChannel:
     """A grpcio channel with its connectivity states recorded and its TCP connections observable."""
 
@@ -53,17 +61,17 @@ class WatchedChannel:
         self.channel.subscribe(self.states.append, try_to_connect=True)
         grpc.channel_ready_future(self.channel).result(timeout=10)
 
-    def connections(self) -> set[tuple[Any, Any]]:
+    def connections(self) -> set[tuple[Endpoint, Endpoint]]:
         """(client address, service address) of each established TCP connection to the gRPC port,
         as seen from this process's sockets and from the service's: the two views must agree."""
         ours = {
-            (c.laddr, c.raddr)
+            (endpoint(c.laddr), endpoint(c.raddr))
             for c in psutil.Process().net_connections(kind="tcp")
             if c.raddr and c.raddr.port == self.port and c.status == psutil.CONN_ESTABLISHED
         }
         service = psutil.Process(self.service.process.pid)
         theirs = {
-            (c.raddr, c.laddr)
+            (endpoint(c.raddr), endpoint(c.laddr))
             for c in service.net_connections(kind="tcp")
             if c.raddr and c.laddr.port == self.port and c.status == psutil.CONN_ESTABLISHED
         }
@@ -126,7 +134,7 @@ def test_thousands_of_blocking_claims_on_one_connection(watched: WatchedChannel,
         future.add_done_callback(finished)
         futures.append(future)
     # Every claim is open on the service at once, not queued inside grpcio behind a stream limit.
-    wait_for(lambda: waiting_claims(watched.service) == CLAIMS, 30, f"{CLAIMS} waiting claims")
+    wait_for(lambda: waiting_claims(watched.service) == CLAIMS, 20, f"{CLAIMS} waiting claims")
     assert done == []
 
     inserted: set[str] = set()
