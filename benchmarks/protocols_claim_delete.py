@@ -83,8 +83,9 @@ SUMMARY = [
 class Window:
     """The measured window [start, end] (epoch seconds) and what completed inside it."""
 
-    def __init__(self, start: float, end: float) -> None:
-        self.start, self.end = start, end
+    def __init__(self, begin: float, start: float, end: float) -> None:
+        # The load runs from ``begin`` (every process is up by then), the window is its last part.
+        self.begin, self.start, self.end = begin, start, end
         self.counts = {"jobs": 0, "requests": 0, "empty": 0, "errors": 0}
         self.cpu: list[float] = []
 
@@ -101,6 +102,7 @@ class Window:
 
 
 async def _http_loop(protocol: str, host: str, port: int, index: int, window: Window) -> None:
+    import trio
     from http_claim_delete import Connection
 
     if protocol == "rest":
@@ -111,6 +113,8 @@ async def _http_loop(protocol: str, host: str, port: int, index: int, window: Wi
     connection = Connection(host, port, NAMESPACE, headers)
     claimant = f"bench-{os.getpid()}-{index}"
     claim = json.dumps({"claimantId": claimant, "queues": [QUEUE], "durationMs": str(LEASE_MS)}).encode()
+    await connection.request("GET", "/healthz")  # connected before the load begins
+    await trio.sleep(max(0.0, window.begin - time.time()))
     while time.time() < window.end:
         status, body = await connection.request("POST", claim_path, claim)
         window.count("requests")
@@ -157,6 +161,7 @@ def _grpc_process(target: str, stubs: str, clients: int, window: Window) -> dict
     async def loop(stub: Any, index: int) -> None:
         claimant = f"bench-{os.getpid()}-{index}"
         claim = pb2.ClaimRequest(claimant_id=claimant, queues=[QUEUE], duration_ms=LEASE_MS)
+        await asyncio.sleep(max(0.0, window.begin - time.time()))
         while time.time() < window.end:
             try:
                 reply = await stub.TryClaim(claim, metadata=metadata)
@@ -192,9 +197,9 @@ def _grpc_process(target: str, stubs: str, clients: int, window: Window) -> dict
 
 
 def client_process(
-    protocol: str, url: str, target: str, stubs: str, clients: int, start: float, end: float
+    protocol: str, url: str, target: str, stubs: str, clients: int, begin: float, start: float, end: float
 ) -> dict[str, Any]:
-    window = Window(start, end)
+    window = Window(begin, start, end)
     if protocol == "grpc":
         return _grpc_process(target, stubs, clients, window)
     return _http_process(protocol, url, clients, window)
@@ -257,7 +262,8 @@ def run_once(
 ) -> dict[str, Any]:
     procs = args.client_procs
     shares = [args.clients // procs + (i < args.clients % procs) for i in range(procs)]
-    start = time.time() + args.startup + args.warmup  # every process is up, connected and warm by then
+    begin = time.time() + args.startup  # every client process is up and connected by then
+    start = begin + args.warmup
     end = start + args.seconds
     measured: dict[str, float] = {}
 
@@ -271,10 +277,8 @@ def run_once(
     watcher = threading.Thread(target=watch)
     watcher.start()
     with multiprocessing.get_context("spawn").Pool(len(shares)) as pool:
-        reports = pool.starmap(
-            client_process,
-            [(protocol, service.url, service.target, stubs, share, start, end) for share in shares if share],
-        )
+        specs = [(protocol, service.url, service.target, stubs, n, begin, start, end) for n in shares if n]
+        reports = pool.starmap(client_process, specs)
     watcher.join()
     total = {key: sum(r[key] or 0 for r in reports) for key in reports[0]}
     jobs, requests = total["jobs"], total["requests"]
@@ -317,7 +321,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
     rest = next((s for s in summary if s["protocol"] == "rest"), None)
     for entry in summary:
-        if rest:
+        if rest and rest["jobs_per_s"] and rest["service_cpu_us_per_request"]:
             entry["jobs_per_s_vs_rest"] = entry["jobs_per_s"] / rest["jobs_per_s"]
             entry["service_cpu_per_request_vs_rest"] = (
                 entry["service_cpu_us_per_request"] / rest["service_cpu_us_per_request"]
