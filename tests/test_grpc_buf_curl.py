@@ -203,3 +203,31 @@ def test_transcript_program_shows_every_call(buf_binary: pathlib.Path, grpc_serv
     assert '"type": "api.ModifyDep"' in out
     assert '"code": "deadline_exceeded"' in out
     assert "(exit 40)" in out and "(exit 32)" in out
+
+
+def test_bytes_schema_service_takes_bytes_values(
+    buf_binary: pathlib.Path, store_url: str, namespace: str
+) -> None:
+    """`--grpc-values bytes`: the seed's schema (bytes values, base64 in buf's JSON) for v0.9-era clients."""
+    service = start_service(
+        store_url, "--test-any-namespace", "--grpc-port", "free", "--grpc-values", "bytes"
+    )
+    try:
+        curl = BufCurl(
+            buf_binary,
+            grpc_address(service),
+            schemas=(PROTOS / "entroq_bytes" / "entroq.proto", HEALTH_PROTO),
+            headers=(f"entroq-namespace: {namespace}",),
+        )
+        raw = bytes(range(256))  # not UTF-8, not JSON: stored and returned as they are
+        value = base64.b64encode(raw).decode()
+        insert = {"claimantId": "buf", "inserts": [{"queue": "buf/bytes", "value": value}]}
+        call = curl("api.EntroQ/Modify", json.dumps(insert))
+        assert call.returncode == 0, call.stderr
+        claim = {"claimantId": "buf", "queues": ["buf/bytes"], "durationMs": "30000"}
+        call = curl("api.EntroQ/Claim", json.dumps(claim))
+        assert call.returncode == 0, call.stderr
+        assert base64.b64decode(call.reply()["task"]["value"]) == raw
+        assert curl("grpc.health.v1.Health/Check").reply() == {"status": "SERVING"}
+    finally:
+        service.stop()
