@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import pathlib
-import re
 import subprocess
 import sys
 import time
@@ -19,10 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc_support
-import httpx
 import pytest
 from buf_support import HEALTH_PROTO, PROTOS, BufCurl, install_buf
 from conftest import ServiceProcess, start_service
+from service_metrics import grpc_outcomes, waiting_claims
 
 NOT_FOUND = 5
 DEADLINE_EXCEEDED = 4
@@ -145,7 +144,7 @@ def test_claim_ends_with_deadline_exceeded_at_the_callers_timeout(
     curl: BufCurl, grpc_service: ServiceProcess
 ) -> None:
     claim = {"claimantId": "buf", "queues": ["buf/empty"], "durationMs": "30000"}
-    ended_before = claim_outcomes(grpc_service)
+    ended_before = grpc_outcomes(grpc_service, "Claim")
     began = time.monotonic()
     call = curl("api.EntroQ/Claim", json.dumps(claim), timeout=1.5, verbose=True)
     took = time.monotonic() - began
@@ -162,29 +161,10 @@ def test_claim_ends_with_deadline_exceeded_at_the_callers_timeout(
     # buf's own timer and the service's deadline fire at the same instant; connect-go's fires a
     # network hop sooner and resets the stream, so the service records the call as CANCELLED
     # (DEADLINE_EXCEEDED when it wins). Either way it ended the call, once.
-    ended = claim_outcomes(grpc_service)
+    ended = grpc_outcomes(grpc_service, "Claim")
     changed = {code: ended[code] - ended_before.get(code, 0) for code in ended}
     assert {code: n for code, n in changed.items() if n} in ({"CANCELLED": 1}, {"DEADLINE_EXCEEDED": 1})
     assert curl("api.EntroQ/Time").returncode == 0
-
-
-def metric_lines(service: ServiceProcess, name: str) -> list[str]:
-    text = httpx.get(service.url + "/metrics", timeout=10).text
-    return [line for line in text.splitlines() if line.startswith(name)]
-
-
-def waiting_claims(service: ServiceProcess) -> float:
-    return sum(float(line.split()[-1]) for line in metric_lines(service, "entroq_waiting_claims"))
-
-
-def claim_outcomes(service: ServiceProcess) -> dict[str, float]:
-    """entroq_grpc_requests_total of method Claim, by status code."""
-    outcomes = {}
-    for line in metric_lines(service, "entroq_grpc_requests_total{"):
-        code = re.search(r'code="(\w+)"', line)
-        if code and 'method="Claim"' in line:
-            outcomes[code.group(1)] = float(line.split()[-1])
-    return outcomes
 
 
 def test_transcript_program_shows_every_call(buf_binary: pathlib.Path, grpc_service: ServiceProcess) -> None:

@@ -21,10 +21,10 @@ from typing import Any
 
 import grpc
 import grpc_support
-import httpx
 import psutil
 import pytest
 from conftest import ServiceProcess, start_service
+from service_metrics import waiting_claims
 
 CLAIMS = 2_000
 WAVES = 4  # tasks arrive in this many inserts, each served before the next arrives
@@ -95,15 +95,6 @@ def watched(grpc_service: ServiceProcess) -> Iterator[WatchedChannel]:
     channel = WatchedChannel(grpc_service)
     yield channel
     channel.close()
-
-
-def waiting_claims(service: ServiceProcess) -> float:
-    text = httpx.get(service.url + "/metrics", timeout=10).text
-    return sum(
-        float(line.split()[-1])
-        for line in text.splitlines()
-        if line.startswith("entroq_waiting_claims") and not line.startswith("#")
-    )
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:
