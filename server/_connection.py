@@ -32,8 +32,6 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
 
-from ._h2_streams import RoundRobinStreams
-
 log = logging.getLogger(__name__)
 
 Send = Callable[[Event], Awaitable[None]]
@@ -113,41 +111,10 @@ class _H11WithoutH2C(H11Protocol):
             raise _RefusedProtocol
 
 
-class _SizedH2Protocol(H2Protocol):
-    """Hypercorn's HTTP/2 made for thousands of open streams on one connection.
-
-    Hypercorn keeps the default tree of the ``priority`` package, which refuses a 1,001st open
-    stream with an exception that ends the connection, and costs O(n log n) per send with n streams
-    open: the stream scheduler here is as large as the streams allowed (``h2_max_concurrent_streams``,
-    the gRPC listener's, for thousands of blocking claims on one connection) and constant-time
-    (server/_h2_streams.py).
-
-    A connection-level WINDOW_UPDATE (grpcio sends them all the time) made Hypercorn unblock every
-    open stream, each then picked once only to be found empty and blocked again: O(n) wasted sends
-    per update. Only streams with something buffered, or an end to send, are unblocked here; the
-    others are unblocked as before when they get something to send.
-    """
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        config: Config = self.config
-        # Hypercorn types the attribute as the tree; it calls only what RoundRobinStreams has.
-        limit = max(1000, 2 * config.h2_max_concurrent_streams)
-        self.priority = RoundRobinStreams(maximum_streams=limit)  # type: ignore[assignment]
-
-    async def _window_updated(self, stream_id: int | None) -> None:
-        if stream_id is None or stream_id == 0:
-            for waiting, buffer in self.stream_buffers.items():
-                if buffer.buffer or buffer.complete:
-                    self.priority.unblock(waiting)
-        elif stream_id in self.stream_buffers:
-            self.priority.unblock(stream_id)
-        await self.has_data.set()
-
-
 class GuardedProtocol(ProtocolWrapper):
     """Hypercorn's protocol choice, reporting to the connection clock and refusing h2c unless
-    allowed; HTTP/2 is ``_SizedH2Protocol``."""
+    allowed; HTTP/2 is served by ``h2_protocol`` (the gRPC listener's scales to thousands of
+    streams, see ``grpc.streams``)."""
 
     def __init__(
         self,
@@ -164,16 +131,18 @@ class GuardedProtocol(ProtocolWrapper):
         h2c: bool,
         send: Send,
         alpn_protocol: str,
+        h2_protocol: type[H2Protocol] = H2Protocol,
     ) -> None:
         self._clock = clock
+        self._h2_protocol = h2_protocol
         self._connection_send = send
         args = (app, config, context, task_group, state, ssl, client, server)
         self._args = args
         super().__init__(*args, self._observe, alpn_protocol)
         if not h2c and isinstance(self.protocol, H11Protocol):
             self.protocol = _H11WithoutH2C(*args, self._observe)
-        elif isinstance(self.protocol, H2Protocol):
-            self.protocol = _SizedH2Protocol(*args, self._observe)
+        elif isinstance(self.protocol, H2Protocol) and h2_protocol is not H2Protocol:
+            self.protocol = h2_protocol(*args, self._observe)
 
     async def _observe(self, event: Event) -> None:
         if isinstance(event, Updated):
@@ -193,18 +162,18 @@ class GuardedProtocol(ProtocolWrapper):
     async def handle(self, event: Event) -> None:
         if isinstance(event, RawData) and event.data:
             self._clock.data_received()
-        # ProtocolWrapper.handle (0.18), switching to _SizedH2Protocol rather than H2Protocol.
+        # ProtocolWrapper.handle (0.18), switching to ``h2_protocol`` rather than H2Protocol.
         try:
             await self.protocol.handle(event)
         except _RefusedProtocol:
             await self._connection_send(Closed())
         except H2ProtocolAssumedError as error:
-            self.protocol = _SizedH2Protocol(*self._args, self._observe)
+            self.protocol = self._h2_protocol(*self._args, self._observe)
             await self.protocol.initiate()
             if error.data != b"":
                 await self.protocol.handle(RawData(data=error.data))
         except H2CProtocolRequiredError as error:
-            self.protocol = _SizedH2Protocol(*self._args, self._observe)
+            self.protocol = self._h2_protocol(*self._args, self._observe)
             await self.protocol.initiate(error.headers, error.settings)
             if error.data != b"":
                 await self.protocol.handle(RawData(data=error.data))
@@ -231,8 +200,10 @@ class GuardedConnection(TCPServer):
         idle_timeout_s: float,
         h2c: bool,
         long_lived: bool = False,
+        h2_protocol: type[H2Protocol] = H2Protocol,
     ) -> None:
         super().__init__(app, config, context, state, stream)
+        self.h2_protocol = h2_protocol
         self.header_timeout_s = header_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.h2c = h2c
@@ -291,6 +262,7 @@ class GuardedConnection(TCPServer):
                     h2c=self.h2c,
                     send=self.protocol_send,
                     alpn_protocol=alpn_protocol,
+                    h2_protocol=self.h2_protocol,
                 )
                 await self.protocol.initiate()
                 async with trio.open_nursery() as watching:

@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 from hypercorn.config import Config
+from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.statsd import StatsdLogger
 from hypercorn.trio.worker_context import WorkerContext
@@ -29,6 +30,7 @@ from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
 from ._connection import AddressLimiter, GuardedConnection, peer_address
 from ._listener_settings import ListenerSettings
 from ._settings import ServiceSettings
+from .grpc.streams import ScalableH2Protocol
 
 # Hypercorn's default accept backlog is 100. Long-poll claims hold thousands of connections,
 # and waiters reconnecting at once (after a restart, a deploy) arrive in bursts; with a full
@@ -211,6 +213,7 @@ async def run_listeners(
                     # gRPC is HTTP/2 with prior knowledge, on connections that live for hours.
                     h2c=settings.h2c or grpc is not None,
                     long_lived=grpc is not None,
+                    h2_protocol=ScalableH2Protocol if grpc else H2Protocol,
                 )
                 await connection.run()
 

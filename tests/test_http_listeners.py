@@ -144,7 +144,7 @@ def test_help_shows_every_listener_flag_with_its_default() -> None:
         "--tls-cert FILE",
         "--tls-key FILE",
         "--tls-client-ca FILE",
-        "gRPC listener, when it comes, will take the same flags",
+        "not the gRPC listener, which is plaintext h2c",
         "--idle-timeout SECONDS",
         "(default 75.0)",
         "--header-timeout SECONDS",
