@@ -354,3 +354,90 @@ def test_errors_are_counted_by_code(service: ServiceProcess, stub: Any, namespac
     rpc_error(stub.Tasks, pb2.TasksRequest(limit=-1), metadata=md(namespace))
     text = httpx.get(service.url + "/metrics").text
     assert 'entroq_grpc_requests_total{code="INVALID_ARGUMENT",method="Tasks"}' in text
+
+
+def test_a_cancelled_claim_stops_waiting(service: ServiceProcess, stub: Any, namespace: str) -> None:
+    pb2 = grpc_support.v1().pb2
+    future = stub.Claim.future(
+        pb2.ClaimRequest(claimant_id="c", queues=["/never"], duration_ms=1000), metadata=md(namespace)
+    )
+    deadline = time.monotonic() + 10
+    while not _waiting_claims(service) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _waiting_claims(service) == 1
+    future.cancel()  # no deadline: only the stream's reset tells the service
+    while _waiting_claims(service) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _waiting_claims(service) == 0
+
+
+def _local_ports(port: int) -> set[int]:
+    return {c.laddr.port for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port}
+
+
+def test_idle_connections_live_on_pings_not_on_the_header_timer(store_url: str, namespace: str) -> None:
+    pb2 = grpc_support.v1().pb2
+    quick = start_service(
+        store_url, "--test-any-namespace", "--header-timeout", "1", "--grpc-idle-timeout", "3"
+    )
+    try:
+        assert quick.grpc_address is not None
+        port = int(quick.grpc_address.rsplit(":", 1)[1])
+        target = quick.grpc_address.removeprefix("grpc://")
+        pinging = [
+            ("grpc.keepalive_time_ms", 500),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),  # grpcio stops after 2 otherwise
+        ]
+        with grpc.insecure_channel(target, options=pinging) as channel:
+            stub = grpc_support.v1().stub(channel)
+            stub.Time(pb2.TimeRequest(), metadata=md(namespace), timeout=10)
+            first = _local_ports(port)
+            time.sleep(5)  # idle, but pinged: past the header timeout and the idle timeout
+            stub.Time(pb2.TimeRequest(), metadata=md(namespace), timeout=10)
+            assert _local_ports(port) == first
+        with grpc.insecure_channel(target) as channel:
+            stub = grpc_support.v1().stub(channel)
+            stub.Time(pb2.TimeRequest(), metadata=md(namespace), timeout=10)
+            time.sleep(2)  # silent past the header timeout: still open
+            assert len(_local_ports(port)) == 1
+            deadline = time.monotonic() + 10
+            while _local_ports(port) and time.monotonic() < deadline:  # the idle timeout closes it
+                time.sleep(0.2)
+            assert not _local_ports(port)
+            assert stub.Time(pb2.TimeRequest(), metadata=md(namespace), timeout=10).time_ms > 0  # reconnects
+    finally:
+        quick.stop()
+
+
+def test_shutdown_ends_waiting_claims_with_unavailable(store_url: str, namespace: str) -> None:
+    pb2 = grpc_support.v1().pb2
+    stopping = start_service(store_url, "--test-any-namespace")
+    assert stopping.grpc_address is not None
+    with grpc_support.channel(stopping.grpc_address) as channel:
+        stub = grpc_support.v1().stub(channel)
+        future = stub.Claim.future(
+            pb2.ClaimRequest(claimant_id="c", queues=["/never"], duration_ms=1000),
+            metadata=md(namespace),
+            timeout=60,
+        )
+        deadline = time.monotonic() + 10
+        while not _waiting_claims(stopping) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stopping.stop() == 0
+        error = future.exception(timeout=10)
+    assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert "shutting down" in error.details()  # type: ignore[attr-defined]
+
+
+def test_a_client_that_is_not_grpc_gets_a_clear_status(service: ServiceProcess) -> None:
+    # HTTP/1.1 without te: trailers: the status travels in the headers.
+    assert service.grpc_address is not None
+    answer = httpx.post(
+        service.grpc_address.replace("grpc://", "http://") + "/api.EntroQ/Time",
+        content=b"\x00\x00\x00\x00\x00",
+        headers={"content-type": "application/grpc"},
+    )
+    assert answer.status_code == 200 and answer.content == b""
+    assert answer.headers["grpc-status"] == "3"
+    assert "gRPC needs HTTP/2" in answer.headers["grpc-message"]
