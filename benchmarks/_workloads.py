@@ -19,9 +19,11 @@ from entroq_redis import TaskData
 VALUE = b"v" * 100  # design 5: 100-byte values
 
 
-async def _fill(url: str, namespace: str, queue: str, count: int, batch: int, concurrency: int) -> float:
+async def _fill(
+    url: str, namespace: str, queue: str, count: int, batch: int, concurrency: int, value: bytes
+) -> float:
     sizes = [min(batch, count - start) for start in range(0, count, batch)]
-    items = [TaskData(queue, value=VALUE)] * batch
+    items = [TaskData(queue, value=value)] * batch
     async with entroq_redis.connect(url, namespace=namespace) as eq:
         await eq.time()  # connected (and the scripts loaded) before the clock starts
         began = time.perf_counter()
@@ -37,13 +39,21 @@ async def _fill(url: str, namespace: str, queue: str, count: int, batch: int, co
         return time.perf_counter() - began
 
 
-def fill(url: str, namespace: str, queue: str, count: int, batch: int = 1000, concurrency: int = 4) -> float:
+def fill(
+    url: str,
+    namespace: str,
+    queue: str,
+    count: int,
+    batch: int = 1000,
+    concurrency: int = 4,
+    value: bytes = VALUE,
+) -> float:
     """Inserts ``count`` tasks with 100-byte values through the library (modify batches of
     ``batch`` inserts, ``concurrency`` in flight, pipelined on coredis's connections);
     returns inserts per second (connecting not counted)."""
     if count <= 0:
         return math.nan
-    seconds = anyio.run(_fill, url, namespace, queue, count, batch, concurrency, backend="trio")
+    seconds = anyio.run(_fill, url, namespace, queue, count, batch, concurrency, value, backend="trio")
     return count / seconds
 
 
@@ -56,11 +66,11 @@ def queue_size(url: str, namespace: str, queue: str) -> int:
     return int(anyio.run(_size, url, namespace, queue, backend="trio"))
 
 
-def top_up(url: str, namespace: str, queue: str, target: int) -> int:
+def top_up(url: str, namespace: str, queue: str, target: int, value: bytes = VALUE) -> int:
     """Fills the queue up to ``target`` tasks; returns the size it has now."""
     size = queue_size(url, namespace, queue)
     if size < target:
-        fill(url, namespace, queue, target - size)
+        fill(url, namespace, queue, target - size, value=value)
     return max(size, target)
 
 

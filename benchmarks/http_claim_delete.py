@@ -42,8 +42,12 @@ class Connection:
     request then finds it closed before it was read, so it is sent again on a new one.
     """
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self, host: str, port: int, namespace: str = NAMESPACE, headers: dict[str, str] | None = None
+    ) -> None:
         self.host, self.port = host, port
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        self.head = f"Host: bench\r\nEntroQ-Namespace: {namespace}\r\n{extra}"
         self.stream: trio.SocketStream | None = None
         self.buffer = b""
 
@@ -65,7 +69,7 @@ class Connection:
         self, stream: trio.SocketStream, method: str, path: str, body: bytes
     ) -> tuple[int, bytes]:
         head = (
-            f"{method} {path} HTTP/1.1\r\nHost: bench\r\nEntroQ-Namespace: {NAMESPACE}\r\n"
+            f"{method} {path} HTTP/1.1\r\n{self.head}"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         await stream.send_all(head.encode() + body)

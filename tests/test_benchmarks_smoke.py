@@ -25,3 +25,17 @@ def test_quick_library_and_queues_parts_run() -> None:
     queues = [r for r in rows if r["part"] == "queues"]
     assert [r["queues"] for r in queues] == [1, 1000]
     assert "## targets (design 5)" in done.stdout
+
+
+def test_protocols_claim_delete_runs_over_rest_connect_and_grpc() -> None:
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "protocols_claim_delete.py"), "--clients", "2",
+        "--client-procs", "1", "--seconds", "0.5", "--warmup", "0.2", "--startup", "2", "--backlog", "500",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=100, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    runs = [r for r in rows if r["part"] == "protocols"]
+    assert [r["protocol"] for r in runs] == ["rest", "connect", "grpc"]
+    assert all(r["jobs"] > 0 and r["errors"] == 0 and r["service_cpu_us_per_request"] > 0 for r in runs)
+    assert "| grpc |" in done.stdout
