@@ -1,11 +1,11 @@
-"""server/_schema.py builds exactly the descriptors protoc makes of the gRPC schemas in tests/protos/."""
+"""server/core/schema.py builds exactly the descriptors protoc makes of the gRPC schemas in tests/protos/."""
 
 from __future__ import annotations
 
 import pathlib
 
 import grpc_support
-from entroq_redis_server import _schema
+from entroq_redis_server.core import schema as _schema
 from google.protobuf import descriptor_pb2
 
 
@@ -18,7 +18,7 @@ def test_bytes_descriptor_matches_the_proto_file() -> None:
 
 
 def test_bytes_proto_is_the_service_schema() -> None:
-    # The gRPC bytes schema is the one the service uses inside (server/entroq.proto).
+    # The gRPC bytes schema is the one the service uses inside (server/core/entroq.proto).
     server = pathlib.Path(_schema.__file__).parent / "entroq.proto"
     tests = grpc_support.PROTOS / "entroq_bytes" / "entroq.proto"
     body = "syntax = " + server.read_text().split("syntax = ", 1)[1]
