@@ -25,6 +25,7 @@ class Listening:
     service: ServiceProcess
     url: str
     metrics_url: str | None
+    grpc_url: str | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -36,9 +37,9 @@ def address_of(url: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def start_listening(store_url: str, *args: str, timeout: float = 30) -> Listening:
-    """Starts ``serve --redis STORE --port 0 ARGS`` and waits for its URL lines (https too, and
-    the metrics listener's when ``--metrics-port`` is among ARGS)."""
+def start_listening(store_url: str, *args: str, timeout: float = 30, grpc: bool = False) -> Listening:
+    """Starts ``serve --redis STORE --port 0 ARGS`` and waits for its URL lines (https too, the
+    metrics listener's when ``--metrics-port`` is among ARGS, the gRPC listener's with ``grpc``)."""
     log_fd, log_path = tempfile.mkstemp(prefix="entroq-serve-", suffix=".log")
     command = [sys.executable, "-m", "entroq_redis.cli", "serve", "--redis", store_url, "--port", "0", *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_fd, text=True)
@@ -47,13 +48,18 @@ def start_listening(store_url: str, *args: str, timeout: float = 30) -> Listenin
     service = ServiceProcess("", process, log_path)
     url: str | None = None
     metrics_url: str | None = None
+    grpc_url: str | None = None
     wants_metrics = "--metrics-port" in args
     # A thread reads the lines: the two URL lines may come in one read, and select() on the
     # pipe does not see a line already in the file object's buffer.
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
     deadline = time.monotonic() + timeout
-    while (url is None or (wants_metrics and metrics_url is None)) and time.monotonic() < deadline:
+
+    def waiting() -> bool:
+        return url is None or (wants_metrics and metrics_url is None) or (grpc and grpc_url is None)
+
+    while waiting() and time.monotonic() < deadline:
         try:
             line = lines.get(timeout=0.1)
         except queue.Empty:
@@ -64,11 +70,13 @@ def start_listening(store_url: str, *args: str, timeout: float = 30) -> Listenin
             url = found.group(1)
         if found := re.search(r"metrics on (https?://\S+)", line):
             metrics_url = found.group(1)
-    if url is None or (wants_metrics and metrics_url is None):
+        if found := re.search(r"gRPC listening on (grpcs?://\S+)", line):
+            grpc_url = found.group(1)
+    if waiting():
         service.stop()
         raise RuntimeError(f"entroq-redis serve did not start: {service.log()[-3000:]}")
     service.url = url
-    return Listening(service, url, metrics_url)
+    return Listening(service, url, metrics_url, grpc_url)
 
 
 def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:

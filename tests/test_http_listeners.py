@@ -144,7 +144,7 @@ def test_help_shows_every_listener_flag_with_its_default() -> None:
         "--tls-cert FILE",
         "--tls-key FILE",
         "--tls-client-ca FILE",
-        "not the gRPC listener, which is plaintext h2c",
+        "TLS (every listener: HTTP, metrics and gRPC)",
         "--idle-timeout SECONDS",
         "(default 75.0)",
         "--header-timeout SECONDS",

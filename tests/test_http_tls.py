@@ -165,3 +165,38 @@ def test_h2c_is_not_for_tls_listeners(files: dict[str, str], tmp_path: pathlib.P
     assert done.stderr == (
         "entroq-redis serve: --h2c is for plaintext listeners; with TLS, HTTP/2 is negotiated by ALPN\n"
     )
+
+
+@pytest.fixture
+def tls_grpc_service(store_url: str, files: dict[str, str]) -> Iterator[Listening]:
+    started = start_listening(store_url, "--tls-cert", files["cert"], "--tls-key", files["key"], grpc=True)
+    yield started
+    assert started.service.stop() == 0
+
+
+def test_the_grpc_listener_follows_the_tls_settings(tls_grpc_service: Listening, ca: trustme.CA) -> None:
+    # Bearer tokens travel in gRPC metadata: beside an HTTPS API they must not cross in the clear.
+    import grpc
+    from grpc_support import health_check, v1
+
+    url = tls_grpc_service.grpc_url
+    assert url is not None and url.startswith("grpcs://"), url
+    target = url.removeprefix("grpcs://")
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca.cert_pem.bytes())
+    with grpc.secure_channel(target, credentials) as secure:
+        assert health_check(secure) == 1  # SERVING
+        schema = v1()
+        assert schema.stub(secure).Time(schema.pb2.TimeRequest(), timeout=10).time_ms > 0
+    # Plaintext HTTP/2 (prior knowledge) to the TLS port gets no gRPC answer.
+    with grpc.insecure_channel(target) as plain, pytest.raises(grpc.RpcError) as refused:
+        v1().stub(plain).Time(v1().pb2.TimeRequest(), timeout=3)
+    assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def test_the_tls_grpc_listener_offers_only_http2(tls_grpc_service: Listening, ca: trustme.CA) -> None:
+    assert tls_grpc_service.grpc_url is not None
+    host, port = tls_grpc_service.grpc_url.removeprefix("grpcs://").rsplit(":", 1)
+    context = client_context(ca)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with connect((host, int(port))) as raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        assert tls.selected_alpn_protocol() == "h2"

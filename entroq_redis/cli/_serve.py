@@ -218,14 +218,8 @@ def run(args: argparse.Namespace) -> int:
                         f"{args.workers} worker{'s' if args.workers > 1 else ''})",
                         flush=True,
                     )
-                for url in bound.grpc_urls():
+                for url in bound.grpc_urls(listeners.tls):
                     print(f"entroq-redis gRPC listening on {url} ({grpc.values} schema)", flush=True)
-                    if listeners.tls:
-                        logging.getLogger(__name__).warning(
-                            "the gRPC listener %s is plaintext: --tls-* apply to the HTTP listeners only "
-                            "(--grpc-port 0 turns gRPC off)",
-                            url,
-                        )
                 for url in bound.metrics_urls(listeners.scheme):
                     print(f"entroq-redis metrics on {url}", flush=True)
 

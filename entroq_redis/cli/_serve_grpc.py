@@ -31,7 +31,9 @@ def grpc_port(text: str) -> int | str:
 
 
 def add_grpc_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("gRPC (EntroQ's native API; plaintext HTTP/2, h2c)")
+    group = parser.add_argument_group(
+        "gRPC (EntroQ's native API: HTTP/2 with prior knowledge (h2c), or HTTP/2 over TLS with --tls-*)"
+    )
     group.add_argument(
         "--grpc-port",
         type=grpc_port,
@@ -40,7 +42,7 @@ def add_grpc_options(parser: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help=f"serve gRPC (api.EntroQ, grpc.health.v1) on this port of --host; 0 turns gRPC off, "
         f"free takes any free port (printed); default ${GRPC_PORT_ENV} or {DEFAULT_GRPC_PORT}. "
-        "Plaintext only: the --tls-* flags apply to the HTTP listeners",
+        "With --tls-cert/--tls-key (and --tls-client-ca) it takes TLS like every listener",
     )
     group.add_argument(
         "--grpc-values",

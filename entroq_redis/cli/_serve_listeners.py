@@ -28,10 +28,7 @@ def add_listener_options(parser: argparse.ArgumentParser) -> None:
     metrics.add_argument(
         "--metrics-host", metavar="HOST", help="address of the metrics listener (default: --host)"
     )
-    tls = parser.add_argument_group(
-        "TLS (every HTTP listener, the metrics listener included; not the gRPC listener, which "
-        "is plaintext h2c)"
-    )
+    tls = parser.add_argument_group("TLS (every listener: HTTP, metrics and gRPC)")
     tls.add_argument(
         "--tls-cert", metavar="FILE", help="PEM certificate chain; with --tls-key, TLS only on every listener"
     )

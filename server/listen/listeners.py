@@ -70,8 +70,8 @@ class BoundListeners:
         for sock in self.api + self.metrics + self.grpc:
             sock.close()
 
-    def grpc_urls(self) -> list[str]:
-        return [_url("grpc", sock) for sock in self.grpc]
+    def grpc_urls(self, tls: bool = False) -> list[str]:
+        return [_url("grpcs" if tls else "grpc", sock) for sock in self.grpc]
 
     def urls(self, scheme: str) -> list[str]:
         return [_url(scheme, sock) for sock in self.api]
@@ -142,9 +142,10 @@ def _bind(bind: str) -> list[socket.socket]:
     return sockets
 
 
-def tls_context(settings: ListenerSettings) -> ssl.SSLContext | None:
+def tls_context(settings: ListenerSettings, *, http2_only: bool = False) -> ssl.SSLContext | None:
     """The listeners' server TLS context (None without TLS): Hypercorn's (TLS >= 1.2, ALPN h2 and
-    http/1.1), with client certificates required when a client CA is given.
+    http/1.1, or h2 alone for the gRPC listener: gRPC is HTTP/2 only), with client certificates
+    required when a client CA is given.
 
     Raises:
         OSError, ssl.SSLError: a file cannot be read or does not hold what it should.
@@ -157,6 +158,8 @@ def tls_context(settings: ListenerSettings) -> ssl.SSLContext | None:
     if settings.tls_client_ca is not None:
         config.ca_certs = settings.tls_client_ca
         config.verify_mode = ssl.CERT_REQUIRED
+    if http2_only:
+        config.alpn_protocols = ["h2"]
     return config.create_ssl_context()
 
 
@@ -181,13 +184,14 @@ async def run_listeners(
     lifespan = Lifespan(api_app, config, lifespan_state)
     context = WorkerContext(None)
     tls = tls_context(settings)
+    grpc_tls = tls_context(settings, http2_only=True)
 
-    def listeners(sockets: list[socket.socket], plaintext: bool = False) -> list[Any]:
+    def listeners(sockets: list[socket.socket], context: ssl.SSLContext | None) -> list[Any]:
         found: list[Any] = []
         for sock in sockets:
             listener: Any = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-            if tls is not None and not plaintext:
-                listener = trio.SSLListener(listener, tls, https_compatible=True)
+            if context is not None:
+                listener = trio.SSLListener(listener, context, https_compatible=True)
             found.append(listener)
         return found
 
@@ -229,12 +233,13 @@ async def run_listeners(
                     nursery.start_soon(raise_shutdown, shutdown_trigger)
                     nursery.start_soon(raise_shutdown, context.terminate.wait)
                     serve = partial(trio.serve_listeners, handler_nursery=server_nursery)
-                    nursery.start_soon(serve, handler(api_app, lifespan_state), listeners(bound.api))
+                    nursery.start_soon(serve, handler(api_app, lifespan_state), listeners(bound.api, tls))
                     if metrics_app is not None and bound.metrics:
-                        nursery.start_soon(serve, handler(metrics_app, {}), listeners(bound.metrics))
+                        nursery.start_soon(serve, handler(metrics_app, {}), listeners(bound.metrics, tls))
                     if grpc is not None and bound.grpc:
-                        # Plaintext (h2c) only: the TLS flags are the HTTP listeners'.
-                        grpc_sockets = listeners(bound.grpc, plaintext=True)
+                        # TLS on every listener when it is on: bearer tokens in gRPC metadata must
+                        # never cross the network in the clear beside an HTTPS API.
+                        grpc_sockets = listeners(bound.grpc, grpc_tls)
                         nursery.start_soon(serve, handler(grpc.app, {}, grpc), grpc_sockets)
                     await trio.sleep_forever()
             except BaseExceptionGroup as error:
