@@ -105,9 +105,9 @@ class EntroQ:
 
         Returns:
             The claimed task, or None if no task has that ID (in that queue) or it is not
-            available now (leased by anyone, this client included, or delayed). Over HTTP
-            it is a listing plus a version-checked lease change, as ``eqc`` does it, and
-            ``claims`` does not move.
+            available now (leased by anyone, this client included, or delayed). One store
+            call (lua/claim_id.lua) over every backend; through the service it is a TryClaim
+            naming ``taskId`` (with no queue given, the task's queue is looked up first).
         """
         if not isinstance(queue, str):
             raise InvalidArgumentError(f"queue must be a string, got {type(queue).__name__}")

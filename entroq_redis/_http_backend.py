@@ -227,27 +227,26 @@ class HttpBackend:
         return _task(data["task"]) if data.get("task") else None
 
     async def try_claim_id(self, claimant: str, queue: str, task_id: str, duration_ms: int) -> Task | None:
-        """What ``eqc tryclaimid`` does against EntroQ's server, since the wire has no claim by ID:
-        read the task, then move its arrival with a version-checked lease change.
-
-        Atomic all the same: the change names the version read, and a task's arrival moves only
-        with its version, so an arrival found due on the store's clock is still due at the
-        change; a lost race is a dependency error, answered as None. Unlike the Redis backend's
-        claim_id.lua, ``claims`` is not incremented (a modify cannot do that), and a lease of
-        0 ms leaves the task without a claimant (a change to an arrival of now releases it).
-        """
-        found = await self.tasks(queue, [task_id], "", 1, True)
-        if not found:
-            return None
-        task = found[0]
-        if task.at_ms > await self.time_ms():
-            return None
-        lease = TaskChange(task.id, task.version, task.queue, delay_ms=duration_ms, mode="lease")
-        try:
-            _, changed = await self.modify(claimant, (), [lease], (), ())
-        except DependencyError:
-            return None
-        return changed[0]
+        """A TryClaim naming the task (``taskId``, this service's addition): one store call,
+        claim_id.lua, exactly as over a Redis URL. With no queue given, the task's queue is
+        looked up first (the service claims by ID only in the one queue named, the queue its
+        authorization checks); a task that moves meanwhile is not found there: None."""
+        if not queue:
+            found = await self.tasks("", [task_id], "", 1, True)
+            if not found:
+                return None
+            queue = found[0].queue
+        body = _claim_body(claimant, [queue], duration_ms, ())
+        body["taskId"] = task_id
+        data = await self._send("POST", "/api/v0/claim", json=body)
+        task = _task(data["task"]) if data.get("task") else None
+        if task is not None and task.id != task_id:
+            # A service older than taskId ignores it and claims any task of the queue.
+            raise StoreError(
+                f"the service does not claim by ID (it answered task {task.id}, not {task_id}); "
+                "upgrade it. That task's lease runs out on its own"
+            )
+        return task
 
     async def claim(
         self,

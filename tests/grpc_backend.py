@@ -245,6 +245,19 @@ class GrpcBackend:
         response = await self._call(self.stub.TryClaim, request)
         return task_of(response.task) if response.HasField("task") else None
 
+    async def try_claim_id(self, claimant: str, queue: str, task_id: str, duration_ms: int) -> Task | None:
+        # As the HTTP backend: the service claims by ID in the one queue named (the one it
+        # authorizes), so a call without a queue looks the task's queue up first.
+        if not queue:
+            found = await self.tasks("", [task_id], "", 1, True)
+            if not found:
+                return None
+            queue = found[0].queue
+        request = self._claim_request(claimant, [queue], duration_ms, ())
+        request.task_id = task_id
+        response = await self._call(self.stub.TryClaim, request)
+        return task_of(response.task) if response.HasField("task") else None
+
     async def claim(
         self,
         claimant: str,

@@ -1,7 +1,7 @@
 """try_claim_id (EntroQ's ``eqc tryclaimid``): claim one given task when it is available.
 
-Over every backend; the HTTP backend does what eqc does (a listing, then a lease change),
-which cannot count the claim: claims stays, so stats see the task as future, not claimed.
+Over every backend: a Redis URL runs claim_id.lua; the HTTP service and gRPC run the same
+script for a TryClaim naming ``taskId`` (this service's addition to ClaimRequest).
 """
 
 from __future__ import annotations
@@ -11,14 +11,7 @@ import redis
 import trio
 
 from entroq_redis import DependencyError, EntroQ, InvalidArgumentError, StoreError, TaskData
-from entroq_redis._http_backend import HttpBackend
 from entroq_redis._keys import Keys
-
-
-def counts_claims(eq: EntroQ) -> bool:
-    """The Redis backend claims by ID with claim_id.lua (claims + 1); over HTTP it is eqc's
-    listing plus lease change, and a modify cannot count a claim (documented)."""
-    return not isinstance(eq.backend, HttpBackend)
 
 
 async def test_available_task_is_claimed_like_a_claim(eq: EntroQ) -> None:
@@ -29,7 +22,7 @@ async def test_available_task_is_claimed_like_a_claim(eq: EntroQ) -> None:
     after = await eq.time()
     assert task is not None and task.id == inserted.id
     assert task.version == 1 and task.claimant == eq.claimant_id
-    assert task.claims == (1 if counts_claims(eq) else 0)
+    assert task.claims == 1
     assert before <= task.modified_ms <= after and task.at_ms == task.modified_ms + 10_000
     assert (task.queue, task.value, task.created_ms, task.attempt, task.err) == (
         "pick",
@@ -44,7 +37,7 @@ async def test_available_task_is_claimed_like_a_claim(eq: EntroQ) -> None:
         assert claimed is None or claimed.id != inserted.id
     (stats,) = await eq.queue_stats(exact=["pick"])
     assert (stats.num_tasks, stats.num_available) == (2, 0)
-    assert (stats.num_claimed, stats.num_future) == ((2, 0) if counts_claims(eq) else (1, 1))
+    assert (stats.num_claimed, stats.num_future) == (2, 0)
 
 
 async def test_task_held_by_another_is_not_claimed(eq: EntroQ, other: EntroQ) -> None:

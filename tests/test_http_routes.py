@@ -451,3 +451,26 @@ async def test_num_future_on_every_stats_route(http: httpx.AsyncClient) -> None:
     # Connect Queues answers name and size only, as EntroQ's own server does (eqsvcgrpc Queues).
     sizes = await http.post("/api.EntroQ/Queues", json={}, headers={"Connect-Protocol-Version": "1"})
     assert sizes.json() == {"queues": [{"name": "f", "numTasks": 2}]}
+
+
+async def test_a_claim_by_task_id_reaches_only_the_queue_it_names(http: httpx.AsyncClient) -> None:
+    # taskId (this service's addition): the authorizer checks CLAIM on the named queue, so the
+    # store must claim the task only when it is in that queue.
+    response = await http.post("/api/v0/modify", json={"inserts": [{"queue": "mine"}]})
+    inserted = response.json()["inserted"][0]
+
+    def by_id(*queues: str) -> dict[str, Any]:
+        return {"claimantId": "c", "queues": list(queues), "taskId": inserted["id"]}
+
+    elsewhere = await http.post("/api/v0/claim", json=by_id("other"))
+    assert elsewhere.status_code == 200 and elsewhere.json() == {}
+    for queues in ((), ("mine", "other")):
+        refused = await http.post("/api/v0/claim", json=by_id(*queues))
+        assert refused.status_code == 400
+        assert "names exactly one queue" in refused.json()["message"]
+    waiting = await http.post("/api/v0/claim/wait", json=by_id("mine"))
+    assert waiting.status_code == 400 and "never waits" in waiting.json()["message"]
+    (unchanged,) = (await http.get("/api/v0/tasks", params={"taskId": inserted["id"]})).json()["tasks"]
+    assert unchanged.get("version", 0) == 0 and unchanged.get("claims", 0) == 0
+    task = (await http.post("/api/v0/claim", json=by_id("mine"))).json()["task"]
+    assert (task["id"], task["version"], task["claims"], task["claimantId"]) == (inserted["id"], 1, 1, "c")

@@ -15,6 +15,7 @@ import entroq_redis
 
 from . import wire as _wire
 from .draining import Draining
+from .errors import bad_request
 from .hooks import AllowAll, Authorizer, Call, HeaderMap
 from .metrics import Metrics
 from .namespaces import Namespaces
@@ -101,13 +102,29 @@ class Calls:
 
     async def _try_claim(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
         claimant = eq.as_claimant(request.claimant_id)
+        if request.task_id:
+            return _wire.claim_response(await self._try_claim_id(claimant, request))
         finish = [_wire.task_id(t) for t in request.finish]
         task = await self._store(
             "try_claim", claimant.try_claim(list(request.queues), request.duration_ms, finish=finish)
         )
         return _wire.claim_response(task)
 
+    async def _try_claim_id(self, claimant: entroq_redis.EntroQ, request: Any) -> entroq_redis.Task | None:
+        # Exactly one queue: it is what the authorizer checks CLAIM on, and the store claims
+        # the task only if it is in that queue, so a claim by ID reaches no further than a claim.
+        if len(request.queues) != 1 or request.finish:
+            raise bad_request(
+                "a claim by taskId names exactly one queue (the task's) and finishes no tasks; "
+                f"got {len(request.queues)} queues and {len(request.finish)} finished tasks"
+            )
+        return await self._store(
+            "try_claim_id", claimant.try_claim_id(request.queues[0], request.task_id, request.duration_ms)
+        )
+
     async def _claim(self, eq: entroq_redis.EntroQ, request: Any, timeout_s: float | None) -> Any:
+        if request.task_id:
+            raise bad_request("taskId is for TryClaim: a claim by ID never waits")
         # pollMs is not used: claims are woken by the store (design 2.5), never by polling.
         caps = [t for t in (timeout_s, self.claim_wait_cap_s) if t is not None]
         claimant = eq.as_claimant(request.claimant_id)

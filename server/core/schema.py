@@ -89,6 +89,7 @@ MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
         ("duration_ms", 3, "int64", False),
         ("poll_ms", 4, "int64", False),
         ("finish", 100, "TaskID", True),
+        ("task_id", 101, "string", False),
     ],
     "ClaimResponse": [("task", 1, "Task", False)],
     "ModifyRequest": [

@@ -82,7 +82,8 @@ def _unique_by_id(items: list[Any], seen: set[Any]) -> list[Any]:
 def obey_cross_field_rules(operation: str | None, body: Any) -> Any:
     """Makes generated bodies obey the rules JSON Schema cannot state (lua/README.md): an
     explicit insert ID at most once, a task changed or deleted at most once, a task finished at
-    most once, and at most 1000 items in all. (before_call also drops an explicit base64 value
+    most once, at most 1000 items in all, IDs of at most 64 bytes, and a claim by ``taskId`` on
+    TryClaim only, in one queue. (before_call also drops an explicit base64 value
     encoding from a request whose values are not strings: JSON values, which the document
     allows, cannot be base64.) Otherwise ``positive_data_acceptance`` would
     report requests the document calls valid and the store rightly refuses."""
@@ -90,6 +91,7 @@ def obey_cross_field_rules(operation: str | None, body: Any) -> Any:
         return body
     body = dict(body)
     if operation == "Modify":
+        _fit_ids(body)  # first: a shortened ID may repeat another, which the next steps drop
         if isinstance(body.get("inserts"), list):
             body["inserts"] = _unique_by_id(body["inserts"], set())
         touched: set[Any] = set()
@@ -114,7 +116,43 @@ def obey_cross_field_rules(operation: str | None, body: Any) -> Any:
                 room -= len(body[name])
     if operation in ("TryClaim", "Claim") and isinstance(body.get("finish"), list):
         body["finish"] = _unique_by_id(body["finish"], set())
+    if "taskId" in body:
+        # A claim by ID: TryClaim only, in exactly one queue, finishing nothing.
+        queues = body.get("queues")
+        if operation != "TryClaim" or not isinstance(queues, list) or not queues:
+            del body["taskId"]
+        else:
+            body["queues"] = queues[:1]
+            body.pop("finish", None)
     return body
+
+
+def _fit_id(item: Any, field: str = "id") -> None:
+    # JSON Schema's maxLength counts characters; the store's limit is 64 bytes of UTF-8.
+    if isinstance(item, dict) and isinstance(item.get(field), str):
+        text = item[field]
+        while len(text.encode("utf-8", "surrogatepass")) > 64:
+            text = text[:-1]
+        item[field] = text
+
+
+def _fit_ids(body: dict[str, Any]) -> None:
+    for name in ("inserts", "deletes", "depends"):
+        if isinstance(body.get(name), list):
+            body[name] = [dict(item) if isinstance(item, dict) else item for item in body[name]]
+            for item in body[name]:
+                _fit_id(item)
+    if isinstance(body.get("changes"), list):
+        changes = []
+        for change in body["changes"]:
+            if isinstance(change, dict):
+                change = dict(change)
+                for part in ("oldId", "newData"):
+                    if isinstance(change.get(part), dict):
+                        change[part] = dict(change[part])
+                        _fit_id(change[part])
+            changes.append(change)
+        body["changes"] = changes
 
 
 @schemathesis.hook
