@@ -470,6 +470,8 @@ class Service:
             namespace,
             "--workers",
             str(workers),
+            "--grpc-port",
+            "0",  # HTTP only here: never the default 37706 another run may hold
         ]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.process.stdout is not None

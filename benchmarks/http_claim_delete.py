@@ -164,7 +164,7 @@ def start_service(args: argparse.Namespace, data_dir: str) -> tuple[subprocess.P
     store = ["--redis", args.redis] if args.redis else ["--data", data_dir]
     command = [
         sys.executable, "-m", "entroq_redis.cli", "serve", *store, "--port", "0",
-        "--namespace", NAMESPACE, "--workers", str(args.workers),
+        "--namespace", NAMESPACE, "--workers", str(args.workers), "--grpc-port", "0",
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None

@@ -229,7 +229,7 @@ class Service:
     def __init__(self, store_url: str, log_path: pathlib.Path, grpc: bool) -> None:
         command = [
             sys.executable, "-m", "entroq_redis.cli", "serve", "--redis", store_url, "--port", "0",
-            "--namespace", NAMESPACE, "--workers", "1", *(["--grpc-port", "free"] if grpc else []),
+            "--namespace", NAMESPACE, "--workers", "1", "--grpc-port", "free" if grpc else "0",
         ]  # fmt: skip
         self.log_path = log_path
         with log_path.open("w") as log:
