@@ -51,7 +51,7 @@ def parse_dict(body: Any, message: str, values: ValueEncoding = BASE64) -> Any:
     body = check_counts(body, message)
     _check_enums(body, descriptor, message)
     if message == "ModifyRequest":
-        _refuse_documents(body)
+        refuse_documents(body)
         if values == JSON:
             body = _stored_values(body)
         else:
@@ -117,7 +117,7 @@ DOC_LISTS = {
 }
 
 
-def _refuse_documents(body: Mapping[str, Any]) -> None:
+def refuse_documents(body: Mapping[str, Any]) -> None:
     """0.12+ clients send the four document lists on every modify, empty unless they use the
     document store; an empty one is fine, a non-empty one must not be dropped silently."""
     for name, snake in DOC_LISTS.items():

@@ -210,7 +210,7 @@ class GrpcApp:
                 if field.field_number in _DOC_FIELDS
             }
             if documents:
-                _wire._refuse_documents(dict.fromkeys(documents, True))
+                _wire.refuse_documents(dict.fromkeys(documents, True))
             _wire.check_counts(
                 {name: list(getattr(request, name)) for name in ("inserts", "changes", "deletes", "depends")},
                 "ModifyRequest",
