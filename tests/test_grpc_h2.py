@@ -339,3 +339,30 @@ def test_the_scheduler_holds_at_most_the_stream_limit() -> None:
     streams.insert_stream(7)
     assert len(streams) == 3
     assert [next(streams) for _ in range(4)] == [1, 5, 7, 1]
+
+
+def test_a_connection_with_only_refused_requests_still_times_out(store_url: str) -> None:
+    # The HTTP listener's connection clock learns of requests from Hypercorn; a request refused
+    # before Hypercorn saw it must still leave the connection idle (and timed), or a client
+    # sending only malformed requests would hold its connection, and a place under
+    # --max-connections-per-address, for good.
+    process = start_service(
+        store_url, "--test-any-namespace", "--h2c", "--idle-timeout", "1", "--header-timeout", "1"
+    )
+    client = RawH2(process.url)
+    try:
+        get = [
+            (b":method", b"GET"),
+            (b":scheme", b"http"),
+            (b":path", b"/api/v0/time"),
+            (b":authority", b"x"),
+        ]
+        assert client.answer(client.request([*get, (b"x-custom", b" lead")]))[b":status"] == b"400"
+        client.sock.settimeout(10)
+        started = time.monotonic()
+        while client.sock.recv(65536):
+            pass
+        assert time.monotonic() - started < 5
+    finally:
+        client.close()
+        process.stop()

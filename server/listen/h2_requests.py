@@ -27,7 +27,7 @@ import h2.events
 import h2.exceptions
 from h2.errors import ErrorCodes
 from h2.utilities import HeaderValidationFlags, validate_headers
-from hypercorn.events import Closed, Event, RawData
+from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol.h2 import H2Protocol
 
 from ..authz.input import CredentialsError, read_credentials
@@ -101,7 +101,12 @@ class StreamErrorH2Protocol(H2Protocol):
             await self._flush()
             await self.send(Closed())
         else:
-            await self._handle_events(self._admit(events))
+            admitted = self._admit(events)
+            await self._handle_events(admitted)
+            if len(admitted) < len(events):
+                # A request was answered without Hypercorn: the connection's clock (Hypercorn's
+                # Updated events) would otherwise still wait for that request's header.
+                await self.send(Updated(idle=self.idle))
 
     def _admit(self, events: list[h2.events.Event]) -> list[h2.events.Event]:
         """The events Hypercorn may see: a malformed request is answered here and its stream's
