@@ -17,6 +17,7 @@ import grpc
 import grpc_support
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import psutil
 import pytest
@@ -366,3 +367,23 @@ def test_a_connection_with_only_refused_requests_still_times_out(store_url: str)
     finally:
         client.close()
         process.stop()
+
+
+def test_malformed_trailers_reset_their_stream_only(service: ServiceProcess, namespace: str) -> None:
+    # Request trailers are checked too (h2's rules: here an uppercase name): the stream, whose
+    # request is with the application already, is reset; the connection goes on. (The
+    # request, headers to trailers, goes out in one write: no answer can come first.)
+    assert service.grpc_address is not None
+    client = RawH2(service.grpc_address)
+    try:
+        stream = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(stream, grpc_request("/api.EntroQ/Time", namespace))
+        client.conn.send_data(stream, EMPTY_MESSAGE)
+        client.conn.send_headers(stream, [(b"X-Upper", b"v")], end_stream=True)
+        client.flush()
+        client.wait(stream)
+        assert client.goaway is None
+        assert client.resets == {stream: h2.errors.ErrorCodes.PROTOCOL_ERROR}
+        assert time_call(client, namespace)[b"grpc-status"] == b"0"
+    finally:
+        client.close()

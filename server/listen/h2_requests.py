@@ -49,8 +49,8 @@ def header_problem(headers: list[Header], *, trailer: bool = False) -> ApiError 
     h2's own ``validate_headers`` runs on the block with its values' surrounding whitespace
     stripped, so each of its checks applies as in h2 except the one rule a client is most likely
     to break by accident (8.2.1: a value must not start or end with a space or tab), which is
-    checked separately to name the header. An ``Authorization`` value breaking it gets the
-    answer the REST API gives a malformed one (401).
+    checked separately to name the header. An ``Authorization`` value breaking it gets 401 with
+    the authorization layer's message for that value ("no credentials after 'Bearer'").
     """
     try:
         for _ in validate_headers(
@@ -104,8 +104,9 @@ class StreamErrorH2Protocol(H2Protocol):
             admitted = self._admit(events)
             await self._handle_events(admitted)
             if len(admitted) < len(events):
-                # A request was answered without Hypercorn: the connection's clock (Hypercorn's
-                # Updated events) would otherwise still wait for that request's header.
+                # Requests answered here: the connection's clock hears of requests only from
+                # Hypercorn's Updated events, and a connection whose requests were all refused
+                # would keep the clock's state (a request in progress: no deadline at all).
                 await self.send(Updated(idle=self.idle))
 
     def _admit(self, events: list[h2.events.Event]) -> list[h2.events.Event]:
@@ -140,7 +141,8 @@ class StreamErrorH2Protocol(H2Protocol):
                 # The request is with the application already: end its stream as a reset would.
                 refused.add(event.stream_id)
                 reset.add(event.stream_id)
-                self.connection.reset_stream(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+                with contextlib.suppress(h2.exceptions.ProtocolError):  # answered and closed already
+                    self.connection.reset_stream(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
                 admitted.append(
                     h2.events.StreamReset(
                         stream_id=event.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
