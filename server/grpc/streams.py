@@ -12,9 +12,10 @@ connection, 2,000 claims took 32 s to be accepted (250: 0.6 s); with this module
 send them: streams with data to send take turns here, each pick O(1).
 
 The scheduler holds at most the connection's maximum of concurrent streams (--grpc-max-streams):
-PRIORITY frames for unopened streams never reach it (``listen.h2_requests``), and a new call
-finding it full (streams reset but not yet cleaned up by the sending task) is refused with
-UNAVAILABLE on its own stream. Malformed calls are answered as gRPC errors on their stream.
+PRIORITY frames for unopened streams never reach it (``listen.h2_requests``), streams the client
+resets leave it at once, and a new call that would overfill it is refused with UNAVAILABLE on
+its own stream (h2 enforces the same limit on open streams, so this is a backstop that raises
+nothing into the connection). Malformed calls are answered as gRPC errors on their stream.
 """
 
 from __future__ import annotations
