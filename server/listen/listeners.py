@@ -20,7 +20,6 @@ from typing import Any
 
 import trio
 from hypercorn.config import Config
-from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.statsd import StatsdLogger
 from hypercorn.trio.worker_context import WorkerContext
@@ -30,6 +29,7 @@ from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
 from ..grpc.streams import ScalableH2Protocol
 from ..settings import ServiceSettings
 from .connection import AddressLimiter, GuardedConnection, peer_address
+from .h2_requests import StreamErrorH2Protocol
 from .listener_settings import ListenerSettings
 
 # Hypercorn's default accept backlog is 100. Long-poll claims hold thousands of connections,
@@ -217,7 +217,7 @@ async def run_listeners(
                     # gRPC is HTTP/2 with prior knowledge, on connections that live for hours.
                     h2c=settings.h2c or grpc is not None,
                     long_lived=grpc is not None,
-                    h2_protocol=ScalableH2Protocol if grpc else H2Protocol,
+                    h2_protocol=ScalableH2Protocol if grpc else StreamErrorH2Protocol,
                 )
                 await connection.run()
 
