@@ -104,9 +104,12 @@ class ScalableH2Protocol(StreamErrorH2Protocol):
         return unavailable(f"this connection has {self.scheduler.max_streams} calls open already")
 
     def refuse_request(self, stream_id: int, problem: ApiError) -> None:
-        # A trailers-only response: the status in the one HEADERS frame that ends the stream.
+        # Headers, then the status in trailers, as every other gRPC answer of this service:
+        # never a trailers-only response (reference section 3: grpcio misreads those that an
+        # HTTP server turns into headers plus an empty DATA frame).
         headers = [(b":status", b"200"), (b"content-type", b"application/grpc")]
-        self.connection.send_headers(stream_id, headers + error_trailers(problem), end_stream=True)
+        self.connection.send_headers(stream_id, headers)
+        self.connection.send_headers(stream_id, error_trailers(problem), end_stream=True)
 
     async def _window_updated(self, stream_id: int | None) -> None:
         # Hypercorn wakes every open stream on a connection-wide window change; each then finds
