@@ -1,7 +1,8 @@
-"""entroq-redis's HTTP service: EntroQ's JSON API (REST and Connect) on Quart (trio) + Hypercorn.
+"""entroq-redis's service: EntroQ's JSON API (REST and Connect, on Quart) and its gRPC API (a raw
+ASGI app on its own port), on trio + Hypercorn.
 
-It translates the wire format to calls of the ``entroq_redis`` library's public API and
-back; no queue logic lives here. Run it with ``entroq-redis serve``, or from code::
+Each front end (``rest``, ``connect``, ``grpc``) translates its wire format to one typed call that
+``core`` runs on the ``entroq_redis`` library's public API, and back; no queue logic lives here. Run it with ``entroq-redis serve``, or from code::
 
     settings = ServiceSettings(store_url="redis://localhost:6379", port=9100)
     trio.run(serve, settings)
