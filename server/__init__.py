@@ -2,7 +2,8 @@
 ASGI app on its own port), on trio + Hypercorn.
 
 Each front end (``rest``, ``connect``, ``grpc``) translates its wire format to one typed call that
-``core`` runs on the ``entroq_redis`` library's public API, and back; no queue logic lives here. Run it with ``entroq-redis serve``, or from code::
+``core`` runs on the ``entroq_redis`` library's public API, and back; no queue logic lives here.
+Run it with ``entroq-redis serve``, or from code::
 
     settings = ServiceSettings(store_url="redis://localhost:6379", port=9100)
     trio.run(serve, settings)

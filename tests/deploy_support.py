@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import socket
 import subprocess
@@ -19,16 +20,22 @@ STOP_TIMEOUT = 15.0
 # EntroQ's gRPC port: `entroq-redis serve` listens there by default (--grpc-port), and EntroQ's
 # Go client, eqc and eqlink dial it. The image, the compose file and the chart publish it.
 GRPC_PORT = 37706
+GRPC_PORT_ENV = "ENTROQ_REDIS_GRPC_PORT"
 
 
-def assert_grpc_default(args: object) -> None:
-    """The parsed `serve` arguments listen for gRPC on GRPC_PORT.
+def assert_grpc_default(serve_argv: list[str]) -> None:
+    """``entroq-redis serve_argv...``, parsed as a container runs it (no ENTROQ_REDIS_GRPC_PORT:
+    the test session sets it so that test services never fight over 37706), listens for gRPC
+    on GRPC_PORT, the port the deploy files publish."""
+    from entroq_redis.cli import build_parser
 
-    Branches built before the gRPC front end have no --grpc-port yet (nothing to check then);
-    from the front end on this pins its default to the port the deploy files publish.
-    """
-    if hasattr(args, "grpc_port"):
-        assert args.grpc_port == GRPC_PORT, f"serve's default --grpc-port is {args.grpc_port}"
+    saved = os.environ.pop(GRPC_PORT_ENV, None)
+    try:
+        args, _ = build_parser().parse_known_args(serve_argv)
+    finally:
+        if saved is not None:
+            os.environ[GRPC_PORT_ENV] = saved
+    assert args.grpc_port == GRPC_PORT, f"serve's default --grpc-port is {args.grpc_port}"
 
 
 def free_port() -> int:

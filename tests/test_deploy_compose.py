@@ -122,10 +122,11 @@ def test_service_command_is_accepted_by_the_service(compose: dict[str, Any]) -> 
         if line.startswith("ENTRYPOINT ")
     )
     assert entrypoint[0] == "entroq-redis"
-    args = build_parser().parse_args([*entrypoint[1:], *compose["services"]["entroq"]["command"]])
+    argv = [*entrypoint[1:], *compose["services"]["entroq"]["command"]]
+    args = build_parser().parse_args(argv)
     assert args.redis == "redis://valkey:6379/0"
     assert (args.host, args.port) == ("0.0.0.0", 9100)
-    assert_grpc_default(args)
+    assert_grpc_default(argv)
 
 
 def test_prometheus_scrapes_the_service(compose: dict[str, Any]) -> None:

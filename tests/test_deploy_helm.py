@@ -189,12 +189,13 @@ def test_rendered_arguments_are_accepted_by_the_service(chart: Any, name: str) -
 
     container = _server(render(chart, VALUE_SETS[name]))
     assert container["command"][0] == "entroq-redis"
-    args, unknown = build_parser().parse_known_args([*container["command"][1:], *container["args"]])
+    argv = [*container["command"][1:], *container["args"]]
+    _, unknown = build_parser().parse_known_args(argv)
     unknown_flags = {arg for arg in unknown if arg.startswith("-")}
     if unknown_flags and unknown_flags <= AUTHZ_FLAGS:
         pytest.skip(f"the service has no {sorted(unknown_flags)} yet")
     assert not unknown, f"entroq-redis serve does not accept {unknown}"
-    assert_grpc_default(args)  # the port the container and the Service declare
+    assert_grpc_default(argv)  # the port the container and the Service declare
 
 
 def test_values_schema_rejects_bad_values(chart: Any, helm: ModuleType) -> None:

@@ -1,7 +1,8 @@
 """EntroQ's native gRPC API (``api.EntroQ`` on port 37706) as a small raw ASGI application.
 
 Served by Hypercorn over h2c (plaintext HTTP/2 with prior knowledge), or HTTP/2 over TLS when the
-service has TLS, on a listener of its own (``listen.listeners``), beside the HTTP API. This package only moves bytes and headers: every call
+service has TLS, on a listener of its own (``listen.listeners``), beside the HTTP API. This
+package only moves bytes and headers: every call
 runs through the service's ``Calls`` (authorization, namespace, metrics, the library), and
 every failure is mapped by ``core.errors`` as for REST and Connect.
 
