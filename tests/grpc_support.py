@@ -8,8 +8,8 @@ pool of its own, and the generated stub module is loaded under a distinct name w
 ``import entroq_pb2`` answered by those classes. Nothing generated is written to the tree.
 
 Also here: ``google.rpc.Status`` (to decode ``grpc-status-details-bin``) and the
-``grpc.health.v1`` messages, built from small descriptors, since no proto for them ships with
-grpcio-tools.
+``grpc.health.v1`` messages, compiled the same way from tests/protos/status and tests/protos/health
+(grpcio-tools ships no proto for them).
 """
 
 from __future__ import annotations
@@ -131,57 +131,37 @@ def bytes_schema() -> GrpcSchema:
     return schema("entroq_bytes")
 
 
-# google.rpc.Status and grpc.health.v1, built from descriptors (their .proto files are not in
-# grpcio-tools). One private pool, with google/protobuf/any.proto from protobuf itself.
-def _extras() -> descriptor_pool.DescriptorPool:
-    from google.protobuf import any_pb2
-
+def _compile_messages(directory: str, file_name: str) -> descriptor_pool.DescriptorPool:
+    """A pool holding ``tests/protos/<directory>/<file_name>`` (compiled by protoc) and its imports."""
+    with tempfile.TemporaryDirectory(prefix="entroq-grpc-protos-") as out:
+        descriptor_set = pathlib.Path(out) / "messages.pb"
+        args = [
+            "protoc",
+            f"-I{PROTOS / directory}",
+            f"-I{_GRPC_TOOLS_INCLUDE}",
+            f"--descriptor_set_out={descriptor_set}",
+            "--include_imports",
+            file_name,
+        ]
+        if protoc.main(args) != 0:
+            raise RuntimeError(f"protoc failed on {PROTOS / directory / file_name}")
+        files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
     pool = descriptor_pool.DescriptorPool()
-    any_file = descriptor_pb2.FileDescriptorProto()
-    any_pb2.DESCRIPTOR.CopyToProto(any_file)
-    pool.Add(any_file)
-    F = descriptor_pb2.FieldDescriptorProto
-    status = descriptor_pb2.FileDescriptorProto(
-        name="google/rpc/status.proto", package="google.rpc", syntax="proto3", dependency=[any_file.name]
-    )
-    message = status.message_type.add(name="Status")
-    message.field.add(name="code", number=1, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
-    message.field.add(name="message", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    message.field.add(
-        name="details",
-        number=3,
-        type=F.TYPE_MESSAGE,
-        label=F.LABEL_REPEATED,
-        type_name=".google.protobuf.Any",
-    )
-    pool.Add(status)
-    health = descriptor_pb2.FileDescriptorProto(
-        name="grpc/health/v1/health.proto", package="grpc.health.v1", syntax="proto3"
-    )
-    request = health.message_type.add(name="HealthCheckRequest")
-    request.field.add(name="service", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    response = health.message_type.add(name="HealthCheckResponse")
-    serving = response.enum_type.add(name="ServingStatus")
-    for number, value in enumerate(["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"]):
-        serving.value.add(name=value, number=number)
-    response.field.add(
-        name="status",
-        number=1,
-        type=F.TYPE_ENUM,
-        label=F.LABEL_OPTIONAL,
-        type_name=".grpc.health.v1.HealthCheckResponse.ServingStatus",
-    )
-    pool.Add(health)
+    for file in files:
+        pool.Add(file)
     return pool
 
 
-_EXTRAS = _extras()
-Status: Any = message_factory.GetMessageClass(_EXTRAS.FindMessageTypeByName("google.rpc.Status"))
+# google.rpc.Status (to decode ``grpc-status-details-bin``) and grpc.health.v1, from their
+# .proto files in tests/protos/ (the health one is also the schema ``buf curl`` is given).
+_STATUS = _compile_messages("status", "status.proto")
+_HEALTH = _compile_messages("health", "health.proto")
+Status: Any = message_factory.GetMessageClass(_STATUS.FindMessageTypeByName("google.rpc.Status"))
 HealthCheckRequest: Any = message_factory.GetMessageClass(
-    _EXTRAS.FindMessageTypeByName("grpc.health.v1.HealthCheckRequest")
+    _HEALTH.FindMessageTypeByName("grpc.health.v1.HealthCheckRequest")
 )
 HealthCheckResponse: Any = message_factory.GetMessageClass(
-    _EXTRAS.FindMessageTypeByName("grpc.health.v1.HealthCheckResponse")
+    _HEALTH.FindMessageTypeByName("grpc.health.v1.HealthCheckResponse")
 )
 SERVING = 1
 NOT_SERVING = 2
