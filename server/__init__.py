@@ -9,8 +9,9 @@ Run it with ``entroq-redis serve``, or from code::
     trio.run(serve, settings)
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .authz import (
@@ -30,9 +31,7 @@ if TYPE_CHECKING:
     from .service import serve, serve_workers
     from .settings import ServiceSettings
 
-# The public names load on first use (PEP 562), not with the package: the policy engine's child
-# processes (``authz.rego_child``) import one module of this package and must not pay for
-# Quart, Hypercorn and the library (about 40 MB each).
+# The public names load on first use (``_lazy`` says why).
 _HOMES = {
     "create_app": ".http_app",
     "PolicyAuthorizer": ".authz",
@@ -59,13 +58,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _HOMES)
 
 
 __all__ = [

@@ -12,8 +12,9 @@ The names load on first use (PEP 562): a rego child process runs ``authz.rego_ch
 not import the service (Quart, Hypercorn, the library) with this package.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .authorizer import PolicyAuthorizer, check_authz_settings, open_authorizer
@@ -29,13 +30,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _HOMES)
 
 
 __all__ = [
