@@ -12,6 +12,7 @@ that decision closed (503), and the decisions after them are right.
 
 from __future__ import annotations
 
+import pathlib
 import secrets
 import time
 from collections.abc import Iterator
@@ -34,15 +35,31 @@ def service(store_url: str) -> Iterator[ServiceProcess]:
     assert process.stop() == 0
 
 
-@pytest.fixture(scope="module")
-def printing_service(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+def start_printing_service(store_url: str, directory: pathlib.Path, *args: str) -> ServiceProcess:
     """The example policy with print() in rules every decision evaluates, plus the slow rules."""
-    directory = tmp_path_factory.mktemp("printing-policy")
     (directory / "policy.rego").write_text(printing_policy())
     (directory / "slow.rego").write_text(SLOW_POLICY)
     flags = ("--authz", "rego", "--policy-data", DATA, "--allow-example-credentials")
     policies = ("--policy", str(directory / "policy.rego"), "--policy", str(directory / "slow.rego"))
-    process = start_service(store_url, "--test-any-namespace", *flags, *policies)
+    return start_service(store_url, "--test-any-namespace", *flags, *policies, *args)
+
+
+@pytest.fixture(scope="module")
+def printing_service(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    process = start_printing_service(store_url, tmp_path_factory.mktemp("printing-policy"))
+    yield process
+    assert process.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def short_limit_service(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The printing service with a 0.5 s decision limit. The slow rule's work (about 2 s here)
+    must outlast the limit on a fast idle machine too: rego-cpp itself gives up on a
+    comprehension of a few million steps (an evaluation error, also a 503, but not the time
+    limit this test is about) at about 1.8 s, so the default 2 s limit raced it."""
+    process = start_printing_service(
+        store_url, tmp_path_factory.mktemp("short-limit"), "--opa-timeout", "0.5"
+    )
     yield process
     assert process.stop() == 0
 
@@ -173,12 +190,12 @@ async def test_a_child_killed_mid_decision_fails_that_decision_closed(
 
 
 async def test_a_decision_over_the_time_limit_fails_closed(
-    printing_service: ServiceProcess, namespace: str, tasks: dict[str, str]
+    short_limit_service: ServiceProcess, namespace: str, tasks: dict[str, str]
 ) -> None:
-    # About five seconds of work, over the 2 s limit.
+    # About two seconds of work, over the 0.5 s limit.
     queue = "/slow/" + "x" * 204
-    async with client(printing_service.url, namespace, ALICE) as alice:
+    async with client(short_limit_service.url, namespace, ALICE) as alice:
         answer = await alice.get(tasks_path(queue))
     assert answer.status_code == 503, answer.text
-    assert "decision time limit" in answer.json()["message"]
-    await assert_policy_holds(printing_service.url, namespace, tasks)
+    assert "decision time limit (0.5 s)" in answer.json()["message"]
+    await assert_policy_holds(short_limit_service.url, namespace, tasks)
