@@ -12,12 +12,24 @@ Typical use::
 from ._client import EntroQ
 from ._connect import connect
 from ._contract import CONTRACT_VERSION
+from ._doc_types import (
+    ClaimedDocs,
+    Doc,
+    DocChange,
+    DocChangeMode,
+    DocData,
+    DocID,
+    DocSet,
+    ModifyResult,
+    NamespaceStats,
+)
 from ._durability import Durability
 from ._embedded import open_embedded
 from ._errors import (
     ClaimTimeoutError,
     DependencyError,
     DependencyFailure,
+    DocDependencyFailure,
     EntroQError,
     InvalidArgumentError,
     OutcomeUnknownError,
@@ -40,8 +52,16 @@ __all__ = [
     "Backoff",
     "ChangeMode",
     "ClaimTimeoutError",
+    "ClaimedDocs",
     "DependencyError",
     "DependencyFailure",
+    "Doc",
+    "DocChange",
+    "DocChangeMode",
+    "DocData",
+    "DocDependencyFailure",
+    "DocID",
+    "DocSet",
     "Durability",
     "EntroQ",
     "EntroQError",
@@ -50,7 +70,9 @@ __all__ = [
     "InvalidArgumentError",
     "Keys",
     "Lease",
+    "ModifyResult",
     "MoveTaskError",
+    "NamespaceStats",
     "OutcomeUnknownError",
     "PermissionDeniedError",
     "QueueStats",

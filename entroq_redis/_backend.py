@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
+from ._doc_types import ClaimedDocs, Doc, DocChange, DocData, DocID, DocSet, ModifyResult, NamespaceStats
 from ._types import QueueStats, Task, TaskChange, TaskData, TaskID
 
 Detail = Literal["size", "stats"]
@@ -54,8 +55,12 @@ class Backend(Protocol):
         changes: Sequence[TaskChange],
         deletes: Sequence[TaskID],
         depends: Sequence[TaskID],
-    ) -> tuple[list[Task], list[Task]]:
-        """Applies everything or nothing; raises DependencyError listing every failure."""
+        doc_inserts: Sequence[DocData] = (),
+        doc_changes: Sequence[DocChange] = (),
+        doc_deletes: Sequence[DocID] = (),
+        doc_depends: Sequence[DocID] = (),
+    ) -> ModifyResult:
+        """Applies everything (tasks and docs) or nothing; raises DependencyError listing every failure."""
         ...
 
     async def tasks(
@@ -68,6 +73,38 @@ class Backend(Protocol):
         self, prefixes: Sequence[str], exact: Sequence[str], limit: int, detail: Detail
     ) -> list[QueueStats]:
         """Matching non-empty queues in name order (limit 0 = all)."""
+        ...
+
+    async def docs(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        key_start: str,
+        key_end: str,
+        limit: int,
+        omit_values: bool,
+    ) -> list[Doc]:
+        """Docs of a doc namespace: the given IDs in the order asked (missing ones skipped), or
+        the key range [key_start, key_end) ("" end = no bound) by (key, secondary key, id),
+        at most ``limit`` (0 = all)."""
+        ...
+
+    async def claim_docs(self, claimant: str, namespace: str, key: str, duration_ms: int) -> list[Doc]:
+        """Claims every doc whose key is ``key``, all or nothing (DependencyError with CLAIM
+        doc failures if any is held by someone else); sorted by secondary key."""
+        ...
+
+    async def claim_doc_sets(
+        self, claimant: str, sets: Sequence[DocSet], duration_ms: int, task_to_match: TaskID | None
+    ) -> ClaimedDocs:
+        """Claims the locks of the given doc sets, all or nothing; with ``task_to_match`` the
+        locks end when that task's lease does (the task must be held by ``claimant``)."""
+        ...
+
+    async def namespace_stats(
+        self, prefixes: Sequence[str], exact: Sequence[str], limit: int
+    ) -> list[NamespaceStats]:
+        """Doc namespaces holding docs, matching any prefix or exact name (all if neither), by name."""
         ...
 
     async def aclose(self) -> None:

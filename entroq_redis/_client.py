@@ -7,6 +7,17 @@ from collections.abc import Iterable, Sequence
 
 from ._backend import Backend
 from ._contract import MAX_DURATION_MS, MAX_ID_BYTES
+from ._doc_types import (
+    ClaimedDocs,
+    Doc,
+    DocChange,
+    DocData,
+    DocID,
+    DocSet,
+    ModifyResult,
+    NamespaceStats,
+    task_lease_match,
+)
 from ._errors import InvalidArgumentError
 from ._types import QueueStats, Task, TaskChange, TaskData, TaskID
 
@@ -25,6 +36,10 @@ def _queue_list(queues: str | Iterable[str]) -> list[str]:
 
 def _as_id(item: Task | TaskID) -> TaskID:
     return item.as_id() if isinstance(item, Task) else item
+
+
+def _as_doc_id(item: Doc | DocID) -> DocID:
+    return item.as_id() if isinstance(item, Doc) else item
 
 
 class EntroQ:
@@ -152,16 +167,25 @@ class EntroQ:
         deletes: Iterable[Task | TaskID] = (),
         depends: Iterable[Task | TaskID] = (),
         *,
+        doc_inserts: Iterable[DocData] = (),
+        doc_changes: Iterable[DocChange] = (),
+        doc_deletes: Iterable[Doc | DocID] = (),
+        doc_depends: Iterable[Doc | DocID] = (),
         unsafe_claimant_id: str | None = None,
-    ) -> tuple[list[Task], list[Task]]:
-        """Applies every insert, change, delete and depend, or none of them.
+    ) -> ModifyResult:
+        """Applies every insert, change, delete and depend of tasks and docs, or none of them.
+
+        Docs of any doc namespaces may be mixed with tasks: it is still one atomic call.
 
         Returns:
-            (inserted, changed): the new versions, in request order.
+            A ModifyResult: it unpacks as ``(inserted, changed)`` tasks, in request order;
+            ``.inserted_docs`` and ``.changed_docs`` hold the docs (a set's lease change
+            comes back as a set reference).
 
         Raises:
             DependencyError: listing every failing item (missing, version mismatch,
-                insert collision, held by another claimant); nothing was written.
+                insert collision, held by another claimant) in ``failures`` (tasks) and
+                ``doc_failures`` (docs); nothing was written.
             InvalidArgumentError: the request is malformed; nothing was written.
         """
         return await self.backend.modify(
@@ -170,6 +194,10 @@ class EntroQ:
             list(changes),
             [_as_id(d) for d in deletes],
             [_as_id(d) for d in depends],
+            list(doc_inserts),
+            list(doc_changes),
+            [_as_doc_id(d) for d in doc_deletes],
+            [_as_doc_id(d) for d in doc_depends],
         )
 
     async def tasks(
@@ -201,6 +229,89 @@ class EntroQ:
     ) -> list[QueueStats]:
         """Stats of the matching non-empty queues, sorted by name."""
         return await self.backend.queues(list(prefixes), list(exact), limit, "stats")
+
+    async def docs(
+        self,
+        namespace: str,
+        *,
+        ids: Iterable[str] = (),
+        key_start: str = "",
+        key_end: str = "",
+        limit: int = 0,
+        omit_values: bool = False,
+    ) -> list[Doc]:
+        """Lists the docs of a doc namespace.
+
+        With ``ids``: those docs in the order asked, missing ones skipped (the key range and
+        the limit are ignored). Otherwise the docs whose key is in [key_start, key_end)
+        ("" end = no upper bound), sorted by (key, secondary key), at most ``limit`` (0 =
+        all). Held docs are listed too; ``omit_values`` leaves the contents empty.
+        """
+        if not isinstance(namespace, str) or not namespace:
+            raise InvalidArgumentError("a doc namespace is required")
+        return await self.backend.docs(namespace, list(ids), key_start, key_end, limit, omit_values)
+
+    async def claim_docs(
+        self, namespace: str, key: str, duration_ms: int = DEFAULT_CLAIM_DURATION_MS
+    ) -> list[Doc]:
+        """Claims every doc of ``namespace`` whose key is ``key``, all or nothing.
+
+        Each claimed doc's version goes up by one and it is held by this client for
+        ``duration_ms``; they come back sorted by secondary key. No doc with that key is an
+        empty list. A doc (or the key's set) held by another claimant fails the whole claim.
+
+        Raises:
+            DependencyError: CLAIM ``doc_failures`` naming the held docs; nothing changed.
+        """
+        if not isinstance(namespace, str) or not namespace:
+            raise InvalidArgumentError("a doc namespace is required")
+        if not isinstance(key, str) or not key:
+            raise InvalidArgumentError("a doc claim needs a non-empty key")
+        return await self.backend.claim_docs(self.claimant_id, namespace, key, duration_ms)
+
+    async def claim_doc_sets(
+        self,
+        sets: Iterable[DocSet],
+        duration_ms: int = DEFAULT_CLAIM_DURATION_MS,
+        *,
+        task_to_match: Task | TaskID | None = None,
+    ) -> ClaimedDocs:
+        """Claims the locks of doc sets (each: every doc of one namespace and key), all or nothing.
+
+        A held set protects its members: nobody else can insert, change, delete or claim a
+        doc of it until the lock ends. With ``task_to_match`` (a task this client holds) the
+        locks end when that task's lease does, instead of after ``duration_ms``.
+
+        Raises:
+            DependencyError: CLAIM ``doc_failures`` naming each set (or member doc) held by
+                someone else, or a ``failures`` entry for a ``task_to_match`` this client
+                does not hold at that version; nothing changed.
+        """
+        matched = task_lease_match(task_to_match) if task_to_match is not None else None
+        return await self.backend.claim_doc_sets(self.claimant_id, list(sets), duration_ms, matched)
+
+    async def namespace_stats(
+        self, prefixes: Iterable[str] = (), exact: Iterable[str] = (), limit: int = 0
+    ) -> list[NamespaceStats]:
+        """Doc namespaces holding docs, matching any prefix or exact name (all if neither), by name."""
+        return await self.backend.namespace_stats(list(prefixes), list(exact), limit)
+
+    async def renew_docs_for(self, docs: Sequence[Doc | DocID], duration_ms: int) -> list[Doc]:
+        """Extends the locks of held docs or doc sets (set references) in one atomic modify."""
+        changes = []
+        for doc in docs:
+            doc_id = _as_doc_id(doc)
+            changes.append(
+                DocChange(
+                    doc_id.namespace,
+                    doc_id.id,
+                    doc_id.version,
+                    key=doc_id.key,
+                    delay_ms=duration_ms,
+                    mode="lease",
+                )
+            )
+        return (await self.modify(doc_changes=changes)).changed_docs
 
     async def renew_for(self, task: Task | TaskID, duration_ms: int) -> Task:
         """Extends a claim to ``duration_ms`` from now on the store's clock; returns the new version."""

@@ -1,4 +1,4 @@
-"""Encodes script arguments and decodes script replies (lua/README.md, contract 1).
+"""Encodes script arguments and decodes script replies (lua/README.md, contract 2).
 
 I/O free: the Redis backend calls these around each EVALSHA. Strings go to the store as
 UTF-8; names that came from the store undecodable round-trip through surrogateescape.

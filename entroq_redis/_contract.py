@@ -4,7 +4,7 @@ The scripts enforce the same limits themselves (other languages call them direct
 tests/test_lua_contract.py checks that these numbers match the scripts.
 """
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "2"
 
 MAX_ITEMS_PER_MODIFY = 1000
 MAX_QUEUES_PER_CLAIM = 1000

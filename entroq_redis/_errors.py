@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Literal
 
+from ._doc_types import DocID
 from ._types import TaskID
 
 FailureKind = Literal["INSERT", "CHANGE", "DELETE", "DEPEND", "CLAIM"]
@@ -92,12 +93,59 @@ class DependencyFailure:
         return f"claimed: task {self.id} v{self.version}{where} is held by another claimant"
 
 
-class DependencyError(EntroQError):
-    """A modify was refused; nothing was written. ``failures`` lists every failing item."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class DocDependencyFailure:
+    """One reason a modify (or a doc claim) was refused, for a doc or a doc set.
 
-    def __init__(self, failures: Iterable[DependencyFailure], message: str = "") -> None:
+    As DependencyFailure, for docs: ``id`` is empty and ``key`` is the set's key when the
+    failing item names a doc set (its lock); ``current_version`` is -1 when no doc (or no
+    set lock) exists.
+    """
+
+    kind: FailureKind
+    reason: FailureReason
+    namespace: str
+    id: str
+    version: int
+    current_version: int = -1
+    key: str = ""
+
+    def as_id(self) -> DocID:
+        return DocID(self.namespace, self.id, self.version, self.key)
+
+    def describe(self) -> str:
+        what = f"doc {self.id}" if self.id else f"doc set {self.key!r}"
+        where = f" in doc namespace {self.namespace!r}"
+        if self.reason == "collision":
+            return f"doc insert collision: {what}{where} already exists at version {self.version}"
+        if self.reason == "missing":
+            return f"{self.kind.lower()} missing: {what} v{self.version}{where} does not exist"
+        if self.reason == "mismatch":
+            return (
+                f"{self.kind.lower()} mismatched: {what}{where} is at version "
+                f"{self.current_version}, not {self.version}"
+            )
+        return f"claimed: {what} v{self.version}{where} is held by another claimant"
+
+
+class DependencyError(EntroQError):
+    """A modify was refused; nothing was written.
+
+    ``failures`` lists every failing task item, ``doc_failures`` every failing doc item.
+    """
+
+    def __init__(
+        self,
+        failures: Iterable[DependencyFailure],
+        message: str = "",
+        doc_failures: Iterable[DocDependencyFailure] = (),
+    ) -> None:
         self.failures: tuple[DependencyFailure, ...] = tuple(failures)
-        details = "; ".join(failure.describe() for failure in self.failures)
+        self.doc_failures: tuple[DocDependencyFailure, ...] = tuple(doc_failures)
+        details = "; ".join(
+            [failure.describe() for failure in self.failures]
+            + [failure.describe() for failure in self.doc_failures]
+        )
         text = "modification dependency error"
         if message:
             text += f": {message}"

@@ -29,6 +29,7 @@ import anyio
 import httpx
 
 from ._backend import Detail
+from ._doc_types import DocChange, DocData, DocID, ModifyResult
 from ._errors import (
     ClaimTimeoutError,
     DependencyError,
@@ -289,7 +290,13 @@ class HttpBackend:
         changes: Sequence[TaskChange],
         deletes: Sequence[TaskID],
         depends: Sequence[TaskID],
-    ) -> tuple[list[Task], list[Task]]:
+        doc_inserts: Sequence[DocData] = (),
+        doc_changes: Sequence[DocChange] = (),
+        doc_deletes: Sequence[DocID] = (),
+        doc_depends: Sequence[DocID] = (),
+    ) -> ModifyResult:
+        if doc_inserts or doc_changes or doc_deletes or doc_depends:
+            raise NotImplementedError("docs: being built (issue 16)")
         body = {
             "claimantId": claimant,
             "inserts": [_insert(d) for d in inserts],
@@ -298,7 +305,9 @@ class HttpBackend:
             "depends": [_task_id(d) for d in depends],
         }
         data = await self._send("POST", "/api/v0/modify", json=body)
-        return [_task(t) for t in data.get("inserted", ())], [_task(t) for t in data.get("changed", ())]
+        return ModifyResult(
+            [_task(t) for t in data.get("inserted", ())], [_task(t) for t in data.get("changed", ())]
+        )
 
     async def tasks(
         self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool

@@ -58,3 +58,34 @@ class Keys:
     def claim_counts(self, name: str) -> str:
         """ZSET of the distinct claims counts present in the queue, for max_claims."""
         return self.prefix + "m:" + name
+
+    # --- The document store (contract 2, lua/README.md section 2) --------------------------
+    # A doc namespace and a doc ID (or a set's key) both may hold any bytes, so where both
+    # stand in one key name the namespace is length-prefixed ("<bytes>:<namespace>") rather
+    # than escaped: "a" + "bc" and "ab" + "c" can never build the same key.
+
+    @property
+    def doc_namespaces(self) -> str:
+        """ZSET of the doc namespaces holding at least one doc (all scores 0, ordered by name)."""
+        return self.prefix + "dn"
+
+    def doc(self, doc_namespace: str, doc_id: str) -> str:
+        """STRING holding one doc's packed record."""
+        return self.prefix + "d:" + _length_prefixed(doc_namespace) + doc_id
+
+    def doc_index(self, doc_namespace: str) -> str:
+        """ZSET of a doc namespace's docs ordered by (key, secondary key, ID), all scores 0."""
+        return self.prefix + "dk:" + doc_namespace
+
+    def doc_claimed(self, doc_namespace: str) -> str:
+        """ZSET of a doc namespace's docs with a claimant, member = doc ID, score = at_ms."""
+        return self.prefix + "dc:" + doc_namespace
+
+    def doc_set(self, doc_namespace: str, key: str) -> str:
+        """STRING holding the lock record of the doc set (doc namespace, key)."""
+        return self.prefix + "ds:" + _length_prefixed(doc_namespace) + key
+
+
+def _length_prefixed(text: str) -> str:
+    """``<length in UTF-8 bytes>:<text>``, as the scripts build it from raw bytes."""
+    return f"{len(text.encode('utf-8', 'surrogateescape'))}:{text}"

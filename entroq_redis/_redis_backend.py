@@ -26,6 +26,7 @@ import coredis.exceptions
 from . import _codec
 from ._backend import Detail
 from ._contract import MAX_PAGE, SCRIPT_NAMES
+from ._doc_types import DocChange, DocData, DocID, ModifyResult
 from ._durability import Durability
 from ._errors import (
     ClaimTimeoutError,
@@ -302,12 +303,19 @@ class RedisBackend:
         changes: Sequence[TaskChange],
         deletes: Sequence[TaskID],
         depends: Sequence[TaskID],
-    ) -> tuple[list[Task], list[Task]]:
+        doc_inserts: Sequence[DocData] = (),
+        doc_changes: Sequence[DocChange] = (),
+        doc_deletes: Sequence[DocID] = (),
+        doc_depends: Sequence[DocID] = (),
+    ) -> ModifyResult:
+        if doc_inserts or doc_changes or doc_deletes or doc_depends:
+            raise NotImplementedError("docs: being built (issue 16)")
         id_seed = secrets.token_hex(16) if any(not d.id for d in inserts) else ""
         args = _codec.modify_args(
             self.keys, claimant, id_seed, self._notify, inserts, changes, deletes, depends
         )
-        return _codec.decode_modify(await self._call("modify", args, mutates=True))
+        inserted, changed = _codec.decode_modify(await self._call("modify", args, mutates=True))
+        return ModifyResult(inserted, changed)
 
     async def tasks(
         self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool

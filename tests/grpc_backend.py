@@ -55,6 +55,7 @@ from entroq_redis import (
     TaskID,
 )
 from entroq_redis._backend import Detail
+from entroq_redis._doc_types import DocChange, DocData, DocID, ModifyResult
 from entroq_redis._errors import DependencyFailure, FailureKind, FailureReason
 from entroq_redis._types import arrival_ms, as_bytes
 
@@ -315,7 +316,13 @@ class GrpcBackend:
         changes: Sequence[TaskChange],
         deletes: Sequence[TaskID],
         depends: Sequence[TaskID],
-    ) -> tuple[list[Task], list[Task]]:
+        doc_inserts: Sequence[DocData] = (),
+        doc_changes: Sequence[DocChange] = (),
+        doc_deletes: Sequence[DocID] = (),
+        doc_depends: Sequence[DocID] = (),
+    ) -> ModifyResult:
+        if doc_inserts or doc_changes or doc_deletes or doc_depends:
+            raise NotImplementedError("docs: being built (issue 16)")
         request = self.pb2.ModifyRequest(claimant_id=claimant)
         for data in inserts:
             message = self._task_data(data)
@@ -331,7 +338,7 @@ class GrpcBackend:
         request.deletes.extend(self._task_id(t) for t in deletes)
         request.depends.extend(self._task_id(t) for t in depends)
         response = await self._call(self.stub.Modify, request)
-        return [task_of(t) for t in response.inserted], [task_of(t) for t in response.changed]
+        return ModifyResult([task_of(t) for t in response.inserted], [task_of(t) for t in response.changed])
 
     async def tasks(
         self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool

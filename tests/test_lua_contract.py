@@ -691,9 +691,9 @@ BREAKAGES: dict[str, tuple[Callable[[pathlib.Path], None], str]] = {
         _edit("queues.lua", "local after = ARGV[5]", "local after = ARGV[5] .. KEYS[2]"),
         "KEYS used",
     ),
-    "first line": (_edit("claim.lua", "contract 1: claim.lua", "contract 2: claim.lua"), "first line"),
+    "first line": (_edit("claim.lua", "contract 2: claim.lua", "contract 3: claim.lua"), "first line"),
     "version check": (
-        _edit("queues.lua", "if ARGV[2] ~= '1' then", "if ARGV[2] ~= '2' then"),
+        _edit("queues.lua", "if ARGV[2] ~= '2' then", "if ARGV[2] ~= '3' then"),
         "checks ARGV[2]",
     ),
     "limit drifted": (_edit("claim.lua", "MAX_QUEUES = 1000", "MAX_QUEUES = 999"), "MAX_QUEUES = 999"),

@@ -47,7 +47,7 @@ class Scripts {
     }
   }
 
-  async call(name, prefix, args, contract = '1') {
+  async call(name, prefix, args, contract = '2') {
     // KEYS[1] = <prefix>queues, ARGV[1] = <prefix>, ARGV[2] = contract version.
     const command = ['EVALSHA', this.shas[name], '1', `${prefix}queues`, prefix, contract, ...args.map(encode)];
     try {
@@ -62,7 +62,7 @@ class Scripts {
   }
 
   /** Like call, but returns the error reply's message instead of throwing it. */
-  async callForError(name, prefix, args, contract = '1') {
+  async callForError(name, prefix, args, contract = '2') {
     try {
       await this.call(name, prefix, args, contract);
       return null;
@@ -183,7 +183,7 @@ async function run(client, subscriber) {
   // Caller bugs are error replies, not statuses (README section 4).
   const noQueues = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0, 0]);
   check('claim without queues is EQ_BADARG', noQueues?.startsWith('EQ_BADARG') === true, noQueues);
-  const wrongContract = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0, 0, queue], '2');
+  const wrongContract = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0, 0, queue], '1');
   check('wrong contract version is EQ_CONTRACT', wrongContract?.startsWith('EQ_CONTRACT') === true, wrongContract);
 
   // README section 8a: the store's clock (the one every lease is measured on).
