@@ -725,6 +725,27 @@ BREAKAGES: dict[str, tuple[Callable[[pathlib.Path], None], str]] = {
     ),
     "error undocumented": (_edit("claim.lua", "EQ_CORRUPT <message>  (an", "(an"), "EQ_CORRUPT"),
     "script unlisted": (_add_script, "SCRIPT_NAMES"),
+    "doc limit drifted": (
+        _edit("modify.lua", "MAX_DOC_ID_BYTES = 256", "MAX_DOC_ID_BYTES = 255"),
+        "MAX_DOC_ID_BYTES = 255",
+    ),
+    "new doc key": (_edit("modify.lua", "prefix .. 'dc:' ..", "prefix .. 'dx:' .."), "'dx:'"),
+    "doc count undocumented": (
+        _edit("modify.lua", "-- ARGV[13] n_doc_depends", "-- ARGx[13] n_doc_depends"),
+        "undocumented: [13]",
+    ),
+    "doc failure fields swapped": (
+        _edit(
+            "modify.lua",
+            "{kind, reason, namespace, id, version, current, key}",
+            "{kind, reason, id, namespace, version, current, key}",
+        ),
+        "never built",
+    ),
+    "doc failure undocumented": (
+        _edit("modify.lua", "{0, failures, doc_failures}  each", "{0, failures}  each"),
+        "matches no documented reply",
+    ),
 }
 
 
@@ -750,6 +771,11 @@ def test_checks_catch_a_broken_copy(breakage: str, tmp_path: pathlib.Path) -> No
         ("## 8. queues.lua", "## 8. queue listing", "no section for queues.lua"),
         ("`{ns}:m:<queue>`", "`{ns}:<queue>`", "{ns}:m:"),
         ("'>Bi4i8i8i8i4i4I2c0I2c0I4c0'", "'>Bi4i8i8i8i4i4'", "record format"),
+        ("'>Bi4i8i8i8I2c0I2c0I2c0'", "'>Bi4i8i8i8I2c0'", "DOC_RECORD_FORMAT"),
+        ("`'>Bi4i8I2c0'`", "`'>Bi4i8'`", "SET_RECORD_FORMAT"),
+        ("| `MAX_DOC_KEY_BYTES` | 1024 |", "| `MAX_DOC_KEY_BYTES` | 1023 |", "MAX_DOC_KEY_BYTES"),
+        ("`{ns}:ds:<lp(dns)><key>`", "`{ns}:<lp(dns)><key>`", "{ns}:ds:"),
+        ("| `ARGV[13]` | n_doc_depends |", "| n_doc_depends |", "README table for modify.lua"),
         ("`EQ_CORRUPT <message>`", "`CORRUPT <message>`", "EQ_CORRUPT"),
     ],
 )
