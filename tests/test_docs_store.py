@@ -576,6 +576,10 @@ async def test_namespace_stats_by_prefix_and_exact_name(redis_eq: EntroQ) -> Non
         "\udcff",
     ]
     assert [s.name for s in await redis_eq.namespace_stats(prefixes=[""])] == names
+    # Overlapping matchers list each name once, in order, and page as one listing.
+    overlapping = {"prefixes": ["a/2", "a", "a/"], "exact": ["a/2", "a/1", "b"]}
+    assert [s.name for s in await redis_eq.namespace_stats(**overlapping)] == names[:4]
+    assert [s.name for s in await redis_eq.namespace_stats(**overlapping, limit=2)] == names[:2]
     assert [s.name for s in await redis_eq.namespace_stats(limit=3)] == names[:3]
     assert [s.name for s in await redis_eq.namespace_stats(prefixes=["a/"], limit=2)] == ["a/1", "a/2"]
     assert await redis_eq.namespace_stats(prefixes=["z"]) == []
