@@ -174,6 +174,25 @@ async def test_omit_values_empties_only_the_content(redis_eq: EntroQ) -> None:
     assert (await redis_eq.docs("ov"))[0].content == b"payload\x00"
 
 
+async def test_omitting_contents_reads_the_longest_fields_whole(
+    redis_eq: EntroQ, store_url: str, namespace: str
+) -> None:
+    # Without contents the scripts read only a record's leading fields (GETRANGE): the longest
+    # key, secondary key and claimant must still come back whole.
+    key, secondary = "k" * 1023 + "\x00", "s" * 1023 + "\udcff"
+    await insert_docs(redis_eq, [DocData("long", "x" * 256, key, secondary, b"c" * 5000)])
+    async with entroq_redis.connect(store_url, namespace=namespace, claimant_id="h" * 128) as holder:
+        (held,) = await holder.claim_docs("long", key, duration_ms=LONG_LEASE_MS)
+    for listed in (
+        await redis_eq.docs("long", omit_values=True),
+        await redis_eq.docs("long", ids=[held.id], omit_values=True),
+    ):
+        assert listed == [dataclasses.replace(held, content=b"")]
+    with pytest.raises(DependencyError) as refused:
+        await redis_eq.claim_doc_sets([DocSet("long", key, omit_members=True)])
+    assert [(f.id, f.version, f.key) for f in refused.value.doc_failures] == [(held.id, 1, key)]
+
+
 async def test_paging_past_one_thousand(redis_eq: EntroQ, sync_redis: redis.Redis, namespace: str) -> None:
     count = 2345
     await insert_docs(redis_eq, [DocData("big", f"{i:05d}", f"k{i % 7}", f"{i:05d}") for i in range(count)])
