@@ -312,7 +312,14 @@ async def plain_claim(eq: entroq_redis.EntroQ) -> Callable[[], Awaitable[object]
 
 @pytest.mark.parametrize(
     ("name", "must_refuse"),
-    [("modify", False), ("claim", False), ("inserts_only", True), ("plain_claim", True), ("claim_id", True)],
+    [
+        ("modify", False),
+        ("claim", False),
+        ("inserts_only", True),
+        ("plain_claim", True),
+        ("claim_id", True),
+        ("modify_docs", True),
+    ],
 )
 async def test_out_of_memory_is_all_or_nothing(
     store: PrivateValkey, raw: redis.Redis, name: str, must_refuse: bool
@@ -326,6 +333,7 @@ async def test_out_of_memory_is_all_or_nothing(
         "claim": claim_scenario,
         "inserts_only": inserts_only,
         "claim_id": claim_id_scenario,
+        "modify_docs": modify_docs_scenario,
     }
     build = builders.get(name, plain_claim)
     namespace = "oom" + secrets.token_hex(4)
