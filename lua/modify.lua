@@ -369,6 +369,7 @@ end
 if total_bytes > MAX_TOTAL_BYTES then
   return bad('values, errors and doc contents add up to more than ' .. MAX_TOTAL_BYTES .. ' bytes')
 end
+
 -- Task dependency checks: reads only.
 local records = {}
 local function load(id)
