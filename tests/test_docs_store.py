@@ -26,6 +26,7 @@ from entroq_redis import (
     DocSet,
     EntroQ,
     InvalidArgumentError,
+    StoreError,
     TaskData,
     TaskID,
 )
@@ -232,6 +233,31 @@ async def test_listing_arguments_are_checked(
             run_script(sync_redis, namespace, "docs", *args)
     with pytest.raises(redis.ResponseError, match="EQ_BADARG"):
         run_script(sync_redis, namespace, "docs", "n", "", "", 1, 0, "0", *["i"] * 1001)
+
+
+async def test_a_record_of_another_format_is_reported_not_misread(
+    redis_eq: EntroQ, sync_redis: redis.Redis, namespace: str
+) -> None:
+    # A damaged store (or a record from a later contract): the format byte is read first, and
+    # every reading script answers EQ_CORRUPT instead of unpacking it as a doc.
+    await insert_docs(redis_eq, [DocData("bad", "x", "k")])
+    await redis_eq.claim_doc_sets([DocSet("bad", "k")], duration_ms=0)
+    record_key = raw(Keys(namespace).doc("bad", "x"))
+    sync_redis.set(record_key, b"\x09" + (sync_redis.get(record_key) or b"")[1:])
+    before = store_state(sync_redis, namespace)
+    for call in (
+        lambda: redis_eq.docs("bad"),
+        lambda: redis_eq.docs("bad", ids=["x"], omit_values=True),
+        lambda: redis_eq.claim_docs("bad", "k"),
+        lambda: redis_eq.claim_doc_sets([DocSet("bad", "k", omit_members=True)]),
+    ):
+        with pytest.raises(StoreError, match=r"EQ_CORRUPT.*format 9"):
+            await call()
+    lock_key = raw(Keys(namespace).doc_set("bad", "k"))
+    sync_redis.set(lock_key, b"\x02")
+    with pytest.raises(StoreError, match="EQ_CORRUPT set lock"):
+        await redis_eq.claim_doc_sets([DocSet("bad", "k")])
+    assert store_state(sync_redis, namespace) == {**before, lock_key: sync_redis.dump(lock_key)}
 
 
 # --- claim_docs.lua: every doc of one key ----------------------------------------------------
