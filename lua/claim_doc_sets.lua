@@ -144,7 +144,7 @@ if task_id ~= '' then
     -- The format byte first: a record of another format may not even unpack.
     local format_version = string.byte(record, 1)
     if format_version ~= 1 then
-      return redis.error_reply('EQ_CORRUPT task ' .. task_id .. ' has record format ' .. format_version .. ', this script reads 1')
+      return redis.error_reply('EQ_CORRUPT task ' .. task_id .. ' has record format ' .. tostring(format_version) .. ', this script reads 1')
     end
     local _, version, task_at, created, modified, claims, attempt, queue, owner =
       struct.unpack(RECORD_FORMAT, record)
@@ -171,7 +171,7 @@ for _, set in ipairs(wanted) do
     -- The format byte first: a record of another format may not even unpack.
     local format_version = string.byte(lock, 1)
     if format_version ~= 3 then
-      return redis.error_reply('EQ_CORRUPT set lock record ' .. set.record_key .. ' has format ' .. format_version .. ', this script reads 3')
+      return redis.error_reply('EQ_CORRUPT set lock record ' .. set.record_key .. ' has format ' .. tostring(format_version) .. ', this script reads 3')
     end
     local _, version, lock_at, owner =
       struct.unpack(SET_RECORD_FORMAT, lock)
@@ -211,7 +211,7 @@ for _, set in ipairs(wanted) do
     -- The format byte first: a record of another format may not even unpack.
     local format_version = string.byte(record, 1)
     if format_version ~= 2 then
-      return redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. format_version .. ', this script reads 2')
+      return redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. tostring(format_version) .. ', this script reads 2')
     end
     local _, version, doc_at, created, modified, key, secondary_key, owner, content_start =
       struct.unpack(DOC_RECORD_FORMAT, record)

@@ -96,7 +96,7 @@ if lock then
   -- The format byte first: a record of another format may not even unpack.
   local format_version = string.byte(lock, 1)
   if format_version ~= 3 then
-    return redis.error_reply('EQ_CORRUPT set lock record ' .. set_key .. ' has format ' .. format_version .. ', this script reads 3')
+    return redis.error_reply('EQ_CORRUPT set lock record ' .. set_key .. ' has format ' .. tostring(format_version) .. ', this script reads 3')
   end
   local _, version, at, owner =
     struct.unpack(SET_RECORD_FORMAT, lock)
@@ -134,7 +134,7 @@ for i, member in ipairs(members) do
   -- The format byte first: a record of another format may not even unpack.
   local format_version = string.byte(record, 1)
   if format_version ~= 2 then
-    return redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. format_version .. ', this script reads 2')
+    return redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. tostring(format_version) .. ', this script reads 2')
   end
   local _, version, at, created, modified, doc_key, secondary_key, owner, content_start =
     struct.unpack(DOC_RECORD_FORMAT, record)

@@ -99,7 +99,7 @@ local function add(id, record)
   -- The format byte first: a record of another format may not even unpack.
   local format_version = string.byte(record, 1)
   if format_version ~= 2 then
-    error(redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. format_version .. ', this script reads 2'))
+    error(redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. tostring(format_version) .. ', this script reads 2'))
   end
   local _, version, at, created, modified, key, secondary_key, owner, content_start =
     struct.unpack(DOC_RECORD_FORMAT, record)
