@@ -33,6 +33,8 @@
 --                       mode "lease" renews or releases the lock of the doc set (namespace, key))
 --   doc delete (3 fields): namespace, id, version
 --   doc depend (3 fields): namespace, id, version
+--   A doc change, delete or depend names the doc at its own version or, while the caller holds
+--   the doc's set (namespace, the doc's key), at that set lock's version (EntroQ 1.13 clients).
 --   at_mode "at": ms is absolute ms since the epoch, <= 0 means now.
 --   at_mode "by": ms is relative to the store's clock, <= 0 means now.
 --
@@ -511,8 +513,25 @@ local function set_held_by_other(namespace, key)
   return true
 end
 
+-- EntroQ 1.13's clients (PyPI entroq 0.15.0) give a member doc of a claimed set its SET's
+-- version: their doc groups keep one version per group. So a doc change, delete or depend may
+-- name the doc at its own version or, while the caller itself holds the doc's set (the set of
+-- its current key: lock claimant == ARGV[3], at_ms > now), at the set lock's current version.
+-- Returns that lock version when the item is accepted through it, nil otherwise. The apply
+-- step gives a doc written this way max(doc version, lock version) + 1, above both numbers, so
+-- once the lock moves on (renewed, released, claimed again) or runs out, neither number names
+-- the doc again: a stale retry fails (lua/README.md section 6).
+local function set_version_naming(item, doc)
+  if doc.version == item.version or doc.key == '' or claimant == '' then return nil end
+  local lock = load_set(item.namespace, doc.key)
+  if lock and lock.version == item.version and lock.claimant == claimant and lock.at > now then
+    return lock.version
+  end
+  return nil
+end
+
 -- Each item reports at most one failure of its own: the doc's own state first (it exists, its
--- version, its claimant), then the sets it touches.
+-- version -- its own, or its held set's as above --, its claimant), then the sets it touches.
 for _, item in ipairs(doc_inserts) do
   local existing = load_doc(item, false)
   if existing then
@@ -533,9 +552,10 @@ for _, item in ipairs(doc_changes) do
     end
   else
     local doc = load_doc(item, item.mode == 'lease')
+    if doc then item.through_set_version = set_version_naming(item, doc) end
     if not doc then
       doc_fail('CHANGE', 'missing', item.namespace, item.id, item.version, -1, item.key)
-    elseif doc.version ~= item.version then
+    elseif doc.version ~= item.version and not item.through_set_version then
       doc_fail('CHANGE', 'mismatch', item.namespace, item.id, item.version, doc.version, doc.key)
     elseif held_by_other(doc) then
       doc_fail('CLAIM', 'claimed', item.namespace, item.id, item.version, doc.version, doc.key)
@@ -548,7 +568,7 @@ for _, item in ipairs(doc_deletes) do
   local doc = load_doc(item, false)
   if not doc then
     doc_fail('DELETE', 'missing', item.namespace, item.id, item.version, -1, '')
-  elseif doc.version ~= item.version then
+  elseif doc.version ~= item.version and not set_version_naming(item, doc) then
     doc_fail('DELETE', 'mismatch', item.namespace, item.id, item.version, doc.version, doc.key)
   elseif held_by_other(doc) then
     doc_fail('CLAIM', 'claimed', item.namespace, item.id, item.version, doc.version, doc.key)
@@ -560,7 +580,7 @@ for _, item in ipairs(doc_depends) do
   local doc = load_doc(item, false)
   if not doc then
     doc_fail('DEPEND', 'missing', item.namespace, item.id, item.version, -1, '')
-  elseif doc.version ~= item.version then
+  elseif doc.version ~= item.version and not set_version_naming(item, doc) then
     doc_fail('DEPEND', 'mismatch', item.namespace, item.id, item.version, doc.version, doc.key)
   end
 end
@@ -781,7 +801,10 @@ for j, item in ipairs(doc_changes) do
       doc.secondary_key = item.secondary_key
       doc.content = item.content
     end
-    doc.version = doc.version + 1
+    -- Named at its held set's version (checked above, against the lock as it was before this
+    -- call, even when this call also renews or releases it): the new version is above that
+    -- lock version too, so the item cannot match this doc's own version later.
+    doc.version = math.max(doc.version, item.through_set_version or doc.version) + 1
     doc.modified = now
     take_arrival(doc, item.at)
     local member = index_member(doc)
