@@ -36,6 +36,7 @@ import anyio
 import httpx
 
 from ._backend import Detail
+from ._contract import MAX_PAGE
 from ._doc_types import (
     ClaimedDocs,
     Doc,
@@ -441,16 +442,17 @@ class HttpBackend:
         limit: int,
         omit_values: bool,
     ) -> list[Doc]:
-        query = {
-            "namespace": namespace,
-            "ids": list(ids),
-            "keyStart": key_start,
-            "keyEnd": key_end,
-            "limit": limit,
-            "omitValues": omit_values,
-        }
-        data = await self._connect("Docs", {"query": query})
-        return [_doc(d) for d in data.get("docs", ())]
+        query = {"namespace": namespace, "keyStart": key_start, "keyEnd": key_end, "omitValues": omit_values}
+        if not ids:
+            data = await self._connect("Docs", {"query": {**query, "limit": limit}})
+            return [_doc(d) for d in data.get("docs", ())]
+        # The service takes at most MAX_PAGE IDs per listing: ask in pages, in the order given.
+        found = []
+        for start in range(0, len(ids), MAX_PAGE):
+            page = {**query, "ids": list(ids[start : start + MAX_PAGE])}
+            data = await self._connect("Docs", {"query": page})
+            found += [_doc(d) for d in data.get("docs", ())]
+        return found
 
     async def claim_docs(self, claimant: str, namespace: str, key: str, duration_ms: int) -> list[Doc]:
         claim = {"claimant": claimant, "namespace": namespace, "key": key, "durationMs": str(duration_ms)}

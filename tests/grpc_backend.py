@@ -55,6 +55,7 @@ from entroq_redis import (
     TaskID,
 )
 from entroq_redis._backend import Detail
+from entroq_redis._contract import MAX_PAGE
 from entroq_redis._doc_types import (
     ClaimedDocs,
     Doc,
@@ -468,16 +469,20 @@ class GrpcBackend:
         limit: int,
         omit_values: bool,
     ) -> list[Doc]:
-        query = self.pb2.DocQuery(
-            namespace=namespace,
-            ids=list(ids),
-            key_start=key_start,
-            key_end=key_end,
-            limit=limit,
-            omit_values=omit_values,
-        )
-        response = await self._call(self.stub.Docs, self.pb2.DocsRequest(query=query))
-        return [doc_of(d) for d in response.docs]
+        found: list[Doc] = []
+        # The service takes at most MAX_PAGE IDs per listing: ask in pages, in the order given.
+        for start in range(0, max(len(ids), 1), MAX_PAGE):
+            query = self.pb2.DocQuery(
+                namespace=namespace,
+                ids=list(ids[start : start + MAX_PAGE]),
+                key_start=key_start,
+                key_end=key_end,
+                limit=0 if ids else limit,
+                omit_values=omit_values,
+            )
+            response = await self._call(self.stub.Docs, self.pb2.DocsRequest(query=query))
+            found += [doc_of(d) for d in response.docs]
+        return found
 
     async def claim_docs(self, claimant: str, namespace: str, key: str, duration_ms: int) -> list[Doc]:
         claim = self.pb2.DocClaim(claimant=claimant, namespace=namespace, key=key, duration_ms=duration_ms)

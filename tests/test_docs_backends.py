@@ -55,6 +55,9 @@ async def test_listing_by_range_ids_and_limit(eq: entroq_redis.EntroQ) -> None:
     assert [d.id for d in await eq.docs("ns", key_start="a", key_end="b")] == ["a1", "a2"]
     assert [d.id for d in await eq.docs("ns", limit=3)] == ["a1", "a2", "b1"]
     assert [d.id for d in await eq.docs("ns", ids=["c2", "nope", "a1"])] == ["c2", "a1"]
+    # More IDs than one page of the store (and one listing of the service) holds.
+    many = [f"missing-{i}" for i in range(1200)] + ["b2"] + [f"gone-{i}" for i in range(900)] + ["a1"]
+    assert [d.id for d in await eq.docs("ns", ids=many)] == ["b2", "a1"]
     assert all(d.content == b"" for d in await eq.docs("ns", omit_values=True))
     assert await eq.docs("other-ns") == []
     with pytest.raises(entroq_redis.InvalidArgumentError):
