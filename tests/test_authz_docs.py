@@ -266,3 +266,22 @@ async def test_httpx_denial_details_name_the_doc_namespace(service: ServiceProce
         "exact": "shared",
         "msg": "doc namespace",
     } in details
+
+
+def test_doc_rpcs_over_grpc_are_authorized_the_same(service: ServiceProcess, namespace: str) -> None:
+    pb2: Any = grpc_support.v1().pb2
+    assert service.grpc_address is not None
+    with grpc_support.channel(service.grpc_address) as channel:
+        stub = grpc_support.v1().stub(channel)
+
+        def md(token: str) -> list[tuple[str, str]]:
+            return [("entroq-namespace", namespace), ("authorization", f"Bearer {token}")]
+
+        insert = pb2.ModifyRequest(doc_inserts=[pb2.DocData(namespace="alice/g", id="g", key="k")])
+        assert [d.id for d in stub.Modify(insert, metadata=md(ALICE)).inserted_docs] == ["g"]
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Docs(pb2.DocsRequest(query=pb2.DocQuery(namespace="alice/g")), metadata=md(BOB))
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+        assert "doc namespace" in caught.value.details()  # type: ignore[attr-defined]
+        listed = stub.Docs(pb2.DocsRequest(query=pb2.DocQuery(namespace="alice/g")), metadata=md(ALICE))
+        assert [d.id for d in listed.docs] == ["g"]
