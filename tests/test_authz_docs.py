@@ -14,6 +14,8 @@ import pathlib
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
+import grpc_support
 import httpx
 import pytest
 from authz_support import ALICE, BOB, DATA, OPS, POLICY, REGO_FLAGS, client
