@@ -239,10 +239,13 @@ def _doc_claim(claim: dict[str, Any]) -> dict[str, Any]:
         claim.pop("namespace", None)
         claim.pop("key", None)
         kept = []
+        named = set()  # a set claimed at most once per claim
         for item in sets:
             if isinstance(item, dict) and isinstance(item.get("set"), dict):
                 item = {**item, "set": _fit_doc_names(item["set"])}
-                if item["set"].get("namespace") and item["set"].get("key"):
+                name = (item["set"].get("namespace"), item["set"].get("key"))
+                if all(name) and name not in named:
+                    named.add(name)
                     kept.append(item)
         claim["sets"] = kept or [{"set": {"namespace": "fuzz", "key": "fuzz"}}]
         task = claim.get("taskToMatch")
