@@ -493,3 +493,25 @@ async def test_group_b_doc_arrivals_are_absolute(b: httpx.AsyncClient) -> None:
     changed = await modify(b, "w9", docChanges=[change])
     assert changed.status_code == 200, changed.text
     assert changed.json()["changedDocs"][0]["claimant"] == "w9"  # a future arrival holds it
+
+
+async def test_key_exact_at_the_key_length_limit(c: httpx.AsyncClient) -> None:
+    # [k, k + NUL) would end past the 1024-byte limit: the service ends the range at k's
+    # successor instead, which no other key of at most 1024 bytes sorts before.
+    longest = "k" * 1024
+    await insert_docs(
+        c,
+        {"namespace": "n", "id": "at-limit", "key": longest},
+        {"namespace": "n", "id": "shorter", "key": "k" * 1023},
+        {"namespace": "n", "id": "after", "key": "k" * 1023 + "l"},
+        {"namespace": "n", "id": "ff", "key": "\u00ff" * 512},
+    )
+    assert [d["id"] for d in await listed(c, **{"query.namespace": "n", "query.keyExact": longest})] == [
+        "at-limit"
+    ]
+    assert [d["id"] for d in await listed(c, **{"query.namespace": "n", "query.keyExact": "k" * 1023})] == [
+        "shorter"
+    ]
+    assert [
+        d["id"] for d in await listed(c, **{"query.namespace": "n", "query.keyExact": "\u00ff" * 512})
+    ] == ["ff"]

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import entroq_redis
-from entroq_redis._contract import MAX_PAGE
+from entroq_redis._contract import MAX_DOC_KEY_BYTES, MAX_PAGE
 
 from . import schema as _schema
 from .errors import bad_request
@@ -167,8 +167,7 @@ def docs_args(query: Any) -> dict[str, Any]:
     if query.key_exact:
         if key_start or key_end:
             raise bad_request("give keyExact, or keyStart and keyEnd, not both")
-        # [k, k + NUL) holds exactly the key k: no byte string sorts between k and k + NUL.
-        key_start, key_end = query.key_exact, query.key_exact + "\x00"
+        key_start, key_end = query.key_exact, exact_key_end(query.key_exact)
     return {
         "ids": list(query.ids),
         "key_start": key_start,
@@ -176,6 +175,24 @@ def docs_args(query: Any) -> dict[str, Any]:
         "limit": non_negative_limit(query.limit),
         "omit_values": query.omit_values,
     }
+
+
+def exact_key_end(key: str) -> str:
+    """The end of the key range [key, end) that holds exactly ``key``.
+
+    ``key + NUL``: no byte string sorts between a key and the key followed by NUL. A key at the
+    length limit cannot be followed by anything, so there the end is the key's successor
+    (its last byte below 0xFF raised by one, the 0xFF bytes after it dropped): no key of at
+    most MAX_DOC_KEY_BYTES sorts between them either. "" (no bound) if every byte is 0xFF.
+    Keys are bytes to the store (UTF-8, with surrogateescape for bytes that are not).
+    """
+    raw = key.encode("utf-8", "surrogateescape")
+    if len(raw) < MAX_DOC_KEY_BYTES:
+        return key + "\x00"
+    trimmed = raw.rstrip(b"\xff")
+    if not trimmed:
+        return ""
+    return (trimmed[:-1] + bytes([trimmed[-1] + 1])).decode("utf-8", "surrogateescape")
 
 
 def claim_sets(claim: Any) -> tuple[list[entroq_redis.DocSet], entroq_redis.TaskID | None]:

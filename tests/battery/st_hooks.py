@@ -124,8 +124,8 @@ def obey_cross_field_rules(operation: str | None, body: Any) -> Any:
             if isinstance(body.get(name), list):
                 body[name] = body[name][:room]
                 room -= len(body[name])
-    if operation == "ClaimDocs" and isinstance(body.get("claimQuery"), dict):
-        body["claimQuery"] = _doc_claim(dict(body["claimQuery"]))
+    if operation == "ClaimDocs" and isinstance(body.get("claimQuery", {}), dict):
+        body["claimQuery"] = _doc_claim(dict(body.get("claimQuery", {})))
     if operation in ("TryClaim", "Claim") and isinstance(body.get("finish"), list):
         body["finish"] = _unique_by_id(body["finish"], set())
     if "taskId" in body:
@@ -169,7 +169,7 @@ def _obey_doc_rules(body: dict[str, Any]) -> None:
     seen: set[Any] = set()
 
     def once(namespace: Any, doc_id: Any, key: Any = "") -> bool:
-        name = (namespace, doc_id, key if not doc_id else "")
+        name = repr((namespace, doc_id, key if not doc_id else ""))  # any JSON, hashable
         if name in seen:
             return False
         seen.add(name)
@@ -244,7 +244,7 @@ def _doc_claim(claim: dict[str, Any]) -> dict[str, Any]:
             if isinstance(item, dict) and isinstance(item.get("set"), dict):
                 item = {**item, "set": _fit_doc_names(item["set"])}
                 name = (item["set"].get("namespace"), item["set"].get("key"))
-                if all(name) and name not in named:
+                if all(isinstance(n, str) and n for n in name) and name not in named:
                     named.add(name)
                     kept.append(item)
         claim["sets"] = kept or [{"set": {"namespace": "fuzz", "key": "fuzz"}}]
