@@ -350,11 +350,12 @@ async def test_a_doc_record_of_another_format_is_eq_corrupt(
     good = sync_redis.get(keys.doc("ns", "d"))
     sync_redis.set(keys.doc("ns", "d"), b"\x09" + good[1:])
     before = dump(sync_redis, namespace)
-    with pytest.raises(StoreError, match="EQ_CORRUPT"):
-        await redis_eq.modify(inserts=[TaskData("q")], doc_changes=[doc.as_change(content=b"1")])
+    for change in (doc.as_change(content=b"1"), doc.as_change(mode="lease")):
+        with pytest.raises(StoreError, match="EQ_CORRUPT a doc record has format 9"):
+            await redis_eq.modify(inserts=[TaskData("q")], doc_changes=[change])
     assert dump(sync_redis, namespace) == before
     sync_redis.set(keys.doc_set("ns", "k"), b"\x01" + b"\0" * 14)
-    with pytest.raises(StoreError, match="EQ_CORRUPT set lock"):
+    with pytest.raises(StoreError, match="EQ_CORRUPT a doc set lock record has format 1"):
         await redis_eq.modify(doc_inserts=[DocData("ns", id="e", key="k")])
 
 
