@@ -52,6 +52,9 @@ local MAX_DOC_KEY_BYTES = 1024
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
 local SET_RECORD_FORMAT = '>Bi4i8I2c0'
+-- The longest a doc record's fields before the content can be (docs.lua): members of a set
+-- with omit_members are checked on this much of their record, without copying contents.
+local DOC_HEADER_BYTES = 2211
 
 local prefix = ARGV[1]
 if ARGV[2] ~= '2' then
@@ -138,11 +141,13 @@ if task_id ~= '' then
   if not record then
     task_fail('missing', task_id, task_version, task_queue, -1)
   else
-    local format_version, version, task_at, created, modified, claims, attempt, queue, owner =
-      struct.unpack(RECORD_FORMAT, record)
+    -- The format byte first: a record of another format may not even unpack.
+    local format_version = string.byte(record, 1)
     if format_version ~= 1 then
-      return redis.error_reply('EQ_CORRUPT task ' .. task_id .. ' has record format ' .. format_version .. ', this script reads 1')
+      return redis.error_reply('EQ_CORRUPT task ' .. task_id .. ' has record format ' .. tostring(format_version) .. ', this script reads 1')
     end
+    local _, version, task_at, created, modified, claims, attempt, queue, owner =
+      struct.unpack(RECORD_FORMAT, record)
     if task_queue ~= '' and task_queue ~= queue then
       task_fail('missing', task_id, task_version, task_queue, version)
     elseif version ~= task_version then
@@ -163,17 +168,22 @@ for _, set in ipairs(wanted) do
   local lock = redis.call('GET', set.record_key)
   set.version, set.at, set.claimant = 0, 0, ''
   if lock then
-    local format_version, version, lock_at, owner = struct.unpack(SET_RECORD_FORMAT, lock)
+    -- The format byte first: a record of another format may not even unpack.
+    local format_version = string.byte(lock, 1)
     if format_version ~= 3 then
-      return redis.error_reply('EQ_CORRUPT set lock record ' .. set.record_key .. ' has format ' .. format_version .. ', this script reads 3')
+      return redis.error_reply('EQ_CORRUPT set lock record ' .. set.record_key .. ' has format ' .. tostring(format_version) .. ', this script reads 3')
     end
+    local _, version, lock_at, owner =
+      struct.unpack(SET_RECORD_FORMAT, lock)
     set.version, set.at, set.claimant = version, lock_at, owner
     if held_by_other(owner, lock_at) then
       local current = version
       doc_failures[#doc_failures + 1] = {'CLAIM', 'claimed', set.namespace, '', version, current, set.key}
     end
   end
-  local part = (string.gsub(set.key, '%z', '\0\255')) .. '\0\1'
+  local part = set.key
+  if string.find(part, '\0', 1, true) then part = string.gsub(part, '%z', '\0\255') end
+  part = part .. '\0\1'
   local members = redis.call('ZRANGE', prefix .. 'dk:' .. set.namespace, '[' .. part,
     '(' .. string.sub(part, 1, -2) .. '\2', 'BYLEX', 'LIMIT', 0, MAX_PAGE + 1 - total)
   total = total + #members
@@ -188,15 +198,23 @@ for _, set in ipairs(wanted) do
       return redis.error_reply('EQ_CORRUPT doc namespace ' .. set.namespace .. ' has a malformed index entry')
     end
     local id = string.sub(member, secondary_stop + 2)
-    local record = redis.call('GET', record_prefix .. id)
+    local record
+    if set.omit then
+      record = redis.call('GETRANGE', record_prefix .. id, 0, DOC_HEADER_BYTES - 1)
+      if record == '' then record = false end
+    else
+      record = redis.call('GET', record_prefix .. id)
+    end
     if not record then
       return redis.error_reply('EQ_CORRUPT doc namespace ' .. set.namespace .. ' lists doc ' .. id .. ' but its record is missing')
     end
-    local format_version, version, doc_at, created, modified, key, secondary_key, owner, content_start =
-      struct.unpack(DOC_RECORD_FORMAT, record)
+    -- The format byte first: a record of another format may not even unpack.
+    local format_version = string.byte(record, 1)
     if format_version ~= 2 then
-      return redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. format_version .. ', this script reads 2')
+      return redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. tostring(format_version) .. ', this script reads 2')
     end
+    local _, version, doc_at, created, modified, key, secondary_key, owner, content_start =
+      struct.unpack(DOC_RECORD_FORMAT, record)
     if held_by_other(owner, doc_at) then
       local current = version
       doc_failures[#doc_failures + 1] = {'CLAIM', 'claimed', set.namespace, id, version, current, key}

@@ -71,9 +71,10 @@ if after ~= '' then lowest = redis.call('ZLEXCOUNT', index_key, '-', '[' .. afte
 
 -- The smallest string greater than every string that starts with `text`, or nil if none.
 local function successor(text)
-  local trimmed = string.gsub(text, '\255+$', '')
-  if trimmed == '' then return nil end
-  return string.sub(trimmed, 1, -2) .. string.char(string.byte(trimmed, -1) + 1)
+  local last = #text
+  while last > 0 and string.byte(text, last) == 255 do last = last - 1 end
+  if last == 0 then return nil end
+  return string.sub(text, 1, last - 1) .. string.char(string.byte(text, last) + 1)
 end
 
 -- Each prefix is a span of ranks [first, past), each exact name a span of one rank. The spans
