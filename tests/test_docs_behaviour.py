@@ -1,10 +1,9 @@
 """Doc modify semantics (docs-spec, EntroQ reference section 4) through the library only.
 
-Nothing here looks at the store directly, so the same tests can run over every backend: the
-two fixtures below are the only place that names one. They run on the Redis backend for
-now; the service engineer widens them to ``eq`` / ``other`` (every backend) once HTTP and
-gRPC carry docs. Store-level checks (key layout, records, script errors) are in
-tests/test_docs_modify.py.
+Nothing here looks at the store directly, so the same tests run over every backend: the two
+fixtures below are ``eq`` and ``other`` (the Redis store, the HTTP service, the cluster when
+enabled, and the service's gRPC port). Store-level checks (key layout, records, script
+errors) are in tests/test_docs_modify.py.
 
 Contents are small JSON documents, as EntroQ's v1 wire carries them.
 """
@@ -16,7 +15,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import entroq_redis
 from entroq_redis import (
     DependencyError,
     Doc,
@@ -37,16 +35,15 @@ HOUR_MS = 3_600_000
 
 
 @pytest.fixture
-async def docs_eq(redis_eq: EntroQ) -> AsyncIterator[EntroQ]:
-    """The client under test (widen to ``eq`` for every backend)."""
-    yield redis_eq
+async def docs_eq(eq: EntroQ) -> AsyncIterator[EntroQ]:
+    """The client under test, on every backend."""
+    yield eq
 
 
 @pytest.fixture
-async def docs_other(store_url: str, namespace: str) -> AsyncIterator[EntroQ]:
-    """A second claimant in the same namespace (widen to ``other`` for every backend)."""
-    async with entroq_redis.connect(store_url, namespace=namespace) as client:
-        yield client
+async def docs_other(other: EntroQ) -> AsyncIterator[EntroQ]:
+    """A second claimant in the same namespace, on the same backend."""
+    yield other
 
 
 def failures(error: DependencyError) -> list[tuple[str, str, str, str, int, int, str]]:
