@@ -22,6 +22,7 @@ them on deliberately broken copies and prove that each of them can fail.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import pathlib
 import re
 import shutil
@@ -438,7 +439,11 @@ def python_key_suffixes() -> frozenset[str]:
         if isinstance(member, property):
             built = getattr(keys, attribute)
         elif callable(member):
-            built = getattr(keys, attribute)(marker).removesuffix(marker)
+            # One marker per argument; the suffix ends where the first one (or its length
+            # prefix, "<n>:" for a doc namespace) starts.
+            arguments = len(inspect.signature(member).parameters) - 1
+            built = getattr(keys, attribute)(*[marker] * arguments)
+            built = re.sub(rf"(\d+:)?{re.escape(marker)}.*\Z", "", built, flags=re.S)
         else:
             continue
         assert built.startswith(keys.prefix), f"Keys.{attribute} leaves the namespace: {built!r}"
@@ -566,7 +571,7 @@ def check_readme(lua_dir: pathlib.Path, readme: str, python: PythonSide) -> list
     if f"contract {python.version}" not in readme.splitlines()[0]:
         problems.append(f"the README's title does not name contract {python.version}")
 
-    formats = set()
+    formats: dict[str, set[str]] = {}
     limits: dict[str, int] = {}
     for path in sorted(lua_dir.glob("*.lua")):
         source = path.read_text(encoding="utf-8")
@@ -604,16 +609,20 @@ def check_readme(lua_dir: pathlib.Path, readme: str, python: PythonSide) -> list
                     f"{path.name} builds keys {{ns}}:{suffix}..., which the README does not document"
                 )
         for name, token in script_constants(tokens).items():
-            if name == "RECORD_FORMAT":
-                formats.add(token.string_value)
+            if name.endswith("RECORD_FORMAT"):
+                formats.setdefault(name, set()).add(token.string_value)
             elif name.startswith("MAX_"):
                 limits[name] = int(token.text)
 
-    if len(formats) != 1:
-        problems.append(f"the scripts disagree on RECORD_FORMAT: {sorted(formats)}")
-    for record_format in formats:
-        if f"'{record_format}'" not in readme:
-            problems.append(f"the README does not give the record format '{record_format}'")
+    # Each record (task, doc, set lock) has one format, the same in every script that reads it.
+    if "RECORD_FORMAT" not in formats:
+        problems.append("no script declares the task RECORD_FORMAT")
+    for name, values in sorted(formats.items()):
+        if len(values) != 1:
+            problems.append(f"the scripts disagree on {name}: {sorted(values)}")
+        for record_format in sorted(values):
+            if f"'{record_format}'" not in readme:
+                problems.append(f"the README does not give the record format {name} '{record_format}'")
 
     table = {
         row.group(1): int(row.group(2))
@@ -655,7 +664,13 @@ def test_parser_sees_what_the_scripts_hold() -> None:
     assert modify.fixed_argv == set(range(1, 10)) and min(modify.tail_starts) == 10 and modify.problems == []
     queues = parse_header((LUA_DIR / "queues.lua").read_text(encoding="utf-8"))
     assert queues.tail_start == 7
-    assert python_side().key_suffixes == {"queues", "wake", "t:", "q:", "c:", "h:", "m:"}
+    assert python_side().key_suffixes == {
+        *("queues", "wake", "t:", "q:", "c:", "h:", "m:"),
+        *("dn", "d:", "dk:", "dc:", "ds:"),
+    }
+    sets = parse_header((LUA_DIR / "claim_doc_sets.lua").read_text(encoding="utf-8"))
+    assert sets.fixed_argv == set(range(1, 9)) and sets.tail_start == 9 and len(sets.replies) == 2
+    assert [v for _, v in sets.tuples[1][:5]] == ["namespace", "id", "version", "claimant", "at"]
 
 
 # --- The checks can fail: run them on broken copies ------------------------------------------
