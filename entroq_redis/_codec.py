@@ -293,26 +293,6 @@ def decode_queues(reply: Sequence[Any]) -> tuple[bool, list[QueueStats]]:
     return more == 1, stats
 
 
-def _failure_names(kind: bytes, reason: bytes) -> tuple[Any, Any]:
-    kind_text, reason_text = text(kind), text(reason)
-    if kind_text not in _KINDS or reason_text not in _REASONS:
-        raise StoreError(f"a script reported an unknown failure {kind_text}/{reason_text}")
-    return kind_text, reason_text
-
-
-def decode_doc_failures(entries: Sequence[Any]) -> list[DocDependencyFailure]:
-    """Doc failures ``{kind, reason, namespace, id, version, current_version, key}``."""
-    failures = []
-    for kind, reason, namespace, doc_id, version, current, key in entries:
-        kind_text, reason_text = _failure_names(kind, reason)
-        failures.append(
-            DocDependencyFailure(
-                kind_text, reason_text, text(namespace), text(doc_id), version, current, text(key)
-            )
-        )
-    return failures
-
-
 def docs_args(
     keys: Keys,
     namespace: str,
