@@ -104,7 +104,8 @@ def test_pypi_client_docs(version: str, service_url: str) -> None:
         assert contended["doc_claims"] == [[NS, "", 1, "acct/1"]] and contended["has_claimed_docs"]
     elif parsed_doc_ids:
         assert contended["doc_claims"] == [[NS, a, 1, ""], [NS, b, 1, ""]] and contended["has_claimed_docs"]
-    else:
+    else:  # 0.12.4 appends a None per detail without a task id; the message names the docs
+        assert contended["claims"] == [None, None]
         assert a in contended["message"] and b in contended["message"]
     assert "held by another claimant" in contended["message"]
 
@@ -129,7 +130,8 @@ def test_pypi_client_docs(version: str, service_url: str) -> None:
     assert stale["message"].startswith("modification dependency error")
     assert a in stale["message"] and "mismatched" in stale["message"]
     if parsed_doc_ids:
-        assert stale["doc_changes"] == [[NS, a, claimed_version, ""]]
+        # 0.15.0's DocID has a key, and the service names the doc's key too.
+        assert stale["doc_changes"] == [[NS, a, claimed_version, "acct/1" if sets else ""]]
         assert stale["has_missing_docs"] and not stale["has_claimed_docs"]
         assert "changes" not in stale and "collisions" not in stale
     else:
@@ -227,7 +229,8 @@ def _worker(report: dict[str, Any], them: str) -> None:
         ("log", {"done": seen["task"]["id"]}),
         ("state", {"count": 0}),
     ]
-    assert shape(report["worker_after_sets"]) == [(["acct/3"], later + 2, "acct/3", "", None, them)]
+    [after] = report["worker_after_sets"]
+    assert (after["key"], after["claimant"]) == ("acct/3", them) and after["version"] >= later + 2
 
 
 def test_pypi_client_docs_transcript(service_url: str) -> None:

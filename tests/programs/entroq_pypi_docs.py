@@ -345,10 +345,14 @@ async def drive(url: str, transcript: Transcript) -> dict[str, Any]:
         report["other_claim_after_sets"] = [doc_json(s) for s in getattr(theirs, "sets", [])]
         say(docs_text(theirs) + (f"\nsets: {docs_text(theirs.sets)}" if PROTOCOL_2 else ""))
 
-        step("Delete a doc", "await eq.modify(M(M.deleting(zeta)))")
+        step(
+            "Delete a doc, and list what is left",
+            f"await eq.modify(M(M.deleting(zeta))); await eq.docs({NS!r})",
+        )
         await eq.modify(M(M.deleting(zeta)))
-        report["list_end"] = [doc_json(d) for d in await eq.docs(NS)]
-        say(docs_text(await eq.docs(NS)))
+        left = await eq.docs(NS)
+        report["list_end"] = [doc_json(d) for d in left]
+        say(docs_text(left))
 
         if PROTOCOL_2:
             await doc_sets(eq, other, fixed, report, transcript)
@@ -394,13 +398,14 @@ async def doc_sets(eq: Any, other: Any, fixed: Any, report: dict[str, Any], tran
     say(f"{[f'[{s.key}] v{s.version} claimant={s.claimant!r}' for s in released]}")
 
     # taskToMatch: the set is held until the task arrives, read off the task by the store.
-    await eq.modify(M(M.inserting(TaskData("gendocs/match", value="match"))))
-    task = await eq.try_claim("gendocs/match", duration_ms=20000)
     step(
         "Claim a set for a claimed task (taskToMatch): held until the task's arrival",
+        'await eq.modify(M(M.inserting(TaskData("gendocs/match", value="match"))))\n'
         'task = await eq.try_claim("gendocs/match", duration_ms=20000)\n'
         f'await eq.claim_doc_sets([DocClaim({NS!r}, "acct/2")], task_to_match=task)',
     )
+    await eq.modify(M(M.inserting(TaskData("gendocs/match", value="match"))))
+    task = await eq.try_claim("gendocs/match", duration_ms=20000)
     matched = await eq.claim_doc_sets([DocClaim(NS, "acct/2")], task_to_match=task)
     report["match_task"] = task_json(task)
     report["matched"] = [doc_json(d) for d in matched]
@@ -482,7 +487,7 @@ async def worker(url: str, eq: Any, other: Any, report: dict[str, Any], transcri
         seen["task"] = task_json(task)
         seen["docs"] = [doc_json(d) for d in docs]
         seen["held_at_start"] = await held_by_someone()
-        await asyncio.sleep(2.0)  # the renewer runs at 2/3 of the 1.5 s lease
+        await asyncio.sleep(2.4)  # the renewer runs every 2/3 of the 1.5 s lease: twice by now
         seen["held_later"] = await held_by_someone()
         [now] = await other.tasks("gendocs/worker")
         seen["task_version_later"] = now.version
@@ -503,7 +508,7 @@ async def worker(url: str, eq: Any, other: Any, report: dict[str, Any], transcri
     say(
         f"the handler got {[d['id'] + ' v' + str(d['version']) for d in seen['docs']]}\n"
         f"while it worked, another claimant was refused: {json.dumps(seen['held_at_start'])}\n"
-        f"2 s later (renewed with the task, task now v{seen['task_version_later']}): "
+        f"2.4 s later (renewed with the task, task now v{seen['task_version_later']}): "
         f"{json.dumps(seen['held_later'])}\n"
         f"after the handler's commit the set was free: the other claimant took it: "
         f"{[f'[{s.key}] v{s.version}' for s in after.sets]} with {[d.secondary_key for d in after]}"
