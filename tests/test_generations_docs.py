@@ -154,6 +154,10 @@ def test_pypi_client_docs(version: str, service_url: str) -> None:
     if sets:
         assert shape(report["renewed_set"]) == [(["acct/1"], 2, "acct/1", "", None, me)]
         assert shape(report["released"]) == [(["acct/1"], 3, "acct/1", "", None, "")]
+        # The set's old version again (a worker that lost it): a doc change failure naming the
+        # set, which 0.15.0's renewer reads as a lost claim.
+        assert report["stale_set"]["doc_changes"] == [[NS, "", 1, "acct/1"]]
+        assert report["stale_set"]["has_missing_docs"] and "mismatched" in report["stale_set"]["message"]
         assert shape(report["other_claim_after"]) == [
             (a, 1, "acct/1", "a", {"balance": 5}, ""),
             (b, 0, "acct/1", "b", {"balance": 20}, ""),

@@ -333,6 +333,12 @@ async def drive(url: str, transcript: Transcript) -> dict[str, Any]:
             released = (await eq.modify(M(M.arriving(renewed[0], 0)))).docs_changed
             report["released"] = [doc_json(d) for d in released]
             say(docs_text(released))
+            step(
+                "A renewal naming the set's old version (as a worker that lost it would): refused",
+                "await eq.modify(M(M.arriving(held, 60)))",
+            )
+            report["stale_set"] = await refused(lambda: eq.modify(M(M.arriving(held, 60))))
+            say(f"DependencyError {json.dumps(report['stale_set'])}")
         else:
             step("Release the other claimed doc", "await eq.modify(M(M.changing(claimed_b, at=None)))")
             released = (await eq.modify(M(M.changing(claimed_b, at=None)))).docs_changed
