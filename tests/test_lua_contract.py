@@ -428,7 +428,12 @@ class PythonSide:
 
 
 def python_key_suffixes() -> frozenset[str]:
-    """Every suffix entroq_redis._keys.Keys builds after the namespace prefix."""
+    """Every suffix entroq_redis._keys.Keys builds after the namespace prefix.
+
+    A builder is called with a marker for each of its arguments; its suffix is what comes
+    before the first marker, or before the length prefix of a length-prefixed first name
+    (``doc("<name>", "<name>")`` builds ``d:6:<name><name>``, whose suffix is ``d:``).
+    """
     keys = Keys("ns")
     marker = "<name>"
     suffixes = set()
@@ -661,7 +666,7 @@ def test_parser_sees_what_the_scripts_hold() -> None:
     assert len(claim.replies) == 3 and claim.errors == {"EQ_BADARG", "EQ_CONTRACT", "EQ_CORRUPT"}
     assert [v for _, v in claim.tuples[1][:6]] == ["queue", "id", "version", "at", "claimant", "value"]
     modify = analyse_body(tokenize((LUA_DIR / "modify.lua").read_text(encoding="utf-8")))
-    assert modify.fixed_argv == set(range(1, 10)) and min(modify.tail_starts) == 10 and modify.problems == []
+    assert modify.fixed_argv == set(range(1, 14)) and min(modify.tail_starts) == 14 and modify.problems == []
     queues = parse_header((LUA_DIR / "queues.lua").read_text(encoding="utf-8"))
     assert queues.tail_start == 7
     assert python_side().key_suffixes == {
@@ -695,7 +700,7 @@ BREAKAGES: dict[str, tuple[Callable[[pathlib.Path], None], str]] = {
         _edit("claim.lua", "-- ARGV[5]  rank_random", "-- ARGx[5]  rank_random"),
         "fixed ARGV",
     ),
-    "documented ARGV unused": (_edit("modify.lua", "for i = 1, 4 do", "for i = 1, 3 do"), "unused: [9]"),
+    "documented ARGV unused": (_edit("modify.lua", "for i = 1, 8 do", "for i = 1, 7 do"), "unused: [13]"),
     "tail undocumented": (
         _edit("claim.lua", "-- ARGV[8..] finish, queue", "-- queues from 8 on"),
         "no ARGV[k..]",
@@ -722,6 +727,27 @@ BREAKAGES: dict[str, tuple[Callable[[pathlib.Path], None], str]] = {
     ),
     "error undocumented": (_edit("claim.lua", "EQ_CORRUPT <message>  (an", "(an"), "EQ_CORRUPT"),
     "script unlisted": (_add_script, "SCRIPT_NAMES"),
+    "doc limit drifted": (
+        _edit("modify.lua", "MAX_DOC_ID_BYTES = 256", "MAX_DOC_ID_BYTES = 255"),
+        "MAX_DOC_ID_BYTES = 255",
+    ),
+    "new doc key": (_edit("modify.lua", "prefix .. 'dc:' ..", "prefix .. 'dx:' .."), "'dx:'"),
+    "doc count undocumented": (
+        _edit("modify.lua", "-- ARGV[13] n_doc_depends", "-- ARGx[13] n_doc_depends"),
+        "undocumented: [13]",
+    ),
+    "doc failure fields swapped": (
+        _edit(
+            "modify.lua",
+            "{kind, reason, namespace, id, version, current, key}",
+            "{kind, reason, id, namespace, version, current, key}",
+        ),
+        "never built",
+    ),
+    "doc failure undocumented": (
+        _edit("modify.lua", "{0, failures, doc_failures}  each", "{0, failures}  each"),
+        "matches no documented reply",
+    ),
 }
 
 
@@ -747,6 +773,11 @@ def test_checks_catch_a_broken_copy(breakage: str, tmp_path: pathlib.Path) -> No
         ("## 8. queues.lua", "## 8. queue listing", "no section for queues.lua"),
         ("`{ns}:m:<queue>`", "`{ns}:<queue>`", "{ns}:m:"),
         ("'>Bi4i8i8i8i4i4I2c0I2c0I4c0'", "'>Bi4i8i8i8i4i4'", "record format"),
+        ("'>Bi4i8i8i8I2c0I2c0I2c0'", "'>Bi4i8i8i8I2c0'", "DOC_RECORD_FORMAT"),
+        ("`'>Bi4i8I2c0'`", "`'>Bi4i8'`", "SET_RECORD_FORMAT"),
+        ("| `MAX_DOC_KEY_BYTES` | 1024 |", "| `MAX_DOC_KEY_BYTES` | 1023 |", "MAX_DOC_KEY_BYTES"),
+        ("`{ns}:ds:<lp(dns)><key>`", "`{ns}:<lp(dns)><key>`", "{ns}:ds:"),
+        ("| `ARGV[13]` | n_doc_depends |", "| n_doc_depends |", "README table for modify.lua"),
         ("`EQ_CORRUPT <message>`", "`CORRUPT <message>`", "EQ_CORRUPT"),
     ],
 )
