@@ -6,7 +6,9 @@ tests/programs/entroq_pypi_docs.py through its public API: docs inserted in one 
 task, listed (key range, exact key, ids, limit, values omitted), claimed, changed in ONE modify
 with a claimed task, a stale doc change refused (the client's DependencyError naming the doc,
 and nothing of that modify written), a doc held by another refused, released, claimed by
-another claimant, deleted. 0.15.0 also: several sets claimed at once (``omitMembers``, an empty
+another claimant, deleted. 0.12.4 and 0.14.0 also: their ``EntroQWorker`` taking the docs of
+the task's key, renewing them with the task, and committing the handler's doc change with the
+task's outcome. 0.15.0 also: several sets claimed at once (``omitMembers``, an empty
 set), renewed and released by ``Modification.arriving(set, ...)``, ``taskToMatch`` (the set
 held until the task's arrival; a stale task or another's refused, nothing claimed), and its
 ``EntroQWorker`` holding a set, renewed with the task, while the handler works, and releasing
@@ -174,6 +176,8 @@ def test_pypi_client_docs(version: str, service_url: str) -> None:
     if sets:
         _doc_sets(report, me, them, fixed)
         _worker(report, them)
+    else:
+        _worker_by_key(report, me)
 
 
 def _doc_sets(report: dict[str, Any], me: str, them: str, fixed: str) -> None:
@@ -235,6 +239,28 @@ def _worker(report: dict[str, Any], them: str) -> None:
     ]
     [after] = report["worker_after_sets"]
     assert (after["key"], after["claimant"]) == ("acct/3", them) and after["version"] >= later + 2
+
+
+def _worker_by_key(report: dict[str, Any], me: str) -> None:
+    """0.12.4's and 0.14.0's EntroQWorker: the docs its selector names are claimed by key, renewed
+    with the task (full changes, absolute arrivals) while the handler outlives the lease, and the
+    handler's doc change commits with the task's deletion at the versions the renewals left."""
+    seen = report["worker"]
+    assert seen["task"]["value"] == {"key": "acct/3"}
+    [state] = seen["docs"]
+    assert (state["key"], state["secondary_key"], state["version"], state["claimant"]) == (
+        "acct/3",
+        "state",
+        1,
+        me,
+    )
+    [later] = seen["docs_later"]
+    assert later["version"] > 1 and later["claimant"] == me and later["content"] == {"count": 0}
+    assert seen["task_version_later"] > seen["task"]["version"]
+    assert report["worker_left"] == 0
+    [after] = report["worker_after"]
+    assert (after["id"], after["content"], after["claimant"]) == (state["id"], {"count": 1}, "")
+    assert after["version"] > later["version"]
 
 
 def test_pypi_client_docs_transcript(service_url: str) -> None:

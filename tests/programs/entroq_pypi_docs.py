@@ -15,7 +15,9 @@ Every release: docs inserted in one modify with a task; listed by key range, exa
 limit and with values omitted; claimed by key; a claimed doc and a claimed task changed in ONE
 modify (with a doc depend); a stale doc change refused (the client's DependencyError, and
 nothing of that modify written); a doc held by another refused; released, claimed by another,
-deleted. 0.15.0 (protocol 2) also: doc sets claimed several at once with ``omitMembers``,
+deleted. 0.12.4 and 0.14.0 also: their ``EntroQWorker`` taking a task's docs by key, renewing
+them with the task and committing the handler's doc change with the task's outcome. 0.15.0
+(protocol 2) also: doc sets claimed several at once with ``omitMembers``,
 renewed and released by ``Modification.arriving(set, ...)``, claimed with ``taskToMatch``
 (and refused for a stale task or one the caller does not hold), and its ``EntroQWorker``
 holding a set, renewed with the task, while its handler works.
@@ -64,6 +66,17 @@ def doc_json(doc: Any) -> dict[str, Any]:
 def ref(doc: Any) -> str:
     """A doc as "id vN", a doc set (a Doc with no id) as "[key] vN"."""
     return f"{doc.id or '[' + doc.key + ']'} v{doc.version}"
+
+
+def docs_text(docs: Any) -> str:
+    return (
+        "\n".join(
+            f"{d.namespace}/{ref(d)} key={d.key!r} skey={d.secondary_key!r} "
+            f"content={json.dumps(d.content)} claimant={d.claimant!r}"
+            for d in docs
+        )
+        or "(none)"
+    )
 
 
 def task_json(task: Any) -> dict[str, Any]:
@@ -185,16 +198,6 @@ async def drive(url: str, transcript: Transcript) -> dict[str, Any]:
     transcript.watch(other)
     step = transcript.step
     say = transcript.outcome
-
-    def docs_text(docs: Any) -> str:
-        return (
-            "\n".join(
-                f"{d.namespace}/{ref(d)} key={d.key!r} skey={d.secondary_key!r} "
-                f"content={json.dumps(d.content)} claimant={d.claimant!r}"
-                for d in docs
-            )
-            or "(none)"
-        )
 
     try:
         step("Check the server (0.15 probes its protocols first)", "await eq.time()")
@@ -363,6 +366,8 @@ async def drive(url: str, transcript: Transcript) -> dict[str, Any]:
         if PROTOCOL_2:
             await doc_sets(eq, other, fixed, report, transcript)
             await worker(url, eq, other, report, transcript)
+        else:
+            await worker_by_key(eq, other, report, transcript)
     finally:
         for client in (eq, other):
             await client.aclose()
@@ -470,7 +475,7 @@ async def worker(url: str, eq: Any, other: Any, report: dict[str, Any], transcri
 
     step, say = transcript.step, transcript.outcome
     step(
-        "EntroQWorker: a handler whose selector takes the task's doc set; it runs past the 1.5 s lease",
+        "EntroQWorker: a handler whose selector takes the task's doc set; it runs past the 3 s lease",
         'await eq.modify(M(M.inserting(TaskData("gendocs/worker", value={"key": "acct/3"})),\n'
         f'    M.inserting(DocData({NS!r}, "acct/3", "state", {{"count": 0}}))))\n'
         "@process.selector -> [DocClaim(NS, task.value['key'])]\n"
@@ -493,7 +498,7 @@ async def worker(url: str, eq: Any, other: Any, report: dict[str, Any], transcri
         seen["task"] = task_json(task)
         seen["docs"] = [doc_json(d) for d in docs]
         seen["held_at_start"] = await held_by_someone()
-        await asyncio.sleep(2.4)  # the renewer runs every 2/3 of the 1.5 s lease: twice by now
+        await asyncio.sleep(3.0)  # the renewer runs every 2/3 of the 3 s lease: once by now, halfway
         seen["held_later"] = await held_by_someone()
         [now] = await other.tasks("gendocs/worker")
         seen["task_version_later"] = now.version
@@ -505,7 +510,7 @@ async def worker(url: str, eq: Any, other: Any, report: dict[str, Any], transcri
     async def process(task: Any) -> Any:
         return [DocClaim(NS, task.value["key"])]
 
-    await asyncio.wait_for(EntroQWorker(eq, "gendocs/worker", claim_duration_s=1.5).run(process), 30)
+    await asyncio.wait_for(EntroQWorker(eq, "gendocs/worker", claim_duration_s=3.0).run(process), 30)
     report["worker"] = seen
     report["worker_left"] = len(await eq.tasks("gendocs/worker"))
     after = await other.claim_doc_sets([DocClaim(NS, "acct/3")])
@@ -514,10 +519,66 @@ async def worker(url: str, eq: Any, other: Any, report: dict[str, Any], transcri
     say(
         f"the handler got {[d['id'] + ' v' + str(d['version']) for d in seen['docs']]}\n"
         f"while it worked, another claimant was refused: {json.dumps(seen['held_at_start'])}\n"
-        f"2.4 s later (renewed with the task, task now v{seen['task_version_later']}): "
+        f"3 s later (renewed with the task, task now v{seen['task_version_later']}): "
         f"{json.dumps(seen['held_later'])}\n"
         f"after the handler's commit the set was free: the other claimant took it: "
         f"{[f'[{s.key}] v{s.version}' for s in after.sets]} with {[d.secondary_key for d in after]}"
+    )
+
+
+async def worker_by_key(eq: Any, other: Any, report: dict[str, Any], transcript: Transcript) -> None:
+    """0.12.4 and 0.14.0: their worker claims the docs a task's selector names by key, renews
+    them with the task (full changes with an absolute arrival, every half lease) while the
+    handler runs past the lease, and commits the handler's doc change with the task's outcome
+    at the versions the renewals left."""
+    from entroq.worker import DocClaim, EntroQWorker, StopWorker
+
+    step, say = transcript.step, transcript.outcome
+    step(
+        "EntroQWorker: a handler whose selector takes the docs of the task's key; it runs past the 3 s lease",
+        'await eq.modify(M(M.inserting(TaskData("gendocs/worker", value={"key": "acct/3"})),\n'
+        f'    M.inserting(DocData({NS!r}, "acct/3", "state", {{"count": 0}}))))\n'
+        "@process.selector -> [DocClaim(NS, task.value['key'])]\n"
+        'handler: returns M(M.deleting(task), M.changing(doc, content={"count": 1}));\n'
+        "finisher: raise StopWorker",
+    )
+    await eq.modify(
+        M(
+            M.inserting(TaskData("gendocs/worker", value={"key": "acct/3"})),
+            M.inserting(DocData(NS, "acct/3", "state", {"count": 0})),
+        )
+    )
+    seen: dict[str, Any] = {}
+
+    @EntroQWorker.handler
+    async def process(task: Any, docs: Any) -> Any:
+        seen["task"] = task_json(task)
+        seen["docs"] = [doc_json(d) for d in docs]
+        await asyncio.sleep(2.2)  # the renewer runs every half lease (1.5 s): once by now, halfway
+        seen["docs_later"] = [doc_json(d) for d in await other.docs(NS, key_exact="acct/3")]
+        [now] = await other.tasks("gendocs/worker")
+        seen["task_version_later"] = now.version
+        [doc] = docs
+        return M(M.deleting(task), M.changing(doc, content={"count": 1}))
+
+    @process.selector  # type: ignore[no-redef]
+    async def process(task: Any) -> Any:
+        return [DocClaim(NS, task.value["key"])]
+
+    @process.finisher  # type: ignore[no-redef]
+    async def process(task: Any, docs: Any) -> None:
+        raise StopWorker()
+
+    await asyncio.wait_for(EntroQWorker(eq, "gendocs/worker", claim_duration_s=3.0).run(process), 30)
+    report["worker"] = seen
+    report["worker_left"] = len(await eq.tasks("gendocs/worker"))
+    after = await other.docs(NS, key_exact="acct/3")
+    report["worker_after"] = [doc_json(d) for d in after]
+    say(
+        f"the handler got {[(d['id'], d['version'], d['claimant']) for d in seen['docs']]}\n"
+        f"2.2 s later (renewed with the task, task now v{seen['task_version_later']}): "
+        f"{[(d['id'], d['version'], d['claimant']) for d in seen['docs_later']]}\n"
+        f"after the commit: {docs_text(after)}"
     )
 
 
