@@ -5,6 +5,9 @@
     python entroq_pypi_docs.py URL --transcript  -> the same run as a readable transcript: each
                                                     client call, the HTTP exchanges it made, and
                                                     what the client made of the answer
+    python entroq_pypi_docs.py URL --member-change [--transcript]
+                                                 -> 0.15.0 only: its worker committing a change
+                                                    to a member doc it claimed (member_change)
 
 Runs in a throwaway virtualenv holding only that ``entroq`` release and httpx (never this
 project), through the client's public API only, as its users write it; the transcript watches
@@ -582,12 +585,73 @@ async def worker_by_key(eq: Any, other: Any, report: dict[str, Any], transcript:
     )
 
 
-async def main(url: str, readable: bool) -> int:
+async def member_change(url: str, transcript: Transcript) -> dict[str, Any]:
+    """0.15.0 (--member-change): its worker commits a handler's change to a member doc of the
+    set it claimed. Its ``_fix_versions`` names that member at the SET's version, the only
+    version a member has in EntroQ 1.13's doc groups (pkg/backend/internal/docgroup): every
+    write to a group, claims and renewals included, moves one version its members carry. A
+    commit the service refuses is logged by the worker ("Dependency error, continuing"), which
+    then claims again: the log line stops it here, so the outcome is known without waiting."""
+    import logging
+
+    from entroq.types import DocClaim
+    from entroq.worker import EntroQWorker
+
+    report: dict[str, Any] = {"entroq": VERSION}
+    eq = EntroQJSON(url)
+    transcript.watch(eq)
+    step, say = transcript.step, transcript.outcome
+    refusals: list[str] = []
+    try:
+        step(
+            "EntroQWorker: the handler changes the member doc its selector claimed",
+            'await eq.modify(M(M.inserting(TaskData("gendocs/member", value={"key": "acct/4"})),\n'
+            f'    M.inserting(DocData({NS!r}, "acct/4", "state", {{"count": 0}}))))\n'
+            "@process.selector -> [DocClaim(NS, task.value['key'])]\n"
+            'handler: [doc] = docs; return M(M.deleting(task), M.changing(doc, content={"count": 1}),\n'
+            "    then_stop=True)",
+        )
+        await eq.modify(
+            M(
+                M.inserting(TaskData("gendocs/member", value={"key": "acct/4"})),
+                M.inserting(DocData(NS, "acct/4", "state", {"count": 0})),
+            )
+        )
+        worker = EntroQWorker(eq, "gendocs/member", claim_duration_s=30.0)
+
+        class Refused(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.getMessage().startswith("Dependency error, continuing"):
+                    refusals.append(record.getMessage())
+                    worker.stop()
+
+        logging.getLogger().addHandler(Refused())
+
+        @EntroQWorker.handler
+        async def process(task: Any, docs: Any) -> Any:
+            [doc] = docs
+            return M(M.deleting(task), M.changing(doc, content={"count": 1}), then_stop=True)
+
+        @process.selector  # type: ignore[no-redef]
+        async def process(task: Any) -> Any:
+            return [DocClaim(NS, task.value["key"])]
+
+        await asyncio.wait_for(worker.run(process), 30)
+        report["refused"] = refusals
+        report["member_after"] = [doc_json(d) for d in await eq.docs(NS, key_exact="acct/4")]
+        report["tasks_left"] = len(await eq.tasks("gendocs/member"))
+        say(f"refused: {refusals}\nafter: {docs_text(await eq.docs(NS, key_exact='acct/4'))}")
+    finally:
+        await eq.aclose()
+    return report
+
+
+async def main(url: str, readable: bool, scenario: str) -> int:
     transcript = Transcript()
     failed: BaseException | None = None
     report: dict[str, Any] = {}
     try:
-        report = await drive(url, transcript)
+        report = await (member_change if scenario == "member-change" else drive)(url, transcript)
     except Exception as exc:  # reported with the step it stopped at, for the test to show
         failed = exc
     if readable:
@@ -607,4 +671,9 @@ async def main(url: str, readable: bool) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1], "--transcript" in sys.argv[2:])))
+    flags = sys.argv[2:]
+    sys.exit(
+        asyncio.run(
+            main(sys.argv[1], "--transcript" in flags, "member-change" if "--member-change" in flags else "")
+        )
+    )
