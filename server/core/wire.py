@@ -52,7 +52,7 @@ def parse_dict(body: Any, message: str, values: ValueEncoding = BASE64) -> Any:
     _check_enums(body, descriptor, message)
     if message == "ModifyRequest":
         if values == JSON:
-            _store_values(body)
+            body = _stored_values(body)
         else:
             _check_base64_values(body)
     try:
@@ -158,16 +158,40 @@ def _check_base64_values(body: dict[str, Any]) -> None:
             )
 
 
-def _store_values(body: dict[str, Any]) -> None:
-    """Swaps a ModifyRequest body's JSON values and contents for base64 of their stored bytes,
-    in place (each request's body is decoded afresh), so ``json_format`` reads them into the
-    ``bytes`` fields."""
-    for data, field in _value_holders(body):
-        try:
-            stored = _values.json_to_bytes(data[field])
-        except ValueError as exc:
-            raise bad_request(f"invalid {field}: {exc}") from None
-        data[field] = base64.b64encode(stored).decode()
+def _stored(data: dict[str, Any], field: str) -> dict[str, Any]:
+    """A copy of a TaskData or DocData JSON object with its JSON value (``field``) replaced by
+    base64 of the stored bytes."""
+    if field not in data:
+        return data
+    try:
+        stored = _values.json_to_bytes(data[field])
+    except ValueError as exc:
+        raise bad_request(f"invalid {field}: {exc}") from None
+    return {**data, field: base64.b64encode(stored).decode()}
+
+
+def _stored_values(body: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a ModifyRequest JSON object whose JSON values and doc contents are swapped for
+    their stored bytes (base64), so ``json_format`` reads them into the ``bytes`` fields. The
+    caller's objects are left as they are."""
+    body = dict(body)
+    for lists, data_names, field in _VALUE_PLACES:
+        for name in lists:
+            if not isinstance(body.get(name), list):
+                continue
+            items = []
+            for item in body[name]:
+                if isinstance(item, dict):
+                    if data_names is None:
+                        item = _stored(item, field)
+                    else:
+                        item = {
+                            key: _stored(v, field) if key in data_names and isinstance(v, dict) else v
+                            for key, v in item.items()
+                        }
+                items.append(item)
+            body[name] = items
+    return body
 
 
 def _check_enums(body: Any, descriptor: Descriptor, path: str) -> None:
