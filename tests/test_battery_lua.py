@@ -40,7 +40,7 @@ def test_no_write_before_the_last_check(script: str) -> None:
     writes, checks, problems = analyse((LUA / f"{script}.lua").read_text())
     assert problems == []
     assert checks, "the lint found no checks at all: it no longer understands the script"
-    if script in ("claim", "claim_id", "modify"):
+    if script in ("claim", "claim_id", "modify", "claim_docs", "claim_doc_sets"):
         assert writes, "the lint found no writes at all: it no longer understands the script"
 
 
@@ -59,6 +59,23 @@ BREAKAGES = {
         "claim",
         "if chosen == nil then\n  apply_finish()",
         "if chosen == nil then\n  apply_finish()\n  if n_finish > 5 then return bad('late') end",
+    ),
+    "doc-claim-writes-before-its-refusal": (
+        "claim_docs",
+        "if #failures > 0 then return {0, failures} end",
+        "redis.call('ZADD', prefix .. 'dc:' .. namespace, 0, 'x')\n"
+        "if #failures > 0 then return {0, failures} end",
+    ),
+    "set-claim-writes-before-its-refusal": (
+        "claim_doc_sets",
+        "if #task_failures > 0 or #doc_failures > 0 then return {0, task_failures, doc_failures} end",
+        "redis.call('SET', wanted[1].record_key, 'x')\n"
+        "if #task_failures > 0 or #doc_failures > 0 then return {0, task_failures, doc_failures} end",
+    ),
+    "set-claim-writes-before-a-later-set-is-checked": (
+        "claim_doc_sets",
+        "  local lock = redis.call('GET', set.record_key)",
+        "  redis.call('SET', set.record_key, 'x')\n  local lock = redis.call('GET', set.record_key)",
     ),
     "write-before-a-raising-call": (
         "modify",
