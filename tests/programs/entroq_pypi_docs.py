@@ -310,12 +310,10 @@ async def drive(url: str, transcript: Transcript) -> dict[str, Any]:
             "Nothing of it was written",
             f'await eq.docs({NS!r}, ids=[doc_a.id]); await eq.tasks("gendocs/never")',
         )
-        report["after_stale_doc"] = [doc_json(d) for d in await eq.docs(NS, ids=[doc_a.id])]
+        unchanged = await eq.docs(NS, ids=[doc_a.id])
+        report["after_stale_doc"] = [doc_json(d) for d in unchanged]
         report["after_stale_tasks"] = [task_json(t) for t in await eq.tasks("gendocs/never")]
-        say(
-            docs_text(await eq.docs(NS, ids=[doc_a.id]))
-            + f"\ntasks in gendocs/never: {report['after_stale_tasks']}"
-        )
+        say(f"{docs_text(unchanged)}\ntasks in gendocs/never: {report['after_stale_tasks']}")
 
         step(
             "Another claimant changing a doc this one holds: refused",
