@@ -11,8 +11,9 @@ the gRPC call at once (the service sees CANCELLED and ends the wait).
 
 The v1 schema in tests/protos carries entroq-redis's additions that EntroQ's clients ignore
 (``TaskData.by_ms``, ``TaskChange.mode``, ``ClaimRequest.finish``, ``ModifyDep.reason`` and
-``current_version``), so relative arrivals, change modes, finish-and-claim and the failure
-reasons travel exactly as over HTTP. What v1 cannot say is bytes: its values are
+``current_version``, and the doc fields numbered from 100: ``DocID.key``, ``DocChange.mode``,
+``DocClaim.sets`` and ``task_to_match``...), so relative arrivals, change modes, finish-and-claim,
+doc sets and the failure reasons travel exactly as over HTTP. Doc contents are values too. What v1 cannot say is bytes: its values are
 ``google.protobuf.Value``. A library value is sent as a string Value holding its UTF-8 text (the
 service stores that string's JSON text) and a string Value reads back as its text, so every
 UTF-8 value round-trips exactly; other JSON kinds (written by JSON-era clients) read as their
