@@ -21,3 +21,9 @@ MAX_AT_MS = 99_999_999_999_999
 MAX_INT32 = 2**31 - 1
 
 SCRIPT_NAMES = ("claim", "claim_id", "modify", "tasks", "queues", "time")
+
+# The document store (contract 2): byte lengths of a doc's names; contents share the value
+# limits above (MAX_VALUE_BYTES each, MAX_TOTAL_BYTES with the task values and errs).
+MAX_DOC_NAMESPACE_BYTES = 1024
+MAX_DOC_ID_BYTES = 256
+MAX_DOC_KEY_BYTES = 1024

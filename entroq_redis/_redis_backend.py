@@ -74,8 +74,10 @@ def _wrote(name: str, reply: Any, args: list[_codec.Arg]) -> bool:
     if name == "claim_id":
         return bool(reply[0] == 1)
     if name == "modify":
-        # Applied, with at least one insert, change or delete (ARGV[6..8]).
-        return bool(reply[0] == 1 and int(args[5]) + int(args[6]) + int(args[7]) > 0)
+        # Applied, with at least one insert, change or delete of a task (ARGV[6..8]) or a doc
+        # (ARGV[10..12]).
+        writes = sum(int(args[i]) for i in (5, 6, 7, 9, 10, 11))
+        return bool(reply[0] == 1 and writes > 0)
     return False
 
 
@@ -308,14 +310,23 @@ class RedisBackend:
         doc_deletes: Sequence[DocID] = (),
         doc_depends: Sequence[DocID] = (),
     ) -> ModifyResult:
-        if doc_inserts or doc_changes or doc_deletes or doc_depends:
-            raise NotImplementedError("docs: being built (issue 16)")
-        id_seed = secrets.token_hex(16) if any(not d.id for d in inserts) else ""
+        generates = any(not d.id for d in inserts) or any(not d.id for d in doc_inserts)
+        id_seed = secrets.token_hex(16) if generates else ""
         args = _codec.modify_args(
-            self.keys, claimant, id_seed, self._notify, inserts, changes, deletes, depends
+            self.keys,
+            claimant,
+            id_seed,
+            self._notify,
+            inserts,
+            changes,
+            deletes,
+            depends,
+            doc_inserts,
+            doc_changes,
+            doc_deletes,
+            doc_depends,
         )
-        inserted, changed = _codec.decode_modify(await self._call("modify", args, mutates=True))
-        return ModifyResult(inserted, changed)
+        return _codec.decode_modify(await self._call("modify", args, mutates=True))
 
     async def tasks(
         self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool
