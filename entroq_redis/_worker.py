@@ -139,7 +139,8 @@ class Worker:
         eq: The client to work through (Redis or HTTP backend). The worker claims under its
             own claimant ID (``claimant_id``, random by default), not the client's.
         queues: Queues to claim from (each with a task is equally likely).
-        handler: Called with each claimed task.
+        handler: Called with each claimed task (and, with ``take_docs``, the
+            :class:`TakenDocs` claimed for it).
         lease_ms: Claim duration; renewed every ``lease_ms / 2`` while the handler runs.
         concurrency: Tasks handled at once.
         max_attempts: Quarantine a task when a failure brings its attempt to this (0 = never).

@@ -165,9 +165,12 @@ def retry_change(
 def contention_change(task: Task, delay_ms: int) -> TaskChange:
     """Puts ``task`` back for ``delay_ms``: a doc set it needs is held by someone else.
 
-    Not a failure of the task: attempt and err stay as they are.
+    Not a failure of the task: attempt and err stay as they are. A lease-mode change moves
+    only the arrival, so the value need not travel again.
     """
-    return task.as_change(delay_ms=delay_ms)
+    return TaskChange(
+        task.id, task.version, task.queue, old_queue=task.queue, delay_ms=delay_ms, mode="lease"
+    )
 
 
 def release_change(task: Task) -> TaskChange:

@@ -155,7 +155,10 @@ async def test_docs_are_handed_in_and_committed_with_the_task(
         ("owner", b"ann", 0),
     ]
     [retried] = await eq.tasks("pay")
-    assert retried.attempt == 1 and "doc balance-a2 in doc namespace 'accounts' is at version 0, not 1" in retried.err
+    assert (
+        retried.attempt == 1
+        and "doc balance-a2 in doc namespace 'accounts' is at version 0, not 1" in retried.err
+    )
     # Both sets were released in the modify of their task's outcome.
     assert await set_is_free(other, "accounts", "a1")
     assert await set_is_free(other, "accounts", "a2")
