@@ -152,7 +152,8 @@ class Worker:
         max_tasks: Stop after claiming this many tasks (None = run until stopped).
         claim_error_delay_s: Pause after a claim fails (store or service unreachable).
         on_event: Called (on the event loop) with a :class:`WorkerEvent` per claimed task.
-        claimant_id: Claimant ID for this worker's claims and commits.
+        claimant_id: Claimant ID for this worker's claims and commits (with ``take_docs``,
+            each slot claims as ``<claimant_id>/<slot number>``: see ``_slot_client``).
         take_docs: Called with each claimed task (plain or async), returns the doc sets the
             task needs: :class:`DocNeed` (with the doc IDs that must exist), ``DocSet`` or
             ``(doc_namespace, key)`` items. They are claimed with the task (all or nothing,
@@ -234,8 +235,8 @@ class Worker:
         async with anyio.create_task_group() as supervisor:
             supervisor.start_soon(self._enforce_grace)
             async with anyio.create_task_group() as slots:
-                for _ in range(self.concurrency):
-                    slots.start_soon(self._slot)
+                for index in range(self.concurrency):
+                    slots.start_soon(self._slot, self._slot_client(index))
                 task_status.started()
             supervisor.cancel_scope.cancel()
 
@@ -284,20 +285,31 @@ class Worker:
         self._budget -= 1
         return True
 
-    async def _slot(self) -> None:
+    def _slot_client(self, index: int) -> EntroQ:
+        """The client a slot claims and commits through.
+
+        With ``take_docs`` each slot is a claimant of its own (``<claimant_id>/<index>``): a
+        claimant may re-claim a doc set it holds, so two slots sharing one claimant could
+        both take the same set at once (and each invalidate the other's lock versions).
+        """
+        if self.take_docs is None:
+            return self.eq
+        return self.eq.as_claimant(f"{self.claimant_id}/{index}")
+
+    async def _slot(self, eq: EntroQ) -> None:
         # A plain success (the handler returned None) is not committed on its own: the
         # delete rides on this slot's next claim (finish-and-claim, one store call).
         pending: _PendingDelete | None = None
         while not self._stop_requested and self._take_budget():
             task: Task | None = None
             if pending is not None:
-                task = await self._finish_and_try_claim(pending)
+                task = await self._finish_and_try_claim(eq, pending)
                 pending = None
             if task is None:
                 with anyio.CancelScope() as scope:
                     self._claim_scopes.add(scope)
                     try:
-                        task = await self.eq.claim(self.queues, self.lease_ms)
+                        task = await eq.claim(self.queues, self.lease_ms)
                     except Exception as exc:
                         log.warning("claim from %s failed (%s); retrying", self.queues, exc)
                         await anyio.sleep(self.claim_error_delay_s)
@@ -308,19 +320,19 @@ class Worker:
                     self._budget += 1
                 continue
             try:
-                pending = await self._process(task)
+                pending = await self._process(eq, task)
             except Exception:
                 # Never reached by design; a bug here must not end the worker.
                 log.exception("internal error handling task %s", task.id)
         if pending is not None:
             # Stopping or out of budget: commit the last success on its own.
-            await self._commit_outcome(pending.held, None, pending.event)
+            await self._commit_outcome(eq, pending.held, None, pending.event)
 
-    async def _finish_and_try_claim(self, pending: _PendingDelete) -> Task | None:
+    async def _finish_and_try_claim(self, eq: EntroQ, pending: _PendingDelete) -> Task | None:
         """Deletes a finished task and claims the next one in one call (None: nothing claimed)."""
         try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S) as timeout:
-                task = await self.eq.try_claim(self.queues, self.lease_ms, finish=[pending.held])
+                task = await eq.try_claim(self.queues, self.lease_ms, finish=[pending.held])
             if timeout.cancelled_caught:
                 pending.event("failed", message="commit timed out; the task returns when its lease runs out")
                 return None
@@ -329,7 +341,7 @@ class Worker:
             return None
         except Exception as exc:
             log.warning("finish-and-claim failed (%s); committing on its own", exc)
-            await self._commit_outcome(pending.held, None, pending.event)
+            await self._commit_outcome(eq, pending.held, None, pending.event)
             return None
         pending.event("done")
         return task
@@ -389,7 +401,7 @@ class Worker:
                 self._handler_scopes.discard(scope)
         return False, None
 
-    async def _process(self, task: Task) -> _PendingDelete | None:
+    async def _process(self, eq: EntroQ, task: Task) -> _PendingDelete | None:
         """Takes the task's docs, runs the handler under a renewed lease and commits its outcome.
 
         Returns the held task when the outcome is a plain delete the caller may combine
@@ -403,12 +415,12 @@ class Worker:
 
         if self.max_claims and task.claims > self.max_claims:
             message = f"claimed {task.claims} times without finishing (max_claims {self.max_claims})"
-            await self._commit_outcome(task, MoveTaskError(message), event)
+            await self._commit_outcome(eq, task, MoveTaskError(message), event)
             return None
         taken: TakenDocs | None = None
         first_renewal_s: float | None = None
         if self.take_docs is not None:
-            taken = await self._take_docs(task, event)
+            taken = await self._take_docs(eq, task, event)
             if taken is None:
                 return None  # its outcome is written already
             # The task's lease has run since the claim: renew half a lease after it.
@@ -419,14 +431,14 @@ class Worker:
         try:
             try:
                 async with hold_lease(
-                    self.eq, task, self.lease_ms, sets=held_sets, first_renewal_s=first_renewal_s
+                    eq, task, self.lease_ms, sets=held_sets, first_renewal_s=first_renewal_s
                 ) as lease:
                     finished, outcome = await self._run_handler(task, taken)
             except DependencyError as exc:
                 needs_release = False
                 event("lost", message=str(exc))
                 if lease is not None and lease.sets:
-                    await self._release_sets_quietly(lease.sets)
+                    await self._release_sets_quietly(eq, lease.sets)
                 return None
             held, held_sets = lease.task, lease.sets
             if not finished:
@@ -434,16 +446,16 @@ class Worker:
             needs_release = False
             if outcome is None and not self._stop_requested and not held_sets:
                 return _PendingDelete(held, event)
-            await self._commit_outcome(held, outcome, event, held_sets)
+            await self._commit_outcome(eq, held, outcome, event, held_sets)
             return None
         finally:
             if needs_release:
                 if lease is not None:
                     # Cancelled from outside: the lease's versions are the ones we hold.
                     held, held_sets = lease.task, lease.sets
-                await self._release(held, event, held_sets)
+                await self._release(eq, held, event, held_sets)
 
-    async def _take_docs(self, task: Task, event: Callable[..., None]) -> TakenDocs | None:
+    async def _take_docs(self, eq: EntroQ, task: Task, event: Callable[..., None]) -> TakenDocs | None:
         """Claims the doc sets ``task`` needs, tied to its lease.
 
         Returns what to hand the handler, or None when the task's outcome has been written
@@ -458,61 +470,63 @@ class Worker:
                 items = await cast(Awaitable[Iterable[DocNeedLike]], items)
             needs: list[DocNeed] = normalize_needs(cast(Iterable[DocNeedLike], items))
         except Exception as exc:
-            await self._commit_outcome(task, exc, event)
+            await self._commit_outcome(eq, task, exc, event)
             return None
         if not needs:
             return TakenDocs([], [])
         try:
-            claimed = await self.eq.claim_doc_sets(claim_request(needs), self.lease_ms, task_to_match=task)
+            claimed = await eq.claim_doc_sets(claim_request(needs), self.lease_ms, task_to_match=task)
         except DependencyError as exc:
             if exc.failures:
                 # The task itself: no longer held by us at this version (its lease ran out).
                 event("lost", message=str(exc))
                 return None
-            await self._put_back(task, f"doc contention: {exc}", event)
+            await self._put_back(eq, task, f"doc contention: {exc}", event)
             return None
         except InvalidArgumentError as exc:
             # Too many sets or members, a bad namespace: no retry can make it work.
-            await self._commit_outcome(task, MoveTaskError(f"cannot take its docs: {exc}"), event)
+            await self._commit_outcome(eq, task, MoveTaskError(f"cannot take its docs: {exc}"), event)
             return None
         except Exception as exc:
-            await self._put_back(task, f"taking its docs failed: {exc}", event)
+            await self._put_back(eq, task, f"taking its docs failed: {exc}", event)
             return None
         taken = TakenDocs(list(claimed.sets), list(claimed.docs))
         missing = missing_docs(needs, taken)
         if missing:
             message = "missing " + "; ".join(missing)
-            await self._commit_outcome(task, MoveTaskError(message), event, taken.sets)
+            await self._commit_outcome(eq, task, MoveTaskError(message), event, taken.sets)
             return None
         return taken
 
-    async def _put_back(self, task: Task, message: str, event: Callable[..., None]) -> None:
+    async def _put_back(self, eq: EntroQ, task: Task, message: str, event: Callable[..., None]) -> None:
         """Makes ``task`` available again after the contention backoff; not a failed attempt."""
         change = contention_change(task, self.doc_contention_backoff.delay_ms(1))
         with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S):
             try:
-                _, changed = await self.eq.modify(changes=[change])
+                _, changed = await eq.modify(changes=[change])
                 event("retried", changed[0], message)
             except DependencyError as exc:
                 event("lost", message=str(exc))
             except Exception as exc:
                 event("failed", message=f"{message}; putting the task back failed: {exc}")
 
-    async def _release(self, held: Task, event: Callable[..., None], sets: Sequence[Doc] = ()) -> None:
+    async def _release(
+        self, eq: EntroQ, held: Task, event: Callable[..., None], sets: Sequence[Doc] = ()
+    ) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S):
             try:
-                _, changed = await self.eq.modify(
+                _, changed = await eq.modify(
                     changes=[release_change(held)], doc_changes=[set_release(s) for s in sets]
                 )
                 event("released", changed[0], "worker stopping")
             except Exception as exc:
                 event("failed", message=f"release failed: {exc}")
 
-    async def _release_sets_quietly(self, sets: Sequence[Doc]) -> None:
+    async def _release_sets_quietly(self, eq: EntroQ, sets: Sequence[Doc]) -> None:
         """After a lost lease: gives back the set locks we may still hold, if we still do."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S):
             try:
-                await self.eq.modify(doc_changes=[set_release(s) for s in sets])
+                await eq.modify(doc_changes=[set_release(s) for s in sets])
             except Exception as exc:
                 log.info("releasing the doc sets of a lost task failed (%s); they end with its lease", exc)
 
@@ -536,6 +550,7 @@ class Worker:
 
     async def _commit_outcome(
         self,
+        eq: EntroQ,
         held: Task,
         outcome: HandlerResult | Exception,
         event: Callable[..., None],
@@ -548,7 +563,7 @@ class Worker:
             commit, kind, message = finish_commit(outcome, held, sets), "done", ""
         try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S) as timeout:
-                _, changed = await self.eq.modify(
+                _, changed = await eq.modify(
                     commit.inserts,
                     commit.changes,
                     commit.deletes,
@@ -570,7 +585,7 @@ class Worker:
                 event("lost", message=str(exc))
                 return
             # The handler's own items conflicted, not our claim: count it as a failed attempt.
-            await self._commit_outcome(held, RetryTaskError(str(exc)), event, sets)
+            await self._commit_outcome(eq, held, RetryTaskError(str(exc)), event, sets)
             return
         except Exception as exc:
             event("failed", message=f"commit failed: {exc}")

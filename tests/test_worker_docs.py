@@ -4,8 +4,13 @@ real store and, through ``eq``/``other``, every backend in BACKENDS."""
 from __future__ import annotations
 
 import json
+import pathlib
+import signal
+import subprocess
+import sys
 
 import pytest
+import test_worker_processes  # read_line (imported as a module so its test is not collected twice)
 import trio
 
 import entroq_redis
@@ -135,7 +140,9 @@ async def test_docs_are_handed_in_and_committed_with_the_task(
     # Handed in: the set lock held by the worker (tied to the task's lease), its members.
     a1 = seen["a1"]
     [a1_set] = a1.sets
-    assert (a1_set.namespace, a1_set.key, a1_set.claimant) == ("accounts", "a1", worker.claimant_id)
+    # Each slot is a claimant of its own, so two slots can never share a set lock.
+    assert (a1_set.namespace, a1_set.key) == ("accounts", "a1")
+    assert a1_set.claimant in {f"{worker.claimant_id}/0", f"{worker.claimant_id}/1"}
     assert [(d.id, d.content) for d in a1.docs] == [("balance-a1", b"10"), ("owner-a1", b"ann")]
     assert refused_meanwhile == ["CLAIM"] * 4
 
@@ -388,3 +395,86 @@ async def test_stop_releases_the_task_and_its_sets(
     [task] = await eq.tasks("jobs")
     assert task.claimant == "" and task.at_ms <= await eq.time() and task.attempt == 0
     assert await set_is_free(other, "accounts", "a1")
+
+
+# One worker process taking docs: each task names an account; the handler adds one to the
+# account's counter doc and commits that change with the task's delete.
+COUNTING_WORKER = """
+import signal, sys, trio, entroq_redis
+from entroq_redis import Backoff, DocNeed, Finish, Worker
+
+url, namespace, log_path = sys.argv[1:4]
+
+async def main():
+    async with entroq_redis.connect(url, namespace=namespace) as eq:
+        with open(log_path, "a") as log:
+            async def count(task, taken):
+                [counter] = taken.docs
+                log.write(task.id + "\\n")
+                log.flush()
+                await trio.sleep(0.001)
+                return Finish(doc_changes=[counter.as_change(content=str(int(counter.content) + 1).encode())])
+
+            def needs(task):
+                return [DocNeed("counters", task.value.decode(), ids=("n-" + task.value.decode(),))]
+
+            worker = Worker(eq, "count", count, take_docs=needs, lease_ms=3_000, concurrency=4,
+                            doc_contention_backoff=Backoff.fixed(20, jitter=0.5))
+            with trio.open_signal_receiver(signal.SIGTERM) as signals:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(worker.run)
+                    print("ready", flush=True)
+                    async for _ in signals:
+                        worker.stop(grace_s=5)
+                        break
+
+trio.run(main)
+"""
+
+
+async def test_two_processes_contending_for_doc_sets_lose_no_update(
+    backend_url: str, namespace: str, eq: entroq_redis.EntroQ, tmp_path: pathlib.Path
+) -> None:
+    accounts = ["x", "y", "z"]
+    tasks_per_account = 30
+    await eq.modify(doc_inserts=[DocData("counters", id=f"n-{a}", key=a, content=b"0") for a in accounts])
+    logs = [tmp_path / f"worker{n}.log" for n in range(2)]
+    procs = [
+        await trio.lowlevel.open_process(
+            [sys.executable, "-c", COUNTING_WORKER, backend_url, namespace, str(log)], stdout=subprocess.PIPE
+        )
+        for log in logs
+    ]
+    try:
+        with trio.fail_after(120):
+            for proc in procs:
+                assert proc.stdout is not None
+                assert await test_worker_processes.read_line(proc.stdout) == b"ready\n"
+            inserted, _ = await eq.modify(
+                inserts=[
+                    TaskData("count", value=a.encode()) for a in accounts for _ in range(tasks_per_account)
+                ]
+            )
+            while True:
+                if not await eq.queues(exact=["count"]):
+                    break
+                await trio.sleep(0.05)
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                assert await proc.wait() == 0
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                with trio.CancelScope(shield=True):
+                    await proc.wait()
+
+    # Eight handlers at once over three sets: the locks made them take turns, and every
+    # increment was committed with its task, none on a stale read.
+    counters = {d.key: (int(d.content), d.version, d.claimant) for d in await eq.docs("counters")}
+    assert counters == {a: (tasks_per_account, tasks_per_account, "") for a in accounts}
+    handled = [log.read_text().split() for log in logs]
+    assert all(handled), "both processes should have taken part"
+    assert sorted(handled[0] + handled[1]) == sorted(t.id for t in inserted)  # each ran once
+    assert await eq.tasks("count/err") == []
