@@ -478,3 +478,30 @@ async def test_two_processes_contending_for_doc_sets_lose_no_update(
     assert all(handled), "both processes should have taken part"
     assert sorted(handled[0] + handled[1]) == sorted(t.id for t in inserted)  # each ran once
     assert await eq.tasks("count/err") == []
+
+
+async def test_lease_adopts_its_own_applied_renewal_of_task_and_sets(eq: entroq_redis.EntroQ) -> None:
+    # A renewal whose reply is lost leaves the holder one version behind on the task and on
+    # each set: the next renewal must find both still ours and carry on, not declare a loss.
+    await seed_account(eq, "a1", 10)
+    await eq.modify(inserts=[TaskData("jobs", value=b"v")])
+    task = await eq.claim("jobs", 300, timeout_s=5)
+    claimed = await eq.claim_doc_sets([DocSet("accounts", "a1", omit_members=True)], 300, task_to_match=task)
+    with trio.fail_after(10):
+        async with entroq_redis.hold_lease(eq, task, 300, sets=claimed.sets) as lease:
+            behind_our_back = await eq.modify(
+                changes=[
+                    entroq_redis.TaskChange(task.id, task.version, task.queue, delay_ms=300, mode="lease")
+                ],
+                doc_changes=[
+                    DocChange("accounts", "", claimed.sets[0].version, key="a1", delay_ms=300, mode="lease")
+                ],
+            )
+            await trio.sleep(0.5)
+            assert lease.task.version > behind_our_back.changed[0].version
+            assert lease.sets[0].version > behind_our_back.changed_docs[0].version
+    assert lease.lost is None
+    await eq.modify(
+        deletes=[lease.task.as_id()],
+        doc_changes=[DocChange("accounts", "", lease.sets[0].version, key="a1", mode="lease")],
+    )
