@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._contract import CONTRACT_VERSION
-from ._doc_types import Doc, DocChange, DocData, DocID, ModifyResult
+from ._doc_types import ClaimedDocs, Doc, DocChange, DocData, DocID, DocSet, ModifyResult, NamespaceStats
 from ._errors import (
     DependencyError,
     DependencyFailure,
@@ -291,6 +291,99 @@ def decode_queues(reply: Sequence[Any]) -> tuple[bool, list[QueueStats]]:
             name, size, available, claimed, future, max_claims = row
             stats.append(QueueStats(text(name), size, claimed, available, future, max_claims))
     return more == 1, stats
+
+
+def docs_args(
+    keys: Keys,
+    namespace: str,
+    key_start: str,
+    key_end: str,
+    limit: int,
+    cursor: int,
+    omit_values: bool,
+    ids: Sequence[str],
+) -> list[Arg]:
+    return [
+        keys.prefix,
+        CONTRACT_VERSION,
+        raw(namespace),
+        raw(key_start),
+        raw(key_end),
+        limit,
+        cursor,
+        "1" if omit_values else "0",
+        *(raw(i) for i in ids),
+    ]
+
+
+def decode_docs(reply: Sequence[Any]) -> tuple[int, list[Doc]]:
+    return reply[0], [decode_doc(d) for d in reply[1]]
+
+
+def claim_docs_args(keys: Keys, claimant: str, duration_ms: int, namespace: str, key: str) -> list[Arg]:
+    return [keys.prefix, CONTRACT_VERSION, raw(claimant), duration_ms, raw(namespace), raw(key)]
+
+
+def decode_claim_docs(reply: Sequence[Any]) -> list[Doc]:
+    """The claimed docs; raises DependencyError naming the held docs (and set) if refused."""
+    if reply[0] == 1:
+        return [decode_doc(d) for d in reply[1]]
+    raise DependencyError([], "docs held by another claimant", decode_doc_failures(reply[1]))
+
+
+def claim_doc_sets_args(
+    keys: Keys, claimant: str, duration_ms: int, task_to_match: TaskID | None, sets: Sequence[DocSet]
+) -> list[Arg]:
+    task = task_to_match or TaskID("", 0)
+    args: list[Arg] = [
+        keys.prefix,
+        CONTRACT_VERSION,
+        raw(claimant),
+        duration_ms,
+        raw(task.id),
+        task.version,
+        raw(task.queue),
+        len(sets),
+    ]
+    for doc_set in sets:
+        args += [raw(doc_set.namespace), raw(doc_set.key), "1" if doc_set.omit_members else "0"]
+    return args
+
+
+def decode_claim_doc_sets(reply: Sequence[Any]) -> ClaimedDocs:
+    """The set references and member docs; raises DependencyError if refused.
+
+    A task failure there means the task to match is missing, at another version, or not
+    held by the claimant now (reason "claimed").
+    """
+    if reply[0] == 1:
+        return ClaimedDocs([decode_doc(s) for s in reply[1]], [decode_doc(d) for d in reply[2]])
+    task_failures = _dependency_error(reply[1]).failures
+    message = "doc sets held by another claimant"
+    if task_failures:
+        message = "the task to match must exist at that version and be held by this claimant"
+    raise DependencyError(task_failures, message, decode_doc_failures(reply[2]))
+
+
+def namespaces_args(
+    keys: Keys, limit: int, after: str, prefixes: Sequence[str], exact: Sequence[str]
+) -> list[Arg]:
+    return [
+        keys.prefix,
+        CONTRACT_VERSION,
+        limit,
+        raw(after),
+        len(prefixes),
+        *(raw(p) for p in prefixes),
+        *(raw(e) for e in exact),
+    ]
+
+
+def decode_namespaces(reply: Sequence[Any]) -> tuple[bool, list[NamespaceStats]]:
+    more, rows = reply
+    return more == 1, [
+        NamespaceStats(text(name), num_docs, num_claimed) for name, num_docs, num_claimed in rows
+    ]
 
 
 def script_error(message: str) -> Exception:

@@ -11,7 +11,14 @@ caller for a JSON-era client and store our base64 text as a JSON string. ``finis
 the claim request (an entroq-redis extension of ClaimRequest), so finishing a task and claiming
 the next is one request.
 
-HTTP errors map to the library's exceptions: 404 with ModifyDep details -> DependencyError,
+Docs travel as EntroQ v1.1's clients send them (``docInserts``... in the modify, ``GET
+/api/v0/docs`` being replaced by Connect ``Docs`` for the same reason as task listings,
+``POST /api/v0/docs/claim``) in protocol 2's forms: a doc set is a ``DocID`` with an empty ``id``
+and its ``key``, a lease change says ``"mode": "CHANGE_LEASE"``, set claims send ``sets`` and
+``taskToMatch``. Contents are bytes (base64), as task values.
+
+HTTP errors map to the library's exceptions: 404 with ModifyDep details -> DependencyError
+(``docId`` details -> its ``doc_failures``),
 400/413 -> InvalidArgumentError, 401/403 -> PermissionDeniedError, 503 with
 ``"reason": "outcome_unknown"`` -> OutcomeUnknownError (a write the service's --wait-replicas
 did not see confirmed), other 503s or an unreachable service -> StoreUnavailableError, 504 on
@@ -29,11 +36,23 @@ import anyio
 import httpx
 
 from ._backend import Detail
-from ._doc_types import DocChange, DocData, DocID, ModifyResult
+from ._contract import MAX_PAGE
+from ._doc_types import (
+    ClaimedDocs,
+    Doc,
+    DocChange,
+    DocData,
+    DocID,
+    DocSet,
+    ModifyResult,
+    NamespaceStats,
+)
 from ._errors import (
     ClaimTimeoutError,
     DependencyError,
     DependencyFailure,
+    DocDependencyFailure,
+    FailureKind,
     FailureReason,
     InvalidArgumentError,
     OutcomeUnknownError,
@@ -130,10 +149,77 @@ def _claim_body(
     return body
 
 
-def _failure(detail: dict[str, Any]) -> DependencyFailure | None:
+def _doc(obj: dict[str, Any]) -> Doc:
+    return Doc(
+        namespace=obj.get("namespace", ""),
+        id=obj.get("id", ""),
+        version=int(obj.get("version", 0)),
+        claimant=obj.get("claimant", ""),
+        at_ms=int(obj.get("atMs", 0)),
+        key=obj.get("key", ""),
+        secondary_key=obj.get("secondaryKey", ""),
+        content=base64.b64decode(obj.get("content", "")),
+        created_ms=int(obj.get("createdMs", 0)),
+        modified_ms=int(obj.get("modifiedMs", 0)),
+    )
+
+
+def _doc_id(doc_id: DocID) -> dict[str, Any]:
+    body: dict[str, Any] = {"namespace": doc_id.namespace, "id": doc_id.id, "version": doc_id.version}
+    if doc_id.key:
+        body["key"] = doc_id.key
+    return body
+
+
+def _doc_insert(data: DocData) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "namespace": data.namespace,
+        "key": data.key,
+        "secondaryKey": data.secondary_key,
+        "content": _b64(as_bytes(data.content)),
+        **_arrival(data.at, data.delay_ms),
+    }
+    if data.id:
+        body["id"] = data.id
+    return body
+
+
+def _doc_change(change: DocChange) -> dict[str, Any]:
+    old = {"namespace": change.namespace, "id": change.id, "version": change.version}
+    arrival = _arrival(change.at, change.delay_ms)
+    if change.mode == "lease":
+        if change.is_set_ref():
+            old["key"] = change.key
+        return {"oldId": old, "newData": arrival, "mode": "CHANGE_LEASE"}
+    new = {
+        "namespace": change.namespace,
+        "key": change.key,
+        "secondaryKey": change.secondary_key,
+        "content": _b64(as_bytes(change.content)),
+        **arrival,
+    }
+    return {"oldId": old, "newData": new}
+
+
+def _doc_failure(detail: dict[str, Any], kind: FailureKind) -> DocDependencyFailure:
+    ident = detail.get("docId") or {}
+    return DocDependencyFailure(
+        kind=kind,
+        reason=_REASONS.get(detail.get("reason") or _KIND_REASONS.get(kind, "missing"), "missing"),
+        namespace=ident.get("namespace", ""),
+        id=ident.get("id", ""),
+        version=int(ident.get("version", 0)),
+        current_version=int(detail.get("currentVersion", 0 if "reason" in detail else -1)),
+        key=ident.get("key", ""),
+    )
+
+
+def _failure(detail: dict[str, Any]) -> DependencyFailure | DocDependencyFailure | None:
     kind = detail.get("type")
     if kind not in ("INSERT", "CHANGE", "DELETE", "DEPEND", "CLAIM"):
         return None  # DETAIL, or nothing we know
+    if detail.get("docId"):
+        return _doc_failure(detail, kind)
     ident = detail.get("id") or {}
     reason = _REASONS.get(detail.get("reason") or _KIND_REASONS.get(kind, "missing"), "missing")
     return DependencyFailure(
@@ -161,7 +247,10 @@ def _raise_for(response: httpx.Response, claiming: bool = False) -> None:
         details = [d for d in body.get("details") or () if isinstance(d, dict)]
         failures = [f for f in map(_failure, details) if f is not None]
         if failures or any(d.get("type") == "DETAIL" for d in details):
-            raise DependencyError(failures)
+            raise DependencyError(
+                [f for f in failures if isinstance(f, DependencyFailure)],
+                doc_failures=[f for f in failures if isinstance(f, DocDependencyFailure)],
+            )
     if status in (400, 413):
         raise InvalidArgumentError(message)
     if status in (401, 403):
@@ -295,18 +384,23 @@ class HttpBackend:
         doc_deletes: Sequence[DocID] = (),
         doc_depends: Sequence[DocID] = (),
     ) -> ModifyResult:
-        if doc_inserts or doc_changes or doc_deletes or doc_depends:
-            raise NotImplementedError("docs: being built (issue 16)")
         body = {
             "claimantId": claimant,
             "inserts": [_insert(d) for d in inserts],
             "changes": [_change(c) for c in changes],
             "deletes": [_task_id(d) for d in deletes],
             "depends": [_task_id(d) for d in depends],
+            "docInserts": [_doc_insert(d) for d in doc_inserts],
+            "docChanges": [_doc_change(c) for c in doc_changes],
+            "docDeletes": [_doc_id(d) for d in doc_deletes],
+            "docDepends": [_doc_id(d) for d in doc_depends],
         }
         data = await self._send("POST", "/api/v0/modify", json=body)
         return ModifyResult(
-            [_task(t) for t in data.get("inserted", ())], [_task(t) for t in data.get("changed", ())]
+            [_task(t) for t in data.get("inserted", ())],
+            [_task(t) for t in data.get("changed", ())],
+            [_doc(d) for d in data.get("insertedDocs", ())],
+            [_doc(d) for d in data.get("changedDocs", ())],
         )
 
     async def tasks(
@@ -337,6 +431,64 @@ class HttpBackend:
                 max_claims=int(q.get("maxClaims", 0)),
             )
             for q in data.get("queues", ())
+        ]
+
+    async def docs(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        key_start: str,
+        key_end: str,
+        limit: int,
+        omit_values: bool,
+    ) -> list[Doc]:
+        query = {"namespace": namespace, "keyStart": key_start, "keyEnd": key_end, "omitValues": omit_values}
+        if not ids:
+            data = await self._connect("Docs", {"query": {**query, "limit": limit}})
+            return [_doc(d) for d in data.get("docs", ())]
+        # The service takes at most MAX_PAGE IDs per listing: ask in pages, in the order given.
+        found = []
+        for start in range(0, len(ids), MAX_PAGE):
+            page = {**query, "ids": list(ids[start : start + MAX_PAGE])}
+            data = await self._connect("Docs", {"query": page})
+            found += [_doc(d) for d in data.get("docs", ())]
+        return found
+
+    async def claim_docs(self, claimant: str, namespace: str, key: str, duration_ms: int) -> list[Doc]:
+        claim = {"claimant": claimant, "namespace": namespace, "key": key, "durationMs": str(duration_ms)}
+        data = await self._send("POST", "/api/v0/docs/claim", json={"claimQuery": claim})
+        return [_doc(d) for d in data.get("docs", ())]
+
+    async def claim_doc_sets(
+        self, claimant: str, sets: Sequence[DocSet], duration_ms: int, task_to_match: TaskID | None
+    ) -> ClaimedDocs:
+        claim: dict[str, Any] = {
+            "claimant": claimant,
+            "sets": [
+                {"set": {"namespace": s.namespace, "key": s.key}, "omitMembers": s.omit_members} for s in sets
+            ],
+        }
+        if task_to_match is not None:
+            claim["taskToMatch"] = _task_id(task_to_match)
+        else:
+            claim["durationMs"] = str(duration_ms)
+        data = await self._send("POST", "/api/v0/docs/claim", json={"claimQuery": claim})
+        return ClaimedDocs(
+            sets=[_doc(d) for d in data.get("sets", ())], docs=[_doc(d) for d in data.get("docs", ())]
+        )
+
+    async def namespace_stats(
+        self, prefixes: Sequence[str], exact: Sequence[str], limit: int
+    ) -> list[NamespaceStats]:
+        body = {"matchPrefix": list(prefixes), "matchExact": list(exact), "limit": limit}
+        data = await self._connect("NamespaceStats", body)
+        return [
+            NamespaceStats(
+                name=n.get("name", ""),
+                num_docs=int(n.get("numDocs", 0)),
+                num_claimed=int(n.get("numClaimed", 0)),
+            )
+            for n in data.get("namespaces", ())
         ]
 
     async def aclose(self) -> None:

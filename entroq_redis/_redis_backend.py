@@ -26,7 +26,7 @@ import coredis.exceptions
 from . import _codec
 from ._backend import Detail
 from ._contract import MAX_PAGE, SCRIPT_NAMES
-from ._doc_types import DocChange, DocData, DocID, ModifyResult
+from ._doc_types import ClaimedDocs, Doc, DocChange, DocData, DocID, DocSet, ModifyResult, NamespaceStats
 from ._durability import Durability
 from ._errors import (
     ClaimTimeoutError,
@@ -72,6 +72,11 @@ def _wrote(name: str, reply: Any, args: list[_codec.Arg]) -> bool:
         # Claimed, or nothing to claim after its finish deletes (ARGV[7] = n_finish).
         return bool(reply[0] == 1 or (reply[0] == 0 and int(args[6]) > 0))
     if name == "claim_id":
+        return bool(reply[0] == 1)
+    if name == "claim_docs":
+        # Claimed at least one doc (a key without docs writes nothing).
+        return bool(reply[0] == 1 and reply[1])
+    if name == "claim_doc_sets":
         return bool(reply[0] == 1)
     if name == "modify":
         # Applied, with at least one insert, change or delete of a task (ARGV[6..8]) or a doc
@@ -355,6 +360,55 @@ class RedisBackend:
             page = MAX_PAGE if limit <= 0 else min(MAX_PAGE, limit - len(found))
             args = _codec.queues_args(self.keys, detail, page, after, prefixes, exact)
             more, stats = _codec.decode_queues(await self._call("queues", args))
+            found += stats
+            if not more or not stats:
+                break
+            after = stats[-1].name
+        return found
+
+    async def docs(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        key_start: str,
+        key_end: str,
+        limit: int,
+        omit_values: bool,
+    ) -> list[Doc]:
+        found: list[Doc] = []
+        if ids:
+            for start in range(0, len(ids), MAX_PAGE):
+                chunk = ids[start : start + MAX_PAGE]
+                args = _codec.docs_args(self.keys, namespace, key_start, key_end, 1, 0, omit_values, chunk)
+                found += _codec.decode_docs(await self._call("docs", args))[1]
+            return found
+        cursor = 0
+        while cursor >= 0 and (limit <= 0 or len(found) < limit):
+            page = MAX_PAGE if limit <= 0 else min(MAX_PAGE, limit - len(found))
+            args = _codec.docs_args(self.keys, namespace, key_start, key_end, page, cursor, omit_values, ())
+            cursor, docs = _codec.decode_docs(await self._call("docs", args))
+            found += docs
+        return found
+
+    async def claim_docs(self, claimant: str, namespace: str, key: str, duration_ms: int) -> list[Doc]:
+        args = _codec.claim_docs_args(self.keys, claimant, duration_ms, namespace, key)
+        return _codec.decode_claim_docs(await self._call("claim_docs", args, mutates=True))
+
+    async def claim_doc_sets(
+        self, claimant: str, sets: Sequence[DocSet], duration_ms: int, task_to_match: TaskID | None
+    ) -> ClaimedDocs:
+        args = _codec.claim_doc_sets_args(self.keys, claimant, duration_ms, task_to_match, sets)
+        return _codec.decode_claim_doc_sets(await self._call("claim_doc_sets", args, mutates=True))
+
+    async def namespace_stats(
+        self, prefixes: Sequence[str], exact: Sequence[str], limit: int
+    ) -> list[NamespaceStats]:
+        found: list[NamespaceStats] = []
+        after = ""
+        while limit <= 0 or len(found) < limit:
+            page = MAX_PAGE if limit <= 0 else min(MAX_PAGE, limit - len(found))
+            args = _codec.namespaces_args(self.keys, page, after, prefixes, exact)
+            more, stats = _codec.decode_namespaces(await self._call("namespaces", args))
             found += stats
             if not more or not stats:
                 break

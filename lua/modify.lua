@@ -33,6 +33,8 @@
 --                       mode "lease" renews or releases the lock of the doc set (namespace, key))
 --   doc delete (3 fields): namespace, id, version
 --   doc depend (3 fields): namespace, id, version
+--   A doc change, delete or depend names the doc at its own version or, while the caller holds
+--   the doc's set (namespace, the doc's key), at that set lock's version (EntroQ 1.13 clients).
 --   at_mode "at": ms is absolute ms since the epoch, <= 0 means now.
 --   at_mode "by": ms is relative to the store's clock, <= 0 means now.
 --
@@ -369,6 +371,7 @@ end
 if total_bytes > MAX_TOTAL_BYTES then
   return bad('values, errors and doc contents add up to more than ' .. MAX_TOTAL_BYTES .. ' bytes')
 end
+
 -- Task dependency checks: reads only.
 local records = {}
 local function load(id)
@@ -435,24 +438,35 @@ for _, item in ipairs(depends) do
 end
 
 -- Doc dependency checks: reads only, like the task checks above.
+--
+-- Only a lease change keeps a doc's content, so only it reads the whole record; every other
+-- item reads the record's head (GETRANGE), which holds every field but the content: a check
+-- then costs the same for a 16 MiB doc as for an empty one.
+local DOC_HEAD_BYTES = 1 + 4 + 8 + 8 + 8 + (2 + MAX_DOC_KEY_BYTES) * 2 + 2 + MAX_CLAIMANT_BYTES
 local docs = {}
-local function load_doc(item)
+local function load_doc(item, with_content)
   local doc = docs[item.record_key]
-  if doc ~= nil then return doc end
-  local record = redis.call('GET', item.record_key)
-  if not record then
+  if doc ~= nil and (doc == false or doc.content ~= nil or not with_content) then return doc end
+  local record
+  if with_content then
+    record = redis.call('GET', item.record_key) or ''
+  else
+    record = redis.call('GETRANGE', item.record_key, 0, DOC_HEAD_BYTES - 1)
+  end
+  if record == '' then  -- no such key (a doc record is never empty)
     docs[item.record_key] = false
     return false
   end
-  local format_version, version, at, created, modified, key, secondary_key, owner, content_start =
-    struct.unpack(DOC_RECORD_FORMAT, record)
-  if format_version ~= 2 then
-    error(redis.error_reply('EQ_CORRUPT doc record ' .. item.record_key .. ' has format ' .. format_version .. ', this script reads 2'))
+  -- The format byte is checked before unpacking, so a foreign string there is EQ_CORRUPT too.
+  if string.byte(record, 1) ~= 2 then
+    error(redis.error_reply('EQ_CORRUPT a doc record has format ' .. string.byte(record, 1) .. ', this script reads 2'))
   end
+  local _, version, at, created, modified, key, secondary_key, owner, content_start =
+    struct.unpack(DOC_RECORD_FORMAT, record)
   doc = {
     record_key = item.record_key, namespace = item.namespace, id = item.id, version = version, at = at,
     created = created, modified = modified, key = key, secondary_key = secondary_key, claimant = owner,
-    content = string.sub(record, content_start),
+    content = with_content and string.sub(record, content_start) or nil,
   }
   docs[item.record_key] = doc
   return doc
@@ -470,10 +484,10 @@ local function load_set(namespace, key)
     sets[record_key] = false
     return false
   end
-  local format_version, version, at, owner = struct.unpack(SET_RECORD_FORMAT, record)
-  if format_version ~= 3 then
-    error(redis.error_reply('EQ_CORRUPT set lock record ' .. record_key .. ' has format ' .. format_version .. ', this script reads 3'))
+  if string.byte(record, 1) ~= 3 then
+    error(redis.error_reply('EQ_CORRUPT a doc set lock record has format ' .. string.byte(record, 1) .. ', this script reads 3'))
   end
+  local _, version, at, owner = struct.unpack(SET_RECORD_FORMAT, record)
   lock = {record_key = record_key, namespace = namespace, key = key, version = version, at = at, claimant = owner}
   sets[record_key] = lock
   return lock
@@ -499,10 +513,27 @@ local function set_held_by_other(namespace, key)
   return true
 end
 
+-- EntroQ 1.13's clients (PyPI entroq 0.15.0) give a member doc of a claimed set its SET's
+-- version: their doc groups keep one version per group. So a doc change, delete or depend may
+-- name the doc at its own version or, while the caller itself holds the doc's set (the set of
+-- its current key: lock claimant == ARGV[3], at_ms > now), at the set lock's current version.
+-- Returns that lock version when the item is accepted through it, nil otherwise. The apply
+-- step gives a doc written this way max(doc version, lock version) + 1, above both numbers, so
+-- once the lock moves on (renewed, released, claimed again) or runs out, neither number names
+-- the doc again: a stale retry fails (lua/README.md section 6).
+local function set_version_naming(item, doc)
+  if doc.version == item.version or doc.key == '' or claimant == '' then return nil end
+  local lock = load_set(item.namespace, doc.key)
+  if lock and lock.version == item.version and lock.claimant == claimant and lock.at > now then
+    return lock.version
+  end
+  return nil
+end
+
 -- Each item reports at most one failure of its own: the doc's own state first (it exists, its
--- version, its claimant), then the sets it touches.
+-- version -- its own, or its held set's as above --, its claimant), then the sets it touches.
 for _, item in ipairs(doc_inserts) do
-  local existing = load_doc(item)
+  local existing = load_doc(item, false)
   if existing then
     doc_fail('INSERT', 'collision', item.namespace, item.id, existing.version, existing.version, existing.key)
   else
@@ -520,10 +551,11 @@ for _, item in ipairs(doc_changes) do
       set_held_by_other(item.namespace, item.key)
     end
   else
-    local doc = load_doc(item)
+    local doc = load_doc(item, item.mode == 'lease')
+    if doc then item.through_set_version = set_version_naming(item, doc) end
     if not doc then
       doc_fail('CHANGE', 'missing', item.namespace, item.id, item.version, -1, item.key)
-    elseif doc.version ~= item.version then
+    elseif doc.version ~= item.version and not item.through_set_version then
       doc_fail('CHANGE', 'mismatch', item.namespace, item.id, item.version, doc.version, doc.key)
     elseif held_by_other(doc) then
       doc_fail('CLAIM', 'claimed', item.namespace, item.id, item.version, doc.version, doc.key)
@@ -533,10 +565,10 @@ for _, item in ipairs(doc_changes) do
   end
 end
 for _, item in ipairs(doc_deletes) do
-  local doc = load_doc(item)
+  local doc = load_doc(item, false)
   if not doc then
     doc_fail('DELETE', 'missing', item.namespace, item.id, item.version, -1, '')
-  elseif doc.version ~= item.version then
+  elseif doc.version ~= item.version and not set_version_naming(item, doc) then
     doc_fail('DELETE', 'mismatch', item.namespace, item.id, item.version, doc.version, doc.key)
   elseif held_by_other(doc) then
     doc_fail('CLAIM', 'claimed', item.namespace, item.id, item.version, doc.version, doc.key)
@@ -545,14 +577,31 @@ for _, item in ipairs(doc_deletes) do
   end
 end
 for _, item in ipairs(doc_depends) do
-  local doc = load_doc(item)
+  local doc = load_doc(item, false)
   if not doc then
     doc_fail('DEPEND', 'missing', item.namespace, item.id, item.version, -1, '')
-  elseif doc.version ~= item.version then
+  elseif doc.version ~= item.version and not set_version_naming(item, doc) then
     doc_fail('DEPEND', 'mismatch', item.namespace, item.id, item.version, doc.version, doc.key)
   end
 end
 if #failures > 0 or #doc_failures > 0 then return {0, failures, doc_failures} end
+
+-- Every doc index key the writes below will use is read once here, before the first write:
+-- a key of the wrong type there (a foreign writer, lua/README.md section 2) then fails the call
+-- with nothing written, instead of half way through.
+local doc_indexes_read = {}
+local function read_doc_indexes(namespace)
+  if doc_indexes_read[namespace] then return end
+  doc_indexes_read[namespace] = true
+  redis.call('ZCARD', prefix .. 'dk:' .. namespace)
+  redis.call('ZCARD', prefix .. 'dc:' .. namespace)
+end
+for _, list in ipairs({doc_inserts, doc_changes, doc_deletes}) do
+  for _, item in ipairs(list) do
+    if not item.is_set then read_doc_indexes(item.namespace) end
+  end
+end
+if n_doc_inserts + n_doc_changes + n_doc_deletes > 0 then redis.call('ZCARD', prefix .. 'dn') end
 
 -- Earliest arrival per destination queue before any write, to tell whether an arrival
 -- becomes the new earliest one (and so must wake claimers sleeping until a later time).
@@ -685,7 +734,12 @@ end
 -- The doc index orders a namespace's docs by (key, secondary key, id) under ZRANGE BYLEX, all
 -- scores 0. Each key part is made self-delimiting and order-preserving: a NUL byte becomes
 -- NUL 0xFF and the part ends with NUL 0x01, which sorts below every continuation of the part.
-local function sort_part(text) return (string.gsub(text, '%z', '\0\255')) .. '\0\1' end
+-- (string.find with plain = true first: the pattern engine costs ~20 us per KiB, and most keys
+-- hold no NUL at all.)
+local function sort_part(text)
+  if string.find(text, '\0', 1, true) then text = string.gsub(text, '%z', '\0\255') end
+  return text .. '\0\1'
+end
 local function index_member(doc) return sort_part(doc.key) .. sort_part(doc.secondary_key) .. doc.id end
 
 local function store_doc(doc)
@@ -747,7 +801,10 @@ for j, item in ipairs(doc_changes) do
       doc.secondary_key = item.secondary_key
       doc.content = item.content
     end
-    doc.version = doc.version + 1
+    -- Named at its held set's version (checked above, against the lock as it was before this
+    -- call, even when this call also renews or releases it): the new version is above that
+    -- lock version too, so the item cannot match this doc's own version later.
+    doc.version = math.max(doc.version, item.through_set_version or doc.version) + 1
     doc.modified = now
     take_arrival(doc, item.at)
     local member = index_member(doc)

@@ -8,7 +8,8 @@ Assembly only: the routes are in ``rest.routes`` and ``connect.routes``, what th
 - wrong methods get 405 with ``Allow``, unknown paths 404, both as JSON;
 - every EntroQ client generation is served at once: each API request is identified by
   ``core.generations`` (protocol, value encoding) before its body is decoded, every response says
-  ``entroq-protocol: 1,2``, and the document-store routes of later EntroQ releases answer 501;
+  ``entroq-protocol: 1,2``, and EntroQ v1.1's document store is served on its REST and
+  Connect routes as the task calls are;
 - Quart's defaults are set deliberately: no response timeout (long-poll claims wait as long
   as their caller or the cap allows; streams end when their data does), a body timeout of
   ``--body-timeout`` (60 s; bodies are small; a stalled upload must not hold a slot forever:

@@ -20,6 +20,7 @@ from quart import Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .connect import framing as _connect
+from .core import doc_wire as _doc_wire
 from .core import errors as _errors
 from .core import generations as _generations
 from .core import schema as _schema
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 CONNECT_PREFIX = "/api.EntroQ/"
-# RPCs of later EntroQ releases' document store, answered 501 (Connect routes).
-DOCUMENT_METHODS = ("Docs", "ClaimDocs", "NamespaceStats")
 
 RouteHandler = Callable[..., Awaitable[Response]]
 
@@ -115,13 +114,13 @@ class HttpFront:
             credentials=headers.get("Authorization", ""),
         )
 
-    async def body(self, message: str) -> tuple[Any, Caller]:
+    async def body(self, message: str, route: _generations.Route = "other") -> tuple[Any, Caller]:
         raw = await body_bytes()
         # A client of an unserved protocol hears that first, whatever its body looks like.
         _generations.protocol(request.headers.getlist(_generations.PROTOCOL_HEADER))
         # Oversized lists are refused before the caller identification walks them.
         data = _wire.check_counts(_wire.load_json(raw), message)
-        who = self.caller(body=data)
+        who = self.caller(route, body=data)
         return _wire.parse_dict(data, message, who.values), who
 
     def query(self, message: str, route: _generations.Route = "other", **fixed: Any) -> tuple[Any, Caller]:
@@ -129,19 +128,10 @@ class HttpFront:
         who = self.caller(route, claimant=claimant)
         return _wire.parse_query(request.args.items(multi=True), message, **fixed), who
 
-    def not_served(self, app: Any, path: str, http_method: str, connect: bool) -> None:
-        """The document store and namespaces of later EntroQ releases: a clear 501, not a 404
-        that reads like a typo in the client's URL."""
-
-        @self.observe(path, connect=connect)
-        async def handler() -> Response:
-            _generations.protocol(request.headers.getlist(_generations.PROTOCOL_HEADER))
-            raise _errors.unimplemented(
-                f"{http_method} {path}: this server serves EntroQ's task queue; the document store "
-                "(docs, doc claims, namespaces) is not implemented"
-            )
-
-        app.add_url_rule(path, endpoint=path, view_func=handler, methods=[http_method])
+    def docs_query(self) -> tuple[Any, Caller]:
+        """A ``GET /api/v0/docs`` request (``query.``-prefixed parameters or not)."""
+        who = self.caller("docs")
+        return _doc_wire.parse_docs_query(request.args.items(multi=True)), who
 
 
 def ok(message: Any, who: Caller) -> Response:

@@ -55,8 +55,18 @@ from entroq_redis import (
     TaskID,
 )
 from entroq_redis._backend import Detail
-from entroq_redis._doc_types import DocChange, DocData, DocID, ModifyResult
-from entroq_redis._errors import DependencyFailure, FailureKind, FailureReason
+from entroq_redis._contract import MAX_PAGE
+from entroq_redis._doc_types import (
+    ClaimedDocs,
+    Doc,
+    DocChange,
+    DocData,
+    DocID,
+    DocSet,
+    ModifyResult,
+    NamespaceStats,
+)
+from entroq_redis._errors import DependencyFailure, DocDependencyFailure, FailureKind, FailureReason
 from entroq_redis._types import arrival_ms, as_bytes
 
 NAMESPACE_KEY = "entroq-namespace"
@@ -122,6 +132,37 @@ def failure_of(dep: Any, kind_name: str) -> DependencyFailure | None:
     )
 
 
+def doc_of(message: Any) -> Doc:
+    return Doc(
+        namespace=message.namespace,
+        id=message.id,
+        version=message.version,
+        claimant=message.claimant,
+        at_ms=message.at_ms,
+        key=message.key,
+        secondary_key=message.secondary_key,
+        content=bytes_of(message, "content"),
+        created_ms=message.created_ms,
+        modified_ms=message.modified_ms,
+    )
+
+
+def doc_failure_of(dep: Any, kind_name: str) -> DocDependencyFailure | None:
+    """The library's doc failure for one ModifyDep detail naming a doc (or a doc set)."""
+    kind = _FAILURE_KINDS.get(kind_name)
+    if kind is None:
+        return None
+    return DocDependencyFailure(
+        kind=kind,
+        reason=_REASONS.get(dep.reason or _KIND_REASONS.get(kind, "missing"), "missing"),
+        namespace=dep.doc_id.namespace,
+        id=dep.doc_id.id,
+        version=dep.doc_id.version,
+        current_version=dep.current_version if dep.reason else -1,
+        key=dep.doc_id.key,
+    )
+
+
 class GrpcBackend:
     """Runs each library operation as one call on ``api.EntroQ`` through grpcio's generated stub.
 
@@ -184,9 +225,15 @@ class GrpcBackend:
         if code == grpc.StatusCode.NOT_FOUND:
             deps = self.details(exc, self.pb2.ModifyDep)
             kinds = [self.action_names.get(d.type, "") for d in deps]
-            failures = [f for f in map(failure_of, deps, kinds) if f is not None]
-            if failures or "DETAIL" in kinds:
-                return DependencyError(failures)
+            failures: list[DependencyFailure] = []
+            doc_failures: list[DocDependencyFailure] = []
+            for dep, kind in zip(deps, kinds, strict=True):
+                if dep.HasField("doc_id"):
+                    doc_failures += filter(None, [doc_failure_of(dep, kind)])
+                else:
+                    failures += filter(None, [failure_of(dep, kind)])
+            if failures or doc_failures or "DETAIL" in kinds:
+                return DependencyError(failures, doc_failures=doc_failures)
         if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
             return InvalidArgumentError(message)
         if code == grpc.StatusCode.UNAUTHENTICATED:
@@ -321,8 +368,6 @@ class GrpcBackend:
         doc_deletes: Sequence[DocID] = (),
         doc_depends: Sequence[DocID] = (),
     ) -> ModifyResult:
-        if doc_inserts or doc_changes or doc_deletes or doc_depends:
-            raise NotImplementedError("docs: being built (issue 16)")
         request = self.pb2.ModifyRequest(claimant_id=claimant)
         for data in inserts:
             message = self._task_data(data)
@@ -337,8 +382,56 @@ class GrpcBackend:
             )
         request.deletes.extend(self._task_id(t) for t in deletes)
         request.depends.extend(self._task_id(t) for t in depends)
+        request.doc_inserts.extend(self._doc_insert(d) for d in doc_inserts)
+        request.doc_changes.extend(self._doc_change(c) for c in doc_changes)
+        request.doc_deletes.extend(self._doc_id(d) for d in doc_deletes)
+        request.doc_depends.extend(self._doc_id(d) for d in doc_depends)
         response = await self._call(self.stub.Modify, request)
-        return ModifyResult([task_of(t) for t in response.inserted], [task_of(t) for t in response.changed])
+        return ModifyResult(
+            [task_of(t) for t in response.inserted],
+            [task_of(t) for t in response.changed],
+            [doc_of(d) for d in response.inserted_docs],
+            [doc_of(d) for d in response.changed_docs],
+        )
+
+    def _doc_id(self, doc_id: DocID) -> Any:
+        return self.pb2.DocID(
+            namespace=doc_id.namespace, id=doc_id.id, version=doc_id.version, key=doc_id.key
+        )
+
+    def _doc_data(
+        self, namespace: str, key: str, secondary_key: str, content: bytes, at: Any, delay_ms: int | None
+    ) -> Any:
+        message = self.pb2.DocData(namespace=namespace, key=key, secondary_key=secondary_key)
+        if delay_ms is not None:
+            message.by_ms = delay_ms
+        else:
+            message.at_ms = arrival_ms(at)
+        value = self._value(as_bytes(content))
+        if value is not None:
+            message.content.CopyFrom(value)
+        return message
+
+    def _doc_insert(self, data: DocData) -> Any:
+        message = self._doc_data(
+            data.namespace, data.key, data.secondary_key, data.content, data.at, data.delay_ms
+        )
+        if data.id:
+            message.id = data.id
+        return message
+
+    def _doc_change(self, change: DocChange) -> Any:
+        old_id = self.pb2.DocID(namespace=change.namespace, id=change.id, version=change.version)
+        if change.mode == "lease":
+            if change.is_set_ref():
+                old_id.key = change.key
+            new = self._doc_data("", "", "", b"", change.at, change.delay_ms)
+            mode = self.pb2.ChangeMode.values_by_name["CHANGE_LEASE"].number
+            return self.pb2.DocChange(old_id=old_id, new_data=new, mode=mode)
+        new = self._doc_data(
+            change.namespace, change.key, change.secondary_key, change.content, change.at, change.delay_ms
+        )
+        return self.pb2.DocChange(old_id=old_id, new_data=new)
 
     async def tasks(
         self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool
@@ -365,6 +458,62 @@ class GrpcBackend:
                 max_claims=q.max_claims,
             )
             for q in response.queues
+        ]
+
+    async def docs(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        key_start: str,
+        key_end: str,
+        limit: int,
+        omit_values: bool,
+    ) -> list[Doc]:
+        found: list[Doc] = []
+        # The service takes at most MAX_PAGE IDs per listing: ask in pages, in the order given.
+        for start in range(0, max(len(ids), 1), MAX_PAGE):
+            query = self.pb2.DocQuery(
+                namespace=namespace,
+                ids=list(ids[start : start + MAX_PAGE]),
+                key_start=key_start,
+                key_end=key_end,
+                limit=0 if ids else limit,
+                omit_values=omit_values,
+            )
+            response = await self._call(self.stub.Docs, self.pb2.DocsRequest(query=query))
+            found += [doc_of(d) for d in response.docs]
+        return found
+
+    async def claim_docs(self, claimant: str, namespace: str, key: str, duration_ms: int) -> list[Doc]:
+        claim = self.pb2.DocClaim(claimant=claimant, namespace=namespace, key=key, duration_ms=duration_ms)
+        response = await self._call(self.stub.ClaimDocs, self.pb2.ClaimDocsRequest(claim_query=claim))
+        return [doc_of(d) for d in response.docs]
+
+    async def claim_doc_sets(
+        self, claimant: str, sets: Sequence[DocSet], duration_ms: int, task_to_match: TaskID | None
+    ) -> ClaimedDocs:
+        claim = self.pb2.DocClaim(claimant=claimant)
+        for item in sets:
+            claim.sets.add(
+                set=self.pb2.DocSet(namespace=item.namespace, key=item.key), omit_members=item.omit_members
+            )
+        if task_to_match is not None:
+            claim.task_to_match.CopyFrom(self._task_id(task_to_match))
+        else:
+            claim.duration_ms = duration_ms
+        response = await self._call(self.stub.ClaimDocs, self.pb2.ClaimDocsRequest(claim_query=claim))
+        return ClaimedDocs(sets=[doc_of(d) for d in response.sets], docs=[doc_of(d) for d in response.docs])
+
+    async def namespace_stats(
+        self, prefixes: Sequence[str], exact: Sequence[str], limit: int
+    ) -> list[NamespaceStats]:
+        request = self.pb2.NamespacesRequest(
+            match_prefix=list(prefixes), match_exact=list(exact), limit=limit
+        )
+        response = await self._call(self.stub.NamespaceStats, request)
+        return [
+            NamespaceStats(name=n.name, num_docs=n.num_docs, num_claimed=n.num_claimed)
+            for n in response.namespaces
         ]
 
     async def aclose(self) -> None:

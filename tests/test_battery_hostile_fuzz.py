@@ -170,7 +170,9 @@ FIELD_NAMES = st.sampled_from(
         "claimantId", "claimant_id", "queues", "durationMs", "duration_ms", "pollMs", "finish", "inserts",
         "changes", "deletes", "depends", "docInserts", "queue", "id", "version", "value", "atMs", "byMs",
         "attempt", "err", "oldId", "newData", "new_data", "mode", "taskId", "limit", "omitValues",
-        "matchPrefix", "matchExact",
+        "matchPrefix", "matchExact", "docChanges", "docDeletes", "docDepends", "namespace", "key",
+        "secondaryKey", "content", "claimQuery", "claimant", "sets", "set", "omitMembers", "taskToMatch",
+        "query", "ids", "keyStart", "keyEnd", "keyExact",
     ]
 )  # fmt: skip
 
@@ -192,6 +194,10 @@ POST_ROUTES = [
     "/api.EntroQ/Queues",
     "/api.EntroQ/QueueStats",
     "/api.EntroQ/Time",
+    "/api/v0/docs/claim",
+    "/api.EntroQ/Docs",
+    "/api.EntroQ/ClaimDocs",
+    "/api.EntroQ/NamespaceStats",
 ]
 GET_ROUTES = [
     "/api/v0/tasks",
@@ -199,8 +205,10 @@ GET_ROUTES = [
     "/api/v0/queues/stats",
     "/api/v0/tasks/stream",
     "/api/v0/time",
+    "/api/v0/docs",
+    "/api/v0/namespaces/stats",
 ]
-PLANNED_5XX = {501, 504}  # the document store of later releases; a blocking claim's deadline
+PLANNED_5XX = {501, 504}  # a later protocol than this server serves; a blocking claim's deadline
 
 
 def own_examples(config: pytest.Config) -> int:

@@ -1,96 +1,24 @@
 """EntroQ's own PyPI clients, the real ones, against a running ``entroq-redis serve``.
 
 Each release (0.12.4: generation A, 0.14.0: B, 0.15.0: C, protocol 2) is installed from PyPI
-into a throwaway virtualenv with httpx, cached outside the repository in
-``$XDG_CACHE_HOME/entroq-redis/entroq-clients`` (default ``~/.cache``; a few seconds to build
-the first time, reused after), and runs tests/programs/entroq_pypi_client.py: insert,
-try-claim, blocking claim, a stale change (DependencyError), task listing, queue stats and
-time, through the client's public API.
+into a throwaway virtualenv with httpx (tests/pypi_clients.py), and runs
+tests/programs/entroq_pypi_client.py: insert, try-claim, blocking claim, a stale change
+(DependencyError), task listing, queue stats and time, through the client's public API.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
-import os
-import pathlib
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from conftest import start_service
+from pypi_clients import VERSIONS, run_report
 
-PROGRAM = pathlib.Path(__file__).parent / "programs" / "entroq_pypi_client.py"
-CACHE = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "entroq-redis"
-VERSIONS = ["0.12.4", "0.14.0", "0.15.0"]
 VALUES: list[Any] = [{"job": 1, "tags": ["a", "ü"], "ratio": 0.5, "none": None}, "text", 42, [1, [2]], True]
 
 
-@contextlib.contextmanager
-def _locked(path: pathlib.Path) -> Iterator[None]:
-    """One builder at a time (parallel test runs share the cache)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def client_python(version: str) -> pathlib.Path:
-    """The interpreter of a virtualenv holding ``entroq==version`` and our httpx version.
-
-    Built under a temporary name and renamed when complete, so an interrupted build is
-    never reused.
-    """
-    python_tag = "py" + ".".join(map(str, sys.version_info[:3]))
-    target = CACHE / "entroq-clients" / python_tag / f"entroq-{version}-httpx-{httpx.__version__}"
-    python = target / "bin" / "python"
-    if (target / "complete").exists():
-        return python
-    with _locked(CACHE / "entroq-clients" / "build.lock"):
-        if (target / "complete").exists():
-            return python
-        building = target.with_name(target.name + ".building")
-        shutil.rmtree(building, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(building)], check=True, timeout=120)
-        install = subprocess.run(
-            [
-                str(building / "bin" / "python"),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                f"entroq=={version}",
-                f"httpx=={httpx.__version__}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if install.returncode != 0:
-            pytest.fail(f"cannot install entroq=={version} from PyPI:\n{install.stdout}\n{install.stderr}")
-        (building / "complete").write_text(f"entroq=={version}\n")
-        shutil.rmtree(target, ignore_errors=True)
-        building.rename(target)
-    return python
-
-
 def run_client(version: str, url: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    done = subprocess.run(
-        [str(client_python(version)), str(PROGRAM), url], capture_output=True, text=True, timeout=120, env=env
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
+    return run_report(version, "entroq_pypi_client.py", url)
 
 
 @pytest.mark.parametrize("version", VERSIONS)

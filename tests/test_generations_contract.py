@@ -184,7 +184,7 @@ async def test_every_response_carries_the_protocols(a: httpx.AsyncClient, seed: 
         await a.post("/api/v0/claim", content=b"{"),  # 400
         await a.post("/api/v0/modify", content=b"x" * (11 * 1024 * 1024)),  # 413
         await a.post("/api/v0/modify", json={"deletes": [{"id": "gone", "version": 1}]}),  # 404 dependency
-        await a.get("/api/v0/docs"),  # 501
+        await a.get("/api/v0/docs"),  # 400: a doc namespace is required
         await a.post("/api.EntroQ/Time", json={}, headers={"Connect-Protocol-Version": "1"}),
         await a.get("/api/v0/tasks/stream", params={"queue": "q"}),
         await a.get("/api/v0/time", headers={"entroq-protocol": "3"}),  # 501
@@ -200,7 +200,7 @@ async def test_every_response_carries_the_protocols(a: httpx.AsyncClient, seed: 
         400,
         413,
         404,
-        501,
+        400,
         200,
         200,
         501,
@@ -489,38 +489,57 @@ async def test_value_encoding_header_overrides_detection(a: httpx.AsyncClient) -
     assert bad.status_code == 400
 
 
-# The document store of later EntroQ releases: 501.
+# The document store (EntroQ v1.1): every generation's request shapes are served
+# (tests/test_docs_http.py tests the answers in depth).
 
 
-async def test_document_store_is_not_implemented(a: httpx.AsyncClient, c: httpx.AsyncClient) -> None:
+async def test_document_store_serves_every_generations_shapes(
+    a: httpx.AsyncClient, c: httpx.AsyncClient
+) -> None:
     connect = {"Connect-Protocol-Version": "1"}
+    # A modify mixing a task and a doc (all nine keys, as 0.12+ send them) applies both.
+    mixed = json_era_modify(
+        "w", inserts=[a_insert("/docs-mixed", 1)], docInserts=[{"namespace": "n", "key": "k", "content": 1}]
+    )
+    modified = await a.post("/api/v0/modify", json=mixed)
+    assert modified.status_code == 200, modified.text
+    assert [d["content"] for d in modified.json()["insertedDocs"]] == [1]
+    assert (await a.get("/api/v0/queues", params={"matchExact": "/docs-mixed"})).json()["queues"][0][
+        "numTasks"
+    ] == 1
     responses = [
         await a.get("/api/v0/docs", params={"namespace": "n", "keyStart": "a"}),  # 0.12.2, 0.12.3, 0.13.0
         await a.get(
-            "/api/v0/docs", params={"query.namespace": "n", "query.ids": ["x", "y"]}
+            "/api/v0/docs", params={"query.namespace": "n", "query.keyExact": "k"}
         ),  # 0.12.4, 0.13.1+
         await a.post(
             "/api/v0/docs/claim",
             json={"claimQuery": {"namespace": "n", "claimant": "w", "key": "k", "durationMs": 30000}},
         ),
-        await c.post(
-            "/api/v0/docs/claim",
-            json={"claimQuery": {"claimant": "w", "sets": [{"set": {"namespace": "n", "key": "k"}}]}},
-        ),
         await a.get("/api/v0/namespaces/stats"),
-        await a.post("/api.EntroQ/Docs", json={}, headers=connect),
-        await a.post("/api.EntroQ/ClaimDocs", json={}, headers=connect),
+        await a.post("/api.EntroQ/Docs", json={"query": {"namespace": "n"}}, headers=connect),
     ]
     for response in responses:
-        assert response.status_code == 501, response.request.url
-        assert "document store" in response.json()["message"]
-    assert responses[-1].json()["code"] == "unimplemented" and responses[0].json()["code"] == 12
-    # A modify that uses the document store is refused whole: its task insert is not written.
-    mixed = json_era_modify(
-        "w", inserts=[a_insert("/docs-mixed", 1)], docInserts=[{"namespace": "n", "key": "k", "content": 1}]
+        assert response.status_code == 200, (response.request.url, response.text)
+        assert response.headers["entroq-protocol"] == "1,2"
+    listed, by_key, claimed, stats, connect_listed = (r.json() for r in responses)
+    assert [d["key"] for d in listed["docs"]] == ["k"] == [d["key"] for d in by_key["docs"]]
+    assert claimed["docs"][0]["claimant"] == "w" and claimed["docs"][0]["version"] == 1
+    assert stats["namespaces"] == [{"name": "n", "numDocs": 1, "numClaimed": 1}]
+    assert connect_listed["docs"][0]["content"] == 1
+    # 0.15 (protocol 2): a set claim, answered with the set's lock (a Doc without an id).
+    sets = await c.post(
+        "/api/v0/docs/claim",
+        json={
+            "claimQuery": {
+                "claimant": "v",
+                "sets": [{"set": {"namespace": "n", "key": "j"}}],
+                "durationMs": 5000,
+            }
+        },
     )
-    assert (await a.post("/api/v0/modify", json=mixed)).status_code == 501
-    assert (await a.get("/api/v0/queues", params={"matchExact": "/docs-mixed"})).json() == {}
+    assert sets.status_code == 200, sets.text
+    assert [(s["key"], s["claimant"], "id" in s) for s in sets.json()["sets"]] == [("j", "v", False)]
 
 
 # oldId.queue (5.3 point 3): accepted as "", the source or the destination; authorization of

@@ -280,9 +280,17 @@ def test_responses_carry_values_in_the_callers_encoding() -> None:
     assert _wire.to_json(_schema.ClaimResponse(), "json") == b"{}"
 
 
-def test_non_empty_document_lists_are_refused() -> None:
-    assert _wire.parse_dict(A_MODIFY, "ModifyRequest", "json").inserts[0].queue == "/q"
-    for name in ["docInserts", "doc_changes", "docDeletes", "docDepends"]:
-        with pytest.raises(_errors.ApiError) as caught:
-            _wire.parse_dict({**A_MODIFY, name: [{"namespace": "n"}]}, "ModifyRequest", "json")
-        assert caught.value.status == 501 and "document store" in caught.value.message
+def test_document_contents_cross_the_wire_as_stored_bytes() -> None:
+    body = {
+        **A_MODIFY,
+        "docInserts": [{"namespace": "n", "key": "k", "content": {"ü": 1}}],
+        "doc_changes": [{"oldId": {"namespace": "n", "id": "d"}, "newData": {"content": [None]}}],
+    }
+    request = _wire.parse_dict(body, "ModifyRequest", "json")
+    assert request.inserts[0].queue == "/q"
+    assert request.doc_inserts[0].content == '{"ü":1}'.encode()
+    assert request.doc_changes[0].new_data.content == b"[null]"
+    assert body["docInserts"][0]["content"] == {"ü": 1}  # the caller's dict is not changed
+    with pytest.raises(_errors.ApiError) as caught:
+        _wire.parse_dict({"docInserts": [{"namespace": "n", "content": "Zm9v!"}]}, "ModifyRequest", "base64")
+    assert caught.value.status == 400 and "content" in caught.value.message

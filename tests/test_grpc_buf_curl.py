@@ -140,6 +140,35 @@ def test_modify_dependency_error_has_its_details(curl: BufCurl) -> None:
     assert [t["id"] for t in call.reply()["tasks"]] == [present["id"]]
 
 
+def test_docs_inserted_claimed_and_refused(curl: BufCurl) -> None:
+    # A doc inserted with a task in one Modify, listed, claimed, then a stale change refused.
+    both = {
+        "claimantId": "buf",
+        "inserts": [{"queue": "buf/docs", "value": "task"}],
+        "docInserts": [{"namespace": "buf", "id": "d1", "key": "k", "content": {"n": 1}}],
+    }
+    call = curl("api.EntroQ/Modify", json.dumps(both))
+    assert call.returncode == 0, call.stderr
+    [doc] = call.reply()["insertedDocs"]
+    assert (doc["id"], doc["content"]) == ("d1", {"n": 1})
+    call = curl("api.EntroQ/Docs", json.dumps({"query": {"namespace": "buf"}}))
+    assert [d["id"] for d in call.reply()["docs"]] == ["d1"]
+    claim = {"claimQuery": {"namespace": "buf", "claimant": "buf", "key": "k", "durationMs": "30000"}}
+    call = curl("api.EntroQ/ClaimDocs", json.dumps(claim))
+    assert call.returncode == 0, call.stderr
+    assert call.reply()["docs"][0]["version"] == 1
+    stale = {
+        "docChanges": [{"oldId": {"namespace": "buf", "id": "d1"}, "newData": {"key": "k", "content": 2}}]
+    }
+    call = curl("api.EntroQ/Modify", json.dumps(stale))
+    assert call.grpc_code == NOT_FOUND, (call.returncode, call.stderr)
+    error = call.error()
+    assert error["message"].startswith("modification dependency error"), error
+    pb2 = grpc_support.v1().pb2
+    kinds = {(pb2.ActionType.values_by_number[d.type].name, d.doc_id.id) for d in decoded_details(error)}
+    assert ("CHANGE", "d1") in kinds
+
+
 def test_claim_ends_with_deadline_exceeded_at_the_callers_timeout(
     curl: BufCurl, grpc_service: ServiceProcess
 ) -> None:

@@ -138,19 +138,23 @@ def test_bytes_that_are_not_the_message_are_invalid_argument(service: ServicePro
     assert "cannot parse the protobuf message" in caught.value.details()  # type: ignore[attr-defined]
 
 
-def test_document_rpcs_and_unknown_methods_are_unimplemented(
+def test_bad_document_requests_are_invalid_and_unknown_methods_unimplemented(
     service: ServiceProcess, stub: Any, namespace: str
 ) -> None:
     pb2 = grpc_support.v1().pb2
-    for call, request in (
-        (stub.Docs, pb2.DocsRequest()),
-        (stub.ClaimDocs, pb2.ClaimDocsRequest()),
-        (stub.NamespaceStats, pb2.NamespacesRequest()),
-        (stub.Modify, pb2.ModifyRequest(doc_inserts=[pb2.DocData(namespace="n", key="k")])),
+    reset = pb2.DocChange(
+        old_id=pb2.DocID(namespace="n", id="d", version=0),
+        mode=pb2.ChangeMode.values_by_name["CHANGE_RESET_CLAIMS"].number,
+    )
+    for call, request, wanted in (
+        (stub.Docs, pb2.DocsRequest(), "a doc namespace is required"),
+        (stub.ClaimDocs, pb2.ClaimDocsRequest(), "a doc namespace is required"),
+        (stub.NamespaceStats, pb2.NamespacesRequest(limit=-1), "limit must not be negative"),
+        (stub.Modify, pb2.ModifyRequest(doc_changes=[reset]), "CHANGE_RESET_CLAIMS is for tasks"),
     ):
         error = rpc_error(call, request, metadata=md(namespace))
-        assert error.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
-        assert "document store" in error.details()  # type: ignore[attr-defined]
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+        assert wanted in error.details()  # type: ignore[attr-defined]
     assert service.grpc_address is not None
     with grpc_support.channel(service.grpc_address) as channel:
         other = channel.unary_unary("/api.EntroQ/Nope", request_serializer=None, response_deserializer=None)

@@ -231,7 +231,7 @@ def test_metrics_count_grpc_calls(
         stub.Docs(pb2.DocsRequest(), metadata=md(namespace))
     text = httpx.get(v1_service.url + "/metrics").text
     assert 'entroq_grpc_requests_total{code="OK",method="Time"}' in text
-    assert 'entroq_grpc_requests_total{code="UNIMPLEMENTED",method="Docs"}' in text
+    assert 'entroq_grpc_requests_total{code="INVALID_ARGUMENT",method="Docs"}' in text
     assert 'entroq_grpc_request_duration_seconds_count{code="OK",method="Time"}' in text
 
 

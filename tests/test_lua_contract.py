@@ -26,6 +26,7 @@ import inspect
 import pathlib
 import re
 import shutil
+import struct
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -444,11 +445,11 @@ def python_key_suffixes() -> frozenset[str]:
         if isinstance(member, property):
             built = getattr(keys, attribute)
         elif callable(member):
-            arguments = len(inspect.signature(member).parameters) - 1  # less self
+            # One marker per argument; the suffix ends where the first one (or its length
+            # prefix, "<n>:" for a doc namespace) starts.
+            arguments = len(inspect.signature(member).parameters) - 1
             built = getattr(keys, attribute)(*[marker] * arguments)
-            cut = re.search(rf"(?:{len(marker)}:)?{re.escape(marker)}", built)
-            assert cut is not None, f"Keys.{attribute} does not end in its arguments: {built!r}"
-            built = built[: cut.start()]
+            built = re.sub(rf"(\d+:)?{re.escape(marker)}.*\Z", "", built, flags=re.S)
         else:
             continue
         assert built.startswith(keys.prefix), f"Keys.{attribute} leaves the namespace: {built!r}"
@@ -619,16 +620,15 @@ def check_readme(lua_dir: pathlib.Path, readme: str, python: PythonSide) -> list
             elif name.startswith("MAX_"):
                 limits[name] = int(token.text)
 
-    # RECORD_FORMAT (tasks), DOC_RECORD_FORMAT and SET_RECORD_FORMAT (contract 2): each the same
-    # in every script that reads or writes that record, and given in the README.
+    # Each record (task, doc, set lock) has one format, the same in every script that reads it.
     if "RECORD_FORMAT" not in formats:
-        problems.append("no script defines RECORD_FORMAT")
+        problems.append("no script declares the task RECORD_FORMAT")
     for name, values in sorted(formats.items()):
         if len(values) != 1:
             problems.append(f"the scripts disagree on {name}: {sorted(values)}")
-        for record_format in values:
+        for record_format in sorted(values):
             if f"'{record_format}'" not in readme:
-                problems.append(f"the README does not give the record format '{record_format}' ({name})")
+                problems.append(f"the README does not give the record format {name} '{record_format}'")
 
     table = {
         row.group(1): int(row.group(2))
@@ -674,6 +674,9 @@ def test_parser_sees_what_the_scripts_hold() -> None:
         *("queues", "wake", "t:", "q:", "c:", "h:", "m:"),
         *("dn", "d:", "dk:", "dc:", "ds:"),
     }
+    sets = parse_header((LUA_DIR / "claim_doc_sets.lua").read_text(encoding="utf-8"))
+    assert sets.fixed_argv == set(range(1, 9)) and sets.tail_start == 9 and len(sets.replies) == 2
+    assert [v for _, v in sets.tuples[1][:5]] == ["namespace", "id", "version", "claimant", "at"]
 
 
 # --- The checks can fail: run them on broken copies ------------------------------------------
@@ -725,6 +728,63 @@ BREAKAGES: dict[str, tuple[Callable[[pathlib.Path], None], str]] = {
     ),
     "error undocumented": (_edit("claim.lua", "EQ_CORRUPT <message>  (an", "(an"), "EQ_CORRUPT"),
     "script unlisted": (_add_script, "SCRIPT_NAMES"),
+    "set triples moved": (
+        _edit("claim_doc_sets.lua", "local position = 9", "local position = 10"),
+        "reads from 10",
+    ),
+    "set reference fields swapped": (
+        _edit(
+            "claim_doc_sets.lua",
+            "sets[i] = {namespace, '', version, claimant,",
+            "sets[i] = {namespace, '', claimant, version,",
+        ),
+        "never built",
+    ),
+    "doc set limit drifted": (
+        _edit("claim_doc_sets.lua", "MAX_DOC_SETS = 1000", "MAX_DOC_SETS = 100"),
+        "MAX_DOC_SETS = 100",
+    ),
+    "key claim refusal undocumented": (
+        _edit("claim_docs.lua", "Reply (refused):   {0, failures}", "Refused: 0"),
+        "matches no documented reply",
+    ),
+    "doc listing key undocumented": (
+        _edit(
+            "docs.lua",
+            "local index_key = prefix .. 'dk:' .. namespace",
+            "local index_key = prefix .. 'dz:' .. namespace",
+        ),
+        "'dz:'",
+    ),
+    "namespace stats fields swapped": (
+        _edit(
+            "namespaces.lua",
+            "namespaces[i] = {name, num_docs, claimed}",
+            "namespaces[i] = {name, claimed, num_docs}",
+        ),
+        "never built",
+    ),
+    "doc limit drifted": (
+        _edit("modify.lua", "MAX_DOC_ID_BYTES = 256", "MAX_DOC_ID_BYTES = 255"),
+        "MAX_DOC_ID_BYTES = 255",
+    ),
+    "new doc key": (_edit("modify.lua", "prefix .. 'dc:' ..", "prefix .. 'dx:' .."), "'dx:'"),
+    "doc count undocumented": (
+        _edit("modify.lua", "-- ARGV[13] n_doc_depends", "-- ARGx[13] n_doc_depends"),
+        "undocumented: [13]",
+    ),
+    "doc failure fields swapped": (
+        _edit(
+            "modify.lua",
+            "{kind, reason, namespace, id, version, current, key}",
+            "{kind, reason, id, namespace, version, current, key}",
+        ),
+        "never built",
+    ),
+    "doc failure undocumented": (
+        _edit("modify.lua", "{0, failures, doc_failures}  each", "{0, failures}  each"),
+        "matches no documented reply",
+    ),
 }
 
 
@@ -750,6 +810,14 @@ def test_checks_catch_a_broken_copy(breakage: str, tmp_path: pathlib.Path) -> No
         ("## 8. queues.lua", "## 8. queue listing", "no section for queues.lua"),
         ("`{ns}:m:<queue>`", "`{ns}:<queue>`", "{ns}:m:"),
         ("'>Bi4i8i8i8i4i4I2c0I2c0I4c0'", "'>Bi4i8i8i8i4i4'", "record format"),
+        ("'>Bi4i8i8i8I2c0I2c0I2c0'", "'>Bi4i8i8i8I2c0'", "DOC_RECORD_FORMAT"),
+        ("`'>Bi4i8I2c0'`", "`'>Bi4i8'`", "SET_RECORD_FORMAT"),
+        ("| `MAX_DOC_KEY_BYTES` | 1024 |", "| `MAX_DOC_KEY_BYTES` | 1023 |", "MAX_DOC_KEY_BYTES"),
+        ("`{ns}:ds:<lp(dns)><key>`", "`{ns}:<lp(dns)><key>`", "{ns}:ds:"),
+        ("| `ARGV[13]` | n_doc_depends |", "| n_doc_depends |", "README table for modify.lua"),
+        ("| `ARGV[9..]` | sets |", "| `ARGV[9..]` | set_triples |", "'set_triples'"),
+        ("## 8e. namespaces.lua", "## 8e. doc namespace stats", "no section for namespaces.lua"),
+        ("| `MAX_DOC_SETS` | 1000 |", "| `MAX_DOC_SETS` | 100 |", "MAX_DOC_SETS"),
         ("`EQ_CORRUPT <message>`", "`CORRUPT <message>`", "EQ_CORRUPT"),
     ],
 )
@@ -772,3 +840,18 @@ def test_checks_catch_a_python_mirror_that_drifted() -> None:
     assert any("_contract.MAX_PAGE = 500" in p for p in problems), problems
     assert any("MAX_UNUSED mirrors no" in p for p in problems), problems
     assert any("['h:'] are not built by Keys" in p for p in problems), problems
+
+
+def test_doc_header_bytes_cover_the_longest_fields() -> None:
+    """Scripts that read a doc record without its content (GETRANGE 0 .. DOC_HEADER_BYTES - 1)
+    must read every field before it whole: the fixed part, then key, secondary key and claimant
+    at their longest, each after a 2-byte length."""
+    fixed = struct.calcsize(">Biqqq")  # Lua struct ">Bi4i8i8i8": format, version, three times
+    longest = fixed + 3 * 2 + 2 * _contract.MAX_DOC_KEY_BYTES + _contract.MAX_CLAIMANT_BYTES
+    found = {}
+    for path in script_paths():
+        token = script_constants(tokenize(path.read_text(encoding="utf-8"))).get("DOC_HEADER_BYTES")
+        if token is not None:
+            found[path.name] = int(token.text)
+    assert found.keys() >= {"docs.lua", "claim_doc_sets.lua"}
+    assert set(found.values()) == {longest}, found

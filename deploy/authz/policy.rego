@@ -9,13 +9,18 @@
 #
 # Input (one request):   {"authz": {"type": "Bearer", "credentials": "..."},
 #                         "queues": [{"exact": "/q", "actions": ["CLAIM"]}, ...],
+#                         "namespaces": [{"exact": "accounts", "actions": ["READ"]}, ...],
 #                         "namespace": "eq", "claimant_id": "alice#3f2a"}
 #                        (namespace and claimant_id are entroq-redis's; claimant_id is there on
-#                        claims and modifies that name a claimant)
+#                        claims, doc claims and modifies that name a claimant; namespaces, the
+#                        *doc* namespaces a document-store call touches, only on such calls)
 # Answer (this package): allow (bool), failed (the queue entries not granted, with the actions
 #                        left), errors (strings), authenticated (bool; false -> HTTP 401), and
-#                        for entroq-redis: user (named in its audit log) and readable (the
-#                        caller's READ grants, so listings need not ask about every queue).
+#                        for entroq-redis: user (named in its audit log), readable (the
+#                        caller's READ grants, so listings need not ask about every queue),
+#                        failed_namespaces and readable_namespaces (the same for doc
+#                        namespaces; entroq-redis refuses every doc call of a policy that does
+#                        not define failed_namespaces).
 #
 # Who is calling, from the bearer token:
 #   - a JWT (three dot-separated parts), verified with io.jwt.decode_verify against
@@ -28,6 +33,9 @@
 # (actions CLAIM, INSERT, CHANGE, DELETE, READ, or "*" / "ALL" / "ANY" for all), plus, as in
 # EntroQ's example, everything under "/ns=user/<user>/". End prefixes with "/": the prefix
 # "/alice" also covers "/alice2".
+# Doc namespaces (EntroQ's document store): data.entroq.users[user].namespaces, the same shape
+# and actions (READ lists docs and namespace stats, CLAIM claims docs and doc sets, INSERT,
+# CHANGE and DELETE a modify's doc items); no doc namespace is granted by default.
 #
 # Claimant binding: a lease belongs to a claimant ID, and whoever sends that ID may renew,
 # change or delete the task it holds. A claimant ID of the form "<user>#<anything>" may only
@@ -104,6 +112,32 @@ readable contains {"prefix": grant.prefix} if {
 	is_string(grant.prefix)
 }
 
+# Doc namespaces: the same rules over the input's "namespaces" and the user's namespace grants.
+namespace_grants contains grant if {
+	some grant in data.entroq.users[user].namespaces
+}
+
+failed_namespaces contains entry if {
+	some want in input.namespaces
+	granted := {action | some grant in namespace_grants; covers(grant, want); some action in grant.actions}
+	count(granted & wildcards) == 0
+	left := {action | some action in want.actions; not granted[action]}
+	count(left) > 0
+	entry := object.union(object.remove(want, ["actions"]), {"actions": sort(left)})
+}
+
+readable_namespaces contains {"exact": grant.exact} if {
+	some grant in namespace_grants
+	reads(grant)
+	is_string(grant.exact)
+}
+
+readable_namespaces contains {"prefix": grant.prefix} if {
+	some grant in namespace_grants
+	reads(grant)
+	is_string(grant.prefix)
+}
+
 own_claimant_prefix := concat("", [user, "#"])
 
 admin if data.entroq.users[user].admin == true
@@ -124,7 +158,7 @@ claimant_mismatch if {
 }
 
 errors contains message if {
-	count(failed) > 0
+	count(failed) + count(failed_namespaces) > 0
 	authenticated
 	message := concat("", ["user: ", user])
 }
@@ -143,5 +177,6 @@ default allow := false
 allow if {
 	authenticated
 	count(failed) == 0
+	count(failed_namespaces) == 0
 	not claimant_mismatch
 }

@@ -41,6 +41,8 @@ class Trail:
 
     user: str | None = None
     entries: list[QueueEntry] = dataclasses.field(default_factory=list)
+    # The doc namespace entries of a document-store call (logged as "doc_namespaces").
+    namespaces: list[QueueEntry] = dataclasses.field(default_factory=list)
     outcome: str | None = None
     shown: int | None = None
     hidden: int | None = None
@@ -93,6 +95,11 @@ class AuditLog:
         line["queues"] = queues[:MAX_LOGGED_QUEUES]
         if len(queues) > MAX_LOGGED_QUEUES:
             line["queues_omitted"] = len(queues) - MAX_LOGGED_QUEUES
+        if trail.namespaces:
+            namespaces = _queues(trail.namespaces)
+            line["doc_namespaces"] = namespaces[:MAX_LOGGED_QUEUES]
+            if len(namespaces) > MAX_LOGGED_QUEUES:
+                line["doc_namespaces_omitted"] = len(namespaces) - MAX_LOGGED_QUEUES
         if trail.shown is not None:
             line |= {"shown": trail.shown, "hidden": trail.hidden}
         try:

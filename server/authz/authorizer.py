@@ -11,7 +11,14 @@ What each call asks of the policy (reference section 7, EntroQ's model):
   (which EntroQ refuses outright) returns only the tasks in queues the caller may read;
 - Queues, QueueStats: not authorized by EntroQ (they reveal every queue name). Here they
   need valid credentials and list only the queues the caller may READ;
-- Time: open, as in EntroQ.
+- Time: open, as in EntroQ;
+- the document store (EntroQ leaves it unauthorized; we do not), on the *doc* namespace, in
+  the input's ``namespaces`` list (``authz.input``): Docs READ; ClaimDocs CLAIM on the key's
+  namespace or on each set's (a set claim tied to ``taskToMatch`` needs the task to be held by
+  the claimant the call acts as, which the store checks); a modify's doc items INSERT,
+  CHANGE, DELETE and READ (depends) beside its task entries; NamespaceStats lists only the
+  doc namespaces the caller may READ. A policy that does not judge doc namespaces
+  (``failed_namespaces`` undefined) is refused every doc call.
 
 Order of work, cheapest refusal first:
 
@@ -56,6 +63,7 @@ from .decision import (
     engine_unavailable,
     input_too_large,
     invalid_credentials,
+    namespaces_unjudged,
     parse_result,
     unauthenticated,
 )
@@ -64,6 +72,8 @@ from .input import (
     CredentialsError,
     QueueEntry,
     claim_entries,
+    doc_claim_entries,
+    doc_modify_entries,
     input_document,
     input_size,
     read_credentials,
@@ -79,8 +89,9 @@ from .settings import DEFAULT_MAX_INPUT_BYTES, AuthzSettings, document_path
 log = logging.getLogger(__name__)
 
 OPEN_METHODS = frozenset({"Time"})
-# The calls that act as their request's claimant_id (a listing's claimant_id is only a filter).
-ACTING_METHODS = frozenset({"TryClaim", "Claim", "Modify"})
+# The calls that act as their request's claimant_id (a listing's claimant_id is only a filter);
+# ClaimDocs acts as its claim's ``claimant``.
+ACTING_METHODS = frozenset({"TryClaim", "Claim", "Modify", "ClaimDocs"})
 # A listing keeps each decision's input under this share of the input limit (small inputs
 # keep the engine's memory small; the limit stays for requests that cannot be split).
 LISTING_SHARE = 4
@@ -161,6 +172,14 @@ class PolicyAuthorizer:
             return await self._tasks(credentials, request, proceed, trail)
         if method in ("Queues", "QueueStats"):
             return await self._queues(credentials, request, proceed, trail)
+        if method == "Docs":
+            await self._require(credentials, [], trail, namespaces=read_entries([request.query.namespace]))
+            return await proceed(request)
+        if method == "ClaimDocs":
+            await self._require(credentials, [], trail, namespaces=doc_claim_entries(request.claim_query))
+            return await proceed(request)
+        if method == "NamespaceStats":
+            return await self._namespace_stats(credentials, request, proceed, trail)
         self._decided(trail, "deny")
         raise denied(Decision(False, None, (), (f"no authorization rule for {method}",)))
 
@@ -193,7 +212,7 @@ class PolicyAuthorizer:
     ) -> Any:
         found = await _lookup(client, plan_lookups(request.changes, request.deletes, request.depends))
         plan = plan_modify(request, found)
-        await self._require(credentials, plan.entries, trail, plan.hidden)
+        await self._require(credentials, plan.entries, trail, plan.hidden, doc_modify_entries(request))
         try:
             return await proceed(plan.request)
         except entroq_redis.DependencyError as exc:
@@ -210,6 +229,21 @@ class PolicyAuthorizer:
         kept = [t for t in response.tasks if t.queue in allowed]
         del response.tasks[:]
         response.tasks.extend(kept)
+        return response
+
+    async def _namespace_stats(
+        self, credentials: Credentials, request: Any, proceed: Proceed, trail: Trail
+    ) -> Any:
+        # As _queues, over doc namespaces: list every match, keep the readable ones, then limit.
+        limit = _wire.non_negative_limit(request.limit)
+        everything = _copy(request)
+        everything.limit = 0
+        response = await proceed(everything)
+        names = {n.name for n in response.namespaces}
+        allowed = await self._visible(credentials, names, trail, doc_namespaces=True)
+        kept = [n for n in response.namespaces if n.name in allowed]
+        del response.namespaces[:]
+        response.namespaces.extend(kept[:limit] if limit else kept)
         return response
 
     async def _queues(self, credentials: Credentials, request: Any, proceed: Proceed, trail: Trail) -> Any:
@@ -230,13 +264,20 @@ class PolicyAuthorizer:
         except CredentialsError as exc:
             self._decided(trail, "unauthenticated")
             raise unauthenticated(str(exc)) from None
-        claimant_id = call.request.claimant_id if call.method in ACTING_METHODS else ""
+        if call.method == "ClaimDocs":
+            claimant_id = call.request.claim_query.claimant
+        else:
+            claimant_id = call.request.claimant_id if call.method in ACTING_METHODS else ""
         return dataclasses.replace(credentials, namespace=call.namespace, claimant_id=claimant_id)
 
     async def _decide(
-        self, credentials: Credentials, entries: Sequence[QueueEntry], trail: Trail
+        self,
+        credentials: Credentials,
+        entries: Sequence[QueueEntry],
+        trail: Trail,
+        namespaces: Sequence[QueueEntry] = (),
     ) -> Decision:
-        document = input_document(credentials, entries)
+        document = input_document(credentials, entries, namespaces)
         size = input_size(document)
         if size > self.max_input_bytes:
             self._decided(trail, "too_large")
@@ -260,22 +301,30 @@ class PolicyAuthorizer:
         entries: Sequence[QueueEntry],
         trail: Trail,
         hidden: Iterable[str] = (),
+        namespaces: Sequence[QueueEntry] = (),
     ) -> None:
-        trail.entries = list(entries)
-        decision = await self._decide(credentials, entries, trail)
-        if decision.permits:
+        trail.entries, trail.namespaces = list(entries), list(namespaces)
+        decision = await self._decide(credentials, entries, trail, namespaces)
+        if decision.permits_namespaces() if namespaces else decision.permits:
             self._decided(trail, "allow")
             return
         if decision.authenticated is False:
             self._decided(trail, "unauthenticated")
             raise invalid_credentials()
         self._decided(trail, "deny")
+        if decision.permits:  # allowed, but the policy said nothing about the doc namespaces
+            raise namespaces_unjudged(decision)
         raise denied(decision, frozenset(hidden))
 
-    async def _visible(self, credentials: Credentials, names: set[str], trail: Trail) -> set[str]:
-        """The names the caller may READ (see ``authz.listing``; 401 on bad credentials)."""
+    async def _visible(
+        self, credentials: Credentials, names: set[str], trail: Trail, doc_namespaces: bool = False
+    ) -> set[str]:
+        """The names the caller may READ, queues or (``doc_namespaces``) doc namespaces (see
+        ``authz.listing``; 401 on bad credentials)."""
 
         async def decide(entries: Sequence[QueueEntry]) -> Decision:
+            if doc_namespaces:
+                return (await self._decide(credentials, [], trail, entries)).for_namespaces()
             return await self._decide(credentials, entries, trail)
 
         listing = ListingFilter(decide, self.max_input_bytes // LISTING_SHARE)

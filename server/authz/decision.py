@@ -10,6 +10,10 @@ actions}], "errors": ["..."]}``, plus optional fields of ours:
   is ignored (the log then names a fingerprint of the credentials instead).
 - ``readable``: for listings, the queue specs (``{"exact": q}`` or ``{"prefix": p}``) under
   which the caller may READ; read by ``authz.listing``, which checks its shape.
+- ``failed_namespaces`` and ``readable_namespaces``: the same as ``failed`` and ``readable``,
+  for the doc namespaces of the input's ``namespaces`` list. A call that touches docs is
+  allowed only when the policy defines ``failed_namespaces`` and it is empty: a policy that
+  does not know doc namespaces (EntroQ's own) never lets a doc call through.
 
 Everything else fails closed: an undefined document, a non-boolean ``allow`` or malformed
 lists are a failing policy engine (503), never an allow.
@@ -31,6 +35,11 @@ from .input import QueueEntry
 KNOWN_ACTIONS = frozenset({"CLAIM", "DELETE", "CHANGE", "INSERT", "READ"})
 DENIED_MESSAGE = "queue action denied"
 HIDDEN_QUEUE_NOTE = "the queue the named task is in (not shown)"
+DOC_NAMESPACE_NOTE = "doc namespace"
+UNJUDGED_NAMESPACES = (
+    "the authorization policy does not judge doc namespaces (it defines no failed_namespaces), "
+    "so document-store calls are refused"
+)
 
 AuthzDep: Any = _schema.message_class("AuthzDep")
 
@@ -48,12 +57,31 @@ class Decision:
     errors: tuple[str, ...]
     user: str | None = None
     readable: Any = None  # the policy's raw ``readable`` (None: undefined)
+    # The doc namespace entries not granted (None: the policy does not define them).
+    failed_namespaces: tuple[QueueEntry, ...] | None = None
+    readable_namespaces: Any = None
 
     @property
     def permits(self) -> bool:
         """Allowed, with nothing failed: a policy saying allow while listing failed entries
         contradicts itself, and the contradiction is read as a denial."""
-        return self.allow and not self.failed
+        return self.allow and not self.failed and not self.failed_namespaces
+
+    def permits_namespaces(self) -> bool:
+        """Allowed for a call that touches doc namespaces: the policy must have judged them."""
+        return self.permits and self.failed_namespaces is not None
+
+    def for_namespaces(self) -> Decision:
+        """This decision as a listing of doc namespaces reads it (``authz.listing``): the doc
+        namespace answers in place of the queue ones; no judgement of them is a denial."""
+        return Decision(
+            self.allow and self.failed_namespaces is not None,
+            self.authenticated,
+            self.failed_namespaces or (),
+            self.errors,
+            self.user,
+            self.readable_namespaces,
+        )
 
 
 def parse_result(result: Any) -> Decision:
@@ -75,6 +103,7 @@ def parse_result(result: Any) -> Decision:
     if authenticated is not None and not isinstance(authenticated, bool):
         raise PolicyFailure("the policy's 'authenticated' is not a boolean")
     user = result.get("user")
+    failed_namespaces = result.get("failed_namespaces")
     return Decision(
         allow,
         authenticated,
@@ -82,6 +111,8 @@ def parse_result(result: Any) -> Decision:
         _errors_of(result.get("errors")),
         user if isinstance(user, str) and user else None,
         result.get("readable"),
+        _failed(failed_namespaces) if failed_namespaces is not None else None,
+        result.get("readable_namespaces"),
     )
 
 
@@ -178,6 +209,13 @@ def denied(decision: Decision, hidden_queues: Collection[str] = ()) -> ApiError:
         for action in failed.actions:
             if action not in KNOWN_ACTIONS:
                 details.append(AuthzDep(actions=["DETAIL"], exact=f'WARNING: Unknown action "{action}"'))
+    for failed in decision.failed_namespaces or ():
+        actions = [a for a in failed.actions if a in KNOWN_ACTIONS]
+        details.append(
+            AuthzDep(actions=actions, exact=failed.exact, prefix=failed.prefix, msg=DOC_NAMESPACE_NOTE)
+        )
+        where = _quoted(failed.exact) if not failed.prefix else f"prefix {_quoted(failed.prefix)}"
+        summary.append(f"{'/'.join(failed.actions)} on doc namespace {where}")
     if not details:
         details.append(AuthzDep(actions=["DETAIL"], msg="the policy denied the request"))
     # A denial that names no queue (a claimant ID the caller may not use, say) is explained
@@ -185,6 +223,11 @@ def denied(decision: Decision, hidden_queues: Collection[str] = ()) -> ApiError:
     reasons = summary or list(decision.errors)
     message = DENIED_MESSAGE + (": " + "; ".join(reasons) if reasons else "")
     return ApiError(403, _errors.PERMISSION_DENIED, message, "denied", details)
+
+
+def namespaces_unjudged(decision: Decision) -> ApiError:
+    """403 for a doc call the policy said nothing about (no ``failed_namespaces``)."""
+    return denied(dataclasses.replace(decision, errors=(*decision.errors, UNJUDGED_NAMESPACES)))
 
 
 def input_too_large(size: int, limit: int) -> ApiError:

@@ -5,13 +5,21 @@ claims and modifies that name one, the claimant ID the call acts as::
 
     {"input": {"authz": {"type"?, "credentials"?},
                "queues": [{"exact"?, "prefix"?, "actions": [...]}, ...],
+               "namespaces"?: [{"exact"?, "prefix"?, "actions": [...]}, ...],
                "namespace": "eq",
                "claimant_id"?: "alice#1"}}
 
-Both are ours (EntroQ's 830a143 input has neither): a service serving several namespaces can
-scope grants by ``namespace``, and a policy can bind claimant IDs to users with
-``claimant_id`` (whoever sends a claimant ID may renew, change or delete the tasks it holds).
-EntroQ's own policies never read them and work unchanged.
+``namespace`` and ``claimant_id`` are ours (EntroQ's 830a143 input has neither): a service
+serving several namespaces can scope grants by ``namespace``, and a policy can bind claimant
+IDs to users with ``claimant_id`` (whoever sends a claimant ID may renew, change or delete the
+tasks it holds). EntroQ's own policies never read them and work unchanged.
+
+``namespaces`` lists the *doc* namespaces a document-store call touches (EntroQ v1.1's input
+has this list, but its service never fills it in), with the same actions as queues: READ to
+list docs (and a doc depend), CLAIM to claim docs or doc sets, INSERT, CHANGE and DELETE for a
+modify's doc items. It is present only when a call touches docs, so task calls give EntroQ's
+own policies the same input as before. A policy authorizes it by answering ``failed_namespaces``
+(``authz.decision``): a policy that does not (EntroQ's own) is refused every doc call.
 
 ``authz`` is the caller's ``Authorization`` header split at its first space (``Bearer abc``
 -> type ``Bearer``, credentials ``abc``; a single word is credentials only). The scheme is
@@ -141,9 +149,14 @@ def entry(queue: str, action: str) -> QueueEntry:
     return QueueEntry(exact=queue, actions=(action,))
 
 
-def input_document(credentials: Credentials, entries: Sequence[QueueEntry]) -> dict[str, Any]:
-    """The ``input`` value sent to the policy (the OPA request body is ``{"input": this}``)."""
+def input_document(
+    credentials: Credentials, entries: Sequence[QueueEntry], namespaces: Sequence[QueueEntry] = ()
+) -> dict[str, Any]:
+    """The ``input`` value sent to the policy (the OPA request body is ``{"input": this}``);
+    ``namespaces`` are the doc namespace entries (omitted when there are none)."""
     document: dict[str, Any] = {"authz": credentials.to_json(), "queues": [e.to_json() for e in entries]}
+    if namespaces:
+        document["namespaces"] = [e.to_json() for e in namespaces]
     if credentials.namespace:
         document["namespace"] = credentials.namespace
     if credentials.claimant_id:
@@ -164,3 +177,22 @@ def claim_entries(queues: Iterable[str], finish_queues: Iterable[str]) -> list[Q
 
 def read_entries(queues: Iterable[str]) -> list[QueueEntry]:
     return [entry(q, READ) for q in queues]
+
+
+def doc_modify_entries(request: Any) -> list[QueueEntry]:
+    """The doc namespace entries of a ModifyRequest, in request order: INSERT per doc insert,
+    CHANGE per doc change (a doc never changes namespace; a doc set's lease change included),
+    DELETE per doc delete, READ per doc depend."""
+    return (
+        [entry(d.namespace, INSERT) for d in request.doc_inserts]
+        + [entry(c.old_id.namespace, CHANGE) for c in request.doc_changes]
+        + [entry(d.namespace, DELETE) for d in request.doc_deletes]
+        + [entry(d.namespace, READ) for d in request.doc_depends]
+    )
+
+
+def doc_claim_entries(claim: Any) -> list[QueueEntry]:
+    """CLAIM on the doc namespace of a one-key claim, or on each claimed set's."""
+    if claim.sets:
+        return [entry(s.set.namespace, CLAIM) for s in claim.sets]
+    return [entry(claim.namespace, CLAIM)]

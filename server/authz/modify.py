@@ -168,7 +168,7 @@ def translate_failures(error: entroq_redis.DependencyError, plan: ModifyPlan) ->
         if failure.queue not in authorized:
             failure = dataclasses.replace(failure, queue="")
         failures.append(failure)
-    return entroq_redis.DependencyError(failures)
+    return entroq_redis.DependencyError(failures, doc_failures=error.doc_failures)
 
 
 def _fits(failure: entroq_redis.DependencyFailure, depend: tuple[str, int, str]) -> bool:

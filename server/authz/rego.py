@@ -43,9 +43,19 @@ from .rego_processes import DECISION_TIMEOUT_S, MAX_RSS_MB, DecisionProcesses
 _WRAPPER_PACKAGE = "entroq_redis_embedded_decision"
 _ENTRYPOINT = _WRAPPER_PACKAGE + "/decision"
 # The rules of the decision document the service reads (``authz.decision``): EntroQ's, plus
-# ours (``authenticated``; ``user`` for the audit log; ``readable`` for listings). A rule the
+# ours (``authenticated``; ``user`` for the audit log; ``readable`` for listings; the doc
+# namespace answers ``failed_namespaces`` and ``readable_namespaces``). A rule the
 # policy does not define is simply absent from the answer.
-DECISION_RULES = ("allow", "authenticated", "failed", "errors", "user", "readable")
+DECISION_RULES = (
+    "allow",
+    "authenticated",
+    "failed",
+    "errors",
+    "user",
+    "readable",
+    "failed_namespaces",
+    "readable_namespaces",
+)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Decisions evaluated at once (threads, each using one child process): one per core, at most 4.
 _PARALLEL = max(1, min(4, os.cpu_count() or 1))

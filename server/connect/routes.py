@@ -13,16 +13,16 @@ from quart_trio import QuartTrio
 from ..core import errors as _errors
 from ..core import wire as _wire
 from ..core.errors import ApiError
+from ..core.generations import Route
+from ..core.schema import DOC_METHODS
 from ..core.values import BASE64, ValueEncoding
-from ..http_front import CONNECT_PREFIX, DOCUMENT_METHODS, JSON, HttpFront, body_bytes, method_request, ok
+from ..http_front import CONNECT_PREFIX, JSON, HttpFront, body_bytes, method_request, ok
 from . import framing
 
 
 def register(app: QuartTrio, front: HttpFront, methods: Iterable[str]) -> None:
-    """Adds a unary route per method in ``methods``, the StreamTasks route and the 501 routes of
-    the document store."""
-    for method in DOCUMENT_METHODS:
-        front.not_served(app, CONNECT_PREFIX + method, "POST", connect=True)
+    """Adds a unary route per method in ``methods`` (the document store's included) and the
+    StreamTasks route."""
 
     def connect_unary(method: str) -> None:
         path = CONNECT_PREFIX + method
@@ -30,7 +30,8 @@ def register(app: QuartTrio, front: HttpFront, methods: Iterable[str]) -> None:
         @front.observe(path, connect=True)
         async def handler() -> Response:
             check_headers(JSON)
-            message, who = await front.body(method_request(method))
+            route: Route = "docs" if method in DOC_METHODS else "other"
+            message, who = await front.body(method_request(method), route)
             return ok(await front.run(method, message, who), who)
 
         app.add_url_rule(path, endpoint=path, view_func=handler, methods=["POST"])

@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 
 import entroq_redis
 
+from . import doc_wire as _doc_wire
 from . import wire as _wire
 from .draining import Draining
-from .errors import bad_request
+from .errors import CLAIM_DOCS_MESSAGE, bad_request, dependency
 from .hooks import AllowAll, Authorizer, Call, HeaderMap
 from .metrics import Metrics
 from .namespaces import Namespaces
@@ -60,6 +61,9 @@ class Calls:
             "Queues": self._queues,
             "QueueStats": self._queue_stats,
             "Time": self._time,
+            "Docs": self._docs,
+            "ClaimDocs": self._claim_docs,
+            "NamespaceStats": self._namespace_stats,
         }
 
     @property
@@ -89,8 +93,10 @@ class Calls:
             try:
                 return await self.authorizer.run(call, client, proceed)
             except entroq_redis.DependencyError as exc:
-                for failure in exc.failures:
-                    self.metrics.dependency_errors.labels(failure.kind).inc()
+                for kind in [f.kind for f in exc.failures] + [f.kind for f in exc.doc_failures]:
+                    self.metrics.dependency_errors.labels(kind).inc()
+                if method == "ClaimDocs":
+                    raise dependency(exc, CLAIM_DOCS_MESSAGE) from None
                 raise
 
     async def _store(self, op: str, call: Awaitable[T]) -> T:
@@ -145,10 +151,22 @@ class Calls:
 
     async def _modify(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
         inserts, changes, deletes, depends = _wire.modify_args(request)
-        inserted, changed = await self._store(
-            "modify", eq.modify(inserts, changes, deletes, depends, unsafe_claimant_id=request.claimant_id)
+        doc_inserts, doc_changes, doc_deletes, doc_depends = _doc_wire.modify_doc_args(request)
+        result = await self._store(
+            "modify",
+            eq.modify(
+                inserts,
+                changes,
+                deletes,
+                depends,
+                doc_inserts=doc_inserts,
+                doc_changes=doc_changes,
+                doc_deletes=doc_deletes,
+                doc_depends=doc_depends,
+                unsafe_claimant_id=request.claimant_id,
+            ),
         )
-        return _wire.modify_response(inserted, changed)
+        return _doc_wire.modify_response(result)
 
     async def _tasks(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
         tasks = await self._store(
@@ -180,6 +198,35 @@ class Calls:
             ),
         )
         return _wire.queue_stats_response(stats)
+
+    async def _docs(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
+        query = request.query
+        docs = await self._store("docs", eq.docs(query.namespace, **_doc_wire.docs_args(query)))
+        return _doc_wire.docs_response(docs)
+
+    async def _claim_docs(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
+        claim = request.claim_query
+        claimant = eq.as_claimant(claim.claimant)
+        if claim.sets:
+            sets, task = _doc_wire.claim_sets(claim)
+            claimed = await self._store(
+                "claim_doc_sets", claimant.claim_doc_sets(sets, claim.duration_ms, task_to_match=task)
+            )
+            return _doc_wire.claim_docs_response(claimed.docs, claimed.sets)
+        _doc_wire.check_key_claim(claim)
+        docs = await self._store(
+            "claim_docs", claimant.claim_docs(claim.namespace, claim.key, claim.duration_ms)
+        )
+        return _doc_wire.claim_docs_response(docs)
+
+    async def _namespace_stats(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
+        stats = await self._store(
+            "namespace_stats",
+            eq.namespace_stats(
+                list(request.match_prefix), list(request.match_exact), _wire.non_negative_limit(request.limit)
+            ),
+        )
+        return _doc_wire.namespaces_response(stats)
 
     async def _time(self, eq: entroq_redis.EntroQ, request: Any, _: float | None) -> Any:
         return _wire.time_response(await self._store("time", eq.time()))

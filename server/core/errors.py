@@ -53,6 +53,7 @@ UNAUTHENTICATED = 16
 
 MODIFY_DEP_TYPE = "api.ModifyDep"
 DEPENDENCY_MESSAGE = "modification dependency error"
+CLAIM_DOCS_MESSAGE = "claim docs dependency error"
 
 
 @dataclasses.dataclass
@@ -145,14 +146,17 @@ def internal() -> ApiError:
     return ApiError(500, INTERNAL, "internal error", "error")
 
 
-def dependency(error: entroq_redis.DependencyError) -> ApiError:
+def dependency(error: entroq_redis.DependencyError, head: str = DEPENDENCY_MESSAGE) -> ApiError:
     """HTTP 404 (gRPC NOT_FOUND, as EntroQ's proto documents) with one ModifyDep per failure.
 
-    The message starts with "modification dependency error" and names every item as
-    missing/mismatched/collision/claimed, which both generations of EntroQ's Python client
-    recognise. A DETAIL entry comes first, as EntroQ's server sends it.
+    The message starts with ``head`` ("modification dependency error"; a ClaimDocs conflict
+    says "claim docs dependency error", as EntroQ's server does) and names every item as
+    missing/mismatched/collision/claimed, which every generation of EntroQ's Python client
+    recognises. A DETAIL entry comes first, as EntroQ's server sends it. Task failures name
+    the task in ``id``; doc failures name the doc (or the doc set: no id, its key) in ``docId``.
     """
-    details = [_schema.ModifyDep(type="DETAIL", msg=str(error))]
+    message = head + str(error).removeprefix(DEPENDENCY_MESSAGE)
+    details = [_schema.ModifyDep(type="DETAIL", msg=message)]
     for failure in error.failures:
         details.append(
             _schema.ModifyDep(
@@ -163,7 +167,22 @@ def dependency(error: entroq_redis.DependencyError) -> ApiError:
                 current_version=failure.current_version,
             )
         )
-    return ApiError(404, NOT_FOUND, str(error), "dependency", details)
+    for doc_failure in error.doc_failures:
+        details.append(
+            _schema.ModifyDep(
+                type=doc_failure.kind,
+                doc_id=_schema.DocID(
+                    namespace=doc_failure.namespace,
+                    id=doc_failure.id,
+                    version=doc_failure.version,
+                    key=doc_failure.key,
+                ),
+                msg=doc_failure.describe(),
+                reason=doc_failure.reason,
+                current_version=doc_failure.current_version,
+            )
+        )
+    return ApiError(404, NOT_FOUND, message, "dependency", details)
 
 
 def from_exception(exc: BaseException) -> ApiError:
@@ -194,6 +213,10 @@ def _detail_json(detail: Any) -> dict[str, Any]:
     if detail.DESCRIPTOR.full_name == MODIFY_DEP_TYPE:
         # proto3 JSON omits a zero enum, and CLAIM is ActionType's zero: state it, clients key on it.
         body["type"] = _schema.enum_descriptor("ActionType").values_by_number[detail.type].name
+        if detail.HasField("doc_id"):
+            # PyPI 0.14.0 reads docId["id"] (a KeyError when proto3 JSON leaves an empty one
+            # out, as for a doc set) and docId["version"]: state both.
+            body["docId"] = {"id": "", "version": 0, **body["docId"]}
     return body
 
 

@@ -10,7 +10,8 @@ from what the request reveals, strongest evidence first:
 1. ``EntroQ-Value-Encoding: base64|json`` (our extension; this project's own HTTP client sends it);
 2. ``entroq-protocol: 2`` (only 0.15 sends it): JSON;
 3. the route: ``/api/v0/queues/{queue}/tasks`` is the seed's (base64), ``/api/v0/tasks`` every
-   later client's (JSON);
+   later client's (JSON), and so are the document store's routes (REST and Connect: no seed-era
+   client has documents);
 4. a modify body's shape: the document-store lists (``docInserts``...), present even when empty,
    or a value that is not a string: JSON; an insert with ``"id": null`` and a string ``atMs``
    (the seed Python client): base64;
@@ -44,7 +45,6 @@ from typing import Any, Literal
 
 from .errors import bad_request, unimplemented
 from .values import BASE64, ENCODINGS, JSON, ValueEncoding
-from .wire import DOC_LISTS
 
 PROTOCOL_HEADER = "entroq-protocol"
 SERVED_PROTOCOLS = (1, 2)
@@ -57,10 +57,24 @@ DEFAULT_REMEMBERED_CLAIMANTS = 10_000
 # (namespace, credentials fingerprint, claimant ID): whose encoding the claimant memory holds.
 MemoryKey = tuple[str, str, str]
 
-# Which task route a request came by: the seed's path form, the later query form, or neither.
-Route = Literal["seed_tasks", "tasks", "other"]
+# Which route a request came by: the seed's task path form, the later query form, a document
+# store route, or another.
+Route = Literal["seed_tasks", "tasks", "docs", "other"]
 
-_DOC_LISTS = frozenset(DOC_LISTS) | frozenset(DOC_LISTS.values())
+# The document lists of a ModifyRequest (JSON and proto names): every 0.12+ client sends all
+# four on every modify, even empty.
+_DOC_LISTS = frozenset(
+    {
+        "docInserts",
+        "docChanges",
+        "docDeletes",
+        "docDepends",
+        "doc_inserts",
+        "doc_changes",
+        "doc_deletes",
+        "doc_depends",
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -166,7 +180,7 @@ def _unambiguous(
         return "protocol", JSON
     if route == "seed_tasks":
         return "route", BASE64
-    if route == "tasks":
+    if route in ("tasks", "docs"):
         return "route", JSON
     return "body", body_encoding(body)
 

@@ -1,10 +1,11 @@
 """EntroQ's wire messages as real protobuf classes, built at import time from a table.
 
 One table gives two schemas (reference section 1): ``"bytes"``, the seed's, with ``bytes``
-task values, which the service uses inside (HTTP, and gRPC with ``--grpc-values bytes``), and
-``"v1"``, EntroQ v1's gRPC schema: ``google.protobuf.Value`` task values, the document
-messages, ``ModifyDep.doc_id`` and the document RPCs. The two share field numbers, so the
-gRPC front end reads v1 requests with the bytes classes and rewrites only the values.
+task values and doc contents, which the service uses inside (HTTP, and gRPC with
+``--grpc-values bytes``), and ``"v1"``, EntroQ v1's gRPC schema, where they are
+``google.protobuf.Value``. Both carry the document messages and RPCs (EntroQ v1.1's, plus our
+protocol-2 additions numbered from 100). The two share field numbers, so the gRPC front end
+reads v1 requests with the bytes classes and rewrites only the values.
 
 The table mirrors ``entroq.proto`` (kept beside this file as the readable bytes schema;
 ``tests/protos/`` holds both schemas as .proto files); tests compile those files with protoc
@@ -43,9 +44,9 @@ ENUMS: dict[str, list[str]] = {
 }
 
 # message -> fields (name, number, type, repeated), in the order of entroq.proto. A type is a
-# scalar name, the name of a message or enum of this file, "Value" (google.protobuf.Value), or
-# "value": a task value, bytes in the bytes schema and google.protobuf.Value in v1. Messages
-# and fields only in v1 are listed in V1_ONLY_MESSAGES and V1_ONLY_FIELDS.
+# scalar name, the name of a message or enum of this file, or "value": a task value or doc
+# content, bytes in the bytes schema and google.protobuf.Value in v1. The two schemas differ
+# only there.
 MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
     "TaskID": [("id", 1, "string", False), ("version", 2, "int32", False), ("queue", 3, "string", False)],
     "TaskData": [
@@ -139,19 +140,34 @@ MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
     "QueuesResponse": [("queues", 1, "QueueStats", True)],
     "TimeRequest": [],
     "TimeResponse": [("time_ms", 1, "int64", False)],
-    # EntroQ v1's document store (reference section 2); not served, but part of the v1 schema.
-    "DocID": [("namespace", 1, "string", False), ("id", 2, "string", False), ("version", 3, "int32", False)],
+    # EntroQ v1's document store (reference sections 2 and 4). Doc contents are "value" fields,
+    # as task values: bytes in the bytes schema, google.protobuf.Value in v1. Fields numbered 100
+    # and up are ours (EntroQ's protocol 2 sends them by JSON name; their numbers are unknown):
+    # DocID.key (a doc set's key, when id is empty), DocData.by_ms, DocChange.mode,
+    # DocQuery.key_exact (PyPI 0.12.4's query.keyExact), DocClaim.sets and task_to_match, and
+    # ClaimDocsResponse.sets.
+    "DocID": [
+        ("namespace", 1, "string", False),
+        ("id", 2, "string", False),
+        ("version", 3, "int32", False),
+        ("key", 100, "string", False),
+    ],
     "DocData": [
         ("namespace", 1, "string", False),
         ("id", 2, "string", False),
         ("key", 3, "string", False),
         ("secondary_key", 4, "string", False),
-        ("content", 5, "Value", False),
+        ("content", 5, "value", False),
         ("created_ms", 6, "int64", False),
         ("modified_ms", 7, "int64", False),
         ("at_ms", 8, "int64", False),
+        ("by_ms", 100, "int64", False),
     ],
-    "DocChange": [("old_id", 1, "DocID", False), ("new_data", 2, "DocData", False)],
+    "DocChange": [
+        ("old_id", 1, "DocID", False),
+        ("new_data", 2, "DocData", False),
+        ("mode", 100, "ChangeMode", False),
+    ],
     "Doc": [
         ("namespace", 1, "string", False),
         ("id", 2, "string", False),
@@ -160,7 +176,7 @@ MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
         ("at_ms", 5, "int64", False),
         ("key", 6, "string", False),
         ("secondary_key", 7, "string", False),
-        ("content", 8, "Value", False),
+        ("content", 8, "value", False),
         ("created_ms", 9, "int64", False),
         ("modified_ms", 10, "int64", False),
     ],
@@ -171,17 +187,22 @@ MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
         ("limit", 4, "int32", False),
         ("omit_values", 5, "bool", False),
         ("ids", 6, "string", True),
+        ("key_exact", 100, "string", False),
     ],
+    "DocSet": [("namespace", 1, "string", False), ("key", 2, "string", False)],
+    "DocSetClaim": [("set", 1, "DocSet", False), ("omit_members", 2, "bool", False)],
     "DocClaim": [
         ("namespace", 1, "string", False),
         ("claimant", 2, "string", False),
         ("key", 3, "string", False),
         ("duration_ms", 4, "int64", False),
+        ("sets", 100, "DocSetClaim", True),
+        ("task_to_match", 101, "TaskID", False),
     ],
     "DocsRequest": [("query", 1, "DocQuery", False)],
     "DocsResponse": [("docs", 1, "Doc", True)],
     "ClaimDocsRequest": [("claim_query", 1, "DocClaim", False)],
-    "ClaimDocsResponse": [("docs", 1, "Doc", True)],
+    "ClaimDocsResponse": [("docs", 1, "Doc", True), ("sets", 100, "Doc", True)],
     "NamespaceStat": [
         ("name", 1, "string", False),
         ("num_docs", 2, "int32", False),
@@ -195,36 +216,6 @@ MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
     "NamespacesResponse": [("namespaces", 1, "NamespaceStat", True)],
 }
 
-V1_ONLY_MESSAGES = frozenset(
-    {
-        "DocID",
-        "DocData",
-        "DocChange",
-        "Doc",
-        "DocQuery",
-        "DocClaim",
-        "DocsRequest",
-        "DocsResponse",
-        "ClaimDocsRequest",
-        "ClaimDocsResponse",
-        "NamespaceStat",
-        "NamespacesRequest",
-        "NamespacesResponse",
-    }
-)
-# (message, field) pairs only in v1: they refer to the document messages.
-V1_ONLY_FIELDS = frozenset(
-    {
-        ("ModifyRequest", "doc_inserts"),
-        ("ModifyRequest", "doc_changes"),
-        ("ModifyRequest", "doc_deletes"),
-        ("ModifyRequest", "doc_depends"),
-        ("ModifyResponse", "inserted_docs"),
-        ("ModifyResponse", "changed_docs"),
-        ("ModifyDep", "doc_id"),
-    }
-)
-
 # The EntroQ service: method -> (request, response, server streaming).
 METHODS: dict[str, tuple[str, str, bool]] = {
     "TryClaim": ("ClaimRequest", "ClaimResponse", False),
@@ -235,13 +226,12 @@ METHODS: dict[str, tuple[str, str, bool]] = {
     "QueueStats": ("QueuesRequest", "QueuesResponse", False),
     "Time": ("TimeRequest", "TimeResponse", False),
     "StreamTasks": ("TasksRequest", "TasksResponse", True),
-}
-# The document RPCs of the v1 schema (after METHODS in its service).
-V1_METHODS: dict[str, tuple[str, str, bool]] = {
     "Docs": ("DocsRequest", "DocsResponse", False),
     "ClaimDocs": ("ClaimDocsRequest", "ClaimDocsResponse", False),
     "NamespaceStats": ("NamespacesRequest", "NamespacesResponse", False),
 }
+# The document RPCs (both schemas serve them).
+DOC_METHODS = frozenset({"Docs", "ClaimDocs", "NamespaceStats"})
 
 
 def _json_name(name: str) -> str:
@@ -258,12 +248,8 @@ def file_descriptor_proto(schema: Schema = "bytes") -> descriptor_pb2.FileDescri
         fdp.dependency.append(STRUCT_FILE)
     fdp.options.go_package = "github.com/shiblon/entroq/api;api"
     for message_name, fields in MESSAGES.items():
-        if message_name in V1_ONLY_MESSAGES and not v1:
-            continue
         message = fdp.message_type.add(name=message_name)
         for name, number, type_name, repeated in fields:
-            if (message_name, name) in V1_ONLY_FIELDS and not v1:
-                continue
             field = message.field.add(
                 name=name,
                 number=number,
@@ -285,8 +271,7 @@ def file_descriptor_proto(schema: Schema = "bytes") -> descriptor_pb2.FileDescri
         for number, value in enumerate(values):
             enum.value.add(name=value, number=number)
     service = fdp.service.add(name="EntroQ")
-    methods = {**METHODS, **V1_METHODS} if v1 else METHODS
-    for method_name, (request, response, streaming) in methods.items():
+    for method_name, (request, response, streaming) in METHODS.items():
         method = service.method.add(
             name=method_name, input_type=f".{PACKAGE}.{request}", output_type=f".{PACKAGE}.{response}"
         )
@@ -343,3 +328,9 @@ QueuesRequest: Any = message_class("QueuesRequest")
 QueuesResponse: Any = message_class("QueuesResponse")
 TimeRequest: Any = message_class("TimeRequest")
 TimeResponse: Any = message_class("TimeResponse")
+DocID: Any = message_class("DocID")
+Doc: Any = message_class("Doc")
+DocsResponse: Any = message_class("DocsResponse")
+ClaimDocsResponse: Any = message_class("ClaimDocsResponse")
+NamespaceStat: Any = message_class("NamespaceStat")
+NamespacesResponse: Any = message_class("NamespacesResponse")

@@ -27,7 +27,7 @@ from entroq_redis._contract import MAX_ITEMS_PER_MODIFY, MAX_QUEUES_PER_CLAIM
 
 from . import schema as _schema
 from . import values as _values
-from .errors import bad_request, unimplemented
+from .errors import bad_request
 from .values import BASE64, JSON, ValueEncoding
 
 _CHANGE_MODES: dict[int, entroq_redis.ChangeMode] = {0: "full", 1: "lease", 2: "reset_claims"}
@@ -51,7 +51,6 @@ def parse_dict(body: Any, message: str, values: ValueEncoding = BASE64) -> Any:
     body = check_counts(body, message)
     _check_enums(body, descriptor, message)
     if message == "ModifyRequest":
-        refuse_documents(body)
         if values == JSON:
             body = _stored_values(body)
         else:
@@ -68,9 +67,9 @@ def parse_dict(body: Any, message: str, values: ValueEncoding = BASE64) -> Any:
 # of script arguments only to refuse them.
 _COUNTED_LISTS = {
     "ModifyRequest": (
-        ("inserts", "changes", "deletes", "depends"),
+        ("inserts", "changes", "deletes", "depends", "docInserts", "docChanges", "docDeletes", "docDepends"),
         MAX_ITEMS_PER_MODIFY,
-        "items per modify (inserts + changes + deletes + depends)",
+        "items per modify (inserts + changes + deletes + depends, of tasks and docs)",
     ),
     "ClaimRequest": (("finish",), MAX_ITEMS_PER_MODIFY, "finished tasks per claim"),
 }
@@ -100,32 +99,16 @@ def check_counts(body: Any, message: str) -> Any:
             if len(distinct) > MAX_QUEUES_PER_CLAIM:
                 raise bad_request(f"at most {MAX_QUEUES_PER_CLAIM} queues per claim, got {len(distinct)}")
             body = {**body, "queues": distinct}
+    if message == "ClaimDocsRequest":
+        claim = body.get("claimQuery", body.get("claim_query"))
+        sets = claim.get("sets") if isinstance(claim, dict) else None
+        if isinstance(sets, list) and len(sets) > MAX_ITEMS_PER_MODIFY:
+            raise bad_request(f"at most {MAX_ITEMS_PER_MODIFY} doc sets per claim, got {len(sets)}")
     return body
 
 
 def _snake_case(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name)
-
-
-# The document store of later EntroQ releases (ModifyRequest fields 6 to 9; JSON and proto
-# names): not served here.
-DOC_LISTS = {
-    "docInserts": "doc_inserts",
-    "docChanges": "doc_changes",
-    "docDeletes": "doc_deletes",
-    "docDepends": "doc_depends",
-}
-
-
-def refuse_documents(body: Mapping[str, Any]) -> None:
-    """0.12+ clients send the four document lists on every modify, empty unless they use the
-    document store; an empty one is fine, a non-empty one must not be dropped silently."""
-    for name, snake in DOC_LISTS.items():
-        if body.get(name) or body.get(snake):
-            raise unimplemented(
-                f"{name}: this server serves EntroQ's task queue, not its document store "
-                "(docs and namespaces are not implemented)"
-            )
 
 
 # Standard or URL-safe base64, padded or not (what json_format accepts). json_format itself
@@ -141,43 +124,73 @@ def _listed(body: dict[str, Any], name: str) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+# Where a ModifyRequest's JSON holds values: (list names, data object names or None for the
+# item itself, value field). Task values and doc contents follow the same rules (values.py).
+_VALUE_PLACES = (
+    (("inserts",), None, "value"),
+    (("changes",), ("newData", "new_data"), "value"),
+    (("docInserts", "doc_inserts"), None, "content"),
+    (("docChanges", "doc_changes"), ("newData", "new_data"), "content"),
+)
+
+
+def _value_holders(body: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(JSON object, field) for every task value and doc content of a ModifyRequest body."""
+    found = []
+    for lists, data_names, field in _VALUE_PLACES:
+        for name in lists:
+            for item in _listed(body, name):
+                if not isinstance(item, dict):
+                    continue
+                datas = [item] if data_names is None else [item.get(d) for d in data_names]
+                found += [(data, field) for data in datas if isinstance(data, dict) and field in data]
+    return found
+
+
 def _check_base64_values(body: dict[str, Any]) -> None:
-    datas = [item for item in _listed(body, "inserts") if isinstance(item, dict)]
-    for change in _listed(body, "changes"):
-        if isinstance(change, dict):
-            datas += [d for d in (change.get("newData"), change.get("new_data")) if isinstance(d, dict)]
-    for data in datas:
-        value = data.get("value")
+    for data, field in _value_holders(body):
+        value = data[field]
         if value is not None and not isinstance(value, str):
-            raise bad_request(f"invalid value: a base64 value is a string, not {type(value).__name__}")
+            raise bad_request(f"invalid {field}: a base64 {field} is a string, not {type(value).__name__}")
         if isinstance(value, str) and not _BASE64.fullmatch(value):
-            raise bad_request("invalid value: not base64 (standard or URL-safe alphabet, optional padding)")
+            raise bad_request(
+                f"invalid {field}: not base64 (standard or URL-safe alphabet, optional padding)"
+            )
 
 
-def _stored_value(data: Any) -> Any:
-    """A TaskData JSON object with its JSON ``value`` replaced by base64 of the stored bytes."""
-    if not isinstance(data, dict) or "value" not in data:
+def _stored(data: dict[str, Any], field: str) -> dict[str, Any]:
+    """A copy of a TaskData or DocData JSON object with its JSON value (``field``) replaced by
+    base64 of the stored bytes."""
+    if field not in data:
         return data
     try:
-        stored = _values.json_to_bytes(data["value"])
+        stored = _values.json_to_bytes(data[field])
     except ValueError as exc:
-        raise bad_request(f"invalid value: {exc}") from None
-    return {**data, "value": base64.b64encode(stored).decode()}
+        raise bad_request(f"invalid {field}: {exc}") from None
+    return {**data, field: base64.b64encode(stored).decode()}
 
 
 def _stored_values(body: dict[str, Any]) -> dict[str, Any]:
-    """A ModifyRequest JSON object whose JSON values are swapped for their stored bytes (base64),
-    so ``json_format`` reads them into the ``bytes`` fields."""
+    """A copy of a ModifyRequest JSON object whose JSON values and doc contents are swapped for
+    their stored bytes (base64), so ``json_format`` reads them into the ``bytes`` fields. The
+    caller's objects are left as they are."""
     body = dict(body)
-    if isinstance(body.get("inserts"), list):
-        body["inserts"] = [_stored_value(item) for item in body["inserts"]]
-    if isinstance(body.get("changes"), list):
-        body["changes"] = [
-            {key: _stored_value(v) if key in ("newData", "new_data") else v for key, v in change.items()}
-            if isinstance(change, dict)
-            else change
-            for change in body["changes"]
-        ]
+    for lists, data_names, field in _VALUE_PLACES:
+        for name in lists:
+            if not isinstance(body.get(name), list):
+                continue
+            items = []
+            for item in body[name]:
+                if isinstance(item, dict):
+                    if data_names is None:
+                        item = _stored(item, field)
+                    else:
+                        item = {
+                            key: _stored(v, field) if key in data_names and isinstance(v, dict) else v
+                            for key, v in item.items()
+                        }
+                items.append(item)
+            body[name] = items
     return body
 
 
@@ -242,11 +255,19 @@ def _query_scalar(field: FieldDescriptor, name: str, value: str) -> Any:
     return value
 
 
-# Where responses hold tasks: message name -> task fields (JSON name = field name here).
-_TASK_FIELDS = {
-    "ClaimResponse": ("task",),
-    "ModifyResponse": ("inserted", "changed"),
-    "TasksResponse": ("tasks",),
+# Where responses hold values: message name -> (field, its JSON name, the value field of its
+# tasks or docs).
+_VALUE_FIELDS = {
+    "ClaimResponse": (("task", "task", "value"),),
+    "ModifyResponse": (
+        ("inserted", "inserted", "value"),
+        ("changed", "changed", "value"),
+        ("inserted_docs", "insertedDocs", "content"),
+        ("changed_docs", "changedDocs", "content"),
+    ),
+    "TasksResponse": (("tasks", "tasks", "value"),),
+    "DocsResponse": (("docs", "docs", "content"),),
+    "ClaimDocsResponse": (("docs", "docs", "content"),),
 }
 
 
@@ -261,17 +282,17 @@ def to_json(message: Any, values: ValueEncoding = BASE64) -> bytes:
 
 def _json_values(message: Any, body: dict[str, Any]) -> None:
     """Replaces the base64 values json_format wrote with the JSON the stored bytes hold."""
-    for field in _TASK_FIELDS.get(message.DESCRIPTOR.name, ()):
+    for field, json_name, value_field in _VALUE_FIELDS.get(message.DESCRIPTOR.name, ()):
         if field == "task":
             pairs = [(message.task, body["task"])] if message.HasField("task") else []
         else:
-            pairs = list(zip(getattr(message, field), body.get(field, ()), strict=True))
-        for task, obj in pairs:
-            value = _values.bytes_to_json(task.value)
+            pairs = list(zip(getattr(message, field), body.get(json_name, ()), strict=True))
+        for item, obj in pairs:
+            value = _values.bytes_to_json(getattr(item, value_field))
             if value is None:
-                obj.pop("value", None)
+                obj.pop(value_field, None)
             else:
-                obj["value"] = value
+                obj[value_field] = value
 
 
 # Requests -> library arguments.

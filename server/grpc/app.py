@@ -2,8 +2,9 @@
 protocol needs, reference section 3) that moves bytes and headers to ``Calls`` and back.
 
 - Routes: ``/api.EntroQ/<Method>`` for the eight task RPCs (StreamTasks streams one
-  TasksResponse per task); the document RPCs of the v1 schema answer UNIMPLEMENTED, as does any
-  other path; ``/grpc.health.v1.Health/Check`` answers SERVING while the store answers.
+  TasksResponse per task) and the document store's three (Docs, ClaimDocs, NamespaceStats);
+  any other path answers UNIMPLEMENTED; ``/grpc.health.v1.Health/Check`` answers SERVING while
+  the store answers.
 - Every answer is HTTP 200, ``content-type: application/grpc``, then the messages (or none),
   then trailers with ``grpc-status`` (and ``grpc-message``, ``grpc-status-details-bin``). Never
   a trailers-only response, which grpcio misreads once Hypercorn adds an empty DATA frame
@@ -27,7 +28,6 @@ from typing import Any
 
 import trio
 from google.protobuf import message as protobuf_message
-from google.protobuf.unknown_fields import UnknownFieldSet
 
 from ..core import errors as _errors
 from ..core import schema as _schema
@@ -50,9 +50,17 @@ HEALTH_LABEL = "grpc.health.v1.Health/Check"
 # read and dropped, so Hypercorn's stream ends in order (its HTTP/2 code fails the whole
 # connection on data for a stream it has closed); a client that keeps sending gets this long.
 DRAIN_TIMEOUT_S = 30.0
-# ModifyRequest fields 6-9 (doc_inserts, doc_changes, doc_deletes, doc_depends) of the v1
-# schema: unknown to the bytes-schema class the request is read with.
-_DOC_FIELDS = {6: "doc_inserts", 7: "doc_changes", 8: "doc_deletes", 9: "doc_depends"}
+# A ModifyRequest's lists, counted together against the store's limit.
+_MODIFY_LISTS = (
+    "inserts",
+    "changes",
+    "deletes",
+    "depends",
+    "doc_inserts",
+    "doc_changes",
+    "doc_deletes",
+    "doc_depends",
+)
 # A blocking claim's deadline is the library's to enforce (its DEADLINE_EXCEEDED says what
 # it waited for); the call's own deadline backs it up this much later.
 _CLAIM_DEADLINE_GRACE_S = 1.0
@@ -112,7 +120,7 @@ class GrpcApp:
         if path == health.PATH:
             return HEALTH_LABEL
         method = path.removeprefix(PREFIX)
-        if path.startswith(PREFIX) and (method in _schema.METHODS or method in _schema.V1_METHODS):
+        if path.startswith(PREFIX) and method in _schema.METHODS:
             return method
         return "unknown"
 
@@ -167,11 +175,6 @@ class GrpcApp:
         self, path: str, metadata: Metadata, rid: str, receive: Receive, responder: _Responder
     ) -> None:
         method = path.removeprefix(PREFIX) if path.startswith(PREFIX) else ""
-        if method in _schema.V1_METHODS:
-            raise _errors.unimplemented(
-                f"{method}: this server serves EntroQ's task queue; the document store "
-                "(docs, doc claims, namespaces) is not implemented"
-            )
         request_class = self._requests.get(method)
         if request_class is None:
             raise _errors.unimplemented(f"unknown gRPC method {path}")
@@ -202,19 +205,13 @@ class GrpcApp:
 
     def _check(self, method: str, request: Any) -> None:
         """The request checks the HTTP routes make on their JSON (``_wire.check_counts``), on the
-        decoded message; a v1 Modify carrying document items is refused as over HTTP."""
+        decoded message."""
         if method == "Modify":
-            documents = {
-                _DOC_FIELDS[field.field_number]
-                for field in UnknownFieldSet(request)
-                if field.field_number in _DOC_FIELDS
-            }
-            if documents:
-                _wire.refuse_documents(dict.fromkeys(documents, True))
             _wire.check_counts(
-                {name: list(getattr(request, name)) for name in ("inserts", "changes", "deletes", "depends")},
-                "ModifyRequest",
+                {name: list(getattr(request, name)) for name in _MODIFY_LISTS}, "ModifyRequest"
             )
+        elif method == "ClaimDocs":
+            _wire.check_counts({"claimQuery": {"sets": list(request.claim_query.sets)}}, "ClaimDocsRequest")
         elif method in ("Claim", "TryClaim"):
             counted = _wire.check_counts(
                 {"finish": list(request.finish), "queues": list(request.queues)}, "ClaimRequest"

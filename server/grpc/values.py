@@ -1,4 +1,4 @@
-"""EntroQ v1's task values (``google.protobuf.Value``) <-> the stored bytes. I/O free.
+"""EntroQ v1's task values and doc contents (``google.protobuf.Value``) <-> the stored bytes. I/O free.
 
 The v1 schema and the bytes schema share every field number, and a ``bytes`` field and a
 message field are both length-delimited on the wire. So a v1 request is parsed with the bytes
@@ -91,24 +91,35 @@ def wire(raw: bytes) -> bytes:
 
 
 def request_to_stored(request: Any) -> None:
-    """Rewrites a ModifyRequest's task values (inserts, change new data) in place."""
+    """Rewrites a ModifyRequest's task values (inserts, change new data) and doc contents (doc
+    inserts, doc change new data) in place."""
     for data in request.inserts:
         data.value = stored(data.value)
     for change in request.changes:
         if change.HasField("new_data"):
             change.new_data.value = stored(change.new_data.value)
+    for doc in request.doc_inserts:
+        doc.content = stored(doc.content)
+    for doc_change in request.doc_changes:
+        if doc_change.HasField("new_data"):
+            doc_change.new_data.content = stored(doc_change.new_data.content)
 
 
 def response_to_wire(response: Any) -> None:
-    """Rewrites the task values of a ClaimResponse, ModifyResponse or TasksResponse in place."""
+    """Rewrites the task values and doc contents of a response in place."""
     name = response.DESCRIPTOR.name
+    tasks: list[Any] = []
+    docs: list[Any] = []
     if name == "ClaimResponse":
         tasks = [response.task] if response.HasField("task") else []
     elif name == "ModifyResponse":
         tasks = [*response.inserted, *response.changed]
+        docs = [*response.inserted_docs, *response.changed_docs]
     elif name == "TasksResponse":
         tasks = list(response.tasks)
-    else:
-        return
+    elif name in ("DocsResponse", "ClaimDocsResponse"):
+        docs = list(response.docs)  # ClaimDocsResponse.sets hold no content
     for task in tasks:
         task.value = wire(task.value)
+    for doc in docs:
+        doc.content = wire(doc.content)

@@ -30,10 +30,10 @@ def label(rule: str) -> str:
 def register(app: QuartTrio, front: HttpFront) -> None:
     """Adds every REST route to ``app``."""
 
-    def rest_post(path: str, method: str) -> None:
+    def rest_post(path: str, method: str, route: _generations.Route = "other") -> None:
         @front.observe(path, connect=False)
         async def handler() -> Response:
-            message, who = await front.body(method_request(method))
+            message, who = await front.body(method_request(method), route)
             return ok(await front.run(method, message, who), who)
 
         app.add_url_rule(path, endpoint=path, view_func=handler, methods=["POST"])
@@ -68,9 +68,16 @@ def register(app: QuartTrio, front: HttpFront) -> None:
     rest_stream("/api/v0/queues/<anypath:queue>/tasks/stream", "seed_tasks")
     rest_stream("/api/v0/tasks/stream", "tasks")
 
-    front.not_served(app, "/api/v0/docs", "GET", connect=False)
-    front.not_served(app, "/api/v0/docs/claim", "POST", connect=False)
-    front.not_served(app, "/api/v0/namespaces/stats", "GET", connect=False)
+    # The document store (EntroQ v1.1): the listing takes its parameters with or without the
+    # ``query.`` prefix (the PyPI clients send both forms), so it has a parser of its own.
+    @front.observe("/api/v0/docs", connect=False)
+    async def docs() -> Response:
+        message, who = front.docs_query()
+        return ok(await front.run("Docs", message, who), who)
+
+    app.add_url_rule("/api/v0/docs", endpoint="/api/v0/docs", view_func=docs, methods=["GET"])
+    rest_post("/api/v0/docs/claim", "ClaimDocs", "docs")
+    rest_get("/api/v0/namespaces/stats", "NamespaceStats", "docs")
 
 
 async def _ndjson_tasks(tasks: Any, who: Caller) -> AsyncIterator[bytes]:
