@@ -42,6 +42,7 @@ from ._keys import Keys
 from ._types import ChangeMode, QueueStats, Task, TaskChange, TaskData, TaskID
 from ._worker import Worker, WorkerEvent
 from ._worker_compat import EntroQWorker, StopWorker, renewing
+from ._worker_docs import DocNeed, TakenDocs
 from ._worker_lease import Lease, hold_lease
 from ._worker_outcomes import Backoff, Finish, MoveTaskError, RetryTaskError, default_err_queue
 
@@ -61,6 +62,7 @@ __all__ = [
     "DocData",
     "DocDependencyFailure",
     "DocID",
+    "DocNeed",
     "DocSet",
     "Durability",
     "EntroQ",
@@ -80,6 +82,7 @@ __all__ = [
     "StopWorker",
     "StoreError",
     "StoreUnavailableError",
+    "TakenDocs",
     "Task",
     "TaskChange",
     "TaskData",

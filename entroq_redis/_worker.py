@@ -13,6 +13,13 @@ exception is a retry rather than fatal, and a quarantined task is available at o
   is committed;
 - the worker stops: handlers get ``grace_s`` to finish, then are cancelled and their tasks
   released (available to everyone at once, attempt unchanged).
+
+With ``take_docs`` (EntroQ's ``WithTakeDocs``) the worker also claims the doc sets a task
+names, right after the task and tied to its lease, renews them with the task in one modify,
+hands them to the handler, and releases them in the modify that writes the task's outcome
+(``_worker_docs.py``). A named doc that is absent quarantines the task; a set held by
+someone else puts the task back for a moment (``doc_contention_backoff``), not counted as a
+failed attempt.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import dataclasses
 import inspect
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Literal, TypeAlias, cast
 
 import anyio
@@ -30,9 +37,19 @@ import anyio.abc
 import anyio.to_thread
 
 from ._client import EntroQ
-from ._errors import DependencyError
+from ._doc_types import Doc
+from ._errors import DependencyError, InvalidArgumentError
 from ._types import Task
-from ._worker_lease import hold_lease
+from ._worker_docs import (
+    DocNeed,
+    DocNeedLike,
+    TakenDocs,
+    claim_request,
+    missing_docs,
+    normalize_needs,
+    set_release,
+)
+from ._worker_lease import Lease, hold_lease
 from ._worker_outcomes import (
     Backoff,
     Commit,
@@ -40,11 +57,13 @@ from ._worker_outcomes import (
     Finish,
     MoveTaskError,
     RetryTaskError,
+    contention_change,
     default_err_queue,
     exception_message,
     finish_commit,
     quarantine_change,
     release_change,
+    releasing,
     retry_change,
 )
 
@@ -52,6 +71,13 @@ log = logging.getLogger("entroq_redis.worker")
 
 HandlerResult: TypeAlias = Finish | None
 Handler: TypeAlias = Callable[[Task], Awaitable[HandlerResult]] | Callable[[Task], HandlerResult]
+# A handler of a worker with take_docs: called with the task and the docs taken for it.
+DocsHandler: TypeAlias = (
+    Callable[[Task, TakenDocs], Awaitable[HandlerResult]] | Callable[[Task, TakenDocs], HandlerResult]
+)
+TakeDocs: TypeAlias = (
+    Callable[[Task], Iterable[DocNeedLike]] | Callable[[Task], Awaitable[Iterable[DocNeedLike]]]
+)
 
 EventKind = Literal["done", "retried", "quarantined", "released", "lost", "failed"]
 
@@ -88,7 +114,7 @@ class _PendingDelete:
     event: Callable[..., None]
 
 
-def _is_async(handler: Handler) -> bool:
+def _is_async(handler: object) -> bool:
     call = getattr(handler, "__call__", None)  # noqa: B004 (an async __call__ counts too)
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
 
@@ -113,7 +139,8 @@ class Worker:
         eq: The client to work through (Redis or HTTP backend). The worker claims under its
             own claimant ID (``claimant_id``, random by default), not the client's.
         queues: Queues to claim from (each with a task is equally likely).
-        handler: Called with each claimed task.
+        handler: Called with each claimed task (and, with ``take_docs``, the
+            :class:`TakenDocs` claimed for it).
         lease_ms: Claim duration; renewed every ``lease_ms / 2`` while the handler runs.
         concurrency: Tasks handled at once.
         max_attempts: Quarantine a task when a failure brings its attempt to this (0 = never).
@@ -125,14 +152,25 @@ class Worker:
         max_tasks: Stop after claiming this many tasks (None = run until stopped).
         claim_error_delay_s: Pause after a claim fails (store or service unreachable).
         on_event: Called (on the event loop) with a :class:`WorkerEvent` per claimed task.
-        claimant_id: Claimant ID for this worker's claims and commits.
+        claimant_id: Claimant ID for this worker's claims and commits (with ``take_docs``,
+            each slot claims as ``<claimant_id>/<slot number>``: see ``_slot_client``).
+        take_docs: Called with each claimed task (plain or async), returns the doc sets the
+            task needs: :class:`DocNeed` (with the doc IDs that must exist), ``DocSet`` or
+            ``(doc_namespace, key)`` items. They are claimed with the task (all or nothing,
+            sorted by (namespace, key), tied to the task's lease), renewed with it, and the
+            handler is then called as ``handler(task, taken_docs)`` with a
+            :class:`TakenDocs`. Its :class:`Finish` may change the docs; the sets are
+            released in the modify of the task's outcome, whatever it is. An exception
+            raised here counts as a failed attempt, as a handler's does.
+        doc_contention_backoff: How long a task waits when a doc set it needs is held by
+            someone else (default: about 1 s); attempt and err are left as they are.
     """
 
     def __init__(
         self,
         eq: EntroQ,
         queues: str | Iterable[str],
-        handler: Handler,
+        handler: Handler | DocsHandler,
         *,
         lease_ms: int = 30_000,
         concurrency: int = 1,
@@ -145,6 +183,8 @@ class Worker:
         claim_error_delay_s: float = 1.0,
         on_event: Callable[[WorkerEvent], None] | None = None,
         claimant_id: str | None = None,
+        take_docs: TakeDocs | None = None,
+        doc_contention_backoff: Backoff | None = None,
     ) -> None:
         self.queues = [queues] if isinstance(queues, str) else list(queues)
         if not self.queues:
@@ -165,6 +205,9 @@ class Worker:
         self.grace_s = grace_s
         self.claim_error_delay_s = claim_error_delay_s
         self.on_event = on_event
+        self.take_docs = take_docs
+        self.doc_contention_backoff = doc_contention_backoff or Backoff.fixed(1_000, jitter=0.5)
+        self._take_docs_is_async = take_docs is not None and _is_async(take_docs)
         self.counts: collections.Counter[EventKind] = collections.Counter()
         self._handler_is_async = _is_async(handler)
         self._budget = max_tasks
@@ -192,8 +235,8 @@ class Worker:
         async with anyio.create_task_group() as supervisor:
             supervisor.start_soon(self._enforce_grace)
             async with anyio.create_task_group() as slots:
-                for _ in range(self.concurrency):
-                    slots.start_soon(self._slot)
+                for index in range(self.concurrency):
+                    slots.start_soon(self._slot, self._slot_client(index))
                 task_status.started()
             supervisor.cancel_scope.cancel()
 
@@ -242,20 +285,31 @@ class Worker:
         self._budget -= 1
         return True
 
-    async def _slot(self) -> None:
+    def _slot_client(self, index: int) -> EntroQ:
+        """The client a slot claims and commits through.
+
+        With ``take_docs`` each slot is a claimant of its own (``<claimant_id>/<index>``): a
+        claimant may re-claim a doc set it holds, so two slots sharing one claimant could
+        both take the same set at once (and each invalidate the other's lock versions).
+        """
+        if self.take_docs is None:
+            return self.eq
+        return self.eq.as_claimant(f"{self.claimant_id}/{index}")
+
+    async def _slot(self, eq: EntroQ) -> None:
         # A plain success (the handler returned None) is not committed on its own: the
         # delete rides on this slot's next claim (finish-and-claim, one store call).
         pending: _PendingDelete | None = None
         while not self._stop_requested and self._take_budget():
             task: Task | None = None
             if pending is not None:
-                task = await self._finish_and_try_claim(pending)
+                task = await self._finish_and_try_claim(eq, pending)
                 pending = None
             if task is None:
                 with anyio.CancelScope() as scope:
                     self._claim_scopes.add(scope)
                     try:
-                        task = await self.eq.claim(self.queues, self.lease_ms)
+                        task = await eq.claim(self.queues, self.lease_ms)
                     except Exception as exc:
                         log.warning("claim from %s failed (%s); retrying", self.queues, exc)
                         await anyio.sleep(self.claim_error_delay_s)
@@ -266,19 +320,19 @@ class Worker:
                     self._budget += 1
                 continue
             try:
-                pending = await self._process(task)
+                pending = await self._process(eq, task)
             except Exception:
                 # Never reached by design; a bug here must not end the worker.
                 log.exception("internal error handling task %s", task.id)
         if pending is not None:
             # Stopping or out of budget: commit the last success on its own.
-            await self._commit_outcome(pending.held, None, pending.event)
+            await self._commit_outcome(eq, pending.held, None, pending.event)
 
-    async def _finish_and_try_claim(self, pending: _PendingDelete) -> Task | None:
+    async def _finish_and_try_claim(self, eq: EntroQ, pending: _PendingDelete) -> Task | None:
         """Deletes a finished task and claims the next one in one call (None: nothing claimed)."""
         try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S) as timeout:
-                task = await self.eq.try_claim(self.queues, self.lease_ms, finish=[pending.held])
+                task = await eq.try_claim(self.queues, self.lease_ms, finish=[pending.held])
             if timeout.cancelled_caught:
                 pending.event("failed", message="commit timed out; the task returns when its lease runs out")
                 return None
@@ -287,7 +341,7 @@ class Worker:
             return None
         except Exception as exc:
             log.warning("finish-and-claim failed (%s); committing on its own", exc)
-            await self._commit_outcome(pending.held, None, pending.event)
+            await self._commit_outcome(eq, pending.held, None, pending.event)
             return None
         pending.event("done")
         return task
@@ -313,27 +367,33 @@ class Worker:
             except Exception:
                 log.exception("on_event callback failed")
 
-    async def _call_handler(self, task: Task) -> HandlerResult:
+    async def _call_handler(self, task: Task, taken: TakenDocs | None) -> HandlerResult:
+        args: tuple[object, ...] = (task,) if taken is None else (task, taken)
         result: object
         if self._handler_is_async:
-            result = await cast(Callable[[Task], Awaitable[object]], self.handler)(task)
+            result = await cast(Callable[..., Awaitable[object]], self.handler)(*args)
         else:
             # Abandoned on cancel: a thread cannot be interrupted, but the lease can be given up.
             result = await anyio.to_thread.run_sync(
-                self.handler, task, abandon_on_cancel=True, limiter=self._limiter
+                cast(Callable[..., object], self.handler),
+                *args,
+                abandon_on_cancel=True,
+                limiter=self._limiter,
             )
         if result is None or isinstance(result, Finish):
             return result
         raise TypeError(f"a handler returns None or Finish, not {type(result).__name__}")
 
-    async def _run_handler(self, task: Task) -> tuple[bool, HandlerResult | Exception]:
+    async def _run_handler(
+        self, task: Task, taken: TakenDocs | None
+    ) -> tuple[bool, HandlerResult | Exception]:
         """(True, the handler's result or exception), or (False, None) if stop() cancelled it."""
         with anyio.CancelScope() as scope:
             self._handler_scopes.add(scope)
             if self._cancel_handlers:
                 scope.cancel()
             try:
-                return True, await self._call_handler(task)
+                return True, await self._call_handler(task, taken)
             except Exception as exc:
                 log.debug("handler raised on task %s", task.id, exc_info=True)
                 return True, exc
@@ -341,11 +401,12 @@ class Worker:
                 self._handler_scopes.discard(scope)
         return False, None
 
-    async def _process(self, task: Task) -> _PendingDelete | None:
-        """Runs the handler under a renewed lease and commits its outcome.
+    async def _process(self, eq: EntroQ, task: Task) -> _PendingDelete | None:
+        """Takes the task's docs, runs the handler under a renewed lease and commits its outcome.
 
         Returns the held task when the outcome is a plain delete the caller may combine
-        with its next claim (not while stopping); otherwise everything is committed here.
+        with its next claim (not while stopping, nor with doc sets to release); otherwise
+        everything is committed here.
         """
         started = anyio.current_time()
 
@@ -354,43 +415,128 @@ class Worker:
 
         if self.max_claims and task.claims > self.max_claims:
             message = f"claimed {task.claims} times without finishing (max_claims {self.max_claims})"
-            await self._commit_outcome(task, MoveTaskError(message), event)
+            await self._commit_outcome(eq, task, MoveTaskError(message), event)
             return None
-        held = task
+        taken: TakenDocs | None = None
+        first_renewal_s: float | None = None
+        if self.take_docs is not None:
+            taken = await self._take_docs(eq, task, event)
+            if taken is None:
+                return None  # its outcome is written already
+            # The task's lease has run since the claim: renew half a lease after it.
+            first_renewal_s = self.lease_ms / 2000 - (anyio.current_time() - started)
+        held, held_sets = task, taken.sets if taken is not None else []
+        lease: Lease | None = None
         needs_release = True
         try:
             try:
-                async with hold_lease(self.eq, task, self.lease_ms) as lease:
-                    finished, outcome = await self._run_handler(task)
+                async with hold_lease(
+                    eq, task, self.lease_ms, sets=held_sets, first_renewal_s=first_renewal_s
+                ) as lease:
+                    finished, outcome = await self._run_handler(task, taken)
             except DependencyError as exc:
                 needs_release = False
                 event("lost", message=str(exc))
+                if lease is not None and lease.sets:
+                    await self._release_sets_quietly(eq, lease.sets)
                 return None
-            held = lease.task
+            held, held_sets = lease.task, lease.sets
             if not finished:
                 return None  # stopped past the grace period: released below
             needs_release = False
-            if outcome is None and not self._stop_requested:
+            if outcome is None and not self._stop_requested and not held_sets:
                 return _PendingDelete(held, event)
-            await self._commit_outcome(held, outcome, event)
+            await self._commit_outcome(eq, held, outcome, event, held_sets)
             return None
         finally:
             if needs_release:
-                await self._release(held, event)
+                if lease is not None:
+                    # Cancelled from outside: the lease's versions are the ones we hold.
+                    held, held_sets = lease.task, lease.sets
+                await self._release(eq, held, event, held_sets)
 
-    async def _release(self, held: Task, event: Callable[..., None]) -> None:
+    async def _take_docs(self, eq: EntroQ, task: Task, event: Callable[..., None]) -> TakenDocs | None:
+        """Claims the doc sets ``task`` needs, tied to its lease.
+
+        Returns what to hand the handler, or None when the task's outcome has been written
+        instead: quarantined (a needed doc is missing, or the request cannot be served),
+        put back for a moment (a set is held by someone else), retried (take_docs raised),
+        or lost (the task is no longer ours).
+        """
+        assert self.take_docs is not None
+        try:
+            items = self.take_docs(task)
+            if self._take_docs_is_async:
+                items = await cast(Awaitable[Iterable[DocNeedLike]], items)
+            needs: list[DocNeed] = normalize_needs(cast(Iterable[DocNeedLike], items))
+        except Exception as exc:
+            await self._commit_outcome(eq, task, exc, event)
+            return None
+        if not needs:
+            return TakenDocs([], [])
+        try:
+            claimed = await eq.claim_doc_sets(claim_request(needs), self.lease_ms, task_to_match=task)
+        except DependencyError as exc:
+            if exc.failures:
+                # The task itself: no longer held by us at this version (its lease ran out).
+                event("lost", message=str(exc))
+                return None
+            await self._put_back(eq, task, f"doc contention: {exc}", event)
+            return None
+        except InvalidArgumentError as exc:
+            # Too many sets or members, a bad namespace: no retry can make it work.
+            await self._commit_outcome(eq, task, MoveTaskError(f"cannot take its docs: {exc}"), event)
+            return None
+        except Exception as exc:
+            await self._put_back(eq, task, f"taking its docs failed: {exc}", event)
+            return None
+        taken = TakenDocs(list(claimed.sets), list(claimed.docs))
+        missing = missing_docs(needs, taken)
+        if missing:
+            message = "missing " + "; ".join(missing)
+            await self._commit_outcome(eq, task, MoveTaskError(message), event, taken.sets)
+            return None
+        return taken
+
+    async def _put_back(self, eq: EntroQ, task: Task, message: str, event: Callable[..., None]) -> None:
+        """Makes ``task`` available again after the contention backoff; not a failed attempt."""
+        change = contention_change(task, self.doc_contention_backoff.delay_ms(1))
         with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S):
             try:
-                _, changed = await self.eq.modify(changes=[release_change(held)])
+                _, changed = await eq.modify(changes=[change])
+                event("retried", changed[0], message)
+            except DependencyError as exc:
+                event("lost", message=str(exc))
+            except Exception as exc:
+                event("failed", message=f"{message}; putting the task back failed: {exc}")
+
+    async def _release(
+        self, eq: EntroQ, held: Task, event: Callable[..., None], sets: Sequence[Doc] = ()
+    ) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S):
+            try:
+                _, changed = await eq.modify(
+                    changes=[release_change(held)], doc_changes=[set_release(s) for s in sets]
+                )
                 event("released", changed[0], "worker stopping")
             except Exception as exc:
                 event("failed", message=f"release failed: {exc}")
 
-    def _failure_commit(self, held: Task, exc: Exception) -> tuple[Commit, EventKind, str]:
+    async def _release_sets_quietly(self, eq: EntroQ, sets: Sequence[Doc]) -> None:
+        """After a lost lease: gives back the set locks we may still hold, if we still do."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S):
+            try:
+                await eq.modify(doc_changes=[set_release(s) for s in sets])
+            except Exception as exc:
+                log.info("releasing the doc sets of a lost task failed (%s); they end with its lease", exc)
+
+    def _failure_commit(
+        self, held: Task, exc: Exception, sets: Sequence[Doc]
+    ) -> tuple[Commit, EventKind, str]:
         err_queue = self.err_queue(held.queue)
         if isinstance(exc, MoveTaskError):
             change = quarantine_change(held, exc.message, exc.queue or err_queue)
-            return Commit(changes=[change]), "quarantined", exc.message
+            return releasing(Commit(changes=[change]), sets), "quarantined", exc.message
         if isinstance(exc, RetryTaskError):
             message, delay_ms = exc.message, exc.delay_ms
         else:
@@ -400,29 +546,46 @@ class Worker:
         change, quarantined = retry_change(
             held, message, delay_ms=delay_ms, err_queue=err_queue, max_attempts=self.max_attempts
         )
-        return Commit(changes=[change]), "quarantined" if quarantined else "retried", message
+        return releasing(Commit(changes=[change]), sets), "quarantined" if quarantined else "retried", message
 
     async def _commit_outcome(
-        self, held: Task, outcome: HandlerResult | Exception, event: Callable[..., None]
+        self,
+        eq: EntroQ,
+        held: Task,
+        outcome: HandlerResult | Exception,
+        event: Callable[..., None],
+        sets: Sequence[Doc] = (),
     ) -> None:
+        """Writes the outcome; ``sets`` (doc set locks held with the task) are released in it."""
         if isinstance(outcome, Exception):
-            commit, kind, message = self._failure_commit(held, outcome)
+            commit, kind, message = self._failure_commit(held, outcome, sets)
         else:
-            commit, kind, message = finish_commit(outcome, held), "done", ""
+            commit, kind, message = finish_commit(outcome, held, sets), "done", ""
         try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S) as timeout:
-                _, changed = await self.eq.modify(
-                    commit.inserts, commit.changes, commit.deletes, commit.depends
+                _, changed = await eq.modify(
+                    commit.inserts,
+                    commit.changes,
+                    commit.deletes,
+                    commit.depends,
+                    doc_inserts=commit.doc_inserts,
+                    doc_changes=commit.doc_changes,
+                    doc_deletes=commit.doc_deletes,
+                    doc_depends=commit.doc_depends,
                 )
             if timeout.cancelled_caught:
                 event("failed", message="commit timed out; the task returns when its lease runs out")
                 return
         except DependencyError as exc:
-            if any(f.id == held.id for f in exc.failures) or kind != "done":
+            held_sets = {(s.namespace, s.key) for s in sets}
+            ours_lost = any(f.id == held.id for f in exc.failures) or any(
+                not f.id and (f.namespace, f.key) in held_sets for f in exc.doc_failures
+            )
+            if ours_lost or kind != "done":
                 event("lost", message=str(exc))
                 return
             # The handler's own items conflicted, not our claim: count it as a failed attempt.
-            await self._commit_outcome(held, RetryTaskError(str(exc)), event)
+            await self._commit_outcome(eq, held, RetryTaskError(str(exc)), event, sets)
             return
         except Exception as exc:
             event("failed", message=f"commit failed: {exc}")

@@ -9,7 +9,9 @@ import dataclasses
 import random
 from collections.abc import Callable, Sequence
 
+from ._doc_types import Doc, DocChange, DocData, DocID
 from ._types import Task, TaskChange, TaskData, TaskID
+from ._worker_docs import set_release
 
 # Longest err a worker writes. Errors accumulate one line per failed attempt; past this the
 # oldest lines are dropped so a task retried forever cannot grow its err without bound (the
@@ -61,12 +63,22 @@ class Finish:
     deleted in the same modify. A change built with ``task.as_change(...)`` keeps the claim's
     arrival (the task stays invisible until the lease would have run out); pass ``at=None``
     to make it available at once.
+
+    The ``doc_*`` items join the same modify: with a worker that takes docs (``take_docs``),
+    change or delete the docs the handler was handed (build the changes with
+    ``doc.as_change(...)``). The doc set locks the worker holds are released in that modify
+    too, unless a ``doc_changes`` lease change names the set (its version is then set to the
+    one held, as for the task).
     """
 
     inserts: Sequence[TaskData] = ()
     changes: Sequence[TaskChange] = ()
     deletes: Sequence[Task | TaskID] = ()
     depends: Sequence[Task | TaskID] = ()
+    doc_inserts: Sequence[DocData] = ()
+    doc_changes: Sequence[DocChange] = ()
+    doc_deletes: Sequence[Doc | DocID] = ()
+    doc_depends: Sequence[Doc | DocID] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -150,6 +162,17 @@ def retry_change(
     return change, False
 
 
+def contention_change(task: Task, delay_ms: int) -> TaskChange:
+    """Puts ``task`` back for ``delay_ms``: a doc set it needs is held by someone else.
+
+    Not a failure of the task: attempt and err stay as they are. A lease-mode change moves
+    only the arrival, so the value need not travel again.
+    """
+    return TaskChange(
+        task.id, task.version, task.queue, old_queue=task.queue, delay_ms=delay_ms, mode="lease"
+    )
+
+
 def release_change(task: Task) -> TaskChange:
     """Gives the claim back: available to every worker now, nothing else changed."""
     # A lease-mode change moves only the arrival, so the value need not travel again.
@@ -164,12 +187,32 @@ class Commit:
     changes: Sequence[TaskChange] = ()
     deletes: Sequence[TaskID] = ()
     depends: Sequence[TaskID] = ()
+    doc_inserts: Sequence[DocData] = ()
+    doc_changes: Sequence[DocChange] = ()
+    doc_deletes: Sequence[DocID] = ()
+    doc_depends: Sequence[DocID] = ()
 
 
-def finish_commit(finish: Finish | None, held: Task) -> Commit:
-    """The modify that finishes ``held`` (its stable, last renewed version)."""
+def releasing(commit: Commit, sets: Sequence[Doc]) -> Commit:
+    """``commit`` releasing the doc set locks ``sets`` too, in the same modify."""
+    if not sets:
+        return commit
+    return dataclasses.replace(commit, doc_changes=[*commit.doc_changes, *(set_release(s) for s in sets)])
+
+
+def _doc_id(item: Doc | DocID) -> DocID:
+    return item.as_id() if isinstance(item, Doc) else item
+
+
+def finish_commit(finish: Finish | None, held: Task, sets: Sequence[Doc] = ()) -> Commit:
+    """The modify that finishes ``held`` (its stable, last renewed version).
+
+    ``sets`` are the doc set locks held with the task (their last renewed versions): each is
+    released in this modify unless the finish names it in a lease change, whose version is
+    then set to the held one.
+    """
     if finish is None:
-        return Commit(deletes=[held.as_id()])
+        return releasing(Commit(deletes=[held.as_id()]), sets)
 
     def patched(item: Task | TaskID) -> TaskID:
         task_id = item.as_id() if isinstance(item, Task) else item
@@ -185,4 +228,22 @@ def finish_commit(finish: Finish | None, held: Task) -> Commit:
     touched = any(c.id == held.id for c in changes) or any(d.id == held.id for d in deletes)
     if not touched:
         deletes.append(held.as_id())
-    return Commit(list(finish.inserts), changes, deletes, [patched(item) for item in finish.depends])
+    held_sets = {(s.namespace, s.key): s for s in sets}
+    doc_changes: list[DocChange] = []
+    for doc_change in finish.doc_changes:
+        named = (doc_change.namespace, doc_change.key)
+        held_set = held_sets.pop(named, None) if doc_change.is_set_ref() else None
+        if held_set is not None:
+            doc_change = dataclasses.replace(doc_change, version=held_set.version)
+        doc_changes.append(doc_change)
+    commit = Commit(
+        list(finish.inserts),
+        changes,
+        deletes,
+        [patched(item) for item in finish.depends],
+        list(finish.doc_inserts),
+        doc_changes,
+        [_doc_id(item) for item in finish.doc_deletes],
+        [_doc_id(item) for item in finish.doc_depends],
+    )
+    return releasing(commit, list(held_sets.values()))

@@ -24,6 +24,10 @@ CLIENT_COMMANDS = [
     "requeue",
     "top",
     "worker",
+    "docs",
+    "doc-put",
+    "doc-rm",
+    "ns",
 ]
 
 
@@ -66,6 +70,9 @@ REQUIRED_ARGS = {
     "clear": ["q"],
     "requeue": ["q/err"],
     "worker": ["-q", "q", "--", "true"],
+    "docs": ["dns"],
+    "doc-put": ["dns", "k"],
+    "doc-rm": ["dns", "i", "--version", "0"],
 }
 
 
@@ -100,6 +107,13 @@ def test_every_command_has_help_and_the_shared_options(command: str, monkeypatch
         ["worker", "-q", "q", "--", "no-such-command-anywhere"],
         ["requeue", "plain-queue", "--url", "redis://127.0.0.1:1"],
         ["time", "--url", "ftp://nowhere"],
+        ["docs"],  # a doc namespace is required
+        ["docs", "dns", "--id", "a", "--key-start", "k"],  # IDs or a key range
+        ["docs", "dns", "--key", "k", "--key-end", "z"],
+        ["doc-put", "dns", "k", "--version", "3"],  # a change names its doc with --id
+        ["doc-put", "dns", "k", "v", "--file", "-"],  # content twice
+        ["doc-rm", "dns", "i"],  # --version is required
+        ["ns", "--limit", "-1"],
     ],
 )
 def test_usage_errors_exit_2(args: list[str]) -> None:

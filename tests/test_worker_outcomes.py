@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from entroq_redis import Finish, Task, TaskData, TaskID
+import pytest
+
+from entroq_redis import Doc, DocChange, DocID, DocNeed, DocSet, Finish, Task, TaskData, TaskID
+from entroq_redis._worker_docs import normalize_needs
 from entroq_redis._worker_outcomes import (
     MAX_ERR_CHARS,
     append_err,
@@ -75,3 +78,47 @@ def test_release_moves_only_the_arrival() -> None:
         7,
         b"",
     )
+
+
+def held_set(key: str, version: int) -> Doc:
+    return Doc("accounts", "", version, "me", 9_000, key, "", b"", 0, 0)
+
+
+def test_finish_releases_the_held_doc_sets_unless_it_names_them() -> None:
+    held = task(version=5)
+    sets = [held_set("a1", 4), held_set("a2", 9)]
+    member = Doc("accounts", "bal", 2, "", 100, "a1", "balance", b"10", 1, 1)
+    keep_a2 = DocChange("accounts", "", 0, key="a2", delay_ms=60_000, mode="lease")
+    commit = finish_commit(
+        Finish(doc_changes=[member.as_change(content=b"5"), keep_a2], doc_deletes=[member]), held, sets
+    )
+    # The member doc's own version is kept (holding a set does not change its docs); the
+    # handler's lease change of a2 gets the held version; a1, not named, is released.
+    assert [(c.id, c.key, c.version, c.mode, c.delay_ms) for c in commit.doc_changes] == [
+        ("bal", "a1", 2, "full", None),
+        ("", "a2", 9, "lease", 60_000),
+        ("", "a1", 4, "lease", None),
+    ]
+    assert commit.doc_deletes == [DocID("accounts", "bal", 2)]
+    assert commit.deletes == [TaskID("t1", 5, "jobs")]
+    plain = finish_commit(None, held, sets)
+    assert [(c.key, c.version, c.at, c.delay_ms) for c in plain.doc_changes] == [
+        ("a1", 4, None, None),
+        ("a2", 9, None, None),
+    ]
+
+
+def test_docs_needed_are_merged_per_set_and_sorted() -> None:
+    needs = normalize_needs(
+        [
+            ("b", "k2"),
+            DocSet("a", "k9"),
+            DocNeed("b", "k1", ids=("x",)),
+            DocNeed("b", "k2", ids=("y",), nonempty=True),
+        ]
+    )
+    assert needs == [DocNeed("a", "k9"), DocNeed("b", "k1", ("x",)), DocNeed("b", "k2", ("y",), True)]
+    with pytest.raises(ValueError, match="non-empty key"):
+        normalize_needs([("a", "")])
+    with pytest.raises(TypeError, match="take_docs returns"):
+        normalize_needs(["a/k"])  # type: ignore[list-item]

@@ -2,7 +2,7 @@
 
 Each command lives in its own module exposing ``register(subparsers)``, which adds an
 argparse sub-parser whose ``handler`` default is an ``(args) -> int`` function (the exit
-code). Exit codes: 0 ok, 1 error, 2 usage, 3 dependency conflict, 4 nothing to claim,
+code). Exit codes: 0 ok, 1 error, 2 usage, 3 dependency conflict (tasks or docs), 4 nothing to claim,
 130 interrupted (Ctrl-C).
 """
 
@@ -25,8 +25,12 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 from . import (  # noqa: E402
     _claim,
     _clear,
+    _doc_put,
+    _doc_rm,
+    _docs,
     _ins,
     _mod,
+    _ns,
     _qs,
     _requeue,
     _rm,
@@ -51,6 +55,10 @@ COMMAND_MODULES = [
     _requeue,
     _top,
     _worker,
+    _docs,
+    _doc_put,
+    _doc_rm,
+    _ns,
 ]
 
 

@@ -1,4 +1,4 @@
-"""Finding tasks by ID, and acting on them as their current holder (the --force commands)."""
+"""Finding tasks (and docs) by ID, and acting on tasks as their current holder (the --force commands)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from .._types import Task
 
 class TaskNotFoundError(EntroQError):
     """A task named on the command line does not exist (exit 3, like a missing dependency)."""
+
+
+class DocNotFoundError(EntroQError):
+    """A doc named on the command line does not exist (exit 3, like a missing dependency)."""
 
 
 async def find_tasks(eq: EntroQ, ids: Sequence[str], *, omit_values: bool = False) -> list[Task]:

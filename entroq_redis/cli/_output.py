@@ -2,7 +2,8 @@
 
 JSON forms use the library's field names (snake_case, times as ms since the epoch on the
 store's clock). A task's ``value`` is standard base64 (values are bytes); ``value_text``
-is added when the value is valid UTF-8.
+is added when the value is valid UTF-8. A doc's ``content`` is printed the same way
+(``content_text`` when UTF-8).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .._doc_types import Doc, NamespaceStats
 from .._types import QueueStats, Task, ms_to_datetime
 
 
@@ -161,3 +163,53 @@ def stats_table(stats: Sequence[QueueStats]) -> str:
 
 def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def doc_json(doc: Doc, *, omit_value: bool = False) -> dict[str, Any]:
+    """A doc as the doc commands print it: the library's field names, content as a task value."""
+    data: dict[str, Any] = {
+        "namespace": doc.namespace,
+        "id": doc.id,
+        "version": doc.version,
+        "key": doc.key,
+        "secondary_key": doc.secondary_key,
+        "claimant": doc.claimant,
+        "at_ms": doc.at_ms,
+        "created_ms": doc.created_ms,
+        "modified_ms": doc.modified_ms,
+    }
+    if not omit_value:
+        data["content"] = base64.b64encode(doc.content).decode("ascii")
+        with contextlib.suppress(UnicodeDecodeError):
+            data["content_text"] = doc.content.decode("utf-8")
+    return data
+
+
+def docs_table(docs: Sequence[Doc], now_ms: int, *, show_values: bool = True) -> str:
+    headers = ["ID", "VERSION", "KEY", "SECONDARY KEY", "HELD BY", "MODIFIED"]
+    if show_values:
+        headers.append("CONTENT")
+    rows = []
+    for doc in docs:
+        row: list[object] = [
+            doc.id,
+            doc.version,
+            shorten(doc.key, 30),
+            shorten(doc.secondary_key, 30),
+            # As for tasks: a claimant counts only while its claim lasts.
+            shorten(doc.claimant, 20) if doc.claimant and doc.at_ms > now_ms else "-",
+            iso(doc.modified_ms),
+        ]
+        if show_values:
+            row.append(value_preview(doc.content))
+        rows.append(row)
+    return table(headers, rows, right=(1,))
+
+
+def namespace_stats_json(stats: NamespaceStats) -> dict[str, Any]:
+    return {"name": stats.name, "num_docs": stats.num_docs, "num_claimed": stats.num_claimed}
+
+
+def namespace_stats_table(stats: Sequence[NamespaceStats]) -> str:
+    rows = [[s.name, s.num_docs, s.num_claimed] for s in stats]
+    return table(["NAMESPACE", "DOCS", "CLAIMED"], rows, right=(1, 2))

@@ -18,7 +18,7 @@ from .._errors import (
     InvalidArgumentError,
 )
 from . import EXIT_DEPENDENCY, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_USAGE
-from ._lookup import TaskNotFoundError
+from ._lookup import DocNotFoundError, TaskNotFoundError
 from ._options import UsageError
 
 Body = Callable[[EntroQ], Awaitable[int]]
@@ -47,10 +47,12 @@ def exit_code_for(exc: BaseException) -> int:
         error("dependency conflict, nothing was changed:")
         for failure in exc.failures:
             print(f"  {failure.describe()}", file=sys.stderr)
-        if not exc.failures:
+        for doc_failure in exc.doc_failures:
+            print(f"  {doc_failure.describe()}", file=sys.stderr)
+        if not exc.failures and not exc.doc_failures:
             print(f"  {exc}", file=sys.stderr)
         return EXIT_DEPENDENCY
-    if isinstance(exc, TaskNotFoundError):
+    if isinstance(exc, TaskNotFoundError | DocNotFoundError):
         error(str(exc))
         return EXIT_DEPENDENCY
     if isinstance(exc, ClaimTimeoutError):
