@@ -106,7 +106,9 @@ def _tasks(store_url: str, namespace: str, queue: str) -> list[entroq_redis.Task
     return result
 
 
-def test_queue_table_updates_live_after_an_insert_elsewhere(page: Page, store_url: str, namespace: str) -> None:
+def test_queue_table_updates_live_after_an_insert_elsewhere(
+    page: Page, store_url: str, namespace: str
+) -> None:
     _insert(store_url, namespace, TaskData("live/before", value=b"x"))
     page.goto("/ui/")
     row = page.page.locator('tr[data-queue="live/jobs"]')
@@ -141,7 +143,9 @@ def test_quarantined_task_requeued_from_the_page(page: Page, store_url: str, nam
 
 
 def test_bulk_requeue_where_one_task_changed_meanwhile(page: Page, store_url: str, namespace: str) -> None:
-    tasks = _insert(store_url, namespace, *(TaskData("bulk/err", value=b"%d" % i, err="boom") for i in range(4)))
+    tasks = _insert(
+        store_url, namespace, *(TaskData("bulk/err", value=b"%d" % i, err="boom") for i in range(4))
+    )
     page.goto("/ui/quarantine?q=bulk/err")
     boxes = page.page.locator("input.pick")
     assert boxes.count() == 4
@@ -157,7 +161,9 @@ def test_bulk_requeue_where_one_task_changed_meanwhile(page: Page, store_url: st
     changed = chosen[1]
 
     async def change(eq: entroq_redis.EntroQ) -> None:
-        await eq.modify(changes=[TaskChange(changed.id, changed.version, "bulk/err", value=b"edited", err="boom")])
+        await eq.modify(
+            changes=[TaskChange(changed.id, changed.version, "bulk/err", value=b"edited", err="boom")]
+        )
 
     _store(store_url, namespace, change)  # meanwhile, elsewhere
     page.page.click("button[value=requeue]")
@@ -227,7 +233,12 @@ def test_read_only_user(browser: Any, authz_service: ServiceProcess, store_url: 
         csrf = next(c["value"] for c in ops.context.cookies() if c["name"] == "eq_csrf")
         refused = ops.page.request.post(
             ops.url + "/ui/action",
-            form={"csrf": csrf, "q": "/alice/jobs/err", "action": "requeue", "task": f"{task.version}:{task.id}"},
+            form={
+                "csrf": csrf,
+                "q": "/alice/jobs/err",
+                "action": "requeue",
+                "task": f"{task.version}:{task.id}",
+            },
             headers={"Sec-Fetch-Site": "same-origin"},
         )
         assert refused.status == 403
@@ -251,7 +262,11 @@ def test_read_only_user(browser: Any, authz_service: ServiceProcess, store_url: 
 def test_forged_cross_site_post_refused(http_service: ServiceProcess, store_url: str, namespace: str) -> None:
     (task,) = _insert(store_url, namespace, TaskData("forged/err", value=b"v", err="e"))
     form = {"q": "forged/err", "action": "delete", "task": f"{task.version}:{task.id}"}
-    headers = {"EntroQ-Namespace": namespace, "Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}
+    headers = {
+        "EntroQ-Namespace": namespace,
+        "Sec-Fetch-Site": "cross-site",
+        "Origin": "https://evil.example",
+    }
     with httpx.Client(base_url=http_service.url, timeout=30) as client:
         forged = client.post("/ui/action", data=form, headers=headers)
         # Even with a token pair the attacker made up, a cross-site request is refused.
