@@ -177,7 +177,9 @@ class Dashboard:
                 return self.finish(response)
 
             for rule in (path, *aliases):
-                self.app.add_url_rule(rule, endpoint=f"ui {','.join(methods)} {rule}", view_func=view, methods=list(methods))
+                self.app.add_url_rule(
+                    rule, endpoint=f"ui {','.join(methods)} {rule}", view_func=view, methods=list(methods)
+                )
             return view
 
         return decorate
