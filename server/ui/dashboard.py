@@ -71,7 +71,7 @@ class Dashboard:
         self.calls = calls
         self.metrics = calls.metrics
         self.feed = QueueFeed(calls, refresh_s)
-        self.throughput = Throughput(calls.metrics.registry.collect)
+        self.throughput = Throughput(lambda: calls.metrics.registry.collect())
         self.templates = _templates()
 
     async def sample_throughput(self) -> None:
