@@ -208,12 +208,17 @@ def test_value_preview_of_json_text_and_binary(page: Page, store_url: str, names
     assert len(dump) == 32
     raw = page.page.request.get(page.url + page.page.locator("#raw-link").get_attribute("href"))
     assert (raw.status, raw.body()) == (200, binary)
-    # The queue's list shows a one-line preview of each.
+    # The queue's list shows a one-line preview of each (tasks of one insert arrive together,
+    # in no set order: found by ID).
     page.goto("/ui/queue?q=values")
-    cells = page.page.locator("td.value").all_inner_texts()
-    assert cells[0] == 'json {"name":"x","n":[1,2]}'
-    assert cells[1] == "text naïve text second line"
-    assert cells[2].startswith("binary 00 01 02 03")
+
+    def cell(task: entroq_redis.Task) -> str:
+        text: str = page.page.locator(f'tr[data-id="{task.id}"] td.value').inner_text()
+        return text
+
+    assert cell(as_json) == 'json {"name":"x","n":[1,2]}'
+    assert cell(as_text) == "text naïve text second line"
+    assert cell(as_binary).startswith("binary 00 01 02 03")
 
 
 def test_read_only_user(browser: Any, authz_service: ServiceProcess, store_url: str, namespace: str) -> None:
