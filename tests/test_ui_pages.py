@@ -132,6 +132,28 @@ async def test_bad_action_input_is_a_clear_400_and_nothing_changes(
     assert [(t.id, t.version) for t in await store.tasks("q/err")] == [(task.id, task.version)]
 
 
+async def test_leases_find_and_throughput_pages(http: httpx.AsyncClient, store: entroq_redis.EntroQ) -> None:
+    await store.modify([TaskData("work", value=b"job with needle inside"), TaskData("work", value=b"other")])
+    held = await store.as_claimant("worker-7").claim("work", duration_ms=600_000)
+    await store.modify([TaskData("flaky", value=b"f")])
+    poison = None
+    for _ in range(5):  # a lease of 0 ms: claimed again and again, as a crashing worker would
+        poison = await store.as_claimant("crasher").claim("flaky", duration_ms=0)
+    assert poison is not None and poison.claims == 5
+    leases = (await http.get("/ui/leases")).text
+    assert "worker-7" in leases and f'data-id="{held.id}"' in leases and 'class="countdown"' in leases
+    assert re.search(r'class="poison"><a href="/ui/task\?id=[^"]+">' + poison.id, leases)
+    assert re.search(r'class="expired"><a href="/ui/task\?id=[^"]+">' + poison.id, leases)
+    by_id = (await http.get("/ui/find", params={"id": held.id})).text
+    assert f'data-id="{held.id}"' in by_id
+    search = await http.get("/ui/find", params={"q": "work", "text": "needle", "limit": "10"})
+    assert "1 of the first 2 tasks (limit 10) hold" in search.text
+    over = await http.get("/ui/find", params={"q": "work", "text": "x", "limit": "10001"})
+    assert over.status_code == 400 and "limit must be a whole number from 1 to 10000" in over.text
+    chart = (await http.get("/ui/throughput")).text
+    assert "<svg" in chart and "claims" in chart and "dependency errors" in chart
+
+
 async def test_unauthenticated_pages_ask_for_a_login(authz_service: ServiceProcess, namespace: str) -> None:
     async with httpx.AsyncClient(base_url=authz_service.url, timeout=30) as client:
         answer = await client.get("/ui/", headers={"EntroQ-Namespace": namespace})

@@ -143,18 +143,28 @@ def register(dash: Dashboard) -> None:
         namespace = await dash.namespace()
         snapshot = await dash.feed.latest(namespace)
         visible = await dash.visible(snapshot)
-        busy = sorted((s for s in visible if s.num_claimed > 0), key=lambda s: (-s.num_claimed, s.name))
+        # Queues holding leases, or a task claimed often (max_claims is exact in the stats).
+        busy = sorted(
+            (s for s in visible if s.num_claimed > 0 or s.max_claims >= POISON_CLAIMS),
+            key=lambda s: (-s.num_claimed, -s.max_claims, s.name),
+        )
         now_ms = await dash.now_ms()
         held: dict[str, list[Any]] = {}
         expired, poison = [], []
+        # Held tasks arrive last (their arrival is the lease's end), so in a queue longer
+        # than the window the list cannot reach them: the page says how many it found.
+        found: list[tuple[Any, int]] = []
         for stats in busy[:LEASE_QUEUES]:
+            listed = 0
             for t in await dash.tasks(stats.name, limit=MAX_WINDOW, omit_values=True):
-                if t.claimant_id and t.at_ms > now_ms:
+                if t.claimant_id and t.at_ms > now_ms and t.claims > 0:
                     held.setdefault(t.claimant_id, []).append(t)
+                    listed += 1
                 elif t.claimant_id and t.claims > 0:
                     expired.append(t)
                 if t.claims >= POISON_CLAIMS:
                     poison.append(t)
+            found.append((stats, listed))
         return dash.render(
             "leases.html",
             held=sorted(held.items()),
@@ -162,7 +172,7 @@ def register(dash: Dashboard) -> None:
             poison=poison,
             now_ms=now_ms,
             busy=len(busy),
-            looked=min(len(busy), LEASE_QUEUES),
+            found=found,
             max_window=MAX_WINDOW,
             poison_claims=POISON_CLAIMS,
         )
