@@ -37,7 +37,7 @@ WEEK_S = 7 * 24 * 3600
 def register(dash: Dashboard) -> None:
     @dash.route("/ui/login")
     async def login_form() -> Response:
-        return dash.render("login.html", message="", next_page="/ui/")
+        return dash.render("login.html", message="")
 
     @dash.route("/ui/login", methods=("POST",))
     async def login() -> Response:

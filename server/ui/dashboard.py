@@ -130,7 +130,7 @@ class Dashboard:
         if error.code == _errors.INTERNAL:
             log.exception("internal error serving %s %s", request.method, request.path, exc_info=exc)
         if error.status == 401:
-            return self.render("login.html", 401, message=error.message, next_page=request.path)
+            return self.render("login.html", 401, message=error.message)
         return self.render("error.html", error.status, status=error.status, message=error.message)
 
     def finish(self, response: Response) -> Response:
@@ -164,7 +164,9 @@ class Dashboard:
                 outcome = "error"
                 try:
                     response = await handler(**kwargs)
-                    outcome = "ok" if response.status_code < 400 else "denied"
+                    outcome = _STATUS_OUTCOMES.get(
+                        response.status_code, "ok" if response.status_code < 400 else "error"
+                    )
                 except trio.Cancelled:
                     outcome = "cancelled"
                     raise
@@ -183,6 +185,10 @@ class Dashboard:
             return view
 
         return decorate
+
+
+# Pages answered with an error status without raising (a refused action's report, a 404).
+_STATUS_OUTCOMES = {401: "denied", 403: "denied", 404: "not_found", 409: "dependency"}
 
 
 def _outcome(exc: BaseException) -> str:

@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator
 
 from quart import Response, request
 
+import entroq_redis
+
+from ..core import errors as _errors
 from ..core.errors import ApiError
 from ..http_front import current_request_id
 from . import queue_table
@@ -35,8 +38,10 @@ def register(dash: Dashboard) -> None:
             while True:
                 try:
                     visible = await feed.visible(snapshot, headers, request_id)
-                except ApiError as exc:
-                    yield event("notice", f"live updates stopped: {exc.message}")
+                except (ApiError, entroq_redis.EntroQError) as exc:
+                    # Credentials revoked, the policy engine down: this page stops, others go on.
+                    error = _errors.from_exception(exc)
+                    yield event("notice", f"live updates stopped: {error.message}")
                     return
                 table = queue_table.build(visible, name_filter)
                 html = dash.templates.get_template("_queue_table.html").render(table=table, snapshot=snapshot)
