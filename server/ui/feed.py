@@ -15,7 +15,9 @@ of the time, however many queues there are.
 The read is every queue's stats, not authorized for anyone: it is never sent as it is.
 Each page gets it through ``Calls.run(..., answer=...)``, so the service's authorizer
 filters it for that page's own credentials exactly as it filters ``GET /api/v0/queues``
-(``authz.listing``); one caller's rights never change what another receives.
+(``authz.listing``); one caller's rights never change what another receives. Pages with
+the same credentials (one user's tabs) share that filtering too: it is kept with the read,
+keyed by the exact ``Authorization`` header, and made again with the next read.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 POLL_LIMIT = 10_000
 # The next read waits at least this many times as long as the last one took.
 COST_FACTOR = 10
+# At most this many credentials' views are kept with one read (more are filtered each time).
+MAX_VIEWS = 1000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,6 +53,9 @@ class Snapshot:
     taken_at: float
     error: str = ""
     cost_s: float = 0.0  # how long the read took
+    # The read filtered per credentials (the exact Authorization header): one user's tabs
+    # ask the authorizer once per read.
+    views: dict[str, list[Any]] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def complete(self) -> bool:
@@ -103,6 +110,13 @@ class QueueFeed:
             copy.CopyFrom(snapshot.stats)
             return copy
 
+        credentials = headers.get("Authorization") or ""
+        known = snapshot.views.get(credentials)
+        if known is not None:
+            return known
         request = _schema.QueuesRequest()
         response = await self.calls.run("QueueStats", request, headers, None, request_id, answer=shared)
-        return list(response.queues)
+        view = list(response.queues)
+        if len(snapshot.views) < MAX_VIEWS:
+            snapshot.views[credentials] = view
+        return view
