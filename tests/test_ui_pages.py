@@ -6,7 +6,10 @@ the security headers and cookies, the guards and bad input of actions, the share
 
 from __future__ import annotations
 
+import pathlib
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -94,6 +97,17 @@ def test_cli_defaults_are_the_service_defaults() -> None:
         == (True, cli_serve.DEFAULT_UI_REFRESH_S)
     )
     assert build_parser().parse_args(["serve", "--no-ui"]).ui is False
+
+
+@pytest.mark.parametrize("refresh", ["0", "-1", "nan"])
+def test_a_refresh_that_is_not_positive_is_a_usage_error(refresh: str, tmp_path: pathlib.Path) -> None:
+    command = [sys.executable, "-m", "entroq_redis.cli", "serve", "--port", "0", "--data", str(tmp_path)]
+    done = subprocess.run([*command, "--ui-refresh", refresh], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (
+        2,
+        "entroq-redis serve: --ui-refresh must be more than 0 seconds\n",
+    )
+    assert not any(tmp_path.iterdir())  # no store was started
 
 
 async def test_pages_carry_a_strict_policy_and_strict_cookies(http: httpx.AsyncClient) -> None:
