@@ -90,7 +90,7 @@ async def time_pages(base: str, task_id: str, repeat: int) -> None:
         "big queue, page 40 (deepest)": "/ui/queue?q=big/inbox&page=39",
         "task": f"/ui/task?id={task_id}",
         "quarantine index": "/ui/quarantine",
-        "quarantine of 1,000": "/ui/quarantine?q=big/inbox/err",
+        "quarantine (1,000 tasks, 500 shown)": "/ui/quarantine?q=big/inbox/err",
         "leases": "/ui/leases",
         "find by ID": f"/ui/find?id={task_id}",
         "search 10,000 tasks": "/ui/find?q=big/inbox&text=nomatch&limit=10000",

@@ -10,6 +10,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -166,6 +167,31 @@ async def test_leases_find_and_throughput_pages(http: httpx.AsyncClient, store: 
     assert over.status_code == 400 and "limit must be a whole number from 1 to 10000" in over.text
     chart = (await http.get("/ui/throughput")).text
     assert "<svg" in chart and "claims" in chart and "dependency errors" in chart
+
+
+async def test_the_largest_selection_is_one_modify_even_with_authorization_guards(
+    authz_service: ServiceProcess, store: entroq_redis.EntroQ, namespace: str
+) -> None:
+    # Every change of an authorized modify carries a guard depend (authz.modify): 500 requeues
+    # are 1,000 items, the most one modify may hold, and the page never offers more at once.
+    inserted = []
+    for _ in range(quarantine.MAX_SELECTED // 250):
+        inserted += (await store.modify([TaskData("/alice/big/err", value=b"v", err="e")] * 250))[0]
+    form = [("csrf", CSRF), ("q", "/alice/big/err"), ("action", "requeue")]
+    form += [("task", f"{t.version}:{t.id}") for t in inserted]
+    headers = {**SAME_ORIGIN, "EntroQ-Namespace": namespace, "Authorization": f"Bearer {ALICE}"}
+    async with httpx.AsyncClient(base_url=authz_service.url, timeout=60) as client:
+        page = await client.get("/ui/quarantine", params={"q": "/alice/big/err"}, headers=headers)
+        answer = await client.post(
+            "/ui/action",
+            content=urllib.parse.urlencode(form),
+            headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert page.text.count('class="pick"') == quarantine.MAX_SELECTED
+    assert answer.status_code == 200 and f"Requeued {quarantine.MAX_SELECTED} tasks." in answer.text, (
+        answer.text
+    )
+    assert len(await store.tasks("/alice/big")) == quarantine.MAX_SELECTED
 
 
 async def test_unauthenticated_pages_ask_for_a_login(authz_service: ServiceProcess, namespace: str) -> None:

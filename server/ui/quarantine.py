@@ -24,8 +24,10 @@ from .queue_table import err_inbox
 
 Action = Literal["requeue", "delete"]
 ACTIONS: tuple[Action, ...] = ("requeue", "delete")
-# At most this many tasks per action (and per quarantine page): one modify stays small.
-MAX_SELECTED = 1000
+# At most this many tasks per action (and per quarantine page, so "select all" always fits):
+# with --authz every change gets a guard depend (authz.modify), and a modify holds at most
+# 1,000 items (lua/README.md, MAX_ITEMS), so 500 requeues are the most one modify can carry.
+MAX_SELECTED = 500
 _RESET_CLAIMS = 2  # ChangeMode CHANGE_RESET_CLAIMS
 
 
