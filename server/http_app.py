@@ -15,7 +15,8 @@ Assembly only: the routes are in ``rest.routes`` and ``connect.routes``, what th
   ``--body-timeout`` (60 s; bodies are small; a stalled upload must not hold a slot forever:
   408), and ``MAX_CONTENT_LENGTH`` = the service's body limit (413 beyond it);
 - ``/metrics`` is served here unless it has a listener of its own (``--metrics-port``,
-  ``listen.metrics_app``).
+  ``listen.metrics_app``);
+- the dashboard (``ui``) is mounted under ``/ui`` unless ``--no-ui``.
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ def create_app(settings: ServiceSettings, calls: Calls) -> QuartTrio:
     if settings.metrics_bind is None:
         app.add_url_rule("/metrics", view_func=metrics_route, methods=["GET"])
     app.add_url_rule("/openapi.json", view_func=openapi_route, methods=["GET"])
+    if settings.ui:
+        from . import ui  # Jinja and the templates load only when the dashboard is served
+
+        ui.register(app, calls, settings.ui_refresh_s)
 
     @app.before_request
     async def read_body() -> None:

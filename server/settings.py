@@ -12,6 +12,7 @@ from .grpc.settings import GrpcSettings
 from .listen.listener_settings import ListenerSettings
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_UI_REFRESH_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,6 +42,9 @@ class ServiceSettings:
         listeners: TLS, connection timeouts and caps, h2c, the metrics listener (see
             ``listen.listener_settings``).
         grpc: The gRPC listener (``grpc.settings``), on ``host``; None: no gRPC.
+        ui: Serve the dashboard at ``/ui`` (``--ui``/``--no-ui``; see ``ui``).
+        ui_refresh_s: How often the dashboard's live queue table re-reads the store's queue
+            stats (once per interval for all open pages together).
     """
 
     store_url: str
@@ -60,6 +64,8 @@ class ServiceSettings:
     durability: entroq_redis.Durability | None = None
     listeners: ListenerSettings = dataclasses.field(default_factory=ListenerSettings)
     grpc: GrpcSettings | None = None
+    ui: bool = True
+    ui_refresh_s: float = DEFAULT_UI_REFRESH_S
 
     @property
     def bind(self) -> str:

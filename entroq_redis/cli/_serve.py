@@ -31,6 +31,9 @@ from ._serve_listeners import ListenerSetupError, add_listener_options, bind_lis
 
 DEFAULT_PORT = 9100
 DEFAULT_DATA_DIR = "./entroq-data"
+# As server/settings.py's DEFAULT_UI_REFRESH_S (tests/test_ui_pages.py keeps them in step): the
+# CLI does not import the service package to build its parser.
+DEFAULT_UI_REFRESH_S = 2.0
 
 
 def register(subparsers: Any) -> None:
@@ -122,6 +125,20 @@ def register(subparsers: Any) -> None:
         help="how long --wait-replicas / --wait-fsync wait (default 1000)",
     )
     parser.add_argument(
+        "--ui",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve the web dashboard at /ui on the HTTP port (default on; --no-ui turns it off)",
+    )
+    parser.add_argument(
+        "--ui-refresh",
+        type=float,
+        default=DEFAULT_UI_REFRESH_S,
+        metavar="SECONDS",
+        help="how often the dashboard's live queue table re-reads the queue stats, once for all "
+        f"open pages (default {DEFAULT_UI_REFRESH_S:g})",
+    )
+    parser.add_argument(
         "--test-any-namespace",
         action="store_true",
         help="TESTING ONLY: serve any namespace a request names in its EntroQ-Namespace header",
@@ -172,6 +189,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"entroq-redis serve: {exc}", file=sys.stderr)
         return 2
+    if not args.ui_refresh > 0:
+        print("entroq-redis serve: --ui-refresh must be more than 0 seconds", file=sys.stderr)
+        return 2
     if args.metrics_max_queues < 0:
         print("entroq-redis serve: --metrics-max-queues must be 0 (all) or more", file=sys.stderr)
         return 2
@@ -208,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
                 durability=durability,
                 listeners=listeners,
                 grpc=grpc,
+                ui=args.ui,
+                ui_refresh_s=args.ui_refresh,
             )
             runner = serve if args.workers == 1 else serve_workers
             async with trio.open_nursery() as nursery:

@@ -16,8 +16,8 @@ import entroq_redis
 from . import doc_wire as _doc_wire
 from . import wire as _wire
 from .draining import Draining
-from .errors import CLAIM_DOCS_MESSAGE, bad_request, dependency
-from .hooks import AllowAll, Authorizer, Call, HeaderMap
+from .errors import CLAIM_DOCS_MESSAGE, ApiError, bad_request, dependency
+from .hooks import AllowAll, Authorizer, Call, HeaderMap, Proceed
 from .metrics import Metrics
 from .namespaces import Namespaces
 
@@ -71,7 +71,14 @@ class Calls:
         return frozenset(self._handlers)
 
     async def run(
-        self, method: str, request: Any, headers: HeaderMap, timeout_s: float | None, request_id: str = ""
+        self,
+        method: str,
+        request: Any,
+        headers: HeaderMap,
+        timeout_s: float | None,
+        request_id: str = "",
+        *,
+        answer: Proceed | None = None,
     ) -> Any:
         """Authorizes and runs one call; library errors propagate for ``core.errors`` to map.
 
@@ -81,6 +88,9 @@ class Calls:
             headers: The HTTP headers (namespace, credentials).
             timeout_s: The caller's deadline; only a blocking claim waits, so only it uses one.
             request_id: The request's ID, for the authorizer's audit log.
+            answer: Answers the authorized request instead of the library (the dashboard's
+                queue feed hands every open page one shared store read this way); the
+                authorizer still decides, and still filters what ``answer`` returns.
         """
         namespace = self.namespaces.select(headers)
         call = Call(method, namespace, headers, request, request_id)
@@ -88,6 +98,8 @@ class Calls:
         async with self.namespaces.client(namespace) as client:
 
             async def proceed(message: Any) -> Any:
+                if answer is not None:
+                    return await answer(message)
                 return await self._handlers[method](client, message, timeout_s)
 
             try:
@@ -98,6 +110,37 @@ class Calls:
                 if method == "ClaimDocs":
                     raise dependency(exc, CLAIM_DOCS_MESSAGE) from None
                 raise
+
+    async def permits(self, method: str, request: Any, headers: HeaderMap, request_id: str = "") -> bool:
+        """Whether ``run`` would let this call through, decided the same way but not run (the
+        dashboard draws only the actions a caller may take). Any refusal or failure is False:
+        a hidden button is never the only guard, ``run`` decides again when it is used."""
+
+        async def nothing(message: Any) -> None:
+            return None
+
+        try:
+            await self.run(method, request, headers, None, request_id, answer=nothing)
+        except (ApiError, entroq_redis.EntroQError):
+            return False
+        return True
+
+    async def authenticate(self, headers: HeaderMap, request_id: str = "") -> str:
+        """Checks the credentials alone (401 on bad ones, as every call would) and returns the
+        namespace the headers select; nothing is read from the store."""
+        namespace = self.namespaces.select(headers)
+        await self.authorizer.authorize(
+            Call("Queues", namespace, headers, _wire.queues_request(), request_id)
+        )
+        return namespace
+
+    async def queue_stats_snapshot(self, namespace: str, limit: int) -> Any:
+        """Every queue's stats (the first ``limit`` by name), NOT authorized: only for answers
+        that ``run(..., answer=...)`` hands each caller after its own authorization (the
+        dashboard's shared queue feed), never to be sent anywhere as it is."""
+        async with self.namespaces.client(namespace) as client:
+            stats = await self._store("queue_stats", client.queue_stats(limit=limit))
+        return _wire.queue_stats_response(stats)
 
     async def _store(self, op: str, call: Awaitable[T]) -> T:
         started = time.perf_counter()

@@ -429,5 +429,9 @@ def queue_stats_response(stats: Sequence[entroq_redis.QueueStats]) -> Any:
     )
 
 
+def queues_request(limit: int = 0) -> Any:
+    return _schema.QueuesRequest(limit=limit)
+
+
 def time_response(time_ms: int) -> Any:
     return _schema.TimeResponse(time_ms=time_ms)
