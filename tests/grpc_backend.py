@@ -13,11 +13,12 @@ The v1 schema in tests/protos carries entroq-redis's additions that EntroQ's cli
 (``TaskData.by_ms``, ``TaskChange.mode``, ``ClaimRequest.finish``, ``ModifyDep.reason`` and
 ``current_version``, and the doc fields numbered from 100: ``DocID.key``, ``DocChange.mode``,
 ``DocClaim.sets`` and ``task_to_match``...), so relative arrivals, change modes, finish-and-claim,
-doc sets and the failure reasons travel exactly as over HTTP. Doc contents are values too. What v1 cannot say is bytes: its values are
-``google.protobuf.Value``. A library value is sent as a string Value holding its UTF-8 text (the
-service stores that string's JSON text) and a string Value reads back as its text, so every
-UTF-8 value round-trips exactly; other JSON kinds (written by JSON-era clients) read as their
-compact JSON text; bytes that are not UTF-8 cannot be sent (InvalidArgumentError).
+doc sets and the failure reasons travel exactly as over HTTP. Doc contents are values too. What v1
+cannot say is bytes: its values are ``google.protobuf.Value``. A library value is sent as a string
+Value holding its UTF-8 text (the service stores that string's JSON text) and a string Value reads
+back as its text, so every UTF-8 value round-trips exactly; other JSON kinds (written by JSON-era
+clients) read as their compact JSON text; bytes that are not UTF-8 cannot be sent
+(InvalidArgumentError).
 
 gRPC errors map to the library's exceptions as the HTTP backend maps HTTP errors: NOT_FOUND with
 ModifyDep details (in ``grpc-status-details-bin``) -> DependencyError with the failures rebuilt
