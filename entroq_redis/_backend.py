@@ -64,9 +64,9 @@ class Backend(Protocol):
         ...
 
     async def tasks(
-        self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool
+        self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool, offset: int = 0
     ) -> list[Task]:
-        """Tasks of a queue (limit 0 = all) or the given IDs from any queue."""
+        """Tasks of a queue (limit 0 = all) from rank ``offset`` on, or the given IDs from any queue."""
         ...
 
     async def queues(

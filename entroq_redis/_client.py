@@ -214,14 +214,21 @@ class EntroQ:
         claimant_id: str = "",
         limit: int = 0,
         omit_values: bool = False,
+        offset: int = 0,
     ) -> list[Task]:
         """Lists a queue's tasks in arrival order (limit 0 = all), or the given IDs from any queue.
 
         With ``claimant_id``, only tasks available now or held by that claimant are listed.
-        With ``ids``, ``queue`` (if given) filters and ``limit`` is ignored. No queue and no
-        IDs lists nothing.
+        With ``ids``, ``queue`` (if given) filters and ``limit`` and ``offset`` are ignored. No
+        queue and no IDs lists nothing. ``offset`` skips that many of the queue's tasks in
+        arrival order (before the claimant filter), so a page deep in a long queue costs
+        O(log n + limit) on the store, not a read of everything before it. Pages by offset are
+        not a snapshot: tasks that arrive or leave between two calls shift the ranks.
         """
-        return await self.backend.tasks(queue, list(ids), claimant_id, limit, omit_values)
+        # tasks.lua's cursor (lua/README.md section 7) takes ranks up to 2^52 - 1.
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**52:
+            raise InvalidArgumentError(f"offset must be an integer from 0 to 2^52 - 1, got {offset!r}")
+        return await self.backend.tasks(queue, list(ids), claimant_id, limit, omit_values, offset)
 
     async def queues(
         self, prefixes: Iterable[str] = (), exact: Iterable[str] = (), limit: int = 0

@@ -404,7 +404,7 @@ class HttpBackend:
         )
 
     async def tasks(
-        self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool
+        self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool, offset: int = 0
     ) -> list[Task]:
         body = {
             "queue": queue,
@@ -412,6 +412,7 @@ class HttpBackend:
             "claimantId": claimant,
             "limit": limit,
             "omitValues": omit_values,
+            "offset": offset,
         }
         data = await self._connect("Tasks", body)
         return [_task(t) for t in data.get("tasks", ())]

@@ -334,7 +334,7 @@ class RedisBackend:
         return _codec.decode_modify(await self._call("modify", args, mutates=True))
 
     async def tasks(
-        self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool
+        self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool, offset: int = 0
     ) -> list[Task]:
         found: list[Task] = []
         if ids:
@@ -343,7 +343,7 @@ class RedisBackend:
                 args = _codec.tasks_args(self.keys, claimant, queue, 1, 0, omit_values, chunk)
                 found += _codec.decode_tasks(await self._call("tasks", args))[1]
             return found
-        cursor = 0
+        cursor = offset
         while cursor >= 0 and (limit <= 0 or len(found) < limit):
             page = MAX_PAGE if limit <= 0 else min(MAX_PAGE, limit - len(found))
             args = _codec.tasks_args(self.keys, claimant, queue, page, cursor, omit_values, ())

@@ -436,10 +436,15 @@ class GrpcBackend:
         return self.pb2.DocChange(old_id=old_id, new_data=new)
 
     async def tasks(
-        self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool
+        self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool, offset: int = 0
     ) -> list[Task]:
         request = self.pb2.TasksRequest(
-            claimant_id=claimant, queue=queue, limit=limit, task_id=list(ids), omit_values=omit_values
+            claimant_id=claimant,
+            queue=queue,
+            limit=limit,
+            task_id=list(ids),
+            omit_values=omit_values,
+            offset=offset,
         )
         response = await self._call(self.stub.Tasks, request)
         return [task_of(t) for t in response.tasks]

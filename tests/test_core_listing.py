@@ -57,6 +57,28 @@ async def test_tasks_pages_through_large_queues(eq: EntroQ) -> None:
     assert len(await eq.tasks("big", limit=1500, omit_values=True)) == 1500
 
 
+async def test_tasks_offset_pages_by_arrival_rank(eq: EntroQ) -> None:
+    now = await eq.time()
+    by_arrival = []
+    for start in (0, 1000):  # 1,205 tasks, at most 1,000 per modify
+        count = min(1000, 1205 - start)
+        inserted, _ = await eq.modify(inserts=[TaskData("q", at=now - 10_000 + start + i) for i in range(count)])
+        by_arrival += [t.id for t in inserted]
+    assert [t.id for t in await eq.tasks("q", offset=3, limit=4)] == by_arrival[3:7]
+    # Past the store's page size, and with no limit: the rest of the queue from the offset on.
+    assert [t.id for t in await eq.tasks("q", offset=1000, limit=0)] == by_arrival[1000:]
+    assert [t.id for t in await eq.tasks("q", offset=1200, limit=50)] == by_arrival[1200:]
+    assert await eq.tasks("q", offset=1205) == []
+    # With IDs the offset does not apply, as the limit does not.
+    assert [t.id for t in await eq.tasks(ids=by_arrival[:2], offset=5)] == by_arrival[:2]
+
+
+@pytest.mark.parametrize("offset", [-1, 2**52, True])
+async def test_tasks_offset_out_of_range_is_refused(eq: EntroQ, offset: int) -> None:
+    with pytest.raises(InvalidArgumentError, match="offset"):
+        await eq.tasks("q", offset=offset)
+
+
 async def test_queues_listing_prefix_exact_limit_sorted(eq: EntroQ) -> None:
     names = ["a/x", "a/y", "ab", "b", "c/z", "a"]
     await eq.modify(inserts=[TaskData(name) for name in names] + [TaskData("b")])

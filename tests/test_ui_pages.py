@@ -147,6 +147,31 @@ async def test_bad_action_input_is_a_clear_400_and_nothing_changes(
     assert [(t.id, t.version) for t in await store.tasks("q/err")] == [(task.id, task.version)]
 
 
+async def test_any_page_of_a_long_queue_in_either_order(
+    http: httpx.AsyncClient, store: entroq_redis.EntroQ
+) -> None:
+    now = await store.time()
+    ids: list[str] = []
+    for start in range(0, 2600, 1000):  # beyond any window: pages are read by rank
+        count = min(1000, 2600 - start)
+        inserted, _ = await store.modify(
+            [TaskData("long", at=now - 100_000 + start + i) for i in range(count)]
+        )
+        ids += [t.id for t in inserted]
+
+    def listed(page: str) -> list[str]:
+        return re.findall(r'<tr data-id="([^"]+)"', page)
+
+    deep = (await http.get("/ui/queue", params={"q": "long", "page": "51"})).text
+    assert listed(deep) == ids[2550:2600] and "page 52 of 52" in deep and ">next<" not in deep
+    newest = (await http.get("/ui/queue", params={"q": "long", "order": "newest"})).text
+    assert listed(newest) == ids[2550:2600][::-1] and ">next<" in newest
+    oldest_last = (await http.get("/ui/queue", params={"q": "long", "order": "newest", "page": "51"})).text
+    assert listed(oldest_last) == ids[:50][::-1]
+    # A page past the end shows the last one.
+    assert listed((await http.get("/ui/queue", params={"q": "long", "page": "999"})).text) == ids[2550:]
+
+
 async def test_leases_find_and_throughput_pages(http: httpx.AsyncClient, store: entroq_redis.EntroQ) -> None:
     await store.modify([TaskData("work", value=b"job with needle inside"), TaskData("work", value=b"other")])
     held = await store.as_claimant("worker-7").claim("work", duration_ms=600_000)

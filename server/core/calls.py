@@ -220,6 +220,7 @@ class Calls:
                 claimant_id=request.claimant_id,
                 limit=_wire.non_negative_limit(request.limit),
                 omit_values=request.omit_values,
+                offset=_wire.non_negative("offset", request.offset),
             ),
         )
         return _wire.tasks_response(tasks)

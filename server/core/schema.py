@@ -130,6 +130,8 @@ MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
         ("limit", 3, "int32", False),
         ("task_id", 4, "string", True),
         ("omit_values", 5, "bool", False),
+        # Ours: skip this many tasks of the queue in arrival order (paging a long queue).
+        ("offset", 100, "int64", False),
     ],
     "TasksResponse": [("tasks", 1, "Task", True)],
     "QueuesRequest": [

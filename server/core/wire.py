@@ -360,9 +360,13 @@ def modify_args(
 
 
 def non_negative_limit(limit: int) -> int:
-    if limit < 0:
-        raise bad_request(f"limit must not be negative, got {limit}")
-    return limit
+    return non_negative("limit", limit)
+
+
+def non_negative(field: str, value: int) -> int:
+    if value < 0:
+        raise bad_request(f"{field} must not be negative, got {value}")
+    return value
 
 
 # Library results -> responses.

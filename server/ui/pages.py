@@ -3,8 +3,8 @@ throughput, and a task's raw value.
 
 Every page is bounded whatever the store holds (10,000 queues, a million tasks in one queue):
 queue lists come from the shared feed (``feed``) and draw at most ``queue_table.MAX_ROWS``
-rows; task lists read at most ``MAX_WINDOW`` tasks by arrival (the library pages by limit),
-without values, and then the values of the one page shown, by ID.
+rows; a queue's task list reads one page by rank (the library's ``offset``), without values,
+and then the values of the one page shown, by ID.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from . import quarantine, queue_table, throughput
 from .dashboard import Dashboard
 
 PAGE_SIZE = 50
-# A task list reads at most this many tasks by arrival: deeper pages are refused with a hint.
+# Pages are read by rank (offset), so any page of any queue costs the same; this only bounds
+# the page number a URL may ask for (2^52 / PAGE_SIZE, the store's rank range).
+MAX_PAGES = 2**52 // PAGE_SIZE
+# The leases page reads at most this many tasks of each queue it looks into.
 MAX_WINDOW = 2000
 MAX_SEARCH = 10_000
 DEFAULT_SEARCH = 1000
@@ -43,20 +46,20 @@ def register(dash: Dashboard) -> None:
     @dash.route("/ui/queue")
     async def queue() -> Response:
         name = _required("q")
-        page = _int_arg("page", 0, 0, MAX_WINDOW // PAGE_SIZE - 1)
         newest_first = request.args.get("order") == "newest"
         stats = await _queue_stats(dash, name)
         size = stats.num_tasks if stats is not None else 0
-        if newest_first and size > MAX_WINDOW:
-            raise bad_request(
-                f"{name!r} holds {size} tasks: newest first needs all of them read; the library lists "
-                f"by arrival, so only queues of at most {MAX_WINDOW} tasks are shown newest first"
-            )
-        window = size if newest_first else min((page + 1) * PAGE_SIZE, MAX_WINDOW)
-        listed = await dash.tasks(name, limit=max(window, 1), omit_values=True) if size else []
+        pages = max(1, (size + PAGE_SIZE - 1) // PAGE_SIZE)
+        page = min(_int_arg("page", 0, 0, MAX_PAGES), pages - 1)
+        # One page by rank in arrival order (the store reads O(log n + page) whatever the depth);
+        # newest first is the same window counted from the end, read and then reversed.
+        start = page * PAGE_SIZE
         if newest_first:
-            listed.reverse()
-        shown = listed[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+            start = max(0, size - (page + 1) * PAGE_SIZE)
+        count = min(PAGE_SIZE, size - page * PAGE_SIZE) if newest_first else PAGE_SIZE
+        shown = await dash.tasks(name, limit=count, offset=start, omit_values=True) if size else []
+        if newest_first:
+            shown.reverse()
         values = await _values(dash, name, [t.id for t in shown])
         now_ms = await dash.now_ms()
         return dash.render(
@@ -66,9 +69,8 @@ def register(dash: Dashboard) -> None:
             tasks=shown,
             previews={i: _preview.short(v) for i, v in values.items()},
             page=page,
-            pages_known=(len(listed) + PAGE_SIZE - 1) // PAGE_SIZE,
-            more=len(listed) > (page + 1) * PAGE_SIZE or (not newest_first and size > len(listed)),
-            max_window=MAX_WINDOW,
+            pages=pages,
+            more=page + 1 < pages,
             newest_first=newest_first,
             now_ms=now_ms,
             err_inbox=queue_table.err_inbox(name),
@@ -151,12 +153,19 @@ def register(dash: Dashboard) -> None:
         now_ms = await dash.now_ms()
         held: dict[str, list[Any]] = {}
         expired, poison = [], []
-        # Held tasks arrive last (their arrival is the lease's end), so in a queue longer
-        # than the window the list cannot reach them: the page says how many it found.
+        # Held tasks arrive last (their arrival is the lease's end): they are the ranks from
+        # num_available on, read from there; expired leases are available tasks, read from the
+        # oldest. Each read is one window, so a queue with more leases than that is cut (the
+        # page shows how many it found next to the stats' count).
         found: list[tuple[Any, int]] = []
         for stats in busy[:LEASE_QUEUES]:
             listed = 0
-            for t in await dash.tasks(stats.name, limit=MAX_WINDOW, omit_values=True):
+            window = await dash.tasks(
+                stats.name, limit=MAX_WINDOW, offset=stats.num_available, omit_values=True
+            )
+            if stats.num_available:
+                window += await dash.tasks(stats.name, limit=MAX_WINDOW, omit_values=True)
+            for t in window:
                 if t.claimant_id and t.at_ms > now_ms and t.claims > 0:
                     held.setdefault(t.claimant_id, []).append(t)
                     listed += 1
