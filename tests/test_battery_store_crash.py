@@ -38,6 +38,8 @@ import redis
 import trio
 from battery.checker import Report, check
 from battery.crash import CrashableStore
+from battery.doc_checker import consistency
+from battery.doc_harness import DOC_WORKLOAD, doc_keys, finish_docs, seed_docs, seed_tasks, state
 from battery.harness import Run, crash_nemesis, finish, seed, snapshot, start_workers, wait_workers
 from battery.history import EffectLog, HistoryWriter, claimed, final_record, load, task_out
 from battery.store_check import read_namespace
@@ -137,6 +139,99 @@ async def test_kill_9_of_the_store_loses_no_acknowledged_modify(
         for name in ("C1 lost", "C1 acked writes undone", "unfinished sources"):
             problems.pop(name, None)
     assert not problems, problems
+    assert report.info > 0, "the kills must have hit calls in flight"
+
+
+# (worker processes, source tasks, keys of one doc each, kills, least seconds between kills)
+DOC_SIZES = {"ci": (3, 600, 12, 3, 0.5), "full": (4, 20_000, 48, 20, 2.0)}
+
+
+@pytest.mark.parametrize(
+    "size", ["ci", pytest.param("full", marks=[pytest.mark.slow, pytest.mark.timeout(1200)])]
+)
+@pytest.mark.parametrize("fsync", ["always", "everysec"])
+async def test_kill_9_never_half_applies_a_task_and_doc_modify(
+    fsync: str, size: str, tmp_path: pathlib.Path
+) -> None:
+    """Issue 16: a modify that moves a task, changes docs and inserts a doc, under kill -9.
+
+    The doc workload (tests/battery/doc_workload.py) claims a source task, then every doc of
+    a key, and commits in one modify: the task moved to ``done`` (its value the batch), each
+    doc's counter + 1, a receipt doc for the batch. The store is SIGKILLed at fractions of the
+    work and restarted at once on the same data; each time, the data directory the kill left
+    is copied first. Afterwards every copy is loaded by a store of its own (the state a
+    restart starts from, with no client about) and must hold every commit in full or not at
+    all: each receipt with its done task and the reverse, each doc's counter the number of
+    receipts naming it. The whole run is then checked as the commit-once test is (D1-D8:
+    acknowledged commits kept with ``always``; never a stale commit accepted or an update
+    lost, with either fsync).
+    """
+    procs, tasks, keys, kills, min_gap_s = DOC_SIZES[size]
+    store = CrashableStore(tmp_path / "data", fsync)  # type: ignore[arg-type]
+    store.start()
+    run = Run(tmp_path)
+    kill_times: list[float] = []
+    left_by_kills: list[pathlib.Path] = []
+    try:
+        async with entroq_redis.connect(store.url, namespace=NAMESPACE) as eq:
+            await seed_docs(eq, run, "acct", doc_keys(keys), 1)
+            await seed_tasks(eq, "in", tasks)
+        start_workers(
+            run,
+            store.url,
+            NAMESPACE,
+            procs,
+            program=DOC_WORKLOAD,
+            keys=doc_keys(keys),
+            source="in",
+            coroutines=3,
+            lease_ms=1000,
+            overrun_p=0.02,
+            stale_p=0.05,
+            optimistic_p=0.0,
+            retry_s=60,
+            deadline_s=500 if size == "full" else 100,
+        )
+        async with trio.open_nursery() as nursery:
+
+            def crash() -> None:
+                store.kill()
+                copy = tmp_path / f"left-by-kill-{len(left_by_kills)}"
+                shutil.copytree(store.data_dir, copy)
+                left_by_kills.append(copy)
+                store.start()
+
+            nursery.start_soon(crash_nemesis, run, crash, kills, tasks, min_gap_s, kill_times)
+            await wait_workers(run, 600 if size == "full" else 110)
+            nursery.cancel_scope.cancel()
+        async with entroq_redis.connect(store.url, namespace=NAMESPACE) as eq:
+            report = await finish_docs(eq, run, "acct", "done", durable=fsync == "always")
+    finally:
+        store.stop()
+
+    after_kills = []
+    for copy in left_by_kills:
+        frozen = CrashableStore(copy, fsync)  # type: ignore[arg-type]
+        frozen.start()
+        try:
+            async with entroq_redis.connect(frozen.url, namespace=NAMESPACE) as eq:
+                after_kills.append(consistency(await state(eq, "acct", "done")))
+        finally:
+            frozen.stop()
+    restarts = store.starts[1:]
+    print(
+        f"\n[battery b-docs/{fsync}/{size}] {len(kill_times)} kills in {run.elapsed_s:.1f} s; reverted "
+        f"{sum(s.reverted for s in restarts)}, truncated {sum(s.truncated for s in restarts)}; states left "
+        f"by the kills: {[(c.receipts, c.counter_total, c.half_applied.count) for c in after_kills]} "
+        f"(receipts, counters, half applied); {report.summary()}"
+    )
+    assert len(kill_times) == kills, "the workload ended before every kill"
+    assert not any(s.aborted for s in store.starts), [s.log[-2000:] for s in store.starts if s.aborted]
+    for left in after_kills:
+        assert not left.problems(), left.problems()
+        assert left.receipts > 0
+    assert not report.problems(), report.problems()
+    assert report.receipts == tasks  # every source task committed once, with its docs
     assert report.info > 0, "the kills must have hit calls in flight"
 
 
