@@ -468,6 +468,11 @@ def part_ceilings(ctx: Context) -> None:
                 "0",
                 "0",
                 "0",
+                # No doc items (n_doc_inserts, n_doc_changes, n_doc_deletes, n_doc_depends).
+                "0",
+                "0",
+                "0",
+                "0",
                 "",
                 "inserted",
                 "at",

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from ._backend import Backend
 from ._contract import MAX_DURATION_MS, MAX_ID_BYTES
+from ._doc_checks import check_doc_items
 from ._doc_types import (
     ClaimedDocs,
     Doc,
@@ -188,16 +189,21 @@ class EntroQ:
                 ``doc_failures`` (docs); nothing was written.
             InvalidArgumentError: the request is malformed; nothing was written.
         """
+        doc_insert_list = list(doc_inserts)
+        doc_change_list = list(doc_changes)
+        doc_delete_list = [_as_doc_id(d) for d in doc_deletes]
+        doc_depend_list = [_as_doc_id(d) for d in doc_depends]
+        check_doc_items(doc_insert_list, doc_change_list, doc_delete_list, doc_depend_list)
         return await self.backend.modify(
             unsafe_claimant_id if unsafe_claimant_id is not None else self.claimant_id,
             list(inserts),
             list(changes),
             [_as_id(d) for d in deletes],
             [_as_id(d) for d in depends],
-            list(doc_inserts),
-            list(doc_changes),
-            [_as_doc_id(d) for d in doc_deletes],
-            [_as_doc_id(d) for d in doc_depends],
+            doc_insert_list,
+            doc_change_list,
+            doc_delete_list,
+            doc_depend_list,
         )
 
     async def tasks(

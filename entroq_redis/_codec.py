@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._contract import CONTRACT_VERSION
-from ._errors import DependencyError, DependencyFailure, InvalidArgumentError, StoreError
+from ._doc_types import ClaimedDocs, Doc, DocChange, DocData, DocID, DocSet, ModifyResult, NamespaceStats
+from ._errors import (
+    DependencyError,
+    DependencyFailure,
+    DocDependencyFailure,
+    InvalidArgumentError,
+    StoreError,
+)
 from ._keys import Keys
 from ._types import QueueStats, Task, TaskChange, TaskData, TaskID, arrival_ms, as_bytes
 
@@ -43,6 +50,23 @@ def decode_task(fields: Sequence[Any]) -> Task:
         claims,
         attempt,
         text(err),
+    )
+
+
+def decode_doc(fields: Sequence[Any]) -> Doc:
+    """A doc, or a set reference (id "", key = the set's key, no content or times)."""
+    namespace, doc_id, version, claimant, at, key, secondary_key, content, created, modified = fields
+    return Doc(
+        text(namespace),
+        text(doc_id),
+        version,
+        text(claimant),
+        at,
+        text(key),
+        text(secondary_key),
+        content,
+        created,
+        modified,
     )
 
 
@@ -103,6 +127,10 @@ def modify_args(
     changes: Sequence[TaskChange],
     deletes: Sequence[TaskID],
     depends: Sequence[TaskID],
+    doc_inserts: Sequence[DocData] = (),
+    doc_changes: Sequence[DocChange] = (),
+    doc_deletes: Sequence[DocID] = (),
+    doc_depends: Sequence[DocID] = (),
 ) -> list[Arg]:
     args: list[Arg] = [
         keys.prefix,
@@ -114,6 +142,10 @@ def modify_args(
         len(changes),
         len(deletes),
         len(depends),
+        len(doc_inserts),
+        len(doc_changes),
+        len(doc_deletes),
+        len(doc_depends),
     ]
     for data in inserts:
         mode, ms = _arrival(data.at, data.delay_ms)
@@ -142,25 +174,77 @@ def modify_args(
         ]
     for task_id in (*deletes, *depends):
         args += [raw(task_id.id), task_id.version, raw(task_id.queue)]
+    for doc in doc_inserts:
+        mode, ms = _arrival(doc.at, doc.delay_ms)
+        args += [
+            raw(doc.namespace),
+            raw(doc.id or ""),
+            raw(doc.key),
+            raw(doc.secondary_key),
+            mode,
+            ms,
+            as_bytes(doc.content),
+        ]
+    for doc_change in doc_changes:
+        mode, ms = _arrival(doc_change.at, doc_change.delay_ms)
+        args += [
+            raw(doc_change.namespace),
+            raw(doc_change.id),
+            doc_change.version,
+            doc_change.mode,
+            raw(doc_change.key),
+            raw(doc_change.secondary_key),
+            mode,
+            ms,
+            # A lease change carries no content (the script ignores it).
+            b"" if doc_change.mode == "lease" else as_bytes(doc_change.content),
+        ]
+    for doc_id in (*doc_deletes, *doc_depends):
+        args += [raw(doc_id.namespace), raw(doc_id.id), doc_id.version]
     return args
 
 
-def decode_modify(reply: Sequence[Any]) -> tuple[list[Task], list[Task]]:
+def decode_modify(reply: Sequence[Any]) -> ModifyResult:
+    """The applied modify; raises DependencyError with the task and doc failures if refused."""
     if reply[0] == 1:
-        return [decode_task(t) for t in reply[1]], [decode_task(t) for t in reply[2]]
-    raise _dependency_error(reply[1])
+        inserted, changed, inserted_docs, changed_docs = reply[1:5]
+        return ModifyResult(
+            [decode_task(t) for t in inserted],
+            [decode_task(t) for t in changed],
+            [decode_doc(d) for d in inserted_docs],
+            [decode_doc(d) for d in changed_docs],
+        )
+    raise _dependency_error(reply[1], reply[2])
 
 
-def _dependency_error(entries: Sequence[Any]) -> DependencyError:
+def _failure_names(kind: bytes, reason: bytes) -> tuple[Any, Any]:
+    kind_text, reason_text = text(kind), text(reason)
+    if kind_text not in _KINDS or reason_text not in _REASONS:
+        raise StoreError(f"a script reported an unknown failure {kind_text}/{reason_text}")
+    return kind_text, reason_text
+
+
+def decode_doc_failures(entries: Sequence[Any]) -> list[DocDependencyFailure]:
+    """Doc failures ``{kind, reason, namespace, id, version, current_version, key}``."""
+    failures = []
+    for kind, reason, namespace, doc_id, version, current, key in entries:
+        kind_text, reason_text = _failure_names(kind, reason)
+        failures.append(
+            DocDependencyFailure(
+                kind_text, reason_text, text(namespace), text(doc_id), version, current, text(key)
+            )
+        )
+    return failures
+
+
+def _dependency_error(entries: Sequence[Any], doc_entries: Sequence[Any] = ()) -> DependencyError:
     failures = []
     for kind, reason, task_id, version, queue, current in entries:
-        kind_text, reason_text = text(kind), text(reason)
-        if kind_text not in _KINDS or reason_text not in _REASONS:
-            raise StoreError(f"modify.lua reported an unknown failure {kind_text}/{reason_text}")
+        kind_text, reason_text = _failure_names(kind, reason)
         failures.append(
-            DependencyFailure(kind_text, reason_text, text(task_id), version, text(queue), current)  # type: ignore[arg-type]
+            DependencyFailure(kind_text, reason_text, text(task_id), version, text(queue), current)
         )
-    return DependencyError(failures)
+    return DependencyError(failures, doc_failures=decode_doc_failures(doc_entries))
 
 
 def tasks_args(
@@ -207,6 +291,99 @@ def decode_queues(reply: Sequence[Any]) -> tuple[bool, list[QueueStats]]:
             name, size, available, claimed, future, max_claims = row
             stats.append(QueueStats(text(name), size, claimed, available, future, max_claims))
     return more == 1, stats
+
+
+def docs_args(
+    keys: Keys,
+    namespace: str,
+    key_start: str,
+    key_end: str,
+    limit: int,
+    cursor: int,
+    omit_values: bool,
+    ids: Sequence[str],
+) -> list[Arg]:
+    return [
+        keys.prefix,
+        CONTRACT_VERSION,
+        raw(namespace),
+        raw(key_start),
+        raw(key_end),
+        limit,
+        cursor,
+        "1" if omit_values else "0",
+        *(raw(i) for i in ids),
+    ]
+
+
+def decode_docs(reply: Sequence[Any]) -> tuple[int, list[Doc]]:
+    return reply[0], [decode_doc(d) for d in reply[1]]
+
+
+def claim_docs_args(keys: Keys, claimant: str, duration_ms: int, namespace: str, key: str) -> list[Arg]:
+    return [keys.prefix, CONTRACT_VERSION, raw(claimant), duration_ms, raw(namespace), raw(key)]
+
+
+def decode_claim_docs(reply: Sequence[Any]) -> list[Doc]:
+    """The claimed docs; raises DependencyError naming the held docs (and set) if refused."""
+    if reply[0] == 1:
+        return [decode_doc(d) for d in reply[1]]
+    raise DependencyError([], "docs held by another claimant", decode_doc_failures(reply[1]))
+
+
+def claim_doc_sets_args(
+    keys: Keys, claimant: str, duration_ms: int, task_to_match: TaskID | None, sets: Sequence[DocSet]
+) -> list[Arg]:
+    task = task_to_match or TaskID("", 0)
+    args: list[Arg] = [
+        keys.prefix,
+        CONTRACT_VERSION,
+        raw(claimant),
+        duration_ms,
+        raw(task.id),
+        task.version,
+        raw(task.queue),
+        len(sets),
+    ]
+    for doc_set in sets:
+        args += [raw(doc_set.namespace), raw(doc_set.key), "1" if doc_set.omit_members else "0"]
+    return args
+
+
+def decode_claim_doc_sets(reply: Sequence[Any]) -> ClaimedDocs:
+    """The set references and member docs; raises DependencyError if refused.
+
+    A task failure there means the task to match is missing, at another version, or not
+    held by the claimant now (reason "claimed").
+    """
+    if reply[0] == 1:
+        return ClaimedDocs([decode_doc(s) for s in reply[1]], [decode_doc(d) for d in reply[2]])
+    task_failures = _dependency_error(reply[1]).failures
+    message = "doc sets held by another claimant"
+    if task_failures:
+        message = "the task to match must exist at that version and be held by this claimant"
+    raise DependencyError(task_failures, message, decode_doc_failures(reply[2]))
+
+
+def namespaces_args(
+    keys: Keys, limit: int, after: str, prefixes: Sequence[str], exact: Sequence[str]
+) -> list[Arg]:
+    return [
+        keys.prefix,
+        CONTRACT_VERSION,
+        limit,
+        raw(after),
+        len(prefixes),
+        *(raw(p) for p in prefixes),
+        *(raw(e) for e in exact),
+    ]
+
+
+def decode_namespaces(reply: Sequence[Any]) -> tuple[bool, list[NamespaceStats]]:
+    more, rows = reply
+    return more == 1, [
+        NamespaceStats(text(name), num_docs, num_claimed) for name, num_docs, num_claimed in rows
+    ]
 
 
 def script_error(message: str) -> Exception:

@@ -26,7 +26,7 @@ import coredis.exceptions
 from . import _codec
 from ._backend import Detail
 from ._contract import MAX_PAGE, SCRIPT_NAMES
-from ._doc_types import DocChange, DocData, DocID, ModifyResult
+from ._doc_types import ClaimedDocs, Doc, DocChange, DocData, DocID, DocSet, ModifyResult, NamespaceStats
 from ._durability import Durability
 from ._errors import (
     ClaimTimeoutError,
@@ -73,9 +73,16 @@ def _wrote(name: str, reply: Any, args: list[_codec.Arg]) -> bool:
         return bool(reply[0] == 1 or (reply[0] == 0 and int(args[6]) > 0))
     if name == "claim_id":
         return bool(reply[0] == 1)
+    if name == "claim_docs":
+        # Claimed at least one doc (a key without docs writes nothing).
+        return bool(reply[0] == 1 and reply[1])
+    if name == "claim_doc_sets":
+        return bool(reply[0] == 1)
     if name == "modify":
-        # Applied, with at least one insert, change or delete (ARGV[6..8]).
-        return bool(reply[0] == 1 and int(args[5]) + int(args[6]) + int(args[7]) > 0)
+        # Applied, with at least one insert, change or delete of a task (ARGV[6..8]) or a doc
+        # (ARGV[10..12]).
+        writes = sum(int(args[i]) for i in (5, 6, 7, 9, 10, 11))
+        return bool(reply[0] == 1 and writes > 0)
     return False
 
 
@@ -308,14 +315,23 @@ class RedisBackend:
         doc_deletes: Sequence[DocID] = (),
         doc_depends: Sequence[DocID] = (),
     ) -> ModifyResult:
-        if doc_inserts or doc_changes or doc_deletes or doc_depends:
-            raise NotImplementedError("docs: being built (issue 16)")
-        id_seed = secrets.token_hex(16) if any(not d.id for d in inserts) else ""
+        generates = any(not d.id for d in inserts) or any(not d.id for d in doc_inserts)
+        id_seed = secrets.token_hex(16) if generates else ""
         args = _codec.modify_args(
-            self.keys, claimant, id_seed, self._notify, inserts, changes, deletes, depends
+            self.keys,
+            claimant,
+            id_seed,
+            self._notify,
+            inserts,
+            changes,
+            deletes,
+            depends,
+            doc_inserts,
+            doc_changes,
+            doc_deletes,
+            doc_depends,
         )
-        inserted, changed = _codec.decode_modify(await self._call("modify", args, mutates=True))
-        return ModifyResult(inserted, changed)
+        return _codec.decode_modify(await self._call("modify", args, mutates=True))
 
     async def tasks(
         self, queue: str, ids: Sequence[str], claimant: str, limit: int, omit_values: bool
@@ -344,6 +360,55 @@ class RedisBackend:
             page = MAX_PAGE if limit <= 0 else min(MAX_PAGE, limit - len(found))
             args = _codec.queues_args(self.keys, detail, page, after, prefixes, exact)
             more, stats = _codec.decode_queues(await self._call("queues", args))
+            found += stats
+            if not more or not stats:
+                break
+            after = stats[-1].name
+        return found
+
+    async def docs(
+        self,
+        namespace: str,
+        ids: Sequence[str],
+        key_start: str,
+        key_end: str,
+        limit: int,
+        omit_values: bool,
+    ) -> list[Doc]:
+        found: list[Doc] = []
+        if ids:
+            for start in range(0, len(ids), MAX_PAGE):
+                chunk = ids[start : start + MAX_PAGE]
+                args = _codec.docs_args(self.keys, namespace, key_start, key_end, 1, 0, omit_values, chunk)
+                found += _codec.decode_docs(await self._call("docs", args))[1]
+            return found
+        cursor = 0
+        while cursor >= 0 and (limit <= 0 or len(found) < limit):
+            page = MAX_PAGE if limit <= 0 else min(MAX_PAGE, limit - len(found))
+            args = _codec.docs_args(self.keys, namespace, key_start, key_end, page, cursor, omit_values, ())
+            cursor, docs = _codec.decode_docs(await self._call("docs", args))
+            found += docs
+        return found
+
+    async def claim_docs(self, claimant: str, namespace: str, key: str, duration_ms: int) -> list[Doc]:
+        args = _codec.claim_docs_args(self.keys, claimant, duration_ms, namespace, key)
+        return _codec.decode_claim_docs(await self._call("claim_docs", args, mutates=True))
+
+    async def claim_doc_sets(
+        self, claimant: str, sets: Sequence[DocSet], duration_ms: int, task_to_match: TaskID | None
+    ) -> ClaimedDocs:
+        args = _codec.claim_doc_sets_args(self.keys, claimant, duration_ms, task_to_match, sets)
+        return _codec.decode_claim_doc_sets(await self._call("claim_doc_sets", args, mutates=True))
+
+    async def namespace_stats(
+        self, prefixes: Sequence[str], exact: Sequence[str], limit: int
+    ) -> list[NamespaceStats]:
+        found: list[NamespaceStats] = []
+        after = ""
+        while limit <= 0 or len(found) < limit:
+            page = MAX_PAGE if limit <= 0 else min(MAX_PAGE, limit - len(found))
+            args = _codec.namespaces_args(self.keys, page, after, prefixes, exact)
+            more, stats = _codec.decode_namespaces(await self._call("namespaces", args))
             found += stats
             if not more or not stats:
                 break

@@ -1,5 +1,5 @@
 -- entroq-redis contract 2: modify.lua
--- Inserts, changes, deletes and depends on any set of tasks, all or nothing.
+-- Inserts, changes, deletes and depends on any set of tasks and docs, all or nothing.
 --
 -- Every item is validated and every dependency checked before the first write. On any
 -- failure nothing is written and every failing item is reported.
@@ -13,8 +13,12 @@
 -- ARGV[6]  n_inserts       integer
 -- ARGV[7]  n_changes       integer
 -- ARGV[8]  n_deletes       integer
--- ARGV[9]  n_depends       integer (n_inserts + n_changes + n_deletes + n_depends <= 1000)
--- ARGV[10..] items, in that order:
+-- ARGV[9]  n_depends       integer
+-- ARGV[10] n_doc_inserts   integer
+-- ARGV[11] n_doc_changes   integer
+-- ARGV[12] n_doc_deletes   integer
+-- ARGV[13] n_doc_depends   integer (the eight counts add up to at most 1000)
+-- ARGV[14..] items, in that order:
 --   insert (7 fields):  id ("" = generate a UUIDv4), queue, at_mode ("at" | "by"), ms, value,
 --                       attempt, err
 --   change (10 fields): id, version, old_queue (informational, not checked), mode
@@ -22,21 +26,37 @@
 --                       ("lease" changes only the arrival; queue, value, attempt and err are ignored)
 --   delete (3 fields):  id, version, queue ("" = wherever the task is)
 --   depend (3 fields):  id, version, queue ("" = wherever the task is)
+--   doc insert (7 fields): namespace, id ("" = generate a UUIDv4), key, secondary_key, at_mode,
+--                       ms, content
+--   doc change (9 fields): namespace, id, version, mode ("full" | "lease"), key, secondary_key,
+--                       at_mode, ms, content ("lease" moves only the arrival; id "" with a key and
+--                       mode "lease" renews or releases the lock of the doc set (namespace, key))
+--   doc delete (3 fields): namespace, id, version
+--   doc depend (3 fields): namespace, id, version
 --   at_mode "at": ms is absolute ms since the epoch, <= 0 means now.
 --   at_mode "by": ms is relative to the store's clock, <= 0 means now.
 --
--- Reply (applied):  {1, inserted, changed}  lists of tasks in request order, each task
---                   {queue, id, version, at_ms, claimant, value, created_ms, modified_ms,
+-- Reply (applied):  {1, inserted, changed, inserted_docs, changed_docs}  lists in request order;
+--                   each task {queue, id, version, at_ms, claimant, value, created_ms, modified_ms,
 --                    claims, attempt, err}
--- Reply (refused):  {0, failures}  each failure {kind, reason, id, version, queue, current_version}
+--                   each doc {namespace, id, version, claimant, at_ms, key, secondary_key, content,
+--                    created_ms, modified_ms}
+--                   a doc set (a set's lease change) {namespace, "", version, claimant, at_ms, key,
+--                    "", "", 0, 0}
+-- Reply (refused):  {0, failures, doc_failures}  each task failure
+--                   {kind, reason, id, version, queue, current_version}, each doc failure
+--                   {kind, reason, namespace, id, version, current_version, key} (id "" names the
+--                   doc set of key)
 --                   kind:   INSERT | CHANGE | DELETE | DEPEND | CLAIM
 --                   reason: collision | missing | mismatch | claimed
---                   current_version is -1 when the task does not exist
+--                   current_version is -1 when the task, doc or set lock does not exist
 -- Errors:           EQ_BADARG <message>  (bad input; nothing written)
 --                   EQ_CONTRACT <message> (wrong contract version or key prefix)
---                   EQ_CORRUPT <message>  (a task record has a format this script cannot read)
+--                   EQ_CORRUPT <message>  (a task, doc or set lock record has a format this script
+--                   cannot read)
 -- Publishes:        on channel ARGV[1] .. "wake", one message per queue that gained an available
 --                   task or a new earliest future arrival: "<n_available>:<wait_ms or -1>:<queue>"
+--                   (docs publish nothing)
 
 local MAX_ITEMS = 1000
 local MAX_ID_BYTES = 64
@@ -47,14 +67,19 @@ local MAX_ERR_BYTES = 1048576
 local MAX_TOTAL_BYTES = 67108864
 local MAX_AT_MS = 99999999999999
 local MAX_INT32 = 2147483647
+local MAX_DOC_NAMESPACE_BYTES = 1024
+local MAX_DOC_ID_BYTES = 256
+local MAX_DOC_KEY_BYTES = 1024
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
+local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
+local SET_RECORD_FORMAT = '>Bi4i8I2c0'
 
 local prefix = ARGV[1]
 if ARGV[2] ~= '2' then
   return redis.error_reply('EQ_CONTRACT modify.lua speaks contract 2, caller sent ' .. tostring(ARGV[2]))
 end
-if #ARGV < 9 then
-  return redis.error_reply('EQ_BADARG modify.lua needs at least 9 ARGV entries, got ' .. #ARGV)
+if #ARGV < 13 then
+  return redis.error_reply('EQ_BADARG modify.lua needs at least 13 ARGV entries, got ' .. #ARGV)
 end
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
@@ -82,17 +107,21 @@ if notify ~= 'PUBLISH' and notify ~= 'SPUBLISH' and notify ~= '' then
   return bad('notify must be PUBLISH, SPUBLISH or empty')
 end
 local counts = {}
-for i = 1, 4 do
+local n_items = 0
+for i = 1, 8 do
   counts[i] = parse_integer(ARGV[5 + i], 0, MAX_ITEMS)
   if counts[i] == nil then return bad('item counts must be integers from 0 to ' .. MAX_ITEMS) end
+  n_items = n_items + counts[i]
 end
 local n_inserts, n_changes, n_deletes, n_depends = counts[1], counts[2], counts[3], counts[4]
-if n_inserts + n_changes + n_deletes + n_depends > MAX_ITEMS then
-  return bad('at most ' .. MAX_ITEMS .. ' items per modify, got ' .. (n_inserts + n_changes + n_deletes + n_depends))
+local n_doc_inserts, n_doc_changes, n_doc_deletes, n_doc_depends = counts[5], counts[6], counts[7], counts[8]
+if n_items > MAX_ITEMS then
+  return bad('at most ' .. MAX_ITEMS .. ' items (tasks and docs) per modify, got ' .. n_items)
 end
-if #ARGV ~= 9 + 7 * n_inserts + 10 * n_changes + 3 * n_deletes + 3 * n_depends then
-  return bad('ARGV holds ' .. #ARGV .. ' entries, the item counts call for '
-    .. (9 + 7 * n_inserts + 10 * n_changes + 3 * n_deletes + 3 * n_depends))
+local expected_argv = 13 + 7 * n_inserts + 10 * n_changes + 3 * n_deletes + 3 * n_depends
+  + 7 * n_doc_inserts + 9 * n_doc_changes + 3 * n_doc_deletes + 3 * n_doc_depends
+if #ARGV ~= expected_argv then
+  return bad('ARGV holds ' .. #ARGV .. ' entries, the item counts call for ' .. expected_argv)
 end
 
 local clock = redis.call('TIME')
@@ -135,9 +164,9 @@ local function generated_id(index)
 end
 
 local total_bytes = 0
-local position = 10
+local position = 14
 
--- Parse and validate every item (no reads of task data yet).
+-- Parse and validate every task item (no reads of stored data yet).
 local inserts = {}
 local insert_ids = {}
 for i = 1, n_inserts do
@@ -220,11 +249,127 @@ for kind = 1, 2 do
     list[i] = item
   end
 end
-if total_bytes > MAX_TOTAL_BYTES then
-  return bad('values and errors add up to more than ' .. MAX_TOTAL_BYTES .. ' bytes')
+
+-- Parse and validate every doc item. A doc is named by (doc namespace, id) and a doc set by
+-- (doc namespace, key); both may hold any bytes, so the length-prefixed record key (section 2
+-- of lua/README.md) is what identifies them here too: it cannot be built by two different pairs.
+local function doc_key(namespace, id) return prefix .. 'd:' .. #namespace .. ':' .. namespace .. id end
+local function set_key(namespace, key) return prefix .. 'ds:' .. #namespace .. ':' .. namespace .. key end
+
+local function check_bytes(text, low, high, what)
+  if #text < low then return what .. ' must not be empty' end
+  if #text > high then return what .. ' is longer than ' .. high .. ' bytes' end
+  return nil
 end
 
--- Dependency checks: reads only.
+local function check_doc_fields(item, what)
+  return check_bytes(item.key, 0, MAX_DOC_KEY_BYTES, what .. ' key')
+    or check_bytes(item.secondary_key, 0, MAX_DOC_KEY_BYTES, what .. ' secondary key')
+    or (#item.content > MAX_VALUE_BYTES and (what .. ' content is larger than ' .. MAX_VALUE_BYTES .. ' bytes'))
+    or nil
+end
+
+-- The record keys of the docs and sets this call inserts, changes or deletes: each at most once
+-- (doc depends may repeat them, they are checked against the versions before the call).
+local doc_touched = {}
+local function touch(record_key, what)
+  if doc_touched[record_key] then
+    return what .. ' names a doc (or doc set) that an earlier doc insert, change or delete of this call names'
+  end
+  doc_touched[record_key] = true
+  return nil
+end
+
+local doc_inserts = {}
+for j = 1, n_doc_inserts do
+  local item = {
+    namespace = ARGV[position], id = ARGV[position + 1], key = ARGV[position + 2],
+    secondary_key = ARGV[position + 3], at_mode = ARGV[position + 4], ms = ARGV[position + 5],
+    content = ARGV[position + 6],
+  }
+  position = position + 7
+  local what = 'doc insert ' .. j
+  if item.id == '' then
+    if #id_seed < 16 then return bad('id_seed must hold at least 16 bytes when a doc insert has no id') end
+    -- Numbered after the task inserts, so a task and a doc of one call never share a seed input.
+    item.id = generated_id(n_inserts + j)
+  end
+  local problem = check_bytes(item.namespace, 1, MAX_DOC_NAMESPACE_BYTES, what .. ' namespace')
+    or check_bytes(item.id, 1, MAX_DOC_ID_BYTES, what .. ' id')
+    or check_doc_fields(item, what)
+  if problem then return bad(problem) end
+  item.at = arrival(item.at_mode, item.ms)
+  if item.at == nil then return bad(what .. ' has a bad arrival: at_mode "at" or "by" and ms within +-' .. MAX_AT_MS) end
+  item.record_key = doc_key(item.namespace, item.id)
+  problem = touch(item.record_key, what)
+  if problem then return bad(problem) end
+  total_bytes = total_bytes + #item.content
+  doc_inserts[j] = item
+end
+
+local doc_changes = {}
+for j = 1, n_doc_changes do
+  local item = {
+    namespace = ARGV[position], id = ARGV[position + 1], version = ARGV[position + 2], mode = ARGV[position + 3],
+    key = ARGV[position + 4], secondary_key = ARGV[position + 5], at_mode = ARGV[position + 6],
+    ms = ARGV[position + 7], content = ARGV[position + 8],
+  }
+  position = position + 9
+  local what = 'doc change ' .. j
+  local problem = check_bytes(item.namespace, 1, MAX_DOC_NAMESPACE_BYTES, what .. ' namespace')
+  if problem then return bad(problem) end
+  item.version = parse_integer(item.version, 0, MAX_INT32)
+  if item.version == nil then return bad(what .. ' version must be an integer from 0 to ' .. MAX_INT32) end
+  if item.mode ~= 'full' and item.mode ~= 'lease' then return bad(what .. ' mode must be full or lease') end
+  item.at = arrival(item.at_mode, item.ms)
+  if item.at == nil then return bad(what .. ' has a bad arrival: at_mode "at" or "by" and ms within +-' .. MAX_AT_MS) end
+  if item.id == '' then
+    -- A set reference: only its lock's lease can change (the set has no fields of its own).
+    if item.key == '' then return bad(what .. ' needs an id, or a key to name a doc set') end
+    if item.mode ~= 'lease' then return bad(what .. ' names a doc set (empty id): a set may only have its lease changed') end
+    problem = check_bytes(item.key, 1, MAX_DOC_KEY_BYTES, what .. ' set key')
+    item.is_set = true
+    item.record_key = set_key(item.namespace, item.key)
+  else
+    problem = check_bytes(item.id, 1, MAX_DOC_ID_BYTES, what .. ' id')
+    if not problem and item.mode == 'full' then
+      problem = check_doc_fields(item, what)
+      total_bytes = total_bytes + #item.content
+    end
+    item.record_key = doc_key(item.namespace, item.id)
+  end
+  problem = problem or touch(item.record_key, what)
+  if problem then return bad(problem) end
+  doc_changes[j] = item
+end
+
+local doc_deletes = {}
+local doc_depends = {}
+for kind = 1, 2 do
+  local count = (kind == 1) and n_doc_deletes or n_doc_depends
+  local list = (kind == 1) and doc_deletes or doc_depends
+  for j = 1, count do
+    local item = {namespace = ARGV[position], id = ARGV[position + 1], version = ARGV[position + 2]}
+    position = position + 3
+    local what = ((kind == 1) and 'doc delete ' or 'doc depend ') .. j
+    -- An empty id would name a doc set, which only a lease change may name.
+    local problem = check_bytes(item.namespace, 1, MAX_DOC_NAMESPACE_BYTES, what .. ' namespace')
+      or check_bytes(item.id, 1, MAX_DOC_ID_BYTES, what .. ' id')
+    if problem then return bad(problem) end
+    item.version = parse_integer(item.version, 0, MAX_INT32)
+    if item.version == nil then return bad(what .. ' version must be an integer from 0 to ' .. MAX_INT32) end
+    item.record_key = doc_key(item.namespace, item.id)
+    if kind == 1 then
+      problem = touch(item.record_key, what)
+      if problem then return bad(problem) end
+    end
+    list[j] = item
+  end
+end
+if total_bytes > MAX_TOTAL_BYTES then
+  return bad('values, errors and doc contents add up to more than ' .. MAX_TOTAL_BYTES .. ' bytes')
+end
+-- Task dependency checks: reads only.
 local records = {}
 local function load(id)
   local task = records[id]
@@ -288,7 +433,126 @@ for _, item in ipairs(depends) do
     fail('DEPEND', 'mismatch', item.id, item.version, task.queue, task.version)
   end
 end
-if #failures > 0 then return {0, failures} end
+
+-- Doc dependency checks: reads only, like the task checks above.
+local docs = {}
+local function load_doc(item)
+  local doc = docs[item.record_key]
+  if doc ~= nil then return doc end
+  local record = redis.call('GET', item.record_key)
+  if not record then
+    docs[item.record_key] = false
+    return false
+  end
+  local format_version, version, at, created, modified, key, secondary_key, owner, content_start =
+    struct.unpack(DOC_RECORD_FORMAT, record)
+  if format_version ~= 2 then
+    error(redis.error_reply('EQ_CORRUPT doc record ' .. item.record_key .. ' has format ' .. format_version .. ', this script reads 2'))
+  end
+  doc = {
+    record_key = item.record_key, namespace = item.namespace, id = item.id, version = version, at = at,
+    created = created, modified = modified, key = key, secondary_key = secondary_key, claimant = owner,
+    content = string.sub(record, content_start),
+  }
+  docs[item.record_key] = doc
+  return doc
+end
+
+-- A set's lock record is created by the first claim of the set and kept for good, so its
+-- version only ever grows and a stale holder can never match it again.
+local sets = {}
+local function load_set(namespace, key)
+  local record_key = set_key(namespace, key)
+  local lock = sets[record_key]
+  if lock ~= nil then return lock end
+  local record = redis.call('GET', record_key)
+  if not record then
+    sets[record_key] = false
+    return false
+  end
+  local format_version, version, at, owner = struct.unpack(SET_RECORD_FORMAT, record)
+  if format_version ~= 3 then
+    error(redis.error_reply('EQ_CORRUPT set lock record ' .. record_key .. ' has format ' .. format_version .. ', this script reads 3'))
+  end
+  lock = {record_key = record_key, namespace = namespace, key = key, version = version, at = at, claimant = owner}
+  sets[record_key] = lock
+  return lock
+end
+
+local doc_failures = {}
+local function doc_fail(kind, reason, namespace, id, version, current, key)
+  doc_failures[#doc_failures + 1] = {kind, reason, namespace, id, version, current, key}
+end
+
+-- A set held by another claimant protects every member: an item that would insert, change,
+-- delete, or move a doc into or out of it fails with CLAIM naming the set. The set is reported
+-- once per call however many items touch it. Docs with an empty key belong to no set.
+local reported_sets = {}
+local function set_held_by_other(namespace, key)
+  if key == '' then return false end
+  local lock = load_set(namespace, key)
+  if not lock or not held_by_other(lock) then return false end
+  if not reported_sets[lock.record_key] then
+    reported_sets[lock.record_key] = true
+    doc_fail('CLAIM', 'claimed', namespace, '', lock.version, lock.version, key)
+  end
+  return true
+end
+
+-- Each item reports at most one failure of its own: the doc's own state first (it exists, its
+-- version, its claimant), then the sets it touches.
+for _, item in ipairs(doc_inserts) do
+  local existing = load_doc(item)
+  if existing then
+    doc_fail('INSERT', 'collision', item.namespace, item.id, existing.version, existing.version, existing.key)
+  else
+    set_held_by_other(item.namespace, item.key)
+  end
+end
+for _, item in ipairs(doc_changes) do
+  if item.is_set then
+    local lock = load_set(item.namespace, item.key)
+    if not lock then
+      doc_fail('CHANGE', 'missing', item.namespace, '', item.version, -1, item.key)
+    elseif lock.version ~= item.version then
+      doc_fail('CHANGE', 'mismatch', item.namespace, '', item.version, lock.version, item.key)
+    else
+      set_held_by_other(item.namespace, item.key)
+    end
+  else
+    local doc = load_doc(item)
+    if not doc then
+      doc_fail('CHANGE', 'missing', item.namespace, item.id, item.version, -1, item.key)
+    elseif doc.version ~= item.version then
+      doc_fail('CHANGE', 'mismatch', item.namespace, item.id, item.version, doc.version, doc.key)
+    elseif held_by_other(doc) then
+      doc_fail('CLAIM', 'claimed', item.namespace, item.id, item.version, doc.version, doc.key)
+    elseif not set_held_by_other(item.namespace, doc.key) and item.mode == 'full' and item.key ~= doc.key then
+      set_held_by_other(item.namespace, item.key)
+    end
+  end
+end
+for _, item in ipairs(doc_deletes) do
+  local doc = load_doc(item)
+  if not doc then
+    doc_fail('DELETE', 'missing', item.namespace, item.id, item.version, -1, '')
+  elseif doc.version ~= item.version then
+    doc_fail('DELETE', 'mismatch', item.namespace, item.id, item.version, doc.version, doc.key)
+  elseif held_by_other(doc) then
+    doc_fail('CLAIM', 'claimed', item.namespace, item.id, item.version, doc.version, doc.key)
+  else
+    set_held_by_other(item.namespace, doc.key)
+  end
+end
+for _, item in ipairs(doc_depends) do
+  local doc = load_doc(item)
+  if not doc then
+    doc_fail('DEPEND', 'missing', item.namespace, item.id, item.version, -1, '')
+  elseif doc.version ~= item.version then
+    doc_fail('DEPEND', 'mismatch', item.namespace, item.id, item.version, doc.version, doc.key)
+  end
+end
+if #failures > 0 or #doc_failures > 0 then return {0, failures, doc_failures} end
 
 -- Earliest arrival per destination queue before any write, to tell whether an arrival
 -- becomes the new earliest one (and so must wake claimers sleeping until a later time).
@@ -414,6 +678,103 @@ for i, item in ipairs(inserts) do
   inserted[i] = as_reply(task)
 end
 
+
+-- Docs: deletes, then changes, then inserts, as for tasks. Every doc and set lock written here
+-- was loaded (and so checked) above.
+
+-- The doc index orders a namespace's docs by (key, secondary key, id) under ZRANGE BYLEX, all
+-- scores 0. Each key part is made self-delimiting and order-preserving: a NUL byte becomes
+-- NUL 0xFF and the part ends with NUL 0x01, which sorts below every continuation of the part.
+local function sort_part(text) return (string.gsub(text, '%z', '\0\255')) .. '\0\1' end
+local function index_member(doc) return sort_part(doc.key) .. sort_part(doc.secondary_key) .. doc.id end
+
+local function store_doc(doc)
+  redis.call('SET', doc.record_key, struct.pack(DOC_RECORD_FORMAT, 2, doc.version, doc.at, doc.created,
+    doc.modified, #doc.key, doc.key, #doc.secondary_key, doc.secondary_key, #doc.claimant, doc.claimant)
+    .. doc.content)
+end
+
+-- dc:<namespace> lists the docs with a claimant (for the namespace's claimed count); it is kept
+-- in step with the record's claimant and arrival.
+local function index_doc_claim(doc, old_claimant)
+  if doc.claimant ~= '' then
+    redis.call('ZADD', prefix .. 'dc:' .. doc.namespace, score(doc.at), doc.id)
+  elseif old_claimant ~= '' then
+    redis.call('ZREM', prefix .. 'dc:' .. doc.namespace, doc.id)
+  end
+end
+
+local function doc_reply(doc)
+  return {doc.namespace, doc.id, doc.version, doc.claimant, doc.at, doc.key, doc.secondary_key, doc.content,
+    doc.created, doc.modified}
+end
+
+-- A change's new arrival: in the future it makes the modifier the holder, otherwise it
+-- releases the doc (or set) now, as EntroQ does.
+local function take_arrival(target, at)
+  if at > now then
+    target.at = at
+    target.claimant = claimant
+  else
+    target.at = now
+    target.claimant = ''
+  end
+end
+
+for _, item in ipairs(doc_deletes) do
+  local doc = docs[item.record_key]
+  local index_key = prefix .. 'dk:' .. doc.namespace
+  redis.call('ZREM', index_key, index_member(doc))
+  if doc.claimant ~= '' then redis.call('ZREM', prefix .. 'dc:' .. doc.namespace, doc.id) end
+  redis.call('DEL', doc.record_key)
+  if redis.call('ZCARD', index_key) == 0 then redis.call('ZREM', prefix .. 'dn', doc.namespace) end
+end
+
+local changed_docs = {}
+for j, item in ipairs(doc_changes) do
+  if item.is_set then
+    local lock = sets[item.record_key]
+    lock.version = lock.version + 1
+    take_arrival(lock, item.at)
+    redis.call('SET', lock.record_key, struct.pack(SET_RECORD_FORMAT, 3, lock.version, lock.at, #lock.claimant,
+      lock.claimant))
+    changed_docs[j] = {lock.namespace, '', lock.version, lock.claimant, lock.at, lock.key, '', '', 0, 0}
+  else
+    local doc = docs[item.record_key]
+    local old_member, old_claimant = index_member(doc), doc.claimant
+    if item.mode == 'full' then
+      doc.key = item.key
+      doc.secondary_key = item.secondary_key
+      doc.content = item.content
+    end
+    doc.version = doc.version + 1
+    doc.modified = now
+    take_arrival(doc, item.at)
+    local member = index_member(doc)
+    if member ~= old_member then
+      redis.call('ZREM', prefix .. 'dk:' .. doc.namespace, old_member)
+      redis.call('ZADD', prefix .. 'dk:' .. doc.namespace, 0, member)
+    end
+    index_doc_claim(doc, old_claimant)
+    store_doc(doc)
+    changed_docs[j] = doc_reply(doc)
+  end
+end
+
+-- An inserted doc is never held (claimant ""), whatever its arrival, as in EntroQ.
+local inserted_docs = {}
+for j, item in ipairs(doc_inserts) do
+  local doc = {
+    record_key = item.record_key, namespace = item.namespace, id = item.id, version = 0, at = item.at,
+    created = now, modified = now, key = item.key, secondary_key = item.secondary_key, claimant = '',
+    content = item.content,
+  }
+  redis.call('ZADD', prefix .. 'dk:' .. doc.namespace, 0, index_member(doc))
+  redis.call('ZADD', prefix .. 'dn', 'NX', 0, doc.namespace)
+  store_doc(doc)
+  inserted_docs[j] = doc_reply(doc)
+end
+
 if notify ~= '' then
   for queue, entry in pairs(wake) do
     if entry.available > 0 or entry.future ~= nil then
@@ -423,4 +784,4 @@ if notify ~= '' then
   end
 end
 
-return {1, inserted, changed}
+return {1, inserted, changed, inserted_docs, changed_docs}

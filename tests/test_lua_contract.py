@@ -22,6 +22,7 @@ them on deliberately broken copies and prove that each of them can fail.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import pathlib
 import re
 import shutil
@@ -427,7 +428,12 @@ class PythonSide:
 
 
 def python_key_suffixes() -> frozenset[str]:
-    """Every suffix entroq_redis._keys.Keys builds after the namespace prefix."""
+    """Every suffix entroq_redis._keys.Keys builds after the namespace prefix.
+
+    A builder is called with a marker for each of its arguments; its suffix is what comes
+    before the first marker, or before the length prefix of a length-prefixed first name
+    (``doc("<name>", "<name>")`` builds ``d:6:<name><name>``, whose suffix is ``d:``).
+    """
     keys = Keys("ns")
     marker = "<name>"
     suffixes = set()
@@ -438,7 +444,11 @@ def python_key_suffixes() -> frozenset[str]:
         if isinstance(member, property):
             built = getattr(keys, attribute)
         elif callable(member):
-            built = getattr(keys, attribute)(marker).removesuffix(marker)
+            # One marker per argument; the suffix ends where the first one (or its length
+            # prefix, "<n>:" for a doc namespace) starts.
+            arguments = len(inspect.signature(member).parameters) - 1
+            built = getattr(keys, attribute)(*[marker] * arguments)
+            built = re.sub(rf"(\d+:)?{re.escape(marker)}.*\Z", "", built, flags=re.S)
         else:
             continue
         assert built.startswith(keys.prefix), f"Keys.{attribute} leaves the namespace: {built!r}"
@@ -566,7 +576,7 @@ def check_readme(lua_dir: pathlib.Path, readme: str, python: PythonSide) -> list
     if f"contract {python.version}" not in readme.splitlines()[0]:
         problems.append(f"the README's title does not name contract {python.version}")
 
-    formats = set()
+    formats: dict[str, set[str]] = {}
     limits: dict[str, int] = {}
     for path in sorted(lua_dir.glob("*.lua")):
         source = path.read_text(encoding="utf-8")
@@ -604,16 +614,20 @@ def check_readme(lua_dir: pathlib.Path, readme: str, python: PythonSide) -> list
                     f"{path.name} builds keys {{ns}}:{suffix}..., which the README does not document"
                 )
         for name, token in script_constants(tokens).items():
-            if name == "RECORD_FORMAT":
-                formats.add(token.string_value)
+            if name.endswith("RECORD_FORMAT"):
+                formats.setdefault(name, set()).add(token.string_value)
             elif name.startswith("MAX_"):
                 limits[name] = int(token.text)
 
-    if len(formats) != 1:
-        problems.append(f"the scripts disagree on RECORD_FORMAT: {sorted(formats)}")
-    for record_format in formats:
-        if f"'{record_format}'" not in readme:
-            problems.append(f"the README does not give the record format '{record_format}'")
+    # Each record (task, doc, set lock) has one format, the same in every script that reads it.
+    if "RECORD_FORMAT" not in formats:
+        problems.append("no script declares the task RECORD_FORMAT")
+    for name, values in sorted(formats.items()):
+        if len(values) != 1:
+            problems.append(f"the scripts disagree on {name}: {sorted(values)}")
+        for record_format in sorted(values):
+            if f"'{record_format}'" not in readme:
+                problems.append(f"the README does not give the record format {name} '{record_format}'")
 
     table = {
         row.group(1): int(row.group(2))
@@ -652,10 +666,16 @@ def test_parser_sees_what_the_scripts_hold() -> None:
     assert len(claim.replies) == 3 and claim.errors == {"EQ_BADARG", "EQ_CONTRACT", "EQ_CORRUPT"}
     assert [v for _, v in claim.tuples[1][:6]] == ["queue", "id", "version", "at", "claimant", "value"]
     modify = analyse_body(tokenize((LUA_DIR / "modify.lua").read_text(encoding="utf-8")))
-    assert modify.fixed_argv == set(range(1, 10)) and min(modify.tail_starts) == 10 and modify.problems == []
+    assert modify.fixed_argv == set(range(1, 14)) and min(modify.tail_starts) == 14 and modify.problems == []
     queues = parse_header((LUA_DIR / "queues.lua").read_text(encoding="utf-8"))
     assert queues.tail_start == 7
-    assert python_side().key_suffixes == {"queues", "wake", "t:", "q:", "c:", "h:", "m:"}
+    assert python_side().key_suffixes == {
+        *("queues", "wake", "t:", "q:", "c:", "h:", "m:"),
+        *("dn", "d:", "dk:", "dc:", "ds:"),
+    }
+    sets = parse_header((LUA_DIR / "claim_doc_sets.lua").read_text(encoding="utf-8"))
+    assert sets.fixed_argv == set(range(1, 9)) and sets.tail_start == 9 and len(sets.replies) == 2
+    assert [v for _, v in sets.tuples[1][:5]] == ["namespace", "id", "version", "claimant", "at"]
 
 
 # --- The checks can fail: run them on broken copies ------------------------------------------
@@ -680,7 +700,7 @@ BREAKAGES: dict[str, tuple[Callable[[pathlib.Path], None], str]] = {
         _edit("claim.lua", "-- ARGV[5]  rank_random", "-- ARGx[5]  rank_random"),
         "fixed ARGV",
     ),
-    "documented ARGV unused": (_edit("modify.lua", "for i = 1, 4 do", "for i = 1, 3 do"), "unused: [9]"),
+    "documented ARGV unused": (_edit("modify.lua", "for i = 1, 8 do", "for i = 1, 7 do"), "unused: [13]"),
     "tail undocumented": (
         _edit("claim.lua", "-- ARGV[8..] finish, queue", "-- queues from 8 on"),
         "no ARGV[k..]",
@@ -707,6 +727,27 @@ BREAKAGES: dict[str, tuple[Callable[[pathlib.Path], None], str]] = {
     ),
     "error undocumented": (_edit("claim.lua", "EQ_CORRUPT <message>  (an", "(an"), "EQ_CORRUPT"),
     "script unlisted": (_add_script, "SCRIPT_NAMES"),
+    "doc limit drifted": (
+        _edit("modify.lua", "MAX_DOC_ID_BYTES = 256", "MAX_DOC_ID_BYTES = 255"),
+        "MAX_DOC_ID_BYTES = 255",
+    ),
+    "new doc key": (_edit("modify.lua", "prefix .. 'dc:' ..", "prefix .. 'dx:' .."), "'dx:'"),
+    "doc count undocumented": (
+        _edit("modify.lua", "-- ARGV[13] n_doc_depends", "-- ARGx[13] n_doc_depends"),
+        "undocumented: [13]",
+    ),
+    "doc failure fields swapped": (
+        _edit(
+            "modify.lua",
+            "{kind, reason, namespace, id, version, current, key}",
+            "{kind, reason, id, namespace, version, current, key}",
+        ),
+        "never built",
+    ),
+    "doc failure undocumented": (
+        _edit("modify.lua", "{0, failures, doc_failures}  each", "{0, failures}  each"),
+        "matches no documented reply",
+    ),
 }
 
 
@@ -732,6 +773,11 @@ def test_checks_catch_a_broken_copy(breakage: str, tmp_path: pathlib.Path) -> No
         ("## 8. queues.lua", "## 8. queue listing", "no section for queues.lua"),
         ("`{ns}:m:<queue>`", "`{ns}:<queue>`", "{ns}:m:"),
         ("'>Bi4i8i8i8i4i4I2c0I2c0I4c0'", "'>Bi4i8i8i8i4i4'", "record format"),
+        ("'>Bi4i8i8i8I2c0I2c0I2c0'", "'>Bi4i8i8i8I2c0'", "DOC_RECORD_FORMAT"),
+        ("`'>Bi4i8I2c0'`", "`'>Bi4i8'`", "SET_RECORD_FORMAT"),
+        ("| `MAX_DOC_KEY_BYTES` | 1024 |", "| `MAX_DOC_KEY_BYTES` | 1023 |", "MAX_DOC_KEY_BYTES"),
+        ("`{ns}:ds:<lp(dns)><key>`", "`{ns}:<lp(dns)><key>`", "{ns}:ds:"),
+        ("| `ARGV[13]` | n_doc_depends |", "| n_doc_depends |", "README table for modify.lua"),
         ("`EQ_CORRUPT <message>`", "`CORRUPT <message>`", "EQ_CORRUPT"),
     ],
 )

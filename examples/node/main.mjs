@@ -176,7 +176,8 @@ async function run(client, subscriber) {
   };
   const modify = async (claimant, { inserts = [], changes = [], deletes = [], depends = [] }, idSeed = '') =>
     scripts.call('modify', prefix, [
-      claimant, idSeed, 'PUBLISH', inserts.length, changes.length, deletes.length, depends.length,
+      // Then the four doc counts (README section 6): this program moves no docs.
+      claimant, idSeed, 'PUBLISH', inserts.length, changes.length, deletes.length, depends.length, 0, 0, 0, 0,
       ...inserts.flat(), ...changes.flat(), ...deletes.flat(), ...depends.flat(),
     ]);
 
@@ -266,7 +267,7 @@ async function run(client, subscriber) {
 
   // The current version deletes it.
   const deleted = await modify(worker, { deletes: [[renewed.id, renewed.version, queue]] });
-  check('delete with the current version replies {1, [], []}', same(deleted, [1, [], []]), deleted);
+  check('delete with the current version replies {1, [], [], [], []}', same(deleted, [1, [], [], [], []]), deleted);
   const gone = await scripts.call('tasks', prefix, ['', '', 1, 0, '0', renewed.id]);
   check('deleted task is gone', same(gone, [-1, []]), gone);
   const again = await modify(worker, { deletes: [[renewed.id, renewed.version, '']] });
@@ -285,7 +286,7 @@ async function run(client, subscriber) {
       picked.claimant === intruder && picked.atMs === picked.modifiedMs + 5000, pickReply);
   if (picked === null) return { scripts };
   const pickDone = await modify(intruder, { deletes: [[pickId, picked.version, queue]] });
-  check('the claimant of claim_id deletes its task', same(pickDone, [1, [], []]), pickDone);
+  check('the claimant of claim_id deletes its task', same(pickDone, [1, [], [], [], []]), pickDone);
 
   // Leave one task with a caller-chosen ID for another language to read.
   const handoffId = `node-handoff-${randomBytes(6).toString('hex')}`;

@@ -1,0 +1,121 @@
+-- entroq-redis contract 2: namespaces.lua
+-- Lists the doc namespaces that hold docs, in name order, with their doc and claimed counts.
+--
+-- Read only. Matching works on ranks in the sorted doc namespace index (ZLEXCOUNT per prefix
+-- and for `after`, ZRANK per exact name), never a scan of every namespace and never a Lua
+-- string comparison; each listed namespace costs O(log n) (ZCARD and ZCOUNT).
+--
+-- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
+-- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
+-- ARGV[2]  contract        "2"
+-- ARGV[3]  limit           integer 1 .. 1000: doc namespaces per page
+-- ARGV[4]  after           "" for the first page, else the last name of the previous page
+-- ARGV[5]  n_prefixes      integer 0 .. 1000
+-- ARGV[6..] matchers       n_prefixes prefixes, then exact names (the rest of ARGV, at most
+--                          1000). With no prefixes and no exact names every doc namespace
+--                          matches; otherwise one matches if it starts with any prefix or
+--                          equals any exact name.
+--
+-- Reply:   {more, namespaces}  more = 1 when another page may follow (call again with after =
+--          the last name), 0 when the listing is complete. Each doc namespace is
+--          {name, num_docs, num_claimed}, all at one reading of the clock:
+--            num_docs = its docs; num_claimed = its docs with a claimant and at > now.
+-- Errors:  EQ_BADARG <message>, EQ_CONTRACT <message>
+
+local MAX_PAGE = 1000
+local MAX_MATCHERS = 1000
+
+local prefix = ARGV[1]
+if ARGV[2] ~= '2' then
+  return redis.error_reply('EQ_CONTRACT namespaces.lua speaks contract 2, caller sent ' .. tostring(ARGV[2]))
+end
+if #ARGV < 5 then
+  return redis.error_reply('EQ_BADARG namespaces.lua needs at least 5 ARGV entries, got ' .. #ARGV)
+end
+if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
+  return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
+end
+if KEYS[1] ~= prefix .. 'queues' then
+  return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
+end
+
+local function bad(message)
+  return redis.error_reply('EQ_BADARG ' .. message)
+end
+
+local function parse_integer(text, low, high)
+  if text == nil or not string.match(text, '^%-?%d+$') then return nil end
+  local number = tonumber(text)
+  if number == nil or number < low or number > high then return nil end
+  return number
+end
+
+local limit = parse_integer(ARGV[3], 1, MAX_PAGE)
+if limit == nil then return bad('limit must be an integer from 1 to ' .. MAX_PAGE) end
+local after = ARGV[4]
+local n_prefixes = parse_integer(ARGV[5], 0, MAX_MATCHERS)
+if n_prefixes == nil or 5 + n_prefixes > #ARGV then return bad('n_prefixes must count the prefixes that follow it') end
+if #ARGV - 5 - n_prefixes > MAX_MATCHERS then return bad('at most ' .. MAX_MATCHERS .. ' exact names') end
+
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+
+local index_key = prefix .. 'dn'
+local size = redis.call('ZCARD', index_key)
+
+-- Every name is handled as its rank in the index (all scores 0, so ranks are byte order):
+-- names after `after` are the ranks from `lowest` on.
+local lowest = 0
+if after ~= '' then lowest = redis.call('ZLEXCOUNT', index_key, '-', '[' .. after) end
+
+-- The smallest string greater than every string that starts with `text`, or nil if none.
+local function successor(text)
+  local trimmed = string.gsub(text, '\255+$', '')
+  if trimmed == '' then return nil end
+  return string.sub(trimmed, 1, -2) .. string.char(string.byte(trimmed, -1) + 1)
+end
+
+local ranks = {}
+local names = {}
+local function consider(rank, name)
+  if rank >= lowest and not names[rank] then
+    names[rank] = name
+    ranks[#ranks + 1] = rank
+  end
+end
+
+if #ARGV == 5 then
+  for i, name in ipairs(redis.call('ZRANGE', index_key, lowest, lowest + limit)) do
+    consider(lowest + i - 1, name)
+  end
+else
+  for i = 6, 5 + n_prefixes do
+    local first = math.max(lowest, redis.call('ZLEXCOUNT', index_key, '-', '(' .. ARGV[i]))
+    local stop = successor(ARGV[i])
+    local past = size
+    if stop then past = redis.call('ZLEXCOUNT', index_key, '-', '(' .. stop) end
+    local last = math.min(past, first + limit + 1) - 1
+    if first <= last then
+      for j, name in ipairs(redis.call('ZRANGE', index_key, first, last)) do
+        consider(first + j - 1, name)
+      end
+    end
+  end
+  for i = 6 + n_prefixes, #ARGV do
+    local rank = redis.call('ZRANK', index_key, ARGV[i])
+    if rank then consider(rank, ARGV[i]) end
+  end
+end
+table.sort(ranks)
+
+local more = 0
+if #ranks > limit then more = 1 end
+
+local namespaces = {}
+for i = 1, math.min(limit, #ranks) do
+  local name = names[ranks[i]]
+  local num_docs = redis.call('ZCARD', prefix .. 'dk:' .. name)
+  local claimed = redis.call('ZCOUNT', prefix .. 'dc:' .. name, '(' .. now, '+inf')
+  namespaces[i] = {name, num_docs, claimed}
+end
+return {more, namespaces}
