@@ -69,7 +69,7 @@ class DocHistory:
             op="dmodify",
             batch=batch,
             claimant=who,
-            kind=kind,
+            how=kind,
             dchg=held,
             task=None,
             out=out if type == "ok" else [],

@@ -27,7 +27,7 @@ import entroq_redis
 
 DOC_NAMESPACE = "acct"
 # (worker processes, coroutines each, keys, docs per key, commit attempts per coroutine, lease ms, limit s)
-SIZES = {"ci": (4, 2, 8, 2, 60, 300, 50), "full": (8, 4, 32, 3, 600, 300, 600)}
+SIZES = {"ci": (4, 2, 8, 2, 100, 300, 60), "full": (8, 4, 32, 3, 600, 300, 600)}
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ would repeat itself).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import secrets
@@ -116,6 +117,8 @@ class StoreMachine(RuleBasedStateMachine):
 
     versions = Bundle("versions")
     doc_versions = Bundle("doc_versions")
+    # How the doc calls ended, over every example (printed; each must have happened).
+    doc_outcomes: collections.Counter[str] = collections.Counter()
 
     def __init__(self) -> None:
         super().__init__()
@@ -224,8 +227,10 @@ class StoreMachine(RuleBasedStateMachine):
                 doc_depends=[DocID(r.namespace, r.id, r.version) for r in doc_depends],
             )
         )
+        with_docs = bool(doc_inserts or doc_changes or doc_deletes or doc_depends)
         if self.model.same_doc_twice(doc_inserts, doc_changes, doc_deletes):
             assert isinstance(result, InvalidArgumentError), f"one doc twice in a modify: {result}"
+            self.doc_outcomes["modify: one doc twice, refused as a bad request"] += 1
             return [], []
         assert not isinstance(result, InvalidArgumentError), result
         expected = self.model.failures(claimant, before, inserts, changes, deletes, depends)
@@ -236,11 +241,18 @@ class StoreMachine(RuleBasedStateMachine):
             got: list[Failure] = [(f.kind, f.reason, f.id) for f in result.failures]
             got_docs: list[DocFailure] = [(f.kind, f.reason, f.namespace, f.id) for f in result.doc_failures]
             assert (sorted(got), sorted(got_docs)) == (sorted(expected), sorted(expected_docs))
+            if with_docs:
+                self.doc_outcomes["modify refused" + (" for docs" if got_docs else " for tasks only")] += 1
+                self.doc_outcomes.update(f"doc failure {k}/{r}" for k, r, _, _ in got_docs)
             return [], []
         assert expected == [] and expected_docs == [], (
             f"the store applied a modify the model refuses: {expected} {expected_docs}"
         )
         inserted, changed = result
+        if with_docs:
+            self.doc_outcomes[
+                "modify applied" + (" with tasks" if inserts or changes or deletes else "")
+            ] += 1
         doc_refs = self.apply_docs(
             claimant,
             before,
@@ -519,10 +531,12 @@ class StoreMachine(RuleBasedStateMachine):
             assert isinstance(result, DependencyError), result
             got = [(f.kind, f.reason, f.namespace, f.id) for f in result.doc_failures]
             assert (sorted(got), list(result.failures)) == (sorted(expected), []), (got, expected)
+            self.doc_outcomes["claim_docs refused"] += 1
             return multiple()
         assert expected == [], f"the store let a key claim through the model refuses: {expected}"
         wanted = self.model.docs_of_key(namespace, key)
         assert [(d.namespace, d.id) for d in result] == [(d.namespace, d.id) for d in wanted]
+        self.doc_outcomes["claim_docs took docs" if result else "claim_docs found none"] += 1
         for doc in result:
             model = self.model.docs[(doc.namespace, doc.id)]
             model.version += 1
@@ -648,3 +662,13 @@ def test_store_matches_the_model(
     elapsed = time.monotonic() - started
     offset = faked_store.offset_s
     print(f"model: {examples} examples (up to 25 steps) in {elapsed:.0f} s, clock {offset:+.0f} s")
+    outcomes = StoreMachine.doc_outcomes
+    print("model, doc calls: " + ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items())))
+    # The doc paths were all taken: applied alone and with tasks, refused for each reason.
+    for seen in [
+        "modify applied", "modify applied with tasks", "modify refused for docs",
+        "modify: one doc twice, refused as a bad request", "claim_docs took docs", "claim_docs refused",
+        "doc failure INSERT/collision", "doc failure CHANGE/missing", "doc failure CHANGE/mismatch",
+        "doc failure DELETE/mismatch", "doc failure DEPEND/mismatch", "doc failure CLAIM/claimed",
+    ]:  # fmt: skip
+        assert outcomes[seen] > 0, (seen, outcomes)

@@ -163,7 +163,7 @@ def check(records: Iterable[Record], *, durable: bool = True) -> DocReport:
         setattr(report, kind, getattr(report, kind) + 1)
         if record["op"] == "dmodify":
             batches[record["batch"]].append(record)
-            report.stale_attempts += record.get("kind") == "stale"
+            report.stale_attempts += record.get("how") == "stale"
             if kind == "fail":
                 report.commits_refused += 1
             if kind == "info":
@@ -181,7 +181,7 @@ def check(records: Iterable[Record], *, durable: bool = True) -> DocReport:
         elif record["op"] == "dmodify":
             report.commits_ok += 1
             report.changes_ok += len(record["dchg"])
-            report.optimistic_ok += record.get("kind") == "optimistic"
+            report.optimistic_ok += record.get("how") == "optimistic"
         for doc_id, version, at_ms, _modified, claimant, n in record.get("out", ()):
             producers[(doc_id, version)].append(record)
             counter_at.setdefault((doc_id, version), n)
@@ -210,7 +210,7 @@ def check(records: Iterable[Record], *, durable: bool = True) -> DocReport:
     for record in ops:
         if record["op"] != "dmodify" or record["type"] != "ok":
             continue
-        if record.get("kind") == "stale":
+        if record.get("how") == "stale":
             report.stale_accepted.add({"stale replay accepted": record["batch"], "by": record["p"]})
         for doc_id, version, n_read in record["dchg"]:
             named_ok[(doc_id, version)].append(record)
@@ -271,7 +271,7 @@ def check(records: Iterable[Record], *, durable: bool = True) -> DocReport:
             if any(a["type"] == "info" for a in attempts):
                 report.recovered += 1
             else:
-                report.refused_applied.add({"batch": batch, "kinds": [a.get("kind") for a in attempts]})
+                report.refused_applied.add({"batch": batch, "how": [a.get("how") for a in attempts]})
     if durable:
         for doc_id, version in producers:
             if doc_id in final_docs and final_docs[doc_id][0] < version:

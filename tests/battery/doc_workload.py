@@ -31,7 +31,7 @@ History records (history.py's conventions; doc_checker.py reads them):
 - ``dclaim``: ``ns``, ``key``, ``claimant``; when ok ``out`` [[id, version, at_ms, modified_ms,
   claimant, n]];
 - ``dread``: ``ns``, ``key``; ``seen`` [[id, version, n]] (one listing call);
-- ``dmodify``: ``batch``, ``claimant``, ``kind`` (claimed | optimistic | stale), ``dchg``
+- ``dmodify``: ``batch``, ``claimant``, ``how`` (claimed | optimistic | stale), ``dchg``
   [[id, version, n_read]], ``task`` [id, version] or null; when ok ``out`` [[id, version,
   at_ms, modified_ms, claimant, n]];
 - ``receipt``: ``batch``, ``found`` (the read that resolves an unanswered commit).
@@ -244,7 +244,7 @@ class DocWorkload:
             inserts.append(TaskData(config.done, id="m-" + batch, value=batch.encode()))
         fields = {
             "batch": batch,
-            "kind": kind,
+            "how": kind,
             "dchg": [[d.id, d.version, counter(d)] for d in docs],
             "task": [task.id, task.version] if task else None,
         }
