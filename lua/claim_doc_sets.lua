@@ -52,6 +52,9 @@ local MAX_DOC_KEY_BYTES = 1024
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
 local SET_RECORD_FORMAT = '>Bi4i8I2c0'
+-- The longest a doc record's fields before the content can be (docs.lua): members of a set
+-- with omit_members are checked on this much of their record, without copying contents.
+local DOC_HEADER_BYTES = 2211
 
 local prefix = ARGV[1]
 if ARGV[2] ~= '2' then
@@ -173,7 +176,9 @@ for _, set in ipairs(wanted) do
       doc_failures[#doc_failures + 1] = {'CLAIM', 'claimed', set.namespace, '', version, current, set.key}
     end
   end
-  local part = (string.gsub(set.key, '%z', '\0\255')) .. '\0\1'
+  local part = set.key
+  if string.find(part, '\0', 1, true) then part = string.gsub(part, '%z', '\0\255') end
+  part = part .. '\0\1'
   local members = redis.call('ZRANGE', prefix .. 'dk:' .. set.namespace, '[' .. part,
     '(' .. string.sub(part, 1, -2) .. '\2', 'BYLEX', 'LIMIT', 0, MAX_PAGE + 1 - total)
   total = total + #members
@@ -188,7 +193,13 @@ for _, set in ipairs(wanted) do
       return redis.error_reply('EQ_CORRUPT doc namespace ' .. set.namespace .. ' has a malformed index entry')
     end
     local id = string.sub(member, secondary_stop + 2)
-    local record = redis.call('GET', record_prefix .. id)
+    local record
+    if set.omit then
+      record = redis.call('GETRANGE', record_prefix .. id, 0, DOC_HEADER_BYTES - 1)
+      if record == '' then record = false end
+    else
+      record = redis.call('GET', record_prefix .. id)
+    end
     if not record then
       return redis.error_reply('EQ_CORRUPT doc namespace ' .. set.namespace .. ' lists doc ' .. id .. ' but its record is missing')
     end

@@ -106,7 +106,9 @@ end
 -- Every doc of the key: index members from sort_part(key) up to (not including) the same
 -- bytes with the final 0x01 raised to 0x02 (see docs.lua for the member encoding).
 local index_key = prefix .. 'dk:' .. namespace
-local part = (string.gsub(key, '%z', '\0\255')) .. '\0\1'
+local part = key
+if string.find(part, '\0', 1, true) then part = string.gsub(part, '%z', '\0\255') end
+part = part .. '\0\1'
 local members = redis.call('ZRANGE', index_key, '[' .. part, '(' .. string.sub(part, 1, -2) .. '\2', 'BYLEX',
   'LIMIT', 0, MAX_PAGE + 1)
 if #members > MAX_PAGE then

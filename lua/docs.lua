@@ -28,6 +28,10 @@ local MAX_DOC_NAMESPACE_BYTES = 1024
 local MAX_DOC_ID_BYTES = 256
 local MAX_DOC_KEY_BYTES = 1024
 local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
+-- The longest a doc record's fields before the content can be: 29 fixed bytes, then the key
+-- and secondary key (2 + 1024 each) and the claimant (2 + 128). Without contents only this
+-- much of a record is read (GETRANGE), so omit_values does not copy the contents.
+local DOC_HEADER_BYTES = 2211
 
 local prefix = ARGV[1]
 if ARGV[2] ~= '2' then
@@ -77,6 +81,19 @@ end
 -- Doc records are keyed by the length-prefixed namespace, then the ID (lua/README.md section 2).
 local record_prefix = prefix .. 'd:' .. #namespace .. ':' .. namespace
 
+-- A record, or nil when there is none (GETRANGE answers "" for a missing key; a record never
+-- is empty).
+local function read(record_key)
+  if omit_values == '1' then
+    local head = redis.call('GETRANGE', record_key, 0, DOC_HEADER_BYTES - 1)
+    if head == '' then return nil end
+    return head
+  end
+  local record = redis.call('GET', record_key)
+  if not record then return nil end
+  return record
+end
+
 local docs = {}
 local function add(id, record)
   local format_version, version, at, created, modified, key, secondary_key, owner, content_start =
@@ -91,7 +108,7 @@ end
 
 if #ARGV > 8 then
   for i = 9, #ARGV do
-    local record = redis.call('GET', record_prefix .. ARGV[i])
+    local record = read(record_prefix .. ARGV[i])
     if record then add(ARGV[i], record) end
   end
   return {-1, docs}
@@ -101,7 +118,11 @@ end
 -- sort_part turns each NUL into NUL 0xFF and ends with NUL 0x01: order-preserving and
 -- self-delimiting, so the byte order of members is the (key, secondary key, id) order and
 -- "key >= k" is "member >= sort_part(k)".
-local function sort_part(text) return (string.gsub(text, '%z', '\0\255')) .. '\0\1' end
+-- (A plain find first: gsub costs tens of microseconds on a 1 KiB key even without a NUL.)
+local function sort_part(text)
+  if string.find(text, '\0', 1, true) then text = string.gsub(text, '%z', '\0\255') end
+  return text .. '\0\1'
+end
 
 local index_key = prefix .. 'dk:' .. namespace
 local first = 0
@@ -126,7 +147,7 @@ for _, member in ipairs(members) do
     return redis.error_reply('EQ_CORRUPT doc namespace ' .. namespace .. ' has a malformed index entry')
   end
   local id = string.sub(member, secondary_stop + 2)
-  local record = redis.call('GET', record_prefix .. id)
+  local record = read(record_prefix .. id)
   if not record then
     return redis.error_reply('EQ_CORRUPT doc namespace ' .. namespace .. ' lists doc ' .. id .. ' but its record is missing')
   end

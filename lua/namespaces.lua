@@ -3,7 +3,8 @@
 --
 -- Read only. Matching works on ranks in the sorted doc namespace index (ZLEXCOUNT per prefix
 -- and for `after`, ZRANK per exact name), never a scan of every namespace and never a Lua
--- string comparison; each listed namespace costs O(log n) (ZCARD and ZCOUNT).
+-- string comparison, and reads at most limit + 1 names; each listed namespace costs O(log n)
+-- (ZCARD and ZCOUNT).
 --
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
 -- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
@@ -70,50 +71,56 @@ if after ~= '' then lowest = redis.call('ZLEXCOUNT', index_key, '-', '[' .. afte
 
 -- The smallest string greater than every string that starts with `text`, or nil if none.
 local function successor(text)
-  local trimmed = string.gsub(text, '\255+$', '')
-  if trimmed == '' then return nil end
-  return string.sub(trimmed, 1, -2) .. string.char(string.byte(trimmed, -1) + 1)
+  local last = #text
+  while last > 0 and string.byte(text, last) == 255 do last = last - 1 end
+  if last == 0 then return nil end
+  return string.sub(text, 1, last - 1) .. string.char(string.byte(text, last) + 1)
 end
 
-local ranks = {}
-local names = {}
-local function consider(rank, name)
-  if rank >= lowest and not names[rank] then
-    names[rank] = name
-    ranks[#ranks + 1] = rank
-  end
-end
-
+-- Each prefix is a span of ranks [first, past), each exact name a span of one rank. The spans
+-- are merged in rank order and the names read from the merged spans only up to limit + 1, so a
+-- call reads at most limit + 1 names however many matchers overlap.
+local spans = {}
 if #ARGV == 5 then
-  for i, name in ipairs(redis.call('ZRANGE', index_key, lowest, lowest + limit)) do
-    consider(lowest + i - 1, name)
-  end
+  spans[1] = {lowest, size}
 else
   for i = 6, 5 + n_prefixes do
     local first = math.max(lowest, redis.call('ZLEXCOUNT', index_key, '-', '(' .. ARGV[i]))
     local stop = successor(ARGV[i])
     local past = size
     if stop then past = redis.call('ZLEXCOUNT', index_key, '-', '(' .. stop) end
-    local last = math.min(past, first + limit + 1) - 1
-    if first <= last then
-      for j, name in ipairs(redis.call('ZRANGE', index_key, first, last)) do
-        consider(first + j - 1, name)
-      end
-    end
+    if first < past then spans[#spans + 1] = {first, past} end
   end
   for i = 6 + n_prefixes, #ARGV do
     local rank = redis.call('ZRANK', index_key, ARGV[i])
-    if rank then consider(rank, ARGV[i]) end
+    if rank and rank >= lowest then spans[#spans + 1] = {rank, rank + 1} end
   end
 end
-table.sort(ranks)
+table.sort(spans, function(a, b) return a[1] < b[1] end)
+
+local names = {}
+local piece_start, piece_past = nil, nil
+local function read_piece()
+  if piece_start == nil or #names > limit then return end
+  local last = math.min(piece_past, piece_start + limit + 1 - #names) - 1
+  for _, name in ipairs(redis.call('ZRANGE', index_key, piece_start, last)) do names[#names + 1] = name end
+end
+for _, span in ipairs(spans) do
+  if piece_past ~= nil and span[1] <= piece_past then
+    piece_past = math.max(piece_past, span[2])
+  else
+    read_piece()
+    piece_start, piece_past = span[1], span[2]
+  end
+end
+read_piece()
 
 local more = 0
-if #ranks > limit then more = 1 end
+if #names > limit then more = 1 end
 
 local namespaces = {}
-for i = 1, math.min(limit, #ranks) do
-  local name = names[ranks[i]]
+for i = 1, math.min(limit, #names) do
+  local name = names[i]
   local num_docs = redis.call('ZCARD', prefix .. 'dk:' .. name)
   local claimed = redis.call('ZCOUNT', prefix .. 'dc:' .. name, '(' .. now, '+inf')
   namespaces[i] = {name, num_docs, claimed}

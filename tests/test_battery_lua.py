@@ -27,7 +27,8 @@ from battery.lua_lint import analyse
 from battery.stores import PrivateValkey, private_valkey
 
 import entroq_redis
-from entroq_redis import TaskChange, TaskData, TaskID
+from entroq_redis import DocData, DocID, DocSet, TaskChange, TaskData, TaskID
+from entroq_redis._keys import Keys
 
 LUA = pathlib.Path(__file__).resolve().parent.parent / "lua"
 SCRIPTS = sorted(path.stem for path in LUA.glob("*.lua"))
@@ -40,7 +41,7 @@ def test_no_write_before_the_last_check(script: str) -> None:
     writes, checks, problems = analyse((LUA / f"{script}.lua").read_text())
     assert problems == []
     assert checks, "the lint found no checks at all: it no longer understands the script"
-    if script in ("claim", "claim_id", "modify"):
+    if script in ("claim", "claim_id", "modify", "claim_docs", "claim_doc_sets"):
         assert writes, "the lint found no writes at all: it no longer understands the script"
 
 
@@ -60,10 +61,47 @@ BREAKAGES = {
         "if chosen == nil then\n  apply_finish()",
         "if chosen == nil then\n  apply_finish()\n  if n_finish > 5 then return bad('late') end",
     ),
+    "doc-claim-writes-before-its-refusal": (
+        "claim_docs",
+        "if #failures > 0 then return {0, failures} end",
+        "redis.call('ZADD', prefix .. 'dc:' .. namespace, 0, 'x')\n"
+        "if #failures > 0 then return {0, failures} end",
+    ),
+    "set-claim-writes-before-its-refusal": (
+        "claim_doc_sets",
+        "if #task_failures > 0 or #doc_failures > 0 then return {0, task_failures, doc_failures} end",
+        "redis.call('SET', wanted[1].record_key, 'x')\n"
+        "if #task_failures > 0 or #doc_failures > 0 then return {0, task_failures, doc_failures} end",
+    ),
+    "set-claim-writes-before-a-later-set-is-checked": (
+        "claim_doc_sets",
+        "  local lock = redis.call('GET', set.record_key)",
+        "  redis.call('SET', set.record_key, 'x')\n  local lock = redis.call('GET', set.record_key)",
+    ),
     "write-before-a-raising-call": (
         "modify",
         "for _, item in ipairs(depends) do\n  local task = load(item.id)",
         "redis.call('DEL', prefix .. 'x')\nfor _, item in ipairs(depends) do\n  local task = load(item.id)",
+    ),
+    # The doc paths: a doc write before the last doc check, and a doc apply step that reads a
+    # record (which may raise EQ_CORRUPT) after the writes began.
+    "doc-write-before-the-doc-checks": (
+        "modify",
+        "for _, item in ipairs(doc_depends) do\n  local doc = load_doc(item, false)",
+        "redis.call('ZADD', prefix .. 'dn', 0, 'x')\n"
+        "for _, item in ipairs(doc_depends) do\n  local doc = load_doc(item, false)",
+    ),
+    "doc-apply-reads-a-record": (
+        "modify",
+        "for _, item in ipairs(doc_deletes) do\n  local doc = docs[item.record_key]",
+        "for _, item in ipairs(doc_deletes) do\n  local doc = load_doc(item, false)",
+    ),
+    "set-apply-checks-the-lock": (
+        "modify",
+        "    local lock = sets[item.record_key]\n    lock.version = lock.version + 1",
+        "    local lock = sets[item.record_key]\n"
+        "    if set_held_by_other(lock.namespace, lock.key) then return {0, failures, doc_failures} end\n"
+        "    lock.version = lock.version + 1",
     ),
 }
 
@@ -178,8 +216,44 @@ def touched_keys(namespace: str, ids: list[str], queues: list[str]) -> list[byte
     return [k.encode() for k in keys]
 
 
+async def modify_docs_scenario(eq: entroq_redis.EntroQ) -> Callable[[], Awaitable[object]]:
+    """Docs a, b, c of key k in doc namespace "N:" (k's set and k2's set held by "me"): the modify
+    inserts a task and a doc of a new doc namespace, moves a to k2 under a lease, renews the
+    set of k, deletes b and depends on c: every doc key kind (d:, dk:, dc:, dn, ds:)."""
+    docs = (
+        await eq.modify(doc_inserts=[DocData("N:", id=i, key="k", content=b"{}") for i in ("a", "b", "c")])
+    ).inserted_docs
+    sets = (await eq.claim_doc_sets([DocSet("N:", "k"), DocSet("N:", "k2")], 600_000)).sets
+    # a held by "me" (in dc:N:), so its move rewrites dc: as well.
+    (a,) = (await eq.modify(doc_changes=[docs[0].as_change(delay_ms=600_000)])).changed_docs
+
+    async def call() -> object:
+        return await eq.modify(
+            inserts=[TaskData("X", id="x")],
+            doc_inserts=[DocData("M", id="n", key="k")],
+            doc_changes=[
+                a.as_change(key="k2", content=b"[]", delay_ms=600_000),
+                sets[0].as_change(delay_ms=600_000, mode="lease"),
+            ],
+            doc_deletes=[docs[1]],
+            doc_depends=[docs[2]],
+        )
+
+    return call
+
+
+def doc_keys(namespace: str) -> list[bytes]:
+    """The doc keys modify_docs_scenario touches."""
+    keys = Keys(namespace)
+    names = [keys.doc("N:", i) for i in ("a", "b", "c")] + [keys.doc("M", "n")]
+    names += [keys.doc_index("N:"), keys.doc_claimed("N:"), keys.doc_index("M"), keys.doc_namespaces]
+    names += [keys.doc_set("N:", "k"), keys.doc_set("N:", "k2")]
+    return [name.encode() for name in names]
+
+
 SCENARIOS = {
     "modify": (modify_scenario, ["x", "y", "w", "n1", "n2"], ["X", "Y", "Z", "W", "N"]),
+    "modify_docs": (modify_docs_scenario, ["x"], ["X"]),
     "claim": (claim_scenario, ["f", "g"], ["F", "G"]),
     "claim_id": (claim_id_scenario, ["g"], ["G"]),
 }
@@ -196,7 +270,8 @@ async def test_a_wrong_key_type_anywhere_leaves_no_partial_write(
         await (await build(eq))()
     outcomes: dict[bytes, str] = {}
     partial: dict[bytes, list[bytes]] = {}
-    for key in touched_keys("K", ids, queues):
+    planted = touched_keys("K", ids, queues) + (doc_keys("K") if scenario == "modify_docs" else [])
+    for key in planted:
         namespace = "lua" + secrets.token_hex(4)
         real_key = key.replace(b"{K}:", ("{" + namespace + "}:").encode())
         async with client_for(store, namespace) as eq:
@@ -254,7 +329,14 @@ async def plain_claim(eq: entroq_redis.EntroQ) -> Callable[[], Awaitable[object]
 
 @pytest.mark.parametrize(
     ("name", "must_refuse"),
-    [("modify", False), ("claim", False), ("inserts_only", True), ("plain_claim", True), ("claim_id", True)],
+    [
+        ("modify", False),
+        ("claim", False),
+        ("inserts_only", True),
+        ("plain_claim", True),
+        ("claim_id", True),
+        ("modify_docs", True),
+    ],
 )
 async def test_out_of_memory_is_all_or_nothing(
     store: PrivateValkey, raw: redis.Redis, name: str, must_refuse: bool
@@ -268,6 +350,7 @@ async def test_out_of_memory_is_all_or_nothing(
         "claim": claim_scenario,
         "inserts_only": inserts_only,
         "claim_id": claim_id_scenario,
+        "modify_docs": modify_docs_scenario,
     }
     build = builders.get(name, plain_claim)
     namespace = "oom" + secrets.token_hex(4)
@@ -383,4 +466,86 @@ async def test_worst_case_inputs_finish_in_under_50_ms(store: PrivateValkey, raw
     if over:
         pytest.xfail(
             "known slow at the caps (reported): " + ", ".join(f"{n} {ms:.0f} ms" for n, ms in over.items())
+        )
+
+
+# The doc paths of modify.lua at the caps: every name at its longest (doc namespace 1,024 bytes,
+# doc ID 256, key and secondary key 1,024), 1,000 items, 64 MiB of contents where a call moves
+# contents. Those moving 64 MiB are bound by the bytes, as for tasks. The others are bound by
+# the names: each item builds a 1.3 KiB record key and a 2.3 KiB index member and moves it in a
+# ZSET of such members. Measured on a shared 2-core box at load 6: set lease changes 24-56 ms,
+# depends 8-110, deletes 55-170, changes between sets 76-200. For them the 50 ms target is
+# reported (xfail), not asserted; everything must stay far below the 5 s BUSY threshold.
+DOC_VOLUME_BOUND = {
+    "modify: 1,000 doc inserts, 64 MiB",
+    "modify: 500 task + 500 doc inserts into held sets, 64 MiB",
+}
+
+
+async def test_worst_case_doc_modifies_at_the_caps(store: PrivateValkey, raw: redis.Redis) -> None:
+    namespace = "bigdoc" + secrets.token_hex(4)
+    doc_namespace = "n" * 1024
+    ids = [f"{i:0256d}" for i in range(1000)]
+    keys = [f"{i:01024d}" for i in range(1000)]
+    content = os.urandom(64 * 1024)  # 1,000 of them: the 64 MiB total cap
+    timings: dict[str, float] = {}
+    async with client_for(store, namespace) as eq:
+
+        async def measure(name: str, call: Callable[[], Awaitable[object]]) -> None:
+            with slowlog(raw) as durations:
+                await call()
+            timings[name] = max(durations)
+
+        # Every doc in a set of its own, each set held by this client: every doc item then also
+        # reads one lock record (two for a change that moves a doc between keys).
+        await measure(
+            "modify: 1,000 doc inserts, 64 MiB",
+            lambda: eq.modify(
+                doc_inserts=[
+                    DocData(doc_namespace, id=i, key=k, secondary_key=k, content=content)
+                    for i, k in zip(ids, keys, strict=True)
+                ]
+            ),
+        )
+        sets = await eq.claim_doc_sets([DocSet(doc_namespace, k, omit_members=True) for k in keys], 600_000)
+        assert len(sets.sets) == 1000
+        docs = await eq.docs(doc_namespace, ids=ids, omit_values=True)
+        await measure(
+            "modify: 1,000 doc changes between held sets",
+            lambda: eq.modify(
+                doc_changes=[
+                    d.as_change(key=keys[(n + 1) % 1000], content=b"", delay_ms=600_000)
+                    for n, d in enumerate(docs)
+                ]
+            ),
+        )
+        await measure(
+            "modify: 1,000 set lease changes",
+            lambda: eq.renew_docs_for(sets.sets, 600_000),
+        )
+        changed = await eq.docs(doc_namespace, ids=ids, omit_values=True)
+        await measure("modify: 1,000 doc deletes in held sets", lambda: eq.modify(doc_deletes=changed))
+        half = 32 * 1024
+        await measure(
+            "modify: 500 task + 500 doc inserts into held sets, 64 MiB",
+            lambda: eq.modify(
+                inserts=[TaskData("q" * 1024, id=f"{i:064d}", value=content[:half] * 2) for i in range(500)],
+                doc_inserts=[
+                    DocData(doc_namespace, id=i, key=k, secondary_key=k, content=content)
+                    for i, k in zip(ids[:500], keys[:500], strict=True)
+                ],
+            ),
+        )
+        await measure(
+            "modify: 1,000 doc depends",
+            lambda: eq.modify(doc_depends=[DocID(doc_namespace, i, 0) for i in ids[:500]] * 2),
+        )
+    for name, ms in timings.items():
+        print(f"  {ms:7.2f} ms  {name}")
+    assert max(timings.values()) < VOLUME_BOUND_MS, timings
+    over = {name: ms for name, ms in timings.items() if ms >= MAX_SCRIPT_MS and name not in DOC_VOLUME_BOUND}
+    if over:
+        pytest.xfail(
+            "over the 50 ms target at the caps (bound by the names' sizes, reported): "
+            + ", ".join(f"{n} {ms:.0f} ms" for n, ms in over.items())
         )

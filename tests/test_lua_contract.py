@@ -727,6 +727,42 @@ BREAKAGES: dict[str, tuple[Callable[[pathlib.Path], None], str]] = {
     ),
     "error undocumented": (_edit("claim.lua", "EQ_CORRUPT <message>  (an", "(an"), "EQ_CORRUPT"),
     "script unlisted": (_add_script, "SCRIPT_NAMES"),
+    "set triples moved": (
+        _edit("claim_doc_sets.lua", "local position = 9", "local position = 10"),
+        "reads from 10",
+    ),
+    "set reference fields swapped": (
+        _edit(
+            "claim_doc_sets.lua",
+            "sets[i] = {namespace, '', version, claimant,",
+            "sets[i] = {namespace, '', claimant, version,",
+        ),
+        "never built",
+    ),
+    "doc set limit drifted": (
+        _edit("claim_doc_sets.lua", "MAX_DOC_SETS = 1000", "MAX_DOC_SETS = 100"),
+        "MAX_DOC_SETS = 100",
+    ),
+    "key claim refusal undocumented": (
+        _edit("claim_docs.lua", "Reply (refused):   {0, failures}", "Refused: 0"),
+        "matches no documented reply",
+    ),
+    "doc listing key undocumented": (
+        _edit(
+            "docs.lua",
+            "local index_key = prefix .. 'dk:' .. namespace",
+            "local index_key = prefix .. 'dz:' .. namespace",
+        ),
+        "'dz:'",
+    ),
+    "namespace stats fields swapped": (
+        _edit(
+            "namespaces.lua",
+            "namespaces[i] = {name, num_docs, claimed}",
+            "namespaces[i] = {name, claimed, num_docs}",
+        ),
+        "never built",
+    ),
     "doc limit drifted": (
         _edit("modify.lua", "MAX_DOC_ID_BYTES = 256", "MAX_DOC_ID_BYTES = 255"),
         "MAX_DOC_ID_BYTES = 255",
@@ -778,6 +814,9 @@ def test_checks_catch_a_broken_copy(breakage: str, tmp_path: pathlib.Path) -> No
         ("| `MAX_DOC_KEY_BYTES` | 1024 |", "| `MAX_DOC_KEY_BYTES` | 1023 |", "MAX_DOC_KEY_BYTES"),
         ("`{ns}:ds:<lp(dns)><key>`", "`{ns}:<lp(dns)><key>`", "{ns}:ds:"),
         ("| `ARGV[13]` | n_doc_depends |", "| n_doc_depends |", "README table for modify.lua"),
+        ("| `ARGV[9..]` | sets |", "| `ARGV[9..]` | set_triples |", "'set_triples'"),
+        ("## 8e. namespaces.lua", "## 8e. doc namespace stats", "no section for namespaces.lua"),
+        ("| `MAX_DOC_SETS` | 1000 |", "| `MAX_DOC_SETS` | 100 |", "MAX_DOC_SETS"),
         ("`EQ_CORRUPT <message>`", "`CORRUPT <message>`", "EQ_CORRUPT"),
     ],
 )

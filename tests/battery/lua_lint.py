@@ -123,10 +123,14 @@ def _is_check(tokens: list[Token], index: int, raising: set[str], error_builders
             return "return redis.error_reply"
         if following and following[0] in error_builders and following[1:2] == ["("]:
             return f"return {following[0]}(...)"
+        # {0, failures}, {-1, failures}, {0, task_failures, doc_failures}, ...
         if (
             following[:1] == ["{"]
             and following[1:2] in (["0"], ["-"])
-            and "failures" in following + [t.text for t in tokens[index + 5 : index + 7]]
+            and any(
+                text.endswith("failures")
+                for text in following + [t.text for t in tokens[index + 5 : index + 7]]
+            )
         ):
             return "return {refusal, failures}"
     name = _called_name(tokens, index)
