@@ -88,8 +88,8 @@ class DocHistory:
             "tasks": [[task_id, 0, batch] for task_id, batch in self.tasks.items()],
         }
 
-    def check(self, durable: bool = True) -> DocReport:
-        return check([*self.records, self.final()], durable=durable)
+    def check(self) -> DocReport:
+        return check([*self.records, self.final()])
 
 
 def fired(report: DocReport) -> set[str]:
@@ -185,14 +185,13 @@ def test_a_doc_change_without_its_receipt_is_half_applied() -> None:
     assert consistency(h.final()).half_applied.count == 1
 
 
-def test_an_acknowledged_commit_missing_at_the_end_is_lost_only_on_a_durable_store() -> None:
+def test_an_acknowledged_commit_missing_at_the_end_is_lost() -> None:
     h = DocHistory("a")
     record = h.commit(h.claim("a"))
     h.receipts.pop(record["batch"])
     h.tasks.pop("m-" + record["batch"])
     h.docs["a"][1] = 0
     assert "D1 lost" in fired(h.check())
-    assert "D1 lost" not in fired(h.check(durable=False))
 
 
 def test_a_refused_commit_that_took_effect_is_d8_and_an_unanswered_one_is_recovered() -> None:

@@ -60,7 +60,7 @@ async def test_doc_commits_happen_once_with_no_lost_update(
             nursery.start_soon(pause_nemesis, run, 3 * lease_ms / 1000, (0.3, 1.0))
             await wait_workers(run, limit_s)
             nursery.cancel_scope.cancel()
-        report = await finish_docs(eq, run, DOC_NAMESPACE, "done", durable=True)
+        report = await finish_docs(eq, run, DOC_NAMESPACE, "done")
     print(
         f"\n[battery docs commit-once/{size}] {procs} processes x {coroutines}, {keys} keys x {per_key} "
         f"docs, {run.elapsed_s:.1f} s, {run.pauses} pauses: {report.summary()}"

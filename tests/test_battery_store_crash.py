@@ -162,9 +162,16 @@ async def test_kill_9_never_half_applies_a_task_and_doc_modify(
     is copied first. Afterwards every copy is loaded by a store of its own (the state a
     restart starts from, with no client about) and must hold every commit in full or not at
     all: each receipt with its done task and the reverse, each doc's counter the number of
-    receipts naming it. The whole run is then checked as the commit-once test is (D1-D8:
-    acknowledged commits kept with ``always``; never a stale commit accepted or an update
-    lost, with either fsync).
+    receipts naming it. The whole run is then checked as the commit-once test is (D1-D8).
+
+    With ``everysec``, Valkey postpones its AOF write while a background fsync is still
+    running (up to 2 s; INFO's ``aof_delayed_fsync`` counts only the writes held that long)
+    and replies meanwhile, so a kill can lose acknowledged writes (D1; seen on a loaded
+    2-core machine at CI size, with ``aof_delayed_fsync`` 0). The store then hands
+    the lost versions out again, so stale commits, reused versions and overwritten counters
+    (D3-D7) follow from D1 as in the rollback test below: with ``everysec`` they are allowed
+    only together with D1. Never half applied (D2) and never applied when refused (D8) hold
+    with either fsync; with ``always`` everything does.
     """
     procs, tasks, keys, kills, min_gap_s = DOC_SIZES[size]
     store = CrashableStore(tmp_path / "data", fsync)  # type: ignore[arg-type]
@@ -172,6 +179,7 @@ async def test_kill_9_never_half_applies_a_task_and_doc_modify(
     run = Run(tmp_path)
     kill_times: list[float] = []
     left_by_kills: list[pathlib.Path] = []
+    delayed_fsyncs = 0
     try:
         async with entroq_redis.connect(store.url, namespace=NAMESPACE) as eq:
             await seed_docs(eq, run, "acct", doc_keys(keys), 1)
@@ -195,6 +203,8 @@ async def test_kill_9_never_half_applies_a_task_and_doc_modify(
         async with trio.open_nursery() as nursery:
 
             def crash() -> None:
+                nonlocal delayed_fsyncs
+                delayed_fsyncs += int(store.info("persistence")["aof_delayed_fsync"])  # type: ignore[call-overload]
                 store.kill()
                 copy = tmp_path / f"left-by-kill-{len(left_by_kills)}"
                 shutil.copytree(store.data_dir, copy)
@@ -205,7 +215,7 @@ async def test_kill_9_never_half_applies_a_task_and_doc_modify(
             await wait_workers(run, 600 if size == "full" else 110)
             nursery.cancel_scope.cancel()
         async with entroq_redis.connect(store.url, namespace=NAMESPACE) as eq:
-            report = await finish_docs(eq, run, "acct", "done", durable=fsync == "always")
+            report = await finish_docs(eq, run, "acct", "done")
     finally:
         store.stop()
 
@@ -223,16 +233,33 @@ async def test_kill_9_never_half_applies_a_task_and_doc_modify(
         f"\n[battery b-docs/{fsync}/{size}] {len(kill_times)} kills in {run.elapsed_s:.1f} s; reverted "
         f"{sum(s.reverted for s in restarts)}, truncated {sum(s.truncated for s in restarts)}; states left "
         f"by the kills: {[(c.receipts, c.counter_total, c.half_applied.count) for c in after_kills]} "
-        f"(receipts, counters, half applied); {report.summary()}"
+        f"(receipts, counters, half applied); aof_delayed_fsync {delayed_fsyncs}; {report.summary()}; "
+        f"lost writes completed before the next kill by {_before_kill(report.lost.examples, kill_times)}"
     )
     assert len(kill_times) == kills, "the workload ended before every kill"
     assert not any(s.aborted for s in store.starts), [s.log[-2000:] for s in store.starts if s.aborted]
     for left in after_kills:
         assert not left.problems(), left.problems()
         assert left.receipts > 0
-    assert not report.problems(), report.problems()
+    problems = report.problems()
+    if fsync == "everysec" and report.lost.count:
+        for name in ("D1 lost", "D3 double commits", "D4 stale commits accepted", "D5 versions reused"):
+            problems.pop(name, None)
+        problems.pop("D6 claim overlaps", None)
+        problems.pop("D7 lost updates", None)
+    assert not problems, problems
     assert report.receipts == tasks  # every source task committed once, with its docs
     assert report.info > 0, "the kills must have hit calls in flight"
+
+
+def _before_kill(lost: list[dict[str, Any]], kill_times: list[float]) -> list[str]:
+    """For each lost write (doc_checker's D1 examples): how long before the next kill it was
+    acknowledged."""
+    gaps = []
+    for example in lost:
+        after = [k for k in kill_times if k >= example["td"]]
+        gaps.append(f"{after[0] - example['td']:.3f} s" if after else "no kill after it")
+    return gaps
 
 
 def _loss_window(report: Report, records: list[dict[str, Any]], kill_times: list[float]) -> str:

@@ -2,7 +2,7 @@
 
 Input: the history records of every process (``dclaim``, ``dread``, ``dmodify``, ``receipt``
 and the task ``claim`` records), one ``dfinal`` record (the store's docs, receipts and done
-tasks at the end), and whether the store may have lost acknowledged writes (``durable``).
+tasks at the end).
 
 Definitions, as in checker.py: a *producer* of doc version ``(id, v)`` is an ok ``dclaim`` or
 ``dmodify`` (or the seed) whose reply showed doc ``id`` at version ``v``; a ``dmodify``
@@ -10,8 +10,10 @@ Definitions, as in checker.py: a *producer* of doc version ``(id, v)`` is an ok 
 
 Checks (every count must be zero):
 
-- D1 lost: (durable stores only) an ok commit whose receipt is not in the final state, or an
-  ok producer whose version the final state is behind.
+- D1 lost: an ok commit whose receipt is not in the final state, or an ok producer whose
+  version the final state is behind. A store that loses acknowledged writes (a kill -9 with
+  ``appendfsync everysec`` may) then hands their versions out again, so D3-D7 may follow
+  from D1: test_battery_store_crash.py allows them there only together with D1.
 - D2 half applied: in a state of the store (the final one, or one a crash left behind), a
   receipt without its done task or a done task without its receipt, or a doc whose counter
   is not the number of receipts naming it (the doc change of a commit is there without the
@@ -138,7 +140,7 @@ def consistency(state: Record, report: DocReport | None = None) -> DocReport:
     return report
 
 
-def check(records: Iterable[Record], *, durable: bool = True) -> DocReport:
+def check(records: Iterable[Record]) -> DocReport:
     report = DocReport()
     records = list(records)
     finals = [r for r in records if r["op"] == "dfinal"]
@@ -264,18 +266,20 @@ def check(records: Iterable[Record], *, durable: bool = True) -> DocReport:
 
     # D1, D7 (final counters and versions), D8
     for batch, attempts in batches.items():
-        if any(a["type"] == "ok" for a in attempts):
-            if durable and batch not in final_receipts:
-                report.lost.add({"acknowledged commit without its receipt": batch})
+        acknowledged = [a for a in attempts if a["type"] == "ok"]
+        if acknowledged:
+            if batch not in final_receipts:
+                report.lost.add(
+                    {"acknowledged commit without its receipt": batch, "td": acknowledged[0]["td"]}
+                )
         elif batch in final_receipts:
             if any(a["type"] == "info" for a in attempts):
                 report.recovered += 1
             else:
                 report.refused_applied.add({"batch": batch, "how": [a.get("how") for a in attempts]})
-    if durable:
-        for doc_id, version in producers:
-            if doc_id in final_docs and final_docs[doc_id][0] < version:
-                report.lost.add({"doc": (doc_id, version), "final": final_docs[doc_id][0]})
+    for (doc_id, version), found in producers.items():
+        if doc_id in final_docs and final_docs[doc_id][0] < version:
+            report.lost.add({"doc": (doc_id, version), "final": final_docs[doc_id][0], "td": found[0]["td"]})
     # The commits that took effect, by the history: acknowledged, or unanswered and then found.
     accepted: collections.Counter[str] = collections.Counter()
     for batch, attempts in batches.items():
@@ -285,10 +289,10 @@ def check(records: Iterable[Record], *, durable: bool = True) -> DocReport:
             for doc_id, _version, _n in attempts[0]["dchg"]:
                 accepted[doc_id] += 1
     for doc_id, (version, n) in final_docs.items():
-        if durable and n != accepted[doc_id]:
+        if n != accepted[doc_id]:
             report.lost_updates.add({"doc": doc_id, "final counter": n, "commits accepted": accepted[doc_id]})
         certain = doc_id not in uncertain_docs and "*" not in uncertain_docs
-        if durable and certain and version != applied[doc_id]:
+        if certain and version != applied[doc_id]:
             report.lost_updates.add(
                 {"doc": doc_id, "final version": version, "claims + changes": applied[doc_id]}
             )

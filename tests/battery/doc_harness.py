@@ -61,11 +61,9 @@ async def state(eq: entroq_redis.EntroQ, namespace: str, done: str) -> dict[str,
     return final_state(await eq.docs(namespace), await eq.docs(RECEIPTS), await eq.tasks(done))
 
 
-async def finish_docs(
-    eq: entroq_redis.EntroQ, run: Run, namespace: str, done: str, durable: bool
-) -> DocReport:
+async def finish_docs(eq: entroq_redis.EntroQ, run: Run, namespace: str, done: str) -> DocReport:
     """Takes the final snapshot, writes it into the history and checks the whole run."""
     final = await state(eq, namespace, done)
     final["ti"] = final["td"] = time.monotonic()
     (run.directory / "history-final.jsonl").write_text(json.dumps(final) + "\n")
-    return check(load(run.history_paths()), durable=durable)
+    return check(load(run.history_paths()))
