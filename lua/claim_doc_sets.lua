@@ -141,11 +141,13 @@ if task_id ~= '' then
   if not record then
     task_fail('missing', task_id, task_version, task_queue, -1)
   else
-    local format_version, version, task_at, created, modified, claims, attempt, queue, owner =
-      struct.unpack(RECORD_FORMAT, record)
+    -- The format byte first: a record of another format may not even unpack.
+    local format_version = string.byte(record, 1)
     if format_version ~= 1 then
-      return redis.error_reply('EQ_CORRUPT task ' .. task_id .. ' has record format ' .. format_version .. ', this script reads 1')
+      return redis.error_reply('EQ_CORRUPT task ' .. task_id .. ' has record format ' .. tostring(format_version) .. ', this script reads 1')
     end
+    local _, version, task_at, created, modified, claims, attempt, queue, owner =
+      struct.unpack(RECORD_FORMAT, record)
     if task_queue ~= '' and task_queue ~= queue then
       task_fail('missing', task_id, task_version, task_queue, version)
     elseif version ~= task_version then
@@ -166,10 +168,13 @@ for _, set in ipairs(wanted) do
   local lock = redis.call('GET', set.record_key)
   set.version, set.at, set.claimant = 0, 0, ''
   if lock then
-    local format_version, version, lock_at, owner = struct.unpack(SET_RECORD_FORMAT, lock)
+    -- The format byte first: a record of another format may not even unpack.
+    local format_version = string.byte(lock, 1)
     if format_version ~= 3 then
-      return redis.error_reply('EQ_CORRUPT set lock record ' .. set.record_key .. ' has format ' .. format_version .. ', this script reads 3')
+      return redis.error_reply('EQ_CORRUPT set lock record ' .. set.record_key .. ' has format ' .. tostring(format_version) .. ', this script reads 3')
     end
+    local _, version, lock_at, owner =
+      struct.unpack(SET_RECORD_FORMAT, lock)
     set.version, set.at, set.claimant = version, lock_at, owner
     if held_by_other(owner, lock_at) then
       local current = version
@@ -203,11 +208,13 @@ for _, set in ipairs(wanted) do
     if not record then
       return redis.error_reply('EQ_CORRUPT doc namespace ' .. set.namespace .. ' lists doc ' .. id .. ' but its record is missing')
     end
-    local format_version, version, doc_at, created, modified, key, secondary_key, owner, content_start =
-      struct.unpack(DOC_RECORD_FORMAT, record)
+    -- The format byte first: a record of another format may not even unpack.
+    local format_version = string.byte(record, 1)
     if format_version ~= 2 then
-      return redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. format_version .. ', this script reads 2')
+      return redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. tostring(format_version) .. ', this script reads 2')
     end
+    local _, version, doc_at, created, modified, key, secondary_key, owner, content_start =
+      struct.unpack(DOC_RECORD_FORMAT, record)
     if held_by_other(owner, doc_at) then
       local current = version
       doc_failures[#doc_failures + 1] = {'CLAIM', 'claimed', set.namespace, id, version, current, key}

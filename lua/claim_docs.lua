@@ -93,10 +93,13 @@ local failures = {}
 local set_key = prefix .. 'ds:' .. #namespace .. ':' .. namespace .. key
 local lock = redis.call('GET', set_key)
 if lock then
-  local format_version, version, at, owner = struct.unpack(SET_RECORD_FORMAT, lock)
+  -- The format byte first: a record of another format may not even unpack.
+  local format_version = string.byte(lock, 1)
   if format_version ~= 3 then
-    return redis.error_reply('EQ_CORRUPT set lock record ' .. set_key .. ' has format ' .. format_version .. ', this script reads 3')
+    return redis.error_reply('EQ_CORRUPT set lock record ' .. set_key .. ' has format ' .. tostring(format_version) .. ', this script reads 3')
   end
+  local _, version, at, owner =
+    struct.unpack(SET_RECORD_FORMAT, lock)
   if held_by_other(owner, at) then
     local current = version
     failures[#failures + 1] = {'CLAIM', 'claimed', namespace, '', version, current, key}
@@ -128,11 +131,13 @@ for i, member in ipairs(members) do
   if not record then
     return redis.error_reply('EQ_CORRUPT doc namespace ' .. namespace .. ' lists doc ' .. id .. ' but its record is missing')
   end
-  local format_version, version, at, created, modified, doc_key, secondary_key, owner, content_start =
-    struct.unpack(DOC_RECORD_FORMAT, record)
+  -- The format byte first: a record of another format may not even unpack.
+  local format_version = string.byte(record, 1)
   if format_version ~= 2 then
-    return redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. format_version .. ', this script reads 2')
+    return redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. tostring(format_version) .. ', this script reads 2')
   end
+  local _, version, at, created, modified, doc_key, secondary_key, owner, content_start =
+    struct.unpack(DOC_RECORD_FORMAT, record)
   if held_by_other(owner, at) then
     local current = version
     failures[#failures + 1] = {'CLAIM', 'claimed', namespace, id, version, current, key}

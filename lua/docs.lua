@@ -96,11 +96,13 @@ end
 
 local docs = {}
 local function add(id, record)
-  local format_version, version, at, created, modified, key, secondary_key, owner, content_start =
-    struct.unpack(DOC_RECORD_FORMAT, record)
+  -- The format byte first: a record of another format may not even unpack.
+  local format_version = string.byte(record, 1)
   if format_version ~= 2 then
-    error(redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. format_version .. ', this script reads 2'))
+    error(redis.error_reply('EQ_CORRUPT doc ' .. id .. ' has record format ' .. tostring(format_version) .. ', this script reads 2'))
   end
+  local _, version, at, created, modified, key, secondary_key, owner, content_start =
+    struct.unpack(DOC_RECORD_FORMAT, record)
   local content = ''
   if omit_values == '0' then content = string.sub(record, content_start) end
   docs[#docs + 1] = {namespace, id, version, owner, at, key, secondary_key, content, created, modified}

@@ -26,6 +26,7 @@ from entroq_redis import (
     DocSet,
     EntroQ,
     InvalidArgumentError,
+    StoreError,
     TaskData,
     TaskID,
 )
@@ -174,6 +175,25 @@ async def test_omit_values_empties_only_the_content(redis_eq: EntroQ) -> None:
     assert (await redis_eq.docs("ov"))[0].content == b"payload\x00"
 
 
+async def test_omitting_contents_reads_the_longest_fields_whole(
+    redis_eq: EntroQ, store_url: str, namespace: str
+) -> None:
+    # Without contents the scripts read only a record's leading fields (GETRANGE): the longest
+    # key, secondary key and claimant must still come back whole.
+    key, secondary = "k" * 1023 + "\x00", "s" * 1023 + "\udcff"
+    await insert_docs(redis_eq, [DocData("long", "x" * 256, key, secondary, b"c" * 5000)])
+    async with entroq_redis.connect(store_url, namespace=namespace, claimant_id="h" * 128) as holder:
+        (held,) = await holder.claim_docs("long", key, duration_ms=LONG_LEASE_MS)
+    for listed in (
+        await redis_eq.docs("long", omit_values=True),
+        await redis_eq.docs("long", ids=[held.id], omit_values=True),
+    ):
+        assert listed == [dataclasses.replace(held, content=b"")]
+    with pytest.raises(DependencyError) as refused:
+        await redis_eq.claim_doc_sets([DocSet("long", key, omit_members=True)])
+    assert [(f.id, f.version, f.key) for f in refused.value.doc_failures] == [(held.id, 1, key)]
+
+
 async def test_paging_past_one_thousand(redis_eq: EntroQ, sync_redis: redis.Redis, namespace: str) -> None:
     count = 2345
     await insert_docs(redis_eq, [DocData("big", f"{i:05d}", f"k{i % 7}", f"{i:05d}") for i in range(count)])
@@ -213,6 +233,31 @@ async def test_listing_arguments_are_checked(
             run_script(sync_redis, namespace, "docs", *args)
     with pytest.raises(redis.ResponseError, match="EQ_BADARG"):
         run_script(sync_redis, namespace, "docs", "n", "", "", 1, 0, "0", *["i"] * 1001)
+
+
+async def test_a_record_of_another_format_is_reported_not_misread(
+    redis_eq: EntroQ, sync_redis: redis.Redis, namespace: str
+) -> None:
+    # A damaged store (or a record from a later contract): the format byte is read first, and
+    # every reading script answers EQ_CORRUPT instead of unpacking it as a doc.
+    await insert_docs(redis_eq, [DocData("bad", "x", "k")])
+    await redis_eq.claim_doc_sets([DocSet("bad", "k")], duration_ms=0)
+    record_key = raw(Keys(namespace).doc("bad", "x"))
+    sync_redis.set(record_key, b"\x09" + (sync_redis.get(record_key) or b"")[1:])
+    before = store_state(sync_redis, namespace)
+    for call in (
+        lambda: redis_eq.docs("bad"),
+        lambda: redis_eq.docs("bad", ids=["x"], omit_values=True),
+        lambda: redis_eq.claim_docs("bad", "k"),
+        lambda: redis_eq.claim_doc_sets([DocSet("bad", "k", omit_members=True)]),
+    ):
+        with pytest.raises(StoreError, match=r"EQ_CORRUPT.*format 9"):
+            await call()
+    lock_key = raw(Keys(namespace).doc_set("bad", "k"))
+    sync_redis.set(lock_key, b"\x02")
+    with pytest.raises(StoreError, match="EQ_CORRUPT set lock"):
+        await redis_eq.claim_doc_sets([DocSet("bad", "k")])
+    assert store_state(sync_redis, namespace) == {**before, lock_key: sync_redis.dump(lock_key)}
 
 
 # --- claim_docs.lua: every doc of one key ----------------------------------------------------

@@ -26,6 +26,7 @@ import inspect
 import pathlib
 import re
 import shutil
+import struct
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -839,3 +840,18 @@ def test_checks_catch_a_python_mirror_that_drifted() -> None:
     assert any("_contract.MAX_PAGE = 500" in p for p in problems), problems
     assert any("MAX_UNUSED mirrors no" in p for p in problems), problems
     assert any("['h:'] are not built by Keys" in p for p in problems), problems
+
+
+def test_doc_header_bytes_cover_the_longest_fields() -> None:
+    """Scripts that read a doc record without its content (GETRANGE 0 .. DOC_HEADER_BYTES - 1)
+    must read every field before it whole: the fixed part, then key, secondary key and claimant
+    at their longest, each after a 2-byte length."""
+    fixed = struct.calcsize(">Biqqq")  # Lua struct ">Bi4i8i8i8": format, version, three times
+    longest = fixed + 3 * 2 + 2 * _contract.MAX_DOC_KEY_BYTES + _contract.MAX_CLAIMANT_BYTES
+    found = {}
+    for path in script_paths():
+        token = script_constants(tokenize(path.read_text(encoding="utf-8"))).get("DOC_HEADER_BYTES")
+        if token is not None:
+            found[path.name] = int(token.text)
+    assert found.keys() >= {"docs.lua", "claim_doc_sets.lua"}
+    assert set(found.values()) == {longest}, found

@@ -3,7 +3,9 @@
 examples/node/main.mjs calls lua/*.lua with node-redis knowing only lua/README.md: it
 inserts a task with a binary value, claims it, renews the lease, checks the version
 arithmetic and the refusals of stale and foreign commits, deletes it, and leaves one
-"handoff" task that the Python client then reads, claims and deletes here.
+"handoff" task that the Python client then reads, claims and deletes here. It does the same
+for docs (listing, key claims, set claims and their release, namespace stats) and leaves a
+"handoff" doc that Python reads and deletes.
 
 node and npm are required, not optional: without them these tests fail with a message
 instead of skipping, because a skipped test would hide that the contract went unchecked.
@@ -147,6 +149,13 @@ async def test_node_uses_the_scripts(example_dir: pathlib.Path, store_url: str, 
         assert claimed is not None and claimed.id == handoff["id"] and claimed.version == 1
         await eq.modify(deletes=[claimed.as_id()])
         assert await eq.queues(prefixes=["node/"]) == {}
+
+        handoff_doc = summary["handoffDoc"]
+        [doc] = await eq.docs(handoff_doc["namespace"], ids=[handoff_doc["id"]])
+        assert doc.namespace == "node docs: {x}\u00fc" and doc.key == handoff_doc["key"] == "customer:42"
+        assert (doc.secondary_key, doc.content, doc.version, doc.claimant) == ("h", bytes(range(256)), 0, "")
+        await eq.modify(doc_deletes=[doc])
+        assert await eq.namespace_stats(prefixes=["node docs"]) == []
 
 
 def test_node_reloads_scripts_after_noscript(example_dir: pathlib.Path) -> None:

@@ -1,13 +1,14 @@
 // Drives entroq-redis's Lua scripts straight from Node with node-redis, knowing only
 // lua/README.md (no Python involved): insert a task with a binary value, claim it, renew
-// its lease, delete it, and check that stale and foreign commits are refused.
+// its lease, delete it, and check that stale and foreign commits are refused; then the same
+// for docs: insert, list, claim by key, claim a doc set, release it, read namespace stats.
 //
 // Usage: node main.mjs [--url redis://127.0.0.1:6379] [--namespace node-example]
 //                      [--lua-dir ../../lua] [--flush-scripts]
 //
 // Prints one JSON summary on stdout; exits 1 if any check fails, 2 on an unexpected error.
-// It leaves one task behind (the "handoff" task, see the end) so that another client can
-// read what Node wrote.
+// It leaves one task and one doc behind (the "handoff" task and doc, see the end) so that
+// another client can read what Node wrote.
 
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -17,7 +18,9 @@ import { parseArgs } from 'node:util';
 
 import { createClient, RESP_TYPES } from 'redis';
 
-const SCRIPT_NAMES = ['claim', 'claim_id', 'modify', 'tasks', 'queues', 'time'];
+const SCRIPT_NAMES = [
+  'claim', 'claim_id', 'modify', 'tasks', 'queues', 'time', 'docs', 'claim_docs', 'claim_doc_sets', 'namespaces',
+];
 // README section 4: bulk strings may hold binary values, so read every one as a Buffer.
 const AS_BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
 
@@ -100,6 +103,36 @@ function decodeTask(fields) {
   };
 }
 
+// README section 4: a doc (or a doc set's lock, with an empty ID) is a 10-element array.
+function decodeDoc(fields) {
+  const [namespace, id, version, claimant, atMs, key, secondaryKey, content, createdMs, modifiedMs] = fields;
+  return {
+    namespace: namespace.toString('utf8'),
+    id: id.toString('utf8'),
+    version,
+    claimant: claimant.toString('utf8'),
+    atMs,
+    key: key.toString('utf8'),
+    secondaryKey: secondaryKey.toString('utf8'),
+    content,
+    createdMs,
+    modifiedMs,
+  };
+}
+
+// README section 4: a doc failure.
+function decodeDocFailures(failures) {
+  return failures.map(([kind, reason, namespace, id, version, currentVersion, key]) => ({
+    kind: kind.toString(),
+    reason: reason.toString(),
+    namespace: namespace.toString('utf8'),
+    id: id.toString('utf8'),
+    version,
+    currentVersion,
+    key: key.toString('utf8'),
+  }));
+}
+
 function decodeFailures(failures) {
   return failures.map(([kind, reason, id, version, queue, currentVersion]) => ({
     kind: kind.toString(),
@@ -174,11 +207,17 @@ async function run(client, subscriber) {
     const rankRandom = randomInt(2 ** 26) * 2 ** 26 + randomInt(2 ** 26);
     return scripts.call('claim', prefix, [claimant, durationMs, rankRandom, randomInt(2 ** 31), 0, ...queues]);
   };
-  const modify = async (claimant, { inserts = [], changes = [], deletes = [], depends = [] }, idSeed = '') =>
+  const modify = async (
+    claimant,
+    { inserts = [], changes = [], deletes = [], depends = [], docInserts = [], docChanges = [], docDeletes = [] },
+    idSeed = '',
+  ) =>
     scripts.call('modify', prefix, [
-      // Then the four doc counts (README section 6): this program moves no docs.
-      claimant, idSeed, 'PUBLISH', inserts.length, changes.length, deletes.length, depends.length, 0, 0, 0, 0,
+      // The four task counts, then the four doc counts (README section 6); no doc depends here.
+      claimant, idSeed, 'PUBLISH', inserts.length, changes.length, deletes.length, depends.length,
+      docInserts.length, docChanges.length, docDeletes.length, 0,
       ...inserts.flat(), ...changes.flat(), ...deletes.flat(), ...depends.flat(),
+      ...docInserts.flat(), ...docChanges.flat(), ...docDeletes.flat(),
     ]);
 
   // Caller bugs are error replies, not statuses (README section 4).
@@ -288,6 +327,8 @@ async function run(client, subscriber) {
   const pickDone = await modify(intruder, { deletes: [[pickId, picked.version, queue]] });
   check('the claimant of claim_id deletes its task', same(pickDone, [1, [], [], [], []]), pickDone);
 
+  const docFacts = await runDocs(scripts, prefix, modify, worker, intruder, value);
+
   // Leave one task with a caller-chosen ID for another language to read.
   const handoffId = `node-handoff-${randomBytes(6).toString('hex')}`;
   const handoff = await modify(worker, { inserts: [[handoffId, queue, 'at', 0, value, 7, 'from node']] });
@@ -299,7 +340,88 @@ async function run(client, subscriber) {
     versions: [inserted.version, claimed.version, renewed.version],
     claims: [inserted.claims, claimed.claims, renewed.claims],
     handoff: { id: handoffId, queue, claimant: worker },
+    ...docFacts,
   };
+}
+
+// README sections 6 and 8b-8e: docs, from insert to namespace stats.
+async function runDocs(scripts, prefix, modify, worker, intruder, value) {
+  // A doc namespace and keys with the key layout's own separators and non-ASCII.
+  const docNs = 'node docs: {x}\u00fc';
+  const key = 'customer:42';
+  const inserted = await modify(worker, {
+    docInserts: [
+      // namespace, id, key, secondary_key, at_mode, ms, content
+      [docNs, 'node-doc-b', key, '2', 'by', 0, Buffer.from('{"n":2}')],
+      [docNs, 'node-doc-a', key, '1', 'by', 0, value],
+      [docNs, 'node-doc-c', 'other', '', 'by', 0, ''],
+    ],
+  });
+  const insertedDocs = inserted[0] === 1 ? inserted[3].map(decodeDoc) : [];
+  check('doc inserts come back as docs, version 0, no claimant', insertedDocs.length === 3 &&
+      insertedDocs.every((d) => d.version === 0 && d.claimant === '' && d.namespace === docNs), inserted);
+
+  // Listing: the whole namespace in (key, secondary key, id) order, a key range, IDs.
+  const listed = await scripts.call('docs', prefix, [docNs, '', '', 10, 0, '0']);
+  check('docs.lua lists by key, then secondary key', listed[0] === -1 &&
+      same(listed[1].map((d) => decodeDoc(d).id), ['node-doc-a', 'node-doc-b', 'node-doc-c']), listed);
+  check('a listed doc carries its content byte for byte', decodeDoc(listed[1][0]).content.equals(value), listed[1][0]);
+  const ranged = await scripts.call('docs', prefix, [docNs, key, 'other', 10, 0, '1']);
+  check('docs.lua key range [start, end) without contents', same(ranged[1].map((d) => decodeDoc(d).id),
+      ['node-doc-a', 'node-doc-b']) && ranged[1].every((d) => decodeDoc(d).content.length === 0), ranged);
+  const paged = await scripts.call('docs', prefix, [docNs, '', '', 2, 0, '1']);
+  check('docs.lua pages: next_cursor = cursor + limit while docs remain', paged[0] === 2 && paged[1].length === 2, paged);
+  const byId = await scripts.call('docs', prefix, [docNs, '', '', 1, 0, '1', 'node-doc-c', 'missing', 'node-doc-a']);
+  check('docs.lua by IDs: order asked, missing skipped', same(byId[1].map((d) => decodeDoc(d).id),
+      ['node-doc-c', 'node-doc-a']), byId);
+
+  // A key claim: every doc of the key, all or nothing.
+  const claimed = await scripts.call('claim_docs', prefix, [worker, 5000, docNs, key]);
+  const claimedDocs = claimed[0] === 1 ? claimed[1].map(decodeDoc) : [];
+  check('claim_docs claims every doc of the key by secondary key', same(claimedDocs.map((d) => d.id),
+      ['node-doc-a', 'node-doc-b']) && claimedDocs.every((d) => d.version === 1 && d.claimant === worker &&
+      d.atMs === d.modifiedMs + 5000), claimed);
+  const refusedKey = await scripts.call('claim_docs', prefix, [intruder, 5000, docNs, key]);
+  check('claim_docs by another claimant names each held doc', refusedKey[0] === 0 &&
+      same(decodeDocFailures(refusedKey[1]).map((f) => [f.kind, f.reason, f.id, f.version]),
+        [['CLAIM', 'claimed', 'node-doc-a', 1], ['CLAIM', 'claimed', 'node-doc-b', 1]]), refusedKey);
+
+  // A set claim: the lock of (namespace, "other"), with its member returned.
+  const set = await scripts.call('claim_doc_sets', prefix, [intruder, 60000, '', 0, '', 1, docNs, 'other', '0']);
+  const lock = set[0] === 1 ? decodeDoc(set[1][0]) : null;
+  check('claim_doc_sets returns the lock as a set reference and its members', lock !== null &&
+      lock.id === '' && lock.key === 'other' && lock.version === 1 && lock.claimant === intruder &&
+      same(set[2].map((d) => decodeDoc(d).id), ['node-doc-c']), set);
+  const refusedSet = await scripts.call('claim_doc_sets', prefix, [worker, 60000, '', 0, '', 1, docNs, 'other', '1']);
+  check('a held set refuses another claimant, naming the set', refusedSet[0] === 0 &&
+      same(decodeDocFailures(refusedSet[2]).map((f) => [f.kind, f.id, f.key, f.version]),
+        [['CLAIM', '', 'other', 1]]), refusedSet);
+  const stats = await scripts.call('namespaces', prefix, [10, '', 0, docNs]);
+  check('namespaces.lua counts docs and live holds (a set lock holds no doc)', stats[0] === 0 &&
+      stats[1].length === 1 && stats[1][0][0].toString('utf8') === docNs && stats[1][0][1] === 3 &&
+      stats[1][0][2] === 2, stats);
+
+  // The set holder releases the lock with a set lease change; the key claimant deletes its docs.
+  const released = await modify(intruder, {
+    // namespace, id ("" = the set), version, mode, key, secondary_key, at_mode, ms, content
+    docChanges: [[docNs, '', 1, 'lease', 'other', '', 'by', 0, '']],
+  });
+  const releasedLock = released[0] === 1 ? decodeDoc(released[4][0]) : null;
+  check('a set lease change releases the lock (version + 1, no claimant)', releasedLock !== null &&
+      releasedLock.version === 2 && releasedLock.claimant === '' && releasedLock.key === 'other', released);
+  const cleaned = await modify(worker, {
+    docDeletes: [[docNs, 'node-doc-a', 1], [docNs, 'node-doc-b', 1], [docNs, 'node-doc-c', 0]],
+  });
+  check('the docs are deleted at their versions', same(cleaned, [1, [], [], [], []]), cleaned);
+  const none = await scripts.call('namespaces', prefix, [10, '', 1, 'node docs']);
+  check('a doc namespace without docs is not listed', same(none, [0, []]), none);
+
+  // Leave one doc for another language to read.
+  const handoffDoc = await modify(worker, {
+    docInserts: [[docNs, 'node-doc-handoff', key, 'h', 'by', 0, value]],
+  });
+  check('handoff doc insert', handoffDoc[0] === 1, handoffDoc);
+  return { handoffDoc: { namespace: docNs, id: 'node-doc-handoff', key } };
 }
 
 let exitCode = 0;
