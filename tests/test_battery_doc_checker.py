@@ -204,3 +204,12 @@ def test_a_refused_commit_that_took_effect_is_d8_and_an_unanswered_one_is_recove
     h.commit(held, type="fail", apply=False, batch="x")  # the retry, refused: it had landed
     report = h.check()
     assert report.recovered == 1 and fired(report) == set(), report.problems()
+
+
+def test_a_listing_showing_another_counter_at_a_version_is_d7() -> None:
+    h = DocHistory("a")
+    h.commit(h.claim("a"))  # version 2 holds counter 1
+    h._add(op="dread", ns="acct", key="k", seen=[["a", 2, 1]])
+    assert fired(h.check()) == set()
+    h._add(op="dread", ns="acct", key="k", seen=[["a", 2, 0]])
+    assert fired(h.check()) == {"D7 lost updates"}

@@ -28,7 +28,8 @@ Checks (every count must be zero):
   before the end of the lease another claimant held on ``(id, v - 1)``.
 - D7 lost update: two ok commits writing the same counter value to one doc (both built on
   the same counter: one increment overwrote the other), or a commit whose ``n_read`` is not
-  the counter its producer showed at that version, or a final counter that is not the number
+  the counter its producer showed at that version (or a listing shows another counter at that
+  version than its producer did), or a final counter that is not the number
   of commits applied to the doc, or a final version that is not the number of claims and
   changes applied to it (when no unanswered call touched it).
 - D8 refused but applied: a receipt of a batch whose every attempt was refused.
@@ -141,6 +142,7 @@ def consistency(state: Record, report: DocReport | None = None) -> DocReport:
 
 
 def check(records: Iterable[Record]) -> DocReport:
+    """Checks a doc workload's history (the module doc) and its ``dfinal`` record."""
     report = DocReport()
     records = list(records)
     finals = [r for r in records if r["op"] == "dfinal"]
@@ -243,6 +245,12 @@ def check(records: Iterable[Record]) -> DocReport:
                     )
         if len(found) > 1:
             report.double_commits.add({"doc": key, "by": [r["batch"] for r in found]})
+    for record in ops:
+        if record["op"] == "dread" and record["type"] == "ok":
+            for doc_id, version, n in record["seen"]:
+                shown = counter_at.get((doc_id, version))
+                if shown is not None and shown != n:
+                    report.lost_updates.add({"doc": (doc_id, version), "listed": n, "store showed": shown})
     for (doc_id, n), found in written.items():
         if len(found) > 1:
             report.lost_updates.add(
