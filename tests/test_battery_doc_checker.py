@@ -34,8 +34,8 @@ class DocHistory:
         self.records.append(record)
         return record
 
-    def claim(self, *ids: str, who: str = "w0", now: int = 1000, lease_ms: int = 100) -> list[list[int]]:
-        out = []
+    def claim(self, *ids: str, who: str = "w0", now: int = 1000, lease_ms: int = 100) -> list[list[Any]]:
+        out: list[list[Any]] = []
         for doc_id in ids:
             self.docs[doc_id][0] += 1
             version, n = self.docs[doc_id]

@@ -195,7 +195,7 @@ class DocWorkload:
         ns = self.config.doc_namespace
         try:
             with self.history.op("dclaim", ns=ns, key=key, claimant=eq.claimant_id) as record:
-                docs = await eq.claim_docs(ns, key, self.config.lease_ms)
+                docs: list[Doc] = await eq.claim_docs(ns, key, self.config.lease_ms)
                 record["out"] = [doc_out(d) for d in docs]
                 return docs
         except DependencyError:
@@ -209,7 +209,7 @@ class DocWorkload:
         ns = self.config.doc_namespace
         try:
             with self.history.op("dread", ns=ns, key=key) as record:
-                docs = await eq.docs(ns, key_start=key, key_end=key + "\x00")
+                docs: list[Doc] = await eq.docs(ns, key_start=key, key_end=key + "\x00")
                 record["seen"] = [[d.id, d.version, counter(d)] for d in docs]
                 return docs
         except UNCERTAIN:
