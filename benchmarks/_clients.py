@@ -11,6 +11,12 @@ Prints one JSON line (its report) on stdout when done. Kinds:
   ``claim()`` (blocking), deleting each, and reports the monotonic clock when each claim
   returned together with the task's value (the inserter's clock at send time).
 - ``saq``: saq's own worker with C concurrent no-op jobs (comparison; needs saq installed).
+- ``docs``: C concurrent claimers through the library, each on a doc key of its own
+  (``p<process index>-c<claimer>``) in doc namespace ``doc_namespace``, looping claim_docs ->
+  one modify changing every claimed doc and releasing it (``docs``), or try_claim a task ->
+  claim_docs -> one modify deleting the task and changing and releasing the docs
+  (``task+docs``, a worker that takes its task's docs). Counted as ``throughput`` is; the
+  latencies are the claim_docs calls'.
 
 The event loop is trio, asyncio, or asyncio on uvloop (``loop``).
 """
@@ -106,6 +112,70 @@ async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def doc_throughput(spec: dict[str, Any]) -> dict[str, Any]:
+    offset = time.time() - time.perf_counter()
+    start = spec["start_at"] + spec["warmup"] - offset
+    end = start + spec["seconds"]
+    queue, duration, doc_namespace = spec["queue"], spec["duration_ms"], spec["doc_namespace"]
+    with_task = spec["mode"] == "task+docs"
+    counts = {"jobs": 0, "claims": 0, "empty": 0, "errors": 0}
+    latencies: list[float] = []
+    cpu: list[float] = []
+    content = b"c" * 100
+
+    async with entroq_redis.connect(spec["url"], namespace=spec["namespace"]) as eq:
+        await eq.time()  # connected before the clock starts
+
+        async def claimer(n: int) -> None:
+            key = f"p{spec['index']}-c{n}"
+            perf = time.perf_counter
+            while True:
+                began = perf()
+                if began >= end:
+                    break
+                inside = start <= began
+                task: entroq_redis.Task | None = None
+                try:
+                    if with_task:
+                        task = await eq.try_claim(queue, duration)
+                        if task is None:
+                            counts["empty"] += inside
+                            await anyio.sleep(0.001)
+                            continue
+                    asked = perf()
+                    docs = await eq.claim_docs(doc_namespace, key, duration)
+                    if inside:
+                        latencies.append(perf() - asked)
+                        counts["claims"] += 1
+                    await eq.modify(
+                        deletes=[task] if task is not None else [],
+                        doc_changes=[d.as_change(content=content, at=None) for d in docs],
+                    )
+                except entroq_redis.EntroQError:
+                    counts["errors"] += 1
+                    continue
+                if inside and perf() <= end:
+                    counts["jobs"] += 1
+
+        async def process_cpu() -> None:
+            await anyio.sleep(max(0.0, start - time.perf_counter()))
+            cpu.append(time.process_time())
+            await anyio.sleep(max(0.0, end - time.perf_counter()))
+            cpu.append(time.process_time())
+
+        await anyio.sleep(max(0.0, spec["start_at"] - offset - time.perf_counter()))
+        async with anyio.create_task_group() as group:
+            group.start_soon(process_cpu)
+            for n in range(spec["claimers"]):
+                group.start_soon(claimer, n)
+    return {
+        **counts,
+        "seconds": spec["seconds"],
+        "cpu_s": cpu[1] - cpu[0] if len(cpu) == 2 else None,
+        "latencies_us": [round(x * 1e6, 1) for x in latencies],
+    }
+
+
 async def wake(spec: dict[str, Any]) -> dict[str, Any]:
     received: list[tuple[int, int]] = []
     async with entroq_redis.connect(spec["url"], namespace=spec["namespace"]) as eq:
@@ -161,7 +231,7 @@ async def saq_throughput(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    kinds = {"throughput": throughput, "wake": wake, "saq": saq_throughput}
+    kinds = {"throughput": throughput, "wake": wake, "saq": saq_throughput, "docs": doc_throughput}
     report = _run(spec.get("loop", "trio"), kinds[spec["kind"]], spec)
     if "report" in spec:
         # A file, not stdout: the latency lists run to megabytes.

@@ -145,11 +145,13 @@ class Store:
 
 
 def start_clients(specs: Sequence[dict[str, Any]], scratch: str) -> list[subprocess.Popen[str]]:
-    """Starts one client process per spec (see _clients.py); each writes its report to a file."""
+    """Starts one client process per spec (see _clients.py); each writes its report to a file.
+    Each spec gets the process's ``index`` (the doc loops key their docs by it)."""
     processes = []
     for index, spec in enumerate(specs):
         report = os.path.join(scratch, f"client-{os.getpid()}-{time.monotonic_ns()}-{index}.json")
-        command = [sys.executable, str(HERE / "_clients.py"), json.dumps({**spec, "report": report})]
+        settings = {**spec, "report": report, "index": index}
+        command = [sys.executable, str(HERE / "_clients.py"), json.dumps(settings)]
         process = subprocess.Popen(command, text=True)
         process.report = report  # type: ignore[attr-defined]
         processes.append(process)

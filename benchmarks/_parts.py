@@ -15,7 +15,16 @@ from typing import Any
 
 import anyio
 from _harness import HERE, Results, Store, percentile
-from _workloads import VALUE, fill, interleaved_claims, run_throughput, spy, timed_claims, top_up
+from _workloads import (
+    VALUE,
+    fill,
+    fill_docs,
+    interleaved_claims,
+    run_throughput,
+    spy,
+    timed_claims,
+    top_up,
+)
 
 import entroq_redis
 from entroq_redis import TaskData
@@ -45,6 +54,8 @@ class Sizes:
     http_library_claimers: tuple[int, ...] = (16,)
     wrk_connections: tuple[int, ...] = (16, 64)
     authz_decisions: int = 5_000
+    doc_claimers: tuple[int, ...] = (16,)
+    docs_per_key: tuple[int, ...] = (1, 10)
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -66,6 +77,7 @@ class Sizes:
             http_workers=(1,),
             wrk_connections=(16,),
             authz_decisions=300,
+            docs_per_key=(1,),
         )
 
 
@@ -113,6 +125,38 @@ def part_library(ctx: Context) -> None:
             ctx.results.add(
                 "library", loop=loop, procs=procs, claimers=claimers, mode=mode, depth_before=depth, **row
             )
+    ctx.store.clear(ns)
+
+
+def part_docs(ctx: Context) -> None:
+    """The doc loops next to the task loop, W processes x C claimers, each claimer on a key of its
+    own: ``tasks`` try_claim -> delete; ``docs`` claim_docs -> change and release every doc of the
+    key in one modify; ``task+docs`` try_claim -> claim_docs -> one modify deleting the task and
+    changing and releasing the docs (a worker taking its task's docs). Store CPU per job as for
+    the library part."""
+    ns, queue, doc_ns = "bench-docs", "jobs", "bench"
+    sizes = ctx.sizes
+    loop = sizes.loops[0]
+    for procs in sizes.procs:
+        for claimers in sizes.doc_claimers:
+            keys = [f"p{p}-c{c}" for p in range(procs) for c in range(claimers)]
+            runs = [("tasks", 0)] + [(w, n) for n in sizes.docs_per_key for w in ("docs", "task+docs")]
+            for workload, per_key in runs:
+                ctx.store.clear(ns)
+                if per_key:
+                    fill_docs(ctx.store.url, ns, doc_ns, keys, per_key)
+                if workload != "docs":
+                    top_up(ctx.store.url, ns, queue, ctx.backlog())
+                row = run_throughput(
+                    ctx.store, url=ctx.store.url, namespace=ns, queue=queue, loop=loop, procs=procs,
+                    claimers=claimers, mode="two-call" if workload == "tasks" else workload,
+                    seconds=sizes.seconds, warmup=sizes.warmup, startup=sizes.startup,
+                    kind="throughput" if workload == "tasks" else "docs", extra={"doc_namespace": doc_ns},
+                )  # fmt: skip
+                ctx.results.add(
+                    "docs", workload=workload, docs_per_key=per_key or None, loop=loop, procs=procs,
+                    claimers=claimers, **row,
+                )  # fmt: skip
     ctx.store.clear(ns)
 
 

@@ -14,7 +14,7 @@ import anyio
 from _harness import Store, collect, measure_window, percentile, start_clients
 
 import entroq_redis
-from entroq_redis import TaskData
+from entroq_redis import DocData, TaskData
 
 VALUE = b"v" * 100  # design 5: 100-byte values
 
@@ -55,6 +55,22 @@ def fill(
         return math.nan
     seconds = anyio.run(_fill, url, namespace, queue, count, batch, concurrency, value, backend="trio")
     return count / seconds
+
+
+async def _fill_docs(url: str, namespace: str, doc_namespace: str, keys: list[str], per_key: int) -> None:
+    items = [
+        DocData(doc_namespace, id=f"{key}/{n}", key=key, secondary_key=str(n), content=VALUE)
+        for key in keys
+        for n in range(per_key)
+    ]
+    async with entroq_redis.connect(url, namespace=namespace) as eq:
+        for start in range(0, len(items), 1000):
+            await eq.modify(doc_inserts=items[start : start + 1000])
+
+
+def fill_docs(url: str, namespace: str, doc_namespace: str, keys: list[str], per_key: int) -> None:
+    """Inserts ``per_key`` docs (100-byte contents) under each key, for the doc loops."""
+    anyio.run(_fill_docs, url, namespace, doc_namespace, keys, per_key, backend="trio")
 
 
 async def _size(url: str, namespace: str, queue: str) -> int:
@@ -114,11 +130,13 @@ def run_throughput(
     startup: float = 2.0,
     profile_out: str | None = None,
     extra_pids: Sequence[int] = (),
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Runs ``procs`` client processes x ``claimers`` and measures one window.
 
     ``extra_pids`` (e.g. the HTTP service) have their CPU time measured over the window too.
-    With ``profile_out``, py-spy samples the first client process over the window.
+    With ``profile_out``, py-spy samples the first client process over the window. ``extra``
+    goes into the client spec as it is (the doc loops' ``doc_namespace``).
     """
     import psutil
 
@@ -135,6 +153,7 @@ def run_throughput(
         "warmup": warmup,
         "seconds": seconds,
         "duration_ms": 30_000,
+        **(extra or {}),
     }
     processes = start_clients([spec] * procs, tempfile.gettempdir())
     spies = []

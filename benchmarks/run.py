@@ -9,7 +9,7 @@ Starts what it needs: the library's embedded Valkey (AOF on, appendfsync everyse
 for the HTTP parts. Every part works in its own namespace (``{bench-*}``) and deletes its keys
 afterwards, so --url may point at a store that holds other data (nothing else is touched).
 
-Parts: ceilings, library, saq (if installed), depth, queues, wake, http, profile, authz. Results go
+Parts: ceilings, library, docs, saq (if installed), depth, queues, wake, http, profile, authz. Results go
 to stdout as JSON lines and to benchmarks/results/<UTC date>[-quick].jsonl; the tables and the
 design-5 targets are printed at the end. Benchmarks are programs, not tests: nothing here
 asserts a timing.
@@ -37,6 +37,7 @@ from _parts import (
     Sizes,
     part_ceilings,
     part_depth,
+    part_docs,
     part_http,
     part_library,
     part_profile,
@@ -48,6 +49,7 @@ from _parts import (
 PARTS: dict[str, Callable[[Context], None]] = {
     "ceilings": part_ceilings,
     "library": part_library,
+    "docs": part_docs,
     "saq": part_saq,
     "depth": part_depth,
     "queues": part_queues,
@@ -73,6 +75,21 @@ TABLES: dict[str, list[str]] = {
         "store_cpu_us_per_job",
         "client_cpu_us_per_job",
         "empty_claims",
+        "errors",
+    ],
+    "docs": [
+        "workload",
+        "docs_per_key",
+        "loop",
+        "procs",
+        "claimers",
+        "jobs_per_s",
+        "claim_p50_us",
+        "claim_p99_us",
+        "evalsha_calls_per_job",
+        "evalsha_us_per_job",
+        "store_cpu_us_per_job",
+        "client_cpu_us_per_job",
         "errors",
     ],
     "versus-saq": [
@@ -312,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes.procs = tuple(int(x) for x in args.procs.split(","))
     if args.claimers:
         sizes.claimers = tuple(int(x) for x in args.claimers.split(","))
+        sizes.doc_claimers = sizes.claimers
     if args.loops:
         sizes.loops = tuple(args.loops.split(","))
         sizes.extra_loops = ()

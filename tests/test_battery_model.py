@@ -5,10 +5,13 @@ codec are both under test) on a private Valkey whose clock runs under libfaketim
 insert, claim, renew, change (full, lease, reset_claims; moving queues), delete, depend and
 mixed modifies, as two claimants, with IDs and versions drawn from a Bundle of every version
 ever seen (so stale versions come up all the time), and advance_clock jumps the store's
-clock forward or back so that leases run out, or come back, without any sleeping. After every
-step the whole store (every task, every field, and every queue's stats) must equal the model
-(tests/battery/model.py), and every refused modify must be refused for exactly the failures
-the model predicts.
+clock forward or back so that leases run out, or come back, without any sleeping. Docs
+(issue 16) take part the same way: doc inserts, changes (full and lease), deletes and
+depends, alone and in one modify with task items, and key claims (claim_docs), with doc
+versions from a second Bundle. After every step the whole store (every task and every doc,
+every field, in listing order, and every queue's and doc namespace's stats) must equal the
+model (tests/battery/model.py), and every refused modify or doc claim must be refused for
+exactly the failures the model predicts (task and doc failures apart).
 
 Exact timing: every duration, delay and clock jump is a multiple of 30 s, and an example runs
 in well under 30 s of real time, so "is this task available now" never depends on the few
@@ -23,6 +26,7 @@ would repeat itself).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import secrets
@@ -32,7 +36,19 @@ from typing import Any, TypeVar
 
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from battery.model import Change, Failure, Insert, Model, ModelTask, Ref
+from battery.model import (
+    Change,
+    DocChg,
+    DocFailure,
+    DocInsert,
+    DocRef,
+    Failure,
+    Insert,
+    Model,
+    ModelDoc,
+    ModelTask,
+    Ref,
+)
 from battery.stores import PrivateValkey, libfaketime_path, private_valkey
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
@@ -47,7 +63,18 @@ from hypothesis.stateful import (
 
 import entroq_redis
 import entroq_redis._redis_backend
-from entroq_redis import DependencyError, Task, TaskChange, TaskData, TaskID
+from entroq_redis import (
+    DependencyError,
+    Doc,
+    DocChange,
+    DocData,
+    DocID,
+    InvalidArgumentError,
+    Task,
+    TaskChange,
+    TaskData,
+    TaskID,
+)
 
 pytestmark = [
     pytest.mark.skipif(
@@ -62,6 +89,9 @@ STEP = 30_000  # every duration, delay and clock jump is a multiple of this (ms)
 QUEUES = ["q1", "q2", "q3/x"]
 CLAIMANTS = ["alice", "bob"]
 IDS = ["a", "b", "c", "d", "e"]
+DOC_NAMESPACES = ["n1", "n2/x"]
+DOC_IDS = ["x", "y", "z"]
+DOC_KEYS = ["k1", "k2"]
 T = TypeVar("T")
 
 
@@ -86,6 +116,9 @@ class StoreMachine(RuleBasedStateMachine):
     portal: BlockingPortal
 
     versions = Bundle("versions")
+    doc_versions = Bundle("doc_versions")
+    # How the doc calls ended, over every example (printed; each must have happened).
+    doc_outcomes: collections.Counter[str] = collections.Counter()
 
     def __init__(self) -> None:
         super().__init__()
@@ -118,7 +151,7 @@ class StoreMachine(RuleBasedStateMachine):
         before = self.now()
         try:
             result: T | Exception = self.run(call)
-        except DependencyError as exc:
+        except (DependencyError, InvalidArgumentError) as exc:
             result = exc
         after = self.now()
         return before, result, after
@@ -143,8 +176,12 @@ class StoreMachine(RuleBasedStateMachine):
         changes: list[Change] = [],  # noqa: B006
         deletes: list[Ref] = [],  # noqa: B006
         depends: list[Ref] = [],  # noqa: B006
-    ) -> list[Ref]:
-        """Runs a modify on the store and on the model; returns the new versions."""
+        doc_inserts: list[DocInsert] = [],  # noqa: B006
+        doc_changes: list[DocChg] = [],  # noqa: B006
+        doc_deletes: list[DocRef] = [],  # noqa: B006
+        doc_depends: list[DocRef] = [],  # noqa: B006
+    ) -> tuple[list[Ref], list[DocRef]]:
+        """Runs a modify on the store and on the model; returns the new task and doc versions."""
         client = self.clients[claimant]
         task_data = [
             TaskData(i.queue, id=i.id, value=i.value, delay_ms=i.delay_ms, attempt=i.attempt, err=i.err)
@@ -169,15 +206,63 @@ class StoreMachine(RuleBasedStateMachine):
                 changes=task_changes,
                 deletes=[TaskID(r.id, r.version, r.queue) for r in deletes],
                 depends=[TaskID(r.id, r.version, r.queue) for r in depends],
+                doc_inserts=[
+                    DocData(d.namespace, d.id, d.key, d.secondary_key, d.content, delay_ms=d.delay_ms)
+                    for d in doc_inserts
+                ],
+                doc_changes=[
+                    DocChange(
+                        c.namespace,
+                        c.id,
+                        c.version,
+                        c.key,
+                        c.secondary_key,
+                        c.content,
+                        delay_ms=c.delay_ms,
+                        mode=c.mode,  # type: ignore[arg-type]
+                    )
+                    for c in doc_changes
+                ],
+                doc_deletes=[DocID(r.namespace, r.id, r.version) for r in doc_deletes],
+                doc_depends=[DocID(r.namespace, r.id, r.version) for r in doc_depends],
             )
         )
+        with_docs = bool(doc_inserts or doc_changes or doc_deletes or doc_depends)
+        if self.model.same_doc_twice(doc_inserts, doc_changes, doc_deletes):
+            assert isinstance(result, InvalidArgumentError), f"one doc twice in a modify: {result}"
+            self.doc_outcomes["modify: one doc twice, refused as a bad request"] += 1
+            return [], []
+        assert not isinstance(result, InvalidArgumentError), result
         expected = self.model.failures(claimant, before, inserts, changes, deletes, depends)
-        if isinstance(result, Exception):
+        expected_docs = self.model.doc_failures(
+            claimant, before, doc_inserts, doc_changes, doc_deletes, doc_depends
+        )
+        if isinstance(result, DependencyError):
             got: list[Failure] = [(f.kind, f.reason, f.id) for f in result.failures]
-            assert sorted(got) == sorted(expected), (got, expected)
-            return []
-        assert expected == [], f"the store applied a modify the model refuses: {expected}"
+            got_docs: list[DocFailure] = [(f.kind, f.reason, f.namespace, f.id) for f in result.doc_failures]
+            assert (sorted(got), sorted(got_docs)) == (sorted(expected), sorted(expected_docs))
+            if with_docs:
+                self.doc_outcomes["modify refused" + (" for docs" if got_docs else " for tasks only")] += 1
+                self.doc_outcomes.update(f"doc failure {k}/{r}" for k, r, _, _ in got_docs)
+            return [], []
+        assert expected == [] and expected_docs == [], (
+            f"the store applied a modify the model refuses: {expected} {expected_docs}"
+        )
         inserted, changed = result
+        if with_docs:
+            self.doc_outcomes[
+                "modify applied" + (" with tasks" if inserts or changes or deletes else "")
+            ] += 1
+        doc_refs = self.apply_docs(
+            claimant,
+            before,
+            after,
+            result.inserted_docs,
+            result.changed_docs,
+            doc_inserts,
+            doc_changes,
+            doc_deletes,
+        )
         for ref in deletes:
             del self.model.tasks[ref.id]
         refs: list[Ref] = []
@@ -217,7 +302,58 @@ class StoreMachine(RuleBasedStateMachine):
             )
             self.adopt(task, before, after, delay)
             refs.append(Ref(task.id, task.version, task.queue))
+        return refs, doc_refs
+
+    def apply_docs(
+        self,
+        claimant: str,
+        before: int,
+        after: int,
+        inserted: list[Doc],
+        changed: list[Doc],
+        inserts: list[DocInsert],
+        changes: list[DocChg],
+        deletes: list[DocRef],
+    ) -> list[DocRef]:
+        """The doc half of an applied modify, on the model; returns the new doc versions."""
+        for ref in deletes:
+            del self.model.docs[(ref.namespace, ref.id)]
+        refs: list[DocRef] = []
+        for change, doc in zip(changes, changed, strict=True):
+            model = self.model.docs[(change.namespace, change.id)]
+            model.version += 1
+            if change.mode == "full":
+                model.key, model.secondary_key, model.content = (
+                    change.key,
+                    change.secondary_key,
+                    change.content,
+                )
+            delay = max(change.delay_ms, 0)
+            model.claimant = claimant if delay > 0 else ""
+            self.adopt_doc(doc, before, after, delay)
+            refs.append(DocRef(doc.namespace, doc.id, doc.version))
+        for item, doc in zip(inserts, inserted, strict=True):
+            if item.id is not None:
+                assert doc.id == item.id
+            assert (doc.namespace, doc.id) not in self.model.docs
+            self.model.docs[(doc.namespace, doc.id)] = ModelDoc(
+                item.namespace, doc.id, 0, "", doc.at_ms, item.key, item.secondary_key, item.content,
+                doc.created_ms, doc.modified_ms,
+            )  # fmt: skip
+            self.adopt_doc(doc, before, after, max(item.delay_ms, 0))
+            refs.append(DocRef(doc.namespace, doc.id, doc.version))
         return refs
+
+    def adopt_doc(self, doc: Doc, before: int, after: int, at_offset: int) -> None:
+        """Checks and takes over the times the store fixed during the call, for a doc."""
+        model = self.model.docs[(doc.namespace, doc.id)]
+        assert before <= doc.modified_ms <= after, (doc, before, after)
+        assert before + at_offset <= doc.at_ms <= after + at_offset, (doc, at_offset)
+        model.at, model.modified = doc.at_ms, doc.modified_ms
+        if model.version == 0:
+            assert before <= doc.created_ms <= after and doc.created_ms == doc.modified_ms, doc
+            model.created = doc.created_ms
+        assert_same_doc(model, doc)
 
     # --- rules ---
 
@@ -240,7 +376,7 @@ class StoreMachine(RuleBasedStateMachine):
         ),
     )
     def insert(self, claimant: str, items: list[Insert]) -> Any:
-        return multiple(*self.modify(claimant, inserts=items))
+        return multiple(*self.modify(claimant, inserts=items)[0])
 
     @rule(
         target=versions,
@@ -274,7 +410,7 @@ class StoreMachine(RuleBasedStateMachine):
         # renew_for is a lease change "by duration": the claimant's hold moves on.
         task = self.model.tasks.get(ref.id)
         change = Change(ref.id, ref.version, task.queue if task else ref.queue, "lease", duration)
-        return multiple(*self.modify(claimant, changes=[change]))
+        return multiple(*self.modify(claimant, changes=[change])[0])
 
     @rule(
         target=versions,
@@ -291,7 +427,7 @@ class StoreMachine(RuleBasedStateMachine):
     ) -> Any:
         changes = [Change(ref.id, ref.version, queue, mode, delay, value, attempt=1, err="e")]
         depends = [depend] if depend is not None else []
-        return multiple(*self.modify(claimant, changes=changes, depends=depends))
+        return multiple(*self.modify(claimant, changes=changes, depends=depends)[0])
 
     @rule(
         claimant=st.sampled_from(CLAIMANTS),
@@ -321,7 +457,134 @@ class StoreMachine(RuleBasedStateMachine):
         if delete is not None and insert_id == delete.id:
             inserts = [Insert("q2", None, 0, b"mixed")]
         deletes = [Ref(delete.id, delete.version)] if delete is not None else []
-        return multiple(*self.modify(claimant, inserts=inserts, deletes=deletes, depends=depends))
+        return multiple(*self.modify(claimant, inserts=inserts, deletes=deletes, depends=depends)[0])
+
+    # --- doc rules ---
+
+    @rule(
+        target=doc_versions,
+        claimant=st.sampled_from(CLAIMANTS),
+        items=st.lists(
+            st.builds(
+                DocInsert,
+                namespace=st.sampled_from(DOC_NAMESPACES),
+                id=st.one_of(st.none(), st.sampled_from(DOC_IDS)),
+                key=st.sampled_from(DOC_KEYS),
+                secondary_key=st.sampled_from(["", "s", "\x00"]),
+                delay_ms=st.sampled_from([0, -STEP, STEP]),
+                content=st.binary(max_size=8),
+            ),
+            min_size=1,
+            max_size=3,
+            unique_by=lambda i: (i.namespace, i.id) if i.id is not None else object(),
+        ),
+    )
+    def doc_insert(self, claimant: str, items: list[DocInsert]) -> Any:
+        return multiple(*self.modify(claimant, doc_inserts=items)[1])
+
+    @rule(
+        target=doc_versions,
+        claimant=st.sampled_from(CLAIMANTS),
+        ref=doc_versions,
+        mode=st.sampled_from(["full", "lease"]),
+        key=st.sampled_from(DOC_KEYS),
+        secondary_key=st.sampled_from(["", "s"]),
+        delay=st.sampled_from([0, -STEP, STEP, 2 * STEP]),
+        content=st.binary(max_size=8),
+        depend=st.one_of(st.none(), doc_versions),
+    )
+    def doc_change(
+        self,
+        claimant: str,
+        ref: DocRef,
+        mode: str,
+        key: str,
+        secondary_key: str,
+        delay: int,
+        content: bytes,
+        depend: DocRef | None,
+    ) -> Any:
+        change = DocChg(ref.namespace, ref.id, ref.version, mode, key, secondary_key, delay, content)
+        depends = [depend] if depend is not None else []
+        return multiple(*self.modify(claimant, doc_changes=[change], doc_depends=depends)[1])
+
+    @rule(
+        claimant=st.sampled_from(CLAIMANTS),
+        refs=st.lists(doc_versions, min_size=1, max_size=3),
+    )
+    def doc_delete(self, claimant: str, refs: list[DocRef]) -> None:
+        # Two refs to one doc are a bad request (the model predicts InvalidArgumentError).
+        self.modify(claimant, doc_deletes=refs)
+
+    @rule(
+        target=doc_versions,
+        claimant=st.sampled_from(CLAIMANTS),
+        namespace=st.sampled_from(DOC_NAMESPACES),
+        key=st.sampled_from(DOC_KEYS),
+        duration=st.sampled_from([0, STEP, 2 * STEP]),
+    )
+    def claim_docs(self, claimant: str, namespace: str, key: str, duration: int) -> Any:
+        client = self.clients[claimant]
+        before, result, after = self.around(lambda: client.claim_docs(namespace, key, duration))
+        expected = self.model.claim_docs_failures(claimant, before, namespace, key)
+        if isinstance(result, Exception):
+            assert isinstance(result, DependencyError), result
+            got = [(f.kind, f.reason, f.namespace, f.id) for f in result.doc_failures]
+            assert (sorted(got), list(result.failures)) == (sorted(expected), []), (got, expected)
+            self.doc_outcomes["claim_docs refused"] += 1
+            return multiple()
+        assert expected == [], f"the store let a key claim through the model refuses: {expected}"
+        wanted = self.model.docs_of_key(namespace, key)
+        assert [(d.namespace, d.id) for d in result] == [(d.namespace, d.id) for d in wanted]
+        self.doc_outcomes["claim_docs took docs" if result else "claim_docs found none"] += 1
+        for doc in result:
+            model = self.model.docs[(doc.namespace, doc.id)]
+            model.version += 1
+            model.claimant = claimant
+            self.adopt_doc(doc, before, after, duration)
+        return multiple(*[DocRef(d.namespace, d.id, d.version) for d in result])
+
+    @rule(
+        target=doc_versions,
+        claimant=st.sampled_from(CLAIMANTS),
+        task=st.one_of(st.none(), versions),
+        task_depend=st.one_of(st.none(), versions),
+        doc=st.one_of(st.none(), doc_versions),
+        doc_depends=st.lists(doc_versions, max_size=2),
+        doc_delete=st.one_of(st.none(), doc_versions),
+        insert_id=st.one_of(st.none(), st.sampled_from(DOC_IDS)),
+        delay=st.sampled_from([0, STEP]),
+    )
+    def mixed_tasks_and_docs(
+        self,
+        claimant: str,
+        task: Ref | None,
+        task_depend: Ref | None,
+        doc: DocRef | None,
+        doc_depends: list[DocRef],
+        doc_delete: DocRef | None,
+        insert_id: str | None,
+        delay: int,
+    ) -> Any:
+        # A task change (or insert) with a doc change, a doc delete, a doc insert and depends
+        # on both kinds, all or nothing (a failure anywhere leaves every item undone).
+        changes = [Change(task.id, task.version, "q3/x", "full", delay, b"m")] if task is not None else []
+        inserts = [] if task is not None else [Insert("q1", None, 0, b"with docs")]
+        doc_changes = (
+            [DocChg(doc.namespace, doc.id, doc.version, "full", "k2", "m", delay, b"mixed")] if doc else []
+        )
+        return multiple(
+            *self.modify(
+                claimant,
+                inserts=inserts,
+                changes=changes,
+                depends=[task_depend] if task_depend is not None else [],
+                doc_inserts=[DocInsert("n1", insert_id, "k1", "", 0, b"i")],
+                doc_changes=doc_changes,
+                doc_deletes=[doc_delete] if doc_delete is not None else [],
+                doc_depends=doc_depends,
+            )[1]
+        )
 
     @rule(jump=st.sampled_from([STEP, 2 * STEP, 4 * STEP, 20 * STEP, -STEP, -2 * STEP, -20 * STEP]))
     def advance_clock(self, jump: int) -> None:
@@ -344,12 +607,28 @@ class StoreMachine(RuleBasedStateMachine):
         for task_id, task in listed.items():
             assert_same(self.model.tasks[task_id], task)
         assert stats == self.model.stats(before), (stats, self.model.stats(before))
+        for namespace in DOC_NAMESPACES:
+            listed_docs = self.run(lambda n=namespace: self.eq.docs(n))
+            wanted = self.model.listing(namespace)
+            assert [d.id for d in listed_docs] == [d.id for d in wanted], (namespace, listed_docs, wanted)
+            for doc, model in zip(listed_docs, wanted, strict=True):
+                assert_same_doc(model, doc)
+        doc_stats = [(s.name, s.num_docs, s.num_claimed) for s in self.run(self.eq.namespace_stats)]
+        assert doc_stats == self.model.doc_stats(before), (doc_stats, self.model.doc_stats(before))
 
 
 def assert_same(model: ModelTask, task: Task) -> None:
     stored = ModelTask(
         task.id, task.queue, task.version, task.at_ms, task.claimant, task.value, task.created_ms,
         task.modified_ms, task.claims, task.attempt, task.err,
+    )  # fmt: skip
+    assert stored == model, f"store {stored} != model {model}"
+
+
+def assert_same_doc(model: ModelDoc, doc: Doc) -> None:
+    stored = ModelDoc(
+        doc.namespace, doc.id, doc.version, doc.claimant, doc.at_ms, doc.key, doc.secondary_key, doc.content,
+        doc.created_ms, doc.modified_ms,
     )  # fmt: skip
     assert stored == model, f"store {stored} != model {model}"
 
@@ -383,3 +662,13 @@ def test_store_matches_the_model(
     elapsed = time.monotonic() - started
     offset = faked_store.offset_s
     print(f"model: {examples} examples (up to 25 steps) in {elapsed:.0f} s, clock {offset:+.0f} s")
+    outcomes = StoreMachine.doc_outcomes
+    print("model, doc calls: " + ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items())))
+    # The doc paths were all taken: applied alone and with tasks, refused for each reason.
+    for seen in [
+        "modify applied", "modify applied with tasks", "modify refused for docs",
+        "modify: one doc twice, refused as a bad request", "claim_docs took docs", "claim_docs refused",
+        "doc failure INSERT/collision", "doc failure CHANGE/missing", "doc failure CHANGE/mismatch",
+        "doc failure DELETE/mismatch", "doc failure DEPEND/mismatch", "doc failure CLAIM/claimed",
+    ]:  # fmt: skip
+        assert outcomes[seen] > 0, (seen, outcomes)

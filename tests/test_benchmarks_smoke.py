@@ -39,3 +39,17 @@ def test_protocols_claim_delete_runs_over_rest_connect_and_grpc() -> None:
     assert [r["protocol"] for r in runs] == ["rest", "connect", "grpc"]
     assert all(r["jobs"] > 0 and r["errors"] == 0 and r["service_cpu_us_per_request"] > 0 for r in runs)
     assert "| grpc |" in done.stdout
+
+
+def test_quick_docs_part_runs_the_doc_loops_next_to_the_task_loop() -> None:
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "docs",
+        "--procs", "1", "--claimers", "4", "--loops", "trio", "--seconds", "0.3", "--no-save",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=100, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    runs = [r for r in rows if r["part"] == "docs"]
+    assert [r["workload"] for r in runs] == ["tasks", "docs", "task+docs"]
+    assert all(r["jobs"] > 0 and r["errors"] == 0 and r["store_cpu_us_per_job"] > 0 for r in runs)
+    assert "## docs" in done.stdout

@@ -73,8 +73,11 @@ async def seed(
         history.close()
 
 
-def start_workers(run: Run, url: str, namespace: str, count: int, **config: Any) -> None:
-    """Starts ``count`` workload processes (see workload.Config for ``config``)."""
+def start_workers(
+    run: Run, url: str, namespace: str, count: int, program: pathlib.Path = WORKLOAD, **config: Any
+) -> None:
+    """Starts ``count`` processes of ``program`` (workload.py, or doc_workload.py; see its
+    Config for ``config``)."""
     run.started = time.monotonic()
     for n in range(count):
         settings = {
@@ -89,7 +92,7 @@ def start_workers(run: Run, url: str, namespace: str, count: int, **config: Any)
         }
         log = open(run.directory / f"worker-w{n}.log", "wb")  # noqa: SIM115 (the child owns it)
         run.procs.append(
-            subprocess.Popen([sys.executable, str(WORKLOAD), json.dumps(settings)], stdout=log, stderr=log)
+            subprocess.Popen([sys.executable, str(program), json.dumps(settings)], stdout=log, stderr=log)
         )
         log.close()
 
