@@ -269,8 +269,9 @@ class EntroQ:
     ) -> list[Doc]:
         """Claims every doc of ``namespace`` whose key is ``key``, all or nothing.
 
-        Each claimed doc's version goes up by one and it is held by this client for
-        ``duration_ms``; they come back sorted by secondary key. No doc with that key is an
+        Each claimed doc's version goes up (by one; above the lock's version when the key's
+        set was ever claimed as a set, lua/README.md section 6) and it is held by this client
+        for ``duration_ms``; they come back sorted by secondary key. No doc with that key is an
         empty list. A doc (or the key's set) held by another claimant fails the whole claim.
 
         Raises:

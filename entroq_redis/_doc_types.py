@@ -28,7 +28,7 @@ class DocID:
     EntroQ 0.15's clients name a set this way (``DocID.is_set_ref``): the set's lock has a
     version of its own, which a renewal or release must name. They also name each doc they
     claimed through a set at the set's version, which the store accepts while the caller holds
-    the set (lua/README.md section 6).
+    the set and nobody wrote the doc since the lock was (lua/README.md section 6).
     """
 
     namespace: str
@@ -73,8 +73,8 @@ class DocChange:
         namespace: The doc's namespace (a doc never changes namespace).
         id: The doc's ID; "" with a non-empty ``key`` and mode "lease" names the set.
         version: The version the change applies to; any other fails the modify. While this
-            client holds the doc's set, the set's version names the doc too (as EntroQ 1.13's
-            clients name a claimed member; lua/README.md section 6).
+            client holds the doc's set, the set's version names the doc too until the doc is
+            written (as EntroQ 1.13's clients name a claimed member; lua/README.md section 6).
         key, secondary_key, content: The new fields ("full" mode).
         at: New arrival; a future one makes the modifier the doc's claimant, None or <= 0
             releases it now.

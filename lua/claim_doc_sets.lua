@@ -5,7 +5,10 @@
 -- created by the first claim and kept for good. A set cannot be claimed while another
 -- claimant holds its lock or any of its member docs; a held lock protects every member (and
 -- the key itself) against other claimants' inserts, changes, deletes and key claims. Member
--- docs are read, never written. With a task to match, every lock ends when that task's lease
+-- docs are read, never written. A lock's new version is above every member's version (the
+-- members read here and the highest member version its record keeps, lua/README.md section
+-- 3), so no version a member ever had names the set. With a task to match, every lock ends
+-- when that task's lease
 -- does (at = the task's at_ms) and the task must be held by the caller. Renewal and release
 -- are lease changes of the set in modify.lua. Cost: O(s log n + m) for s sets and m members.
 --
@@ -51,7 +54,7 @@ local MAX_DOC_NAMESPACE_BYTES = 1024
 local MAX_DOC_KEY_BYTES = 1024
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
-local SET_RECORD_FORMAT = '>Bi4i8I2c0'
+local SET_RECORD_FORMAT = '>Bi4i4i8I2c0'
 -- The longest a doc record's fields before the content can be (docs.lua): members of a set
 -- with omit_members are checked on this much of their record, without copying contents.
 local DOC_HEADER_BYTES = 2211
@@ -166,16 +169,16 @@ local doc_failures = {}
 local total = 0
 for _, set in ipairs(wanted) do
   local lock = redis.call('GET', set.record_key)
-  set.version, set.at, set.claimant = 0, 0, ''
+  set.version, set.highest, set.at, set.claimant = 0, 0, 0, ''
   if lock then
     -- The format byte first: a record of another format may not even unpack.
     local format_version = string.byte(lock, 1)
-    if format_version ~= 3 then
-      return redis.error_reply('EQ_CORRUPT set lock record ' .. set.record_key .. ' has format ' .. tostring(format_version) .. ', this script reads 3')
+    if format_version ~= 4 then
+      return redis.error_reply('EQ_CORRUPT set lock record ' .. set.record_key .. ' has format ' .. tostring(format_version) .. ', this script reads 4')
     end
-    local _, version, lock_at, owner =
+    local _, version, highest, lock_at, owner =
       struct.unpack(SET_RECORD_FORMAT, lock)
-    set.version, set.at, set.claimant = version, lock_at, owner
+    set.version, set.highest, set.at, set.claimant = version, highest, lock_at, owner
     if held_by_other(owner, lock_at) then
       local current = version
       doc_failures[#doc_failures + 1] = {'CLAIM', 'claimed', set.namespace, '', version, current, set.key}
@@ -219,6 +222,9 @@ for _, set in ipairs(wanted) do
       local current = version
       doc_failures[#doc_failures + 1] = {'CLAIM', 'claimed', set.namespace, id, version, current, key}
     end
+    -- A set's first claim learns its members' versions here; later ones find them in the
+    -- record too (every member write folds its version in), and reading them again costs nothing.
+    if version > set.highest then set.highest = version end
     if not set.omit then
       local namespace, content = set.namespace, string.sub(record, content_start)
       set.members[#set.members + 1] =
@@ -232,8 +238,8 @@ if #task_failures > 0 or #doc_failures > 0 then return {0, task_failures, doc_fa
 local sets = {}
 local docs = {}
 for i, set in ipairs(wanted) do
-  local version = set.version + 1
-  redis.call('SET', set.record_key, struct.pack(SET_RECORD_FORMAT, 3, version, at, #claimant, claimant))
+  local version = math.max(set.version, set.highest) + 1
+  redis.call('SET', set.record_key, struct.pack(SET_RECORD_FORMAT, 4, version, set.highest, at, #claimant, claimant))
   local namespace, key = set.namespace, set.key
   sets[i] = {namespace, '', version, claimant, at, key, '', '', 0, 0}
   for _, doc in ipairs(set.members) do docs[#docs + 1] = doc end

@@ -4,7 +4,10 @@
 -- EntroQ's ClaimDocs: if any of the docs is held by another claimant, or the key's doc set is
 -- (a set lock, see claim_doc_sets.lua), nothing is claimed and the reply names each of them.
 -- Otherwise each doc gets version + 1, the caller as claimant, at = now + duration and
--- modified = now. A caller may re-claim docs it holds. The set's own lock is not touched.
+-- modified = now. A caller may re-claim docs it holds. The set's lock version is not touched;
+-- when the key's set has a lock record, each doc's new version is max(version, lock version)
+-- + 1 instead, and the record's highest member version follows (lua/README.md section 6,
+-- *Why no stale version commits*).
 -- Cost: O(log n + m) for m docs of the key, and m is at most 1000.
 --
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
@@ -34,7 +37,7 @@ local MAX_DURATION_MS = 31622400000
 local MAX_DOC_NAMESPACE_BYTES = 1024
 local MAX_DOC_KEY_BYTES = 1024
 local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
-local SET_RECORD_FORMAT = '>Bi4i8I2c0'
+local SET_RECORD_FORMAT = '>Bi4i4i8I2c0'
 
 local prefix = ARGV[1]
 if ARGV[2] ~= '2' then
@@ -91,15 +94,17 @@ local failures = {}
 
 -- The key's set lock (claim_doc_sets.lua) protects every member against other claimants.
 local set_key = prefix .. 'ds:' .. #namespace .. ':' .. namespace .. key
-local lock = redis.call('GET', set_key)
-if lock then
+local record = redis.call('GET', set_key)
+local lock = nil
+if record then
   -- The format byte first: a record of another format may not even unpack.
-  local format_version = string.byte(lock, 1)
-  if format_version ~= 3 then
-    return redis.error_reply('EQ_CORRUPT set lock record ' .. set_key .. ' has format ' .. tostring(format_version) .. ', this script reads 3')
+  local format_version = string.byte(record, 1)
+  if format_version ~= 4 then
+    return redis.error_reply('EQ_CORRUPT set lock record ' .. set_key .. ' has format ' .. tostring(format_version) .. ', this script reads 4')
   end
-  local _, version, at, owner =
-    struct.unpack(SET_RECORD_FORMAT, lock)
+  local _, version, highest, at, owner =
+    struct.unpack(SET_RECORD_FORMAT, record)
+  lock = {version = version, highest = highest, at = at, claimant = owner}
   if held_by_other(owner, at) then
     local current = version
     failures[#failures + 1] = {'CLAIM', 'claimed', namespace, '', version, current, key}
@@ -157,11 +162,17 @@ local at = now + duration
 local modified = now
 local docs = {}
 for i, doc in ipairs(found) do
-  local version = doc.version + 1
+  -- Above the lock of the key's set, when it has one: a claim is a write of the doc.
+  local version = (lock and math.max(doc.version, lock.version) or doc.version) + 1
+  if lock and version > lock.highest then lock.highest = version end
   redis.call('SET', record_prefix .. doc.id, struct.pack(DOC_RECORD_FORMAT, 2, version, at, doc.created, modified,
     #doc.key, doc.key, #doc.secondary_key, doc.secondary_key, #claimant, claimant) .. doc.content)
   redis.call('ZADD', claimed_key, at, doc.id)
   docs[i] = {namespace, doc.id, version, claimant, at, doc.key, doc.secondary_key, doc.content, doc.created,
     modified}
+end
+if lock and #found > 0 then
+  redis.call('SET', set_key, struct.pack(SET_RECORD_FORMAT, 4, lock.version, lock.highest, lock.at, #lock.claimant,
+    lock.claimant))
 end
 return {1, docs}

@@ -34,7 +34,10 @@
 --   doc delete (3 fields): namespace, id, version
 --   doc depend (3 fields): namespace, id, version
 --   A doc change, delete or depend names the doc at its own version or, while the caller holds
---   the doc's set (namespace, the doc's key), at that set lock's version (EntroQ 1.13 clients).
+--   the doc's set (namespace, the doc's key) and the doc is below that lock's version (not
+--   written since the lock was), at that set lock's version (EntroQ 1.13 clients). Within a
+--   set that has a lock record the two counters are ordered: a doc write gets a version above
+--   the locks of its old and new key's sets, a lock write one above every member's.
 --   at_mode "at": ms is absolute ms since the epoch, <= 0 means now.
 --   at_mode "by": ms is relative to the store's clock, <= 0 means now.
 --
@@ -74,7 +77,7 @@ local MAX_DOC_ID_BYTES = 256
 local MAX_DOC_KEY_BYTES = 1024
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
-local SET_RECORD_FORMAT = '>Bi4i8I2c0'
+local SET_RECORD_FORMAT = '>Bi4i4i8I2c0'
 
 local prefix = ARGV[1]
 if ARGV[2] ~= '2' then
@@ -473,7 +476,9 @@ local function load_doc(item, with_content)
 end
 
 -- A set's lock record is created by the first claim of the set and kept for good, so its
--- version only ever grows and a stale holder can never match it again.
+-- version only ever grows and a stale holder can never match it again. It also keeps the
+-- highest version any member has been given (lua/README.md section 3), so that a renewal or
+-- release can move the lock above every member without reading them.
 local sets = {}
 local function load_set(namespace, key)
   local record_key = set_key(namespace, key)
@@ -484,11 +489,12 @@ local function load_set(namespace, key)
     sets[record_key] = false
     return false
   end
-  if string.byte(record, 1) ~= 3 then
-    error(redis.error_reply('EQ_CORRUPT a doc set lock record has format ' .. string.byte(record, 1) .. ', this script reads 3'))
+  if string.byte(record, 1) ~= 4 then
+    error(redis.error_reply('EQ_CORRUPT a doc set lock record has format ' .. string.byte(record, 1) .. ', this script reads 4'))
   end
-  local _, version, at, owner = struct.unpack(SET_RECORD_FORMAT, record)
-  lock = {record_key = record_key, namespace = namespace, key = key, version = version, at = at, claimant = owner}
+  local _, version, highest, at, owner = struct.unpack(SET_RECORD_FORMAT, record)
+  lock = {record_key = record_key, namespace = namespace, key = key, version = version, highest = highest, at = at,
+    claimant = owner}
   sets[record_key] = lock
   return lock
 end
@@ -516,18 +522,18 @@ end
 -- EntroQ 1.13's clients (PyPI entroq 0.15.0) give a member doc of a claimed set its SET's
 -- version: their doc groups keep one version per group. So a doc change, delete or depend may
 -- name the doc at its own version or, while the caller itself holds the doc's set (the set of
--- its current key: lock claimant == ARGV[3], at_ms > now), at the set lock's current version.
--- Returns that lock version when the item is accepted through it, nil otherwise. The apply
--- step gives a doc written this way max(doc version, lock version) + 1, above both numbers, so
--- once the lock moves on (renewed, released, claimed again) or runs out, neither number names
--- the doc again: a stale retry fails (lua/README.md section 6).
+-- its current key: lock claimant == ARGV[3], at_ms > now), at the set lock's current version,
+-- as long as the doc's own version is below it. The writes keep a set's two counters ordered
+-- (every lock write goes above every member, every member write above the lock), so a member
+-- is below its set's lock version exactly when nobody has written it since the lock was
+-- written: the set's version names the member as the holder saw it then, and only then
+-- (lua/README.md section 6, *Why no stale version commits*). Returns true when the item is
+-- accepted through the set.
 local function set_version_naming(item, doc)
-  if doc.version == item.version or doc.key == '' or claimant == '' then return nil end
+  if doc.version == item.version or doc.key == '' or claimant == '' then return false end
   local lock = load_set(item.namespace, doc.key)
-  if lock and lock.version == item.version and lock.claimant == claimant and lock.at > now then
-    return lock.version
-  end
-  return nil
+  return lock and lock.version == item.version and lock.claimant == claimant and lock.at > now
+    and doc.version < lock.version or false
 end
 
 -- Each item reports at most one failure of its own: the doc's own state first (it exists, its
@@ -552,10 +558,9 @@ for _, item in ipairs(doc_changes) do
     end
   else
     local doc = load_doc(item, item.mode == 'lease')
-    if doc then item.through_set_version = set_version_naming(item, doc) end
     if not doc then
       doc_fail('CHANGE', 'missing', item.namespace, item.id, item.version, -1, item.key)
-    elseif doc.version ~= item.version and not item.through_set_version then
+    elseif doc.version ~= item.version and not set_version_naming(item, doc) then
       doc_fail('CHANGE', 'mismatch', item.namespace, item.id, item.version, doc.version, doc.key)
     elseif held_by_other(doc) then
       doc_fail('CLAIM', 'claimed', item.namespace, item.id, item.version, doc.version, doc.key)
@@ -602,6 +607,15 @@ for _, list in ipairs({doc_inserts, doc_changes, doc_deletes}) do
   end
 end
 if n_doc_inserts + n_doc_changes + n_doc_deletes > 0 then redis.call('ZCARD', prefix .. 'dn') end
+-- The lock records of every doc change's old and new key's set (most were read by the checks):
+-- the writes below order the doc's new version against them and fold it into them.
+for _, item in ipairs(doc_changes) do
+  if not item.is_set then
+    local doc = docs[item.record_key]
+    if doc.key ~= '' then load_set(item.namespace, doc.key) end
+    if item.mode == 'full' and item.key ~= '' then load_set(item.namespace, item.key) end
+  end
+end
 
 -- Earliest arrival per destination queue before any write, to tell whether an arrival
 -- becomes the new earliest one (and so must wake claimers sleeping until a later time).
@@ -784,27 +798,46 @@ for _, item in ipairs(doc_deletes) do
   if redis.call('ZCARD', index_key) == 0 then redis.call('ZREM', prefix .. 'dn', doc.namespace) end
 end
 
+-- A set's two counters are kept in one order (lua/README.md section 6, *Why no stale version
+-- commits*): a doc write whose old or new key's set has a lock record gives the doc a version
+-- above those locks' versions and folds it into their highest member version; a lock write
+-- (below, after every member write of this call) goes above that. Docs of sets never claimed,
+-- and docs with an empty key, just add 1.
+local dirty_sets = {}
+local function fold_into(lock, version)
+  if lock and version > lock.highest then
+    lock.highest = version
+    if not lock.dirty then
+      lock.dirty = true
+      dirty_sets[#dirty_sets + 1] = lock
+    end
+  end
+end
+local function lock_of(namespace, key)
+  if key == '' then return false end
+  return sets[set_key(namespace, key)]  -- loaded before the first write
+end
+
 local changed_docs = {}
 for j, item in ipairs(doc_changes) do
-  if item.is_set then
-    local lock = sets[item.record_key]
-    lock.version = lock.version + 1
-    take_arrival(lock, item.at)
-    redis.call('SET', lock.record_key, struct.pack(SET_RECORD_FORMAT, 3, lock.version, lock.at, #lock.claimant,
-      lock.claimant))
-    changed_docs[j] = {lock.namespace, '', lock.version, lock.claimant, lock.at, lock.key, '', '', 0, 0}
-  else
+  if not item.is_set then
     local doc = docs[item.record_key]
     local old_member, old_claimant = index_member(doc), doc.claimant
+    local old_lock = lock_of(doc.namespace, doc.key)
     if item.mode == 'full' then
       doc.key = item.key
       doc.secondary_key = item.secondary_key
       doc.content = item.content
     end
-    -- Named at its held set's version (checked above, against the lock as it was before this
-    -- call, even when this call also renews or releases it): the new version is above that
-    -- lock version too, so the item cannot match this doc's own version later.
-    doc.version = math.max(doc.version, item.through_set_version or doc.version) + 1
+    local new_lock = lock_of(doc.namespace, doc.key)
+    -- The locks' versions as they were before this call (lock writes come after this loop),
+    -- which is also what an item named through its set was checked against.
+    local floor = doc.version
+    if old_lock then floor = math.max(floor, old_lock.version) end
+    if new_lock then floor = math.max(floor, new_lock.version) end
+    doc.version = floor + 1
+    fold_into(old_lock, doc.version)
+    fold_into(new_lock, doc.version)
     doc.modified = now
     take_arrival(doc, item.at)
     local member = index_member(doc)
@@ -818,7 +851,28 @@ for j, item in ipairs(doc_changes) do
   end
 end
 
--- An inserted doc is never held (claimant ""), whatever its arrival, as in EntroQ.
+-- Set lease changes, after the member writes: the lock goes above every member version,
+-- those written just now included.
+for j, item in ipairs(doc_changes) do
+  if item.is_set then
+    local lock = sets[item.record_key]
+    lock.version = math.max(lock.version, lock.highest) + 1
+    take_arrival(lock, item.at)
+    if not lock.dirty then
+      lock.dirty = true
+      dirty_sets[#dirty_sets + 1] = lock
+    end
+    changed_docs[j] = {lock.namespace, '', lock.version, lock.claimant, lock.at, lock.key, '', '', 0, 0}
+  end
+end
+for _, lock in ipairs(dirty_sets) do
+  redis.call('SET', lock.record_key, struct.pack(SET_RECORD_FORMAT, 4, lock.version, lock.highest, lock.at,
+    #lock.claimant, lock.claimant))
+end
+
+-- An inserted doc is never held (claimant ""), whatever its arrival, as in EntroQ. Its version
+-- 0 is below every lock version (a lock's first write gives it 1 or more), so it needs no
+-- ordering and changes no set's highest member version.
 local inserted_docs = {}
 for j, item in ipairs(doc_inserts) do
   local doc = {

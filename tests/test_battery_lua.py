@@ -98,10 +98,10 @@ BREAKAGES = {
     ),
     "set-apply-checks-the-lock": (
         "modify",
-        "    local lock = sets[item.record_key]\n    lock.version = lock.version + 1",
+        "    local lock = sets[item.record_key]\n    lock.version = math.max(lock.version, lock.highest) + 1",
         "    local lock = sets[item.record_key]\n"
         "    if set_held_by_other(lock.namespace, lock.key) then return {0, failures, doc_failures} end\n"
-        "    lock.version = lock.version + 1",
+        "    lock.version = math.max(lock.version, lock.highest) + 1",
     ),
 }
 

@@ -67,12 +67,12 @@ def unpack_doc(record: bytes) -> dict[str, object]:
     }
 
 
-def unpack_set_lock(record: bytes) -> tuple[int, int, int, bytes]:
-    """(format, version, at_ms, claimant) of a set lock record."""
-    format_version, version, at, length = struct.unpack_from(">BiqH", record)
-    claimant = record[struct.calcsize(">BiqH") :]
+def unpack_set_lock(record: bytes) -> tuple[int, int, int, int, bytes]:
+    """(format, version, highest member version, at_ms, claimant) of a set lock record."""
+    format_version, version, highest, at, length = struct.unpack_from(">BiiqH", record)
+    claimant = record[struct.calcsize(">BiiqH") :]
     assert len(claimant) == length
-    return format_version, version, at, claimant
+    return format_version, version, highest, at, claimant
 
 
 def sort_part(value: bytes) -> bytes:
@@ -215,18 +215,27 @@ async def test_a_set_lease_change_writes_the_lock_record_and_keeps_it(
 ) -> None:
     lock_key = Keys(namespace).doc_set("n:s", "k\0")
     (doc,) = (await redis_eq.modify(doc_inserts=[DocData("n:s", id="d", key="k\0")])).inserted_docs
+    (doc,) = (await redis_eq.modify(doc_changes=[doc.as_change(content=b"1")])).changed_docs
     (lock,) = (await redis_eq.claim_doc_sets([DocSet("n:s", "k\0")], 60_000)).sets
+    # Format 4: the highest member version (the doc's 1, read by the first claim), and the
+    # lock's version above it.
     assert unpack_set_lock(sync_redis.get(raw(lock_key))) == (
-        3,
+        4,
         lock.version,
+        1,
         lock.at_ms,
         raw(redis_eq.claimant_id),
     )
+    assert lock.version == 2
+    # A member write folds its version into the record; the lock's version stays.
+    (doc,) = (await redis_eq.modify(doc_changes=[doc.as_change(content=b"2")])).changed_docs
+    assert doc.version == 3
+    assert unpack_set_lock(sync_redis.get(raw(lock_key))) == (4, 2, 3, lock.at_ms, raw(redis_eq.claimant_id))
     (released,) = (await redis_eq.modify(doc_changes=[lock.as_change(at=None, mode="lease")])).changed_docs
-    assert unpack_set_lock(sync_redis.get(raw(lock_key))) == (3, lock.version + 1, released.at_ms, b"")
+    assert unpack_set_lock(sync_redis.get(raw(lock_key))) == (4, 4, 3, released.at_ms, b"")
     # The lock outlives the set's last doc: a stale holder can never match again.
     await redis_eq.modify(doc_deletes=[doc])
-    assert unpack_set_lock(sync_redis.get(raw(lock_key)))[1] == lock.version + 1
+    assert unpack_set_lock(sync_redis.get(raw(lock_key)))[1:3] == (4, 3)
 
 
 # --- nothing written on refusal ----------------------------------------------------------------

@@ -435,8 +435,9 @@ async def test_a_held_set_refuses_another_claimant(
         await redis_other.claim_docs("h", "k", duration_ms=LONG_LEASE_MS)
     assert [(f.id, f.key, f.version) for f in by_key.value.doc_failures] == [("", "k", lock.version)]
     assert store_state(sync_redis, namespace) == before  # the free set was not claimed either
-    # The holder itself may claim the docs of its set by key.
-    assert [d.version for d in await redis_eq.claim_docs("h", "k")] == [1]
+    # The holder itself may claim the docs of its set by key (a write of the members: each goes
+    # above the lock's version, lua/README.md section 6).
+    assert [d.version for d in await redis_eq.claim_docs("h", "k")] == [lock.version + 1]
 
 
 async def test_a_member_held_by_another_refuses_the_set(redis_eq: EntroQ, redis_other: EntroQ) -> None:
@@ -539,9 +540,9 @@ async def test_set_lock_protects_members_against_another_claimants_modify(
             ("CLAIM", "claimed", "", "locked", lock.version)
         ], what
     assert await redis_eq.docs("p") == [member, outsider]
-    # The holder changes members freely, without claiming them.
+    # The holder changes members freely, without claiming them (the member goes above the lock).
     (changed,) = (await redis_eq.modify(doc_changes=[member.as_change(content=b"v1")])).changed_docs
-    assert (changed.version, changed.content, changed.claimant) == (1, b"v1", "")
+    assert (changed.version, changed.content, changed.claimant) == (lock.version + 1, b"v1", "")
     # Docs outside the set stay open to everyone.
     await redis_other.modify(doc_changes=[outsider.as_change(content=b"w1")])
 

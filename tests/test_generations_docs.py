@@ -122,13 +122,15 @@ def test_pypi_client_docs(version: str, service_url: str) -> None:
         {"done": True},
         "",
     )
-    changed_version = 1 if sets else 2
+    # A doc claimed by key was written by the claim (0 -> 1 -> 2); a member of a claimed set was
+    # not, but its change goes above the set lock's version 1 (lua/README.md section 6).
+    claimed_version = 0 if sets else 1
+    changed_version = 2
     assert shape(report["together_docs"]) == [(a, changed_version, "acct/1", "a", {"balance": 5}, "")]
 
     # The stale change (the version claimed, changed since) with a task insert: refused with
     # the doc named, and neither written.
     stale = report["stale"]
-    claimed_version = changed_version - 1
     assert stale["message"].startswith("modification dependency error")
     assert a in stale["message"] and "mismatched" in stale["message"]
     if parsed_doc_ids:
@@ -154,17 +156,18 @@ def test_pypi_client_docs(version: str, service_url: str) -> None:
     # Released (0.15.0: the set renewed, then released, each a lease-only change naming the
     # set, which comes back as a doc with no id); then the other claimant's claim succeeds.
     if sets:
-        assert shape(report["renewed_set"]) == [(["acct/1"], 2, "acct/1", "", None, me)]
-        assert shape(report["released"]) == [(["acct/1"], 3, "acct/1", "", None, "")]
+        # Each lock write goes above the member written meanwhile (version 2): 3, then 4.
+        assert shape(report["renewed_set"]) == [(["acct/1"], 3, "acct/1", "", None, me)]
+        assert shape(report["released"]) == [(["acct/1"], 4, "acct/1", "", None, "")]
         # The set's old version again (a worker that lost it): a doc change failure naming the
         # set, which 0.15.0's renewer reads as a lost claim.
         assert report["stale_set"]["doc_changes"] == [[NS, "", 1, "acct/1"]]
         assert report["stale_set"]["has_missing_docs"] and "mismatched" in report["stale_set"]["message"]
         assert shape(report["other_claim_after"]) == [
-            (a, 1, "acct/1", "a", {"balance": 5}, ""),
+            (a, 2, "acct/1", "a", {"balance": 5}, ""),
             (b, 0, "acct/1", "b", {"balance": 20}, ""),
         ]
-        assert shape(report["other_claim_after_sets"]) == [(["acct/1"], 4, "acct/1", "", None, them)]
+        assert shape(report["other_claim_after_sets"]) == [(["acct/1"], 5, "acct/1", "", None, them)]
     else:
         assert shape(report["released"]) == [(b, 2, "acct/1", "b", {"balance": 20}, "")]
         assert shape(report["other_claim_after"]) == [
@@ -210,9 +213,10 @@ def _doc_sets(report: dict[str, Any], me: str, them: str, fixed: str) -> None:
     assert report["match_stale"]["has_missing"]
     assert report["match_not_mine"]["depends"] == [[task["id"], task["version"] + 1, "gendocs/match"]]
     assert shape(report["empty_set_after"]) == [(["empty/set"], 4, "empty/set", "", None, them)]
-    # The task deleted, the member changed and the set released in one modify.
+    # The task deleted, the member changed and the set released in one modify: the member goes
+    # above the lock's 4, the released lock above the member (lua/README.md section 6).
     assert sorted(shape(report["match_done"]), key=str) == sorted(
-        [(fixed, 1, "acct/2", "", ["y"], ""), (["acct/2"], 5, "acct/2", "", None, "")], key=str
+        [(fixed, 5, "acct/2", "", ["y"], ""), (["acct/2"], 6, "acct/2", "", None, "")], key=str
     )
     assert report["match_left"] == 0
 
@@ -278,21 +282,14 @@ def test_pypi_client_docs_transcript(service_url: str) -> None:
 def test_pypi_015_worker_commits_a_claimed_member_change(service_url: str) -> None:
     """0.15.0's worker, committing a handler's change to a member doc of the set it claimed.
 
-    KNOWN GAP (xfail while it lasts): that worker names the member at its SET's version
-    (``_fix_versions``: "a doc has no version of its own -- it carries its set's"), EntroQ
-    1.13's doc-group model (shiblon/entroq pkg/backend/internal/docgroup: one version per
-    group, moved by every claim, renewal and member write, overlaid on the members). This
-    store versions each doc on its own and each set lock on its own (lua/README.md), so the
-    commit is refused as a mismatch and the worker logs it and claims again. Once the store
-    accepts it, this test checks the commit instead.
+    That worker names the member at its SET's version (``_fix_versions``: "a doc has no
+    version of its own -- it carries its set's"), EntroQ 1.13's doc-group model (shiblon/entroq
+    pkg/backend/internal/docgroup: one version per group). The store accepts a member named at
+    the version of the set lock its caller holds (lua/README.md section 6, *A member named at
+    its set's version*), so the commit applies, together with the task's outcome.
     """
     report = run_report("0.15.0", "entroq_pypi_docs.py", service_url, "--member-change")
     assert "failed" not in report, report
-    if report["refused"]:
-        [refusal] = report["refused"]
-        assert "change mismatched" in refusal and "is at version 0, not 1" in refusal
-        [member] = report["member_after"]
-        assert (member["version"], member["content"]) == (0, {"count": 0}) and report["tasks_left"] == 1
-        pytest.xfail("0.15.0's worker names a claimed member at its set's version (EntroQ 1.13 doc groups)")
+    assert report["refused"] == []
     [member] = report["member_after"]
     assert member["content"] == {"count": 1} and report["tasks_left"] == 0

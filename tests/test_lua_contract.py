@@ -811,7 +811,7 @@ def test_checks_catch_a_broken_copy(breakage: str, tmp_path: pathlib.Path) -> No
         ("`{ns}:m:<queue>`", "`{ns}:<queue>`", "{ns}:m:"),
         ("'>Bi4i8i8i8i4i4I2c0I2c0I4c0'", "'>Bi4i8i8i8i4i4'", "record format"),
         ("'>Bi4i8i8i8I2c0I2c0I2c0'", "'>Bi4i8i8i8I2c0'", "DOC_RECORD_FORMAT"),
-        ("`'>Bi4i8I2c0'`", "`'>Bi4i8'`", "SET_RECORD_FORMAT"),
+        ("`'>Bi4i4i8I2c0'`", "`'>Bi4i4i8'`", "SET_RECORD_FORMAT"),
         ("| `MAX_DOC_KEY_BYTES` | 1024 |", "| `MAX_DOC_KEY_BYTES` | 1023 |", "MAX_DOC_KEY_BYTES"),
         ("`{ns}:ds:<lp(dns)><key>`", "`{ns}:<lp(dns)><key>`", "{ns}:ds:"),
         ("| `ARGV[13]` | n_doc_depends |", "| n_doc_depends |", "README table for modify.lua"),
