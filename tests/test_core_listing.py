@@ -62,7 +62,9 @@ async def test_tasks_offset_pages_by_arrival_rank(eq: EntroQ) -> None:
     by_arrival = []
     for start in (0, 1000):  # 1,205 tasks, at most 1,000 per modify
         count = min(1000, 1205 - start)
-        inserted, _ = await eq.modify(inserts=[TaskData("q", at=now - 10_000 + start + i) for i in range(count)])
+        inserted, _ = await eq.modify(
+            inserts=[TaskData("q", at=now - 10_000 + start + i) for i in range(count)]
+        )
         by_arrival += [t.id for t in inserted]
     assert [t.id for t in await eq.tasks("q", offset=3, limit=4)] == by_arrival[3:7]
     # Past the store's page size, and with no limit: the rest of the queue from the offset on.
