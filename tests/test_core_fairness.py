@@ -102,7 +102,7 @@ async def test_claim_over_many_names_reports_the_next_arrival(
         now = await eq.time()
         await eq.modify(inserts=[TaskData("n999", at=now + 60_000)])
     names = [f"n{i}" for i in range(1000)]
-    argv = [keys.prefix, "1", "me", "1000", "5", "9", "0", *names]
+    argv = [keys.prefix, entroq_redis.CONTRACT_VERSION, "me", "1000", "5", "9", "0", *names]
     reply = sync_redis.eval(script_source("claim"), 1, keys.queue_index, *argv)
     assert reply[0] == 0 and 55_000 < reply[1] <= 60_000, reply
     emptied = sync_redis.eval(script_source("claim"), 1, keys.queue_index, *argv[:7], "n1", "n2")
