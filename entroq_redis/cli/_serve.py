@@ -24,6 +24,7 @@ import trio
 from .._durability import Durability
 from .._embedded import open_embedded_store
 from .._errors import EntroQError
+from ._options import version_parent
 from ._secret_options import file_argument, url_argument
 from ._serve_authz import AuthzSetupError, add_authz_options, authz_settings
 from ._serve_grpc import GrpcSetupError, add_grpc_options, grpc_settings
@@ -36,6 +37,7 @@ DEFAULT_DATA_DIR = "./entroq-data"
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
+        parents=[version_parent()],
         help="run the HTTP service (embedded Valkey by default)",
         description="Serve EntroQ's HTTP JSON API (REST and Connect) on a Redis/Valkey store.",
     )
