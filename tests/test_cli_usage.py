@@ -95,7 +95,9 @@ def test_every_command_has_help_and_the_shared_options(command: str, monkeypatch
         ["ins", "q", "--at", "yesterday"],
         ["claim", "q", "--duration", "forever"],
         ["ts"],  # a queue or an --id
-        ["ins", "q", "v", "--file", "-"],  # value twice
+        ["ins"],  # no queue
+        ["ins", "-v", "x"],  # no queue: -v is a value
+        ["rm", "i", "--version", "3"],  # --version is the program's; the task's is --task-version
         ["worker", "-q", "q"],  # no command
         ["worker", "-q", "q", "--", "no-such-command-anywhere"],
         ["requeue", "plain-queue", "--url", "redis://127.0.0.1:1"],

@@ -66,6 +66,8 @@ def build_parser(*, json_errors: bool = False) -> CliParser:
         description="EntroQ's task queue on Redis/Valkey: run the service, or work with tasks. "
         "Global options go before or after the command.",
         json_errors=json_errors,
+        # Abbreviations would make the top level claim a command's own option (--to: --token?).
+        allow_abbrev=False,
     )
     add_global_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliParser)
