@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
+
+# Sets a parser's defaults from elsewhere (serve: the environment, a file) before it parses
+# ``argv``; returns what to do with the parsed arguments.
+Configure = Callable[[argparse.ArgumentParser, Sequence[str]], Callable[[argparse.Namespace], None]]
 
 EXIT_USAGE = 2
 
@@ -18,6 +23,18 @@ class CliParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, json_errors: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.json_errors = json_errors
+        self.configure: Configure | None = None
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self.configure is None:
+            return super().parse_known_args(args, namespace)
+        words = list(sys.argv[1:] if args is None else args)
+        finish = self.configure(self, words)
+        parsed, rest = super().parse_known_args(words, namespace)
+        finish(parsed)
+        return parsed, rest
 
     def error(self, message: str) -> NoReturn:
         if not self.json_errors:
