@@ -191,7 +191,7 @@ def apply_layers(
 def annotate_help(parser: argparse.ArgumentParser) -> None:
     """Adds each option's environment variable and, unless its help names it, its default."""
     for action in configurable(parser):
-        notes = [f"env {env_name(action)}" + (", comma-separated" if _is_list(action) else "")]
+        notes = [f"env {env_name(action)}" + (" (commas between values)" if _is_list(action) else "")]
         help_text = action.help or ""
         default = action.default
         shown = default not in (None, False, argparse.SUPPRESS, [], ()) and not isinstance(

@@ -1,0 +1,197 @@
+"""``serve``'s configuration as an operator gives it: flags, ENTROQ_* variables, a TOML file
+(--config), in that order of precedence; secrets from files; defaults and variables in --help;
+--log-level/--log-format; test-only switches hidden; every setting checked at startup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from conftest import ServiceProcess, start_service
+
+from entroq_redis.cli import build_parser
+
+TIMEOUT_S = 60
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """No ENTROQ_* from the test session (its gRPC port and testing switch) unless given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENTROQ_")}
+    return {**env, **extra}
+
+
+def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "entroq_redis.cli", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        env=env or clean_env(),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def parse(argv: list[str], monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
+    for name in [n for n in os.environ if n.startswith("ENTROQ_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return build_parser().parse_args(["serve", *argv])
+
+
+def test_flag_beats_environment_beats_file_beats_default(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text('port = 7001\nmax_body_mb = 3.5\nnamespace = ["a", "b"]\nh2c = true\nworkers = 3\n')
+    from_file = parse(["--config", str(config)], monkeypatch)
+    assert (from_file.port, from_file.max_body_mb, from_file.namespace, from_file.h2c) == (
+        7001,
+        3.5,
+        ["a", "b"],
+        True,
+    )
+    env = {
+        "ENTROQ_CONFIG": str(config),
+        "ENTROQ_PORT": "7002",
+        "ENTROQ_NAMESPACE": "c,d",
+        "ENTROQ_H2C": "off",
+    }
+    from_env = parse([], monkeypatch, **env)
+    assert (from_env.port, from_env.namespace, from_env.h2c, from_env.workers) == (7002, ["c", "d"], False, 3)
+    flags = parse(["--port", "7003", "--namespace", "e", "--h2c"], monkeypatch, **env)
+    assert (flags.port, flags.namespace, flags.h2c) == (7003, ["e"], True)
+    assert flags.setting_sources["port"] == "command line"
+    assert flags.setting_sources["workers"] == "config file"
+    defaults = parse([], monkeypatch)
+    assert (defaults.port, defaults.namespace, defaults.workers, defaults.log_level) == (
+        9100,
+        None,
+        1,
+        "info",
+    )
+
+
+def test_help_names_every_variable_and_default() -> None:
+    done = serve("--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    for shown in (
+        "--workers N service processes sharing the port [env ENTROQ_WORKERS; default 1]",
+        "[env ENTROQ_FSYNC; default everysec]",
+        "[env ENTROQ_MAX_BODY_MB; default 10]",
+        "[env ENTROQ_METRICS_INTERVAL; default 15.0]",
+        "[env ENTROQ_GRACEFUL_TIMEOUT; default 10.0]",
+        "[env ENTROQ_DATA]",
+        "[env ENTROQ_REDIS_URL]",
+        "[env ENTROQ_REDIS_URL_FILE]",
+        "[env ENTROQ_NAMESPACE (commas between values)]",
+        "[env ENTROQ_REDIS_GRPC_PORT]",
+        "--log-format {text,json}",
+        "--config FILE",
+    ):
+        assert shown in text, shown
+    assert "test-any-namespace" not in text and "TESTING" not in text
+
+
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (
+            ["--redis", "http://127.0.0.1:6379/5"],
+            {},
+            "--redis http://127.0.0.1:6379/5: not a store URL (the scheme must be one of redis://, "
+            "rediss://, unix://, redis+cluster://, rediss+cluster://)",
+        ),
+        (["--redis", "redis://127.0.0.1:99999/0"], {}, "the port is not a number from 0 to 65535"),
+        (["--redis", "redis://127.0.0.1:6379/x"], {}, "the path must be a database number"),
+        ([], {"ENTROQ_REDIS_URL": "https://:secret@h/0"}, "--redis https://:***@h/0: not a store URL"),
+        ([], {"ENTROQ_PORT": "abc"}, "$ENTROQ_PORT: invalid int value: 'abc'"),
+        ([], {"ENTROQ_FSYNC": "never"}, "$ENTROQ_FSYNC: 'never' is not one of everysec, always"),
+        ([], {"ENTROQ_H2C": "maybe"}, "$ENTROQ_H2C: 'maybe' is not true or false"),
+        (["--port", "70000"], {}, "--port 70000: not a port number"),
+        (["--opa-url", "localhost:8181"], {}, "--opa-url localhost:8181: not an http:// or https:// URL"),
+        (["--max-body-mb", "0"], {}, "--max-body-mb must be positive"),
+        (["--test-any-namespace"], {}, "--test-any-namespace is for the test suite only"),
+        (["--config", "/no/such/file.toml"], {}, "--config /no/such/file.toml: No such file or directory"),
+    ],
+)
+def test_bad_settings_are_one_line_and_exit_2(
+    args: list[str], env: dict[str, str], message: str, tmp_path: pathlib.Path
+) -> None:
+    done = serve("--port", "0", "--grpc-port", "0", *args, env=clean_env(**env))
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("entroq-redis serve: ") and message in line, line
+    assert "secret" not in line
+
+
+def test_a_bad_config_file_is_one_line(tmp_path: pathlib.Path) -> None:
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('port = 1\nshards = 3\nmax-body = "x"\n')
+    done = serve("--config", str(unknown))
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"entroq-redis serve: --config {unknown}: no such option: max-body, shards (keys are serve's "
+        "option names)\n",
+    )
+    broken = tmp_path / "broken.toml"
+    broken.write_text("port = \n")
+    done = serve("--config", str(broken))
+    assert done.returncode == 2 and done.stderr.startswith(f"entroq-redis serve: --config {broken}: not TOML")
+    wrong_type = tmp_path / "wrong.toml"
+    wrong_type.write_text('workers = "many"\n')
+    done = serve("--config", str(wrong_type))
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"entroq-redis serve: {wrong_type}: workers: invalid int value: 'many'\n",
+    )
+
+
+def _namespace_served(service: ServiceProcess, name: str) -> bool:
+    request = urllib.request.Request(service.url + "/api/v0/time", headers={"EntroQ-Namespace": name})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S):
+            return True
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
+        return False
+
+
+def test_a_service_configured_by_file_environment_and_flag(
+    store_url: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real service: the store URL from a secret file named in the TOML file, JSON logs from
+    the environment, namespaces from the command line."""
+    url_file = tmp_path / "store-url"
+    url_file.write_text(store_url + "\n")
+    config = tmp_path / "serve.toml"
+    config.write_text(f'redis-file = "{url_file}"\nnamespace = ["from-file"]\nlog-format = "text"\n')
+    monkeypatch.setenv("ENTROQ_LOG_FORMAT", "json")
+    service = start_service(None, "--config", str(config), "--namespace", "from-flag")
+    try:
+        assert _namespace_served(service, "from-flag")
+        assert not _namespace_served(service, "from-file")
+    finally:
+        assert service.stop() == 0
+    lines = [line for line in service.log().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert "info" in {r["level"] for r in records}
+
+
+def test_log_level_warning_leaves_info_out(store_url: str) -> None:
+    chatty = start_service(store_url)
+    assert chatty.stop() == 0
+    assert " INFO " in chatty.log()
+    quiet = start_service(store_url, "--log-level", "warning")
+    assert quiet.stop() == 0
+    assert " INFO " not in quiet.log()
