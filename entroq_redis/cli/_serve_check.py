@@ -71,7 +71,7 @@ def check_serve_args(args: argparse.Namespace) -> str | None:
         (args.workers >= 1, "--workers must be at least 1"),
         (args.max_body_mb > 0, "--max-body-mb must be positive"),
         (args.claim_wait_cap is None or args.claim_wait_cap > 0, "--claim-wait-cap must be positive"),
-        (args.metrics_interval > 0, "--metrics-interval must be positive"),
+        (args.metrics_interval >= 0, "--metrics-interval must be 0 (every scrape) or more"),
         (args.metrics_max_queues >= 0, "--metrics-max-queues must be 0 (all) or more"),
         (args.graceful_timeout >= 0, "--graceful-timeout must be 0 or more"),
         (args.wait_timeout_ms > 0, "--wait-timeout-ms must be positive"),
