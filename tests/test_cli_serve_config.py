@@ -195,3 +195,31 @@ def test_log_level_warning_leaves_info_out(store_url: str) -> None:
     quiet = start_service(store_url, "--log-level", "warning")
     assert quiet.stop() == 0
     assert " INFO " not in quiet.log()
+
+
+def test_cli_defaults_are_the_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve's built-in defaults are ServiceSettings' (the service's own), one by one."""
+    from entroq_redis_server import ServiceSettings
+
+    args = parse([], monkeypatch)
+    settings = ServiceSettings(store_url="")
+    assert (args.host, args.port, args.workers) == (settings.host, settings.port, settings.workers)
+    assert int(args.max_body_mb * 1024 * 1024) == settings.max_body_bytes
+    assert (args.claim_wait_cap, args.allow_evicting_store) == (
+        settings.claim_wait_cap_s,
+        settings.allow_evicting_store,
+    )
+    assert (args.metrics_interval, args.metrics_max_queues, args.graceful_timeout) == (
+        settings.metrics_interval_s,
+        settings.metrics_max_queues,
+        settings.graceful_timeout_s,
+    )
+    assert (args.value_encoding_default, args.log_level, args.log_format) == (
+        settings.value_encoding_default,
+        settings.log_level,
+        settings.log_format,
+    )
+    assert (args.test_any_namespace, tuple(args.namespace or ["eq"])) == (
+        settings.test_any_namespace,
+        settings.namespaces,
+    )

@@ -128,32 +128,7 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     if isinstance(exc, DependencyError):
-        if _json_errors:
-            failures = [
-                {
-                    "kind": f.kind,
-                    "reason": f.reason,
-                    "id": f.id,
-                    "version": f.version,
-                    "queue": f.queue,
-                    "currentVersion": f.current_version,
-                    "message": f.describe(),
-                }
-                for f in exc.failures
-            ]
-            return report("dependency", str(exc), EXIT_DEPENDENCY, failures=failures)
-        print("entroq-redis: dependency conflict, nothing was changed:", file=sys.stderr)
-        for failure in exc.failures:
-            print(f"  {failure.describe()}", file=sys.stderr)
-            if failure.kind == "CLAIM":
-                print(
-                    "  (claimed by another claimant: give the one that claimed it with --claimant, "
-                    "or use --force)",
-                    file=sys.stderr,
-                )
-        if not exc.failures:
-            print(f"  {exc}", file=sys.stderr)
-        return EXIT_DEPENDENCY
+        return _dependency(exc)
     if isinstance(exc, TaskNotFoundError):
         return report("not_found", str(exc), EXIT_DEPENDENCY)
     if isinstance(exc, ClaimTimeoutError):
@@ -163,6 +138,40 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, EntroQError | OSError | ValueError | NotImplementedError):
         return report("error", str(exc) or type(exc).__name__, EXIT_ERROR)
     raise exc
+
+
+def _dependency(exc: DependencyError) -> int:
+    """A refused modify: every failing item, as lines or (--json) under ``failures``."""
+    # Document items, on library versions whose DependencyError has them (read as plain text).
+    doc_failures = [f.describe() for f in getattr(exc, "doc_failures", ())]
+    if _json_errors:
+        failures = [
+            {
+                "kind": f.kind,
+                "reason": f.reason,
+                "id": f.id,
+                "version": f.version,
+                "queue": f.queue,
+                "currentVersion": f.current_version,
+                "message": f.describe(),
+            }
+            for f in exc.failures
+        ]
+        extra = {"docFailures": [{"message": text} for text in doc_failures]} if doc_failures else {}
+        return report("dependency", str(exc), EXIT_DEPENDENCY, failures=failures, **extra)
+    print("entroq-redis: dependency conflict, nothing was changed:", file=sys.stderr)
+    for failure in exc.failures:
+        print(f"  {failure.describe()}", file=sys.stderr)
+        if failure.kind == "CLAIM":
+            print(
+                "  (another claimant holds it: act as that claimant with --claimant ID, or use --force)",
+                file=sys.stderr,
+            )
+    for text in doc_failures:
+        print(f"  {text}", file=sys.stderr)
+    if not exc.failures and not doc_failures:
+        print(f"  {exc}", file=sys.stderr)
+    return EXIT_DEPENDENCY
 
 
 Handler = Callable[[argparse.Namespace], int]
