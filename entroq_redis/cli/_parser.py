@@ -36,6 +36,12 @@ class CliParser(argparse.ArgumentParser):
         finish(parsed)
         return parsed, rest
 
+    def format_usage(self) -> str:
+        return _plain_version(super().format_usage())
+
+    def format_help(self) -> str:
+        return _plain_version(super().format_help())
+
     def error(self, message: str) -> NoReturn:
         if not self.json_errors:
             super().error(message)
@@ -43,3 +49,9 @@ class CliParser(argparse.ArgumentParser):
         json.dump({"error": "usage", "message": text, "exitCode": EXIT_USAGE}, sys.stderr)
         sys.stderr.write("\n")
         sys.exit(EXIT_USAGE)
+
+
+def _plain_version(text: str) -> str:
+    """``--version`` as it is typed: its optional value exists only to refuse one (see
+    ``_options.ProgramVersion``), so help and usage do not show it."""
+    return text.replace("[--version ]", "[--version]").replace("--version []", "--version   ")
