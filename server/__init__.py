@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .http_app import create_app
     from .listen.listener_settings import ListenerSettings, check_listener_settings
     from .listen.listeners import BoundListeners, ListenError, bind_listeners, tls_context
+    from .logs import configure_logging
     from .service import serve, serve_workers
     from .settings import ServiceSettings
 
@@ -50,6 +51,7 @@ _HOMES = {
     "bind_listeners": ".listen.listeners",
     "tls_context": ".listen.listeners",
     "NAMESPACE_HEADER": ".core.namespaces",
+    "configure_logging": ".logs",
     "serve": ".service",
     "serve_workers": ".service",
     "ServiceSettings": ".settings",
@@ -79,6 +81,7 @@ __all__ = [
     "check_authz_settings",
     "check_grpc_settings",
     "check_listener_settings",
+    "configure_logging",
     "create_app",
     "open_authorizer",
     "serve",

@@ -39,6 +39,7 @@ from .grpc.listener import grpc_config
 from .http_app import create_app
 from .listen.listeners import BoundListeners, GrpcListener, bind_listeners, run_listeners
 from .listen.metrics_app import create_metrics_app
+from .logs import configure_logging
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -172,9 +173,7 @@ async def _serve(
 
 def _worker_main(settings: ServiceSettings, listeners: BoundListeners) -> None:
     """Entry point of one worker process (spawned: imports fresh, sees the metrics dir)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format, with_process=True)
     trio.run(lambda: serve(settings, listeners=listeners))
 
 

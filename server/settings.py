@@ -10,6 +10,7 @@ from .authz.settings import AuthzSettings
 from .core.values import ValueEncoding
 from .grpc.settings import GrpcSettings
 from .listen.listener_settings import ListenerSettings
+from .logs import LogFormat, LogLevel
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_UI_REFRESH_S = 2.0
@@ -34,6 +35,8 @@ class ServiceSettings:
             (ties by name); 0: every queue.
         graceful_timeout_s: On shutdown, in-flight requests get this long to finish.
         workers: Number of service processes sharing the listening socket.
+        log_level: Least severe log records written (each worker process applies it).
+        log_format: "text" lines or "json" objects, one per line (see ``logs``).
         authz: How calls are authorized (``--authz``; see ``authz``).
         value_encoding_default: How task values travel for callers whose client generation
             nothing in the request reveals: "base64" (seed era) or "json" (see ``core.generations``).
@@ -59,6 +62,8 @@ class ServiceSettings:
     metrics_max_queues: int = 1000
     graceful_timeout_s: float = 10.0
     workers: int = 1
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "text"
     authz: AuthzSettings = dataclasses.field(default_factory=AuthzSettings)
     value_encoding_default: ValueEncoding = "base64"
     durability: entroq_redis.Durability | None = None

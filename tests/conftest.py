@@ -38,6 +38,8 @@ from entroq_redis._embedded import embedded_config
 # services started side by side (and by other test runs) never fight over 37706. Subprocesses
 # inherit it; tests of the flag itself pass --grpc-port.
 os.environ.setdefault("ENTROQ_REDIS_GRPC_PORT", "free")
+# serve refuses its test-only switches (--test-any-namespace) without this.
+os.environ.setdefault("ENTROQ_REDIS_TESTING", "1")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

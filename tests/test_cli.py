@@ -79,15 +79,15 @@ def cli(backend_url: str, namespace: str) -> Cli:
 
 def test_ins_ts_qs_time(cli: Cli, tmp_path: Any) -> None:
     [plain] = cli.json("ins", "jobs", "hello")
-    assert (plain["queue"], plain["value_text"], plain["version"]) == ("jobs", "hello", 0)
+    assert (plain["queue"], plain["valueText"], plain["version"]) == ("jobs", "hello", 0)
     binary = tmp_path / "value.bin"
     binary.write_bytes(b"\x00\xff binary")
     [from_file] = cli.json("ins", "jobs", "--file", str(binary), "--id", "my-id")
-    assert from_file["id"] == "my-id" and "value_text" not in from_file
+    assert from_file["id"] == "my-id" and "valueText" not in from_file
     lines = cli.json("ins", "jobs", "--file", "-", "--lines", "--delay", "1h", stdin="a\nb\n")
-    assert [t["value_text"] for t in lines] == ["a", "b"]
-    now = cli.json("time")["time_ms"]
-    assert all(3_500_000 < t["at_ms"] - now <= 3_600_000 for t in lines)
+    assert [t["valueText"] for t in lines] == ["a", "b"]
+    now = cli.json("time")["timeMs"]
+    assert all(3_500_000 < t["atMs"] - now <= 3_600_000 for t in lines)
 
     tasks = {t["id"]: t for t in cli.tasks("jobs")}
     assert len(tasks) == 4
@@ -104,18 +104,18 @@ def test_ins_ts_qs_time(cli: Cli, tmp_path: Any) -> None:
     [jobs, err] = cli.json("qs", "--prefix", "jobs")
     assert jobs == {
         "name": "jobs",
-        "num_tasks": 4,
-        "num_available": 2,
-        "num_claimed": 0,
-        "num_future": 2,
-        "max_claims": 0,
+        "numTasks": 4,
+        "numAvailable": 2,
+        "numClaimed": 0,
+        "numFuture": 2,
+        "maxClaims": 0,
     }
     assert err["name"] == "jobs/err"
     assert [q["name"] for q in cli.json("qs", "--exact", "jobs/err")] == ["jobs/err"]
     assert re.search(r"^jobs\s+4\s+2\s+0\s+2\s+0$", cli.run("qs").stdout, re.M)
 
     moment = cli.json("time")
-    assert abs(moment["time_ms"] - time.time() * 1000) < 60_000
+    assert abs(moment["timeMs"] - time.time() * 1000) < 60_000
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z  \(\d+ ms since the epoch\)\n", cli.run("time").stdout)
     assert cli.run("time", "--millis").stdout.strip().isdigit()
 
@@ -147,24 +147,25 @@ def test_rm_and_mod_by_version_or_force(cli: Cli) -> None:
     task_id, version = task["id"], str(task["version"])
 
     # Someone else cannot touch Alice's claimed task without --force.
-    assert "held by another claimant" in cli.run("rm", task_id, "--version", version, expect=3).stderr
+    assert "held by another claimant" in cli.run("rm", task_id, "--task-version", version, expect=3).stderr
     cli.run("mod", task_id, "--value", "v2", expect=3)
     # Alice can, at the right version only.
-    cli.run("mod", task_id, "--version", "0", "--value", "v2", "--claimant", "alice", expect=3)
-    changed = cli.json("mod", task_id, "--version", version, "--value", "v2", "--claimant", "alice")
-    assert (changed["value_text"], changed["version"], changed["claimant"]) == ("v2", 2, "alice")
+    cli.run("mod", task_id, "--task-version", "0", "--value", "v2", "--claimant", "alice", expect=3)
+    changed = cli.json("mod", task_id, "--task-version", version, "--value", "v2", "--claimant", "alice")
+    assert (changed["valueText"], changed["version"], changed["claimantId"]) == ("v2", 2, "alice")
 
-    moved = cli.json("mod", task_id, "--force", "--queue", "elsewhere", "--now")
-    assert (moved["queue"], moved["version"], moved["claimant"]) == ("elsewhere", 3, "")
-    assert moved["at_ms"] <= cli.json("time")["time_ms"]
+    moved = cli.json("mod", task_id, "--force", "--queue-to", "elsewhere", "--now")
+    assert (moved["queue"], moved["version"], moved["claimantId"]) == ("elsewhere", 3, "")
+    assert moved["atMs"] <= cli.json("time")["timeMs"]
     cli.run("mod", task_id, "--reset", "--delay", "10m", "--file", "-", stdin="from stdin")
     [later] = cli.tasks("elsewhere")
-    assert later["value_text"] == "from stdin" and later["at_ms"] > cli.json("time")["time_ms"] + 500_000
+    assert later["valueText"] == "from stdin" and later["atMs"] > cli.json("time")["timeMs"] + 500_000
     cli.run("mod", task_id, expect=2)  # nothing to change
 
-    cli.run("rm", task_id, "--version", "3", expect=3)
-    assert cli.run("rm", "a", "b", "--version", "1", expect=2).stderr
-    cli.run("rm", task_id, expect=2)  # neither --version nor --force
+    cli.run("rm", task_id, "--task-version", "3", expect=3)
+    assert cli.run("rm", "a", "b", "--task-version", "1", expect=2).stderr
+    # Without a version: the current one, unless another claimant holds it.
+    assert "held by another claimant" in cli.run("rm", task_id, "--claimant", "bob", expect=3).stderr
     assert cli.json("rm", task_id, "--force") == {
         "deleted": [{"id": task_id, "version": 4, "queue": "elsewhere"}]
     }
@@ -222,13 +223,13 @@ def test_worker_then_requeue(cli: Cli) -> None:
     kinds = sorted((e["event"], e["attempt"]) for e in events)
     assert kinds == [("done", 0), ("quarantined", 1), ("quarantined", 3), ("retried", 1), ("retried", 2)]
     assert cli.tasks("jobs") == []
-    quarantined = {t["value_text"]: t for t in cli.tasks("jobs/err")}
+    quarantined = {t["valueText"]: t for t in cli.tasks("jobs/err")}
     assert quarantined["poison"]["attempt"] == 3
     assert quarantined["poison"]["err"] == "\n".join(["exit status 1: cannot digest poison"] * 3)
     assert (quarantined["hopeless"]["attempt"], quarantined["hopeless"]["err"]) == (1, "exit status 42")
 
     dry = cli.json("requeue", "jobs/err", "--dry-run")
-    assert dry["dry_run"] and len(dry["moved"]) == 2 and len(cli.tasks("jobs/err")) == 2
+    assert dry["dryRun"] and len(dry["moved"]) == 2 and len(cli.tasks("jobs/err")) == 2
     assert "would move 2 tasks from jobs/err to jobs" in cli.run("requeue", "jobs/err", "--dry-run").stdout
     poison_id = quarantined["poison"]["id"]
     moved = cli.json("requeue", "jobs/err", "--id", poison_id)
@@ -236,13 +237,13 @@ def test_worker_then_requeue(cli: Cli) -> None:
         (poison_id, "jobs", 0, "", 0)
     ]
     assert "moved 1 task from jobs/err to retry" in cli.run("requeue", "jobs/err", "--to", "retry").stdout
-    assert [t["value_text"] for t in cli.tasks("retry")] == ["hopeless"]
+    assert [t["valueText"] for t in cli.tasks("retry")] == ["hopeless"]
     cli.run("requeue", "retry", expect=2)  # no /err suffix and no --to
 
 
 def test_requeue_skips_held_tasks(cli: Cli) -> None:
     cli.run("ins", "jobs/err", "--file", "-", "--lines", stdin="a\nb\n")
-    held = cli.json("claim", "jobs/err", "--try", "--duration", "1h")
+    held = cli.json("claim", "jobs/err", "--try", "--duration", "1h", "--claimant", "another")
     result = cli.json("requeue", "jobs/err", expect=3)
     assert [s["id"] for s in result["skipped"]] == [held["id"]]
     assert len(result["moved"]) == 1
@@ -274,8 +275,8 @@ def test_worker_stops_gracefully_and_releases(cli: Cli) -> None:
     assert worker.returncode == 0, err
     assert out.split()[0] == "released"
     [task] = cli.tasks("jobs")
-    assert (task["attempt"], task["claimant"]) == (0, "")
-    assert task["at_ms"] <= cli.json("time")["time_ms"]
+    assert (task["attempt"], task["claimantId"]) == (0, "")
+    assert task["atMs"] <= cli.json("time")["timeMs"]
 
 
 def test_worker_timeout_counts_as_failure(cli: Cli) -> None:
@@ -306,8 +307,8 @@ def test_top_refreshes(cli: Cli) -> None:
         json.loads(line)
         for line in cli.run("top", "--iterations", "2", "--interval", "100ms", "--json").stdout.splitlines()
     ]
-    assert len(frames) == 2 and frames[1]["time_ms"] >= frames[0]["time_ms"] + 100
-    assert frames[0]["queues"][0]["name"] == "jobs" and frames[0]["queues"][0]["num_tasks"] == 1
+    assert len(frames) == 2 and frames[1]["timeMs"] >= frames[0]["timeMs"] + 100
+    assert frames[0]["queues"][0]["name"] == "jobs" and frames[0]["queues"][0]["numTasks"] == 1
     text = cli.run("top", "--iterations", "1").stdout
     assert "entroq-redis top" in text and re.search(r"^jobs\s+1\s+1\s+0\s+0\s+0\s+\+0\.0$", text, re.M)
 
@@ -315,8 +316,8 @@ def test_top_refreshes(cli: Cli) -> None:
 def test_tryclaimid_claims_one_given_task(cli: Cli) -> None:
     [task] = cli.json("ins", "jobs", "pick me")
     claimed = cli.json("tryclaimid", "-q", "jobs", "-t", task["id"], "-d", "60", "--claimant", "alice")
-    assert (claimed["id"], claimed["version"], claimed["claimant"]) == (task["id"], 1, "alice")
-    assert claimed["at_ms"] == claimed["modified_ms"] + 60_000  # -d 60 is seconds, as in eqc
+    assert (claimed["id"], claimed["version"], claimed["claimantId"]) == (task["id"], 1, "alice")
+    assert claimed["atMs"] == claimed["modifiedMs"] + 60_000  # -d 60 is seconds, as in eqc
 
     held = cli.run("tryclaimid", "--queue", "jobs", "--task", task["id"], "--claimant", "bob", expect=4)
     assert "not available" in held.stderr and "by alice" in held.stderr
@@ -325,7 +326,7 @@ def test_tryclaimid_claims_one_given_task(cli: Cli) -> None:
     )
     assert "not found" in cli.run("tryclaimid", "-q", "jobs", "-t", "no-such-task", expect=4).stderr
     # Alice holds version 1 and commits with it.
-    cli.run("rm", task["id"], "--version", "1", "--claimant", "alice")
+    cli.run("rm", task["id"], "--task-version", "1", "--claimant", "alice")
     assert cli.tasks("jobs") == []
 
     [fresh] = cli.json("ins", "jobs", "text value")

@@ -7,11 +7,15 @@ through a real service process (http://), via the ``backend_url`` fixture.
 from __future__ import annotations
 
 import base64
+import json
 import re
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import test_cli  # the Cli runner (imported as a module so its tests are not collected twice)
+from conftest import ServiceProcess
 
 
 @pytest.fixture
@@ -21,23 +25,23 @@ def cli(backend_url: str, namespace: str) -> test_cli.Cli:
 
 def test_doc_put_then_docs_lists_by_range_key_and_id(cli: test_cli.Cli, tmp_path: Path) -> None:
     first = cli.json("doc-put", "accounts", "acct:1", '{"balance": 10}', "--secondary-key", "main")
-    assert (first["namespace"], first["key"], first["secondary_key"]) == ("accounts", "acct:1", "main")
-    assert (first["version"], first["claimant"], first["content_text"]) == (0, "", '{"balance": 10}')
+    assert (first["namespace"], first["key"], first["secondaryKey"]) == ("accounts", "acct:1", "main")
+    assert (first["version"], first["claimant"], first["contentText"]) == (0, "", '{"balance": 10}')
     assert re.fullmatch(r"[0-9a-f-]{36}", first["id"])
     binary = tmp_path / "content.bin"
     binary.write_bytes(b"\x00\xff{binary}")
     chosen = cli.json(
-        "doc-put", "accounts", "acct:1", "--file", str(binary), "-S", "audit", "--id", "a1-audit"
+        "doc-put", "accounts", "acct:1", "-F", str(binary), "--secondary-key", "audit", "-t", "a1-audit"
     )
-    assert chosen["id"] == "a1-audit" and "content_text" not in chosen
+    assert chosen["id"] == "a1-audit" and "contentText" not in chosen
     from_stdin = cli.json("doc-put", "accounts", "acct:{2}", "--file", "-", "--id", "a2", stdin="from stdin")
-    assert from_stdin["content_text"] == "from stdin"
+    assert from_stdin["contentText"] == "from stdin"
     cli.json("doc-put", "accounts", "acct:3", "third", "--id", "a3")
     cli.json("doc-put", "other-ns", "acct:1", "elsewhere", "--id", "o1")
 
     listed = cli.json("docs", "accounts")
     # By key, then secondary key: "audit" < "main" within acct:1.
-    assert [(d["key"], d["secondary_key"]) for d in listed] == [
+    assert [(d["key"], d["secondaryKey"]) for d in listed] == [
         ("acct:1", "audit"),
         ("acct:1", "main"),
         ("acct:3", ""),
@@ -53,14 +57,16 @@ def test_doc_put_then_docs_lists_by_range_key_and_id(cli: test_cli.Cli, tmp_path
     ]
     assert [d["id"] for d in cli.json("docs", "accounts", "--key", "acct:{2}")] == ["a2"]
     assert [d["id"] for d in cli.json("docs", "accounts", "--key", "acct:")] == []
+    assert cli.run("docs", "accounts", "--key", "acct:").stdout == "no docs in accounts match\n"
     assert len(cli.json("docs", "accounts", "--limit", "3")) == 3
     # IDs: in the order asked, missing ones left out, other namespaces not looked at.
-    by_id = cli.json("docs", "accounts", "--id", "a3", "--id", "nope", "--id", "o1", "--id", "a2")
+    by_id = cli.json("docs", "accounts", "--id", "a3", "-t", "nope", "--id", "o1", "-t", "a2")
     assert [d["id"] for d in by_id] == ["a3", "a2"]
     [bare] = cli.json("docs", "accounts", "--id", "a3", "--omit-values")
     assert "content" not in bare and bare["version"] == 0
     assert cli.json("docs", "empty-ns") == []
-    assert cli.run("docs", "empty-ns").stdout == ""
+    assert cli.run("docs", "empty-ns").stdout == "no docs in empty-ns\n"
+    assert cli.run("docs", "accounts", "-t", "nope").stdout == "no such docs\n"
 
     table = cli.run("docs", "accounts").stdout
     assert re.search(r"^ID\s+VERSION\s+KEY\s+SECONDARY KEY\s+HELD BY\s+MODIFIED\s+CONTENT$", table, re.M)
@@ -71,19 +77,21 @@ def test_doc_put_then_docs_lists_by_range_key_and_id(cli: test_cli.Cli, tmp_path
 
 def test_ns_counts_docs_and_claimed_docs(cli: test_cli.Cli) -> None:
     assert cli.json("ns") == []
+    assert cli.run("ns").stdout == "no doc namespaces\n"
     for key in ("a", "b", "c"):
         cli.run("doc-put", "shop/carts", key, "x", "--id", f"cart-{key}")
     cli.run("doc-put", "shop/users", "u", "x", "--id", "user-1")
     cli.run("doc-put", "warehouse", "w", "x")
     # Held: a change with a future arrival makes its modifier the doc's claimant.
-    cli.run("doc-put", "shop/carts", "a", "--id", "cart-a", "--version", "0", "--delay", "1h")
+    cli.run("doc-put", "shop/carts", "a", "--id", "cart-a", "--doc-version", "0", "--delay", "1h")
 
     assert cli.json("ns", "--prefix", "shop/") == [
-        {"name": "shop/carts", "num_docs": 3, "num_claimed": 1},
-        {"name": "shop/users", "num_docs": 1, "num_claimed": 0},
+        {"name": "shop/carts", "numDocs": 3, "numClaimed": 1},
+        {"name": "shop/users", "numDocs": 1, "numClaimed": 0},
     ]
     assert [s["name"] for s in cli.json("ns")] == ["shop/carts", "shop/users", "warehouse"]
-    assert [s["name"] for s in cli.json("ns", "--exact", "warehouse", "--exact", "nothing")] == ["warehouse"]
+    assert [s["name"] for s in cli.json("ns", "--exact", "warehouse", "-x", "nothing")] == ["warehouse"]
+    assert cli.run("ns", "-x", "nothing").stdout == "no doc namespaces match\n"
     assert [s["name"] for s in cli.json("ns", "--limit", "2")] == ["shop/carts", "shop/users"]
     table = cli.run("ns").stdout
     assert re.search(r"^NAMESPACE\s+DOCS\s+CLAIMED$", table, re.M)
@@ -91,35 +99,37 @@ def test_ns_counts_docs_and_claimed_docs(cli: test_cli.Cli) -> None:
 
 
 def test_doc_put_change_and_doc_rm_check_versions(cli: test_cli.Cli) -> None:
-    cli.run("doc-put", "cfg", "db", "v0 content", "--id", "conf", "-S", "primary")
-    changed = cli.json("doc-put", "cfg", "db", "--id", "conf", "--version", "0")
+    cli.run("doc-put", "cfg", "db", "v0 content", "--id", "conf", "--secondary-key", "primary")
+    changed = cli.json("doc-put", "cfg", "db", "--id", "conf", "--doc-version", "0")
     # Nothing but the key given: the content and secondary key are kept, the version moves on.
-    assert (changed["version"], changed["content_text"], changed["secondary_key"]) == (
+    assert (changed["version"], changed["contentText"], changed["secondaryKey"]) == (
         1,
         "v0 content",
         "primary",
     )
-    moved = cli.json("doc-put", "cfg", "cache", "new content", "--id", "conf", "--version", "1", "-S", "")
-    assert (moved["key"], moved["secondary_key"], moved["content_text"]) == ("cache", "", "new content")
+    moved = cli.json(
+        "doc-put", "cfg", "cache", "new content", "-t", "conf", "--doc-version", "1", "--secondary-key", ""
+    )
+    assert (moved["key"], moved["secondaryKey"], moved["contentText"]) == ("cache", "", "new content")
 
-    stale = cli.run("doc-put", "cfg", "db", "late", "--id", "conf", "--version", "0", expect=3)
+    stale = cli.run("doc-put", "cfg", "db", "late", "--id", "conf", "--doc-version", "0", expect=3)
     assert "dependency conflict, nothing was changed" in stale.stderr
     assert "doc conf in doc namespace 'cfg' is at version 2, not 0" in stale.stderr
-    missing = cli.run("doc-put", "cfg", "db", "x", "--id", "ghost", "--version", "0", expect=3)
+    missing = cli.run("doc-put", "cfg", "db", "x", "--id", "ghost", "--doc-version", "0", expect=3)
     assert "no doc ghost in doc namespace 'cfg'" in missing.stderr
     collision = cli.run("doc-put", "cfg", "db", "again", "--id", "conf", expect=3)
     assert "doc insert collision: doc conf" in collision.stderr
 
-    assert "is at version 2, not 1" in cli.run("doc-rm", "cfg", "conf", "--version", "1", expect=3).stderr
-    assert "does not exist" in cli.run("doc-rm", "cfg", "ghost", "--version", "0", expect=3).stderr
+    assert "is at version 2, not 1" in cli.run("doc-rm", "cfg", "conf", "--doc-version", "1", expect=3).stderr
+    assert "does not exist" in cli.run("doc-rm", "cfg", "ghost", "--doc-version", "0", expect=3).stderr
     [still] = cli.json("docs", "cfg")
-    assert (still["version"], still["content_text"]) == (2, "new content")
-    assert cli.json("doc-rm", "cfg", "conf", "--version", "2") == {
+    assert (still["version"], still["contentText"]) == (2, "new content")
+    assert cli.json("doc-rm", "cfg", "conf", "--doc-version", "2") == {
         "deleted": [{"namespace": "cfg", "id": "conf", "version": 2}]
     }
     assert cli.json("docs", "cfg") == []
     cli.run("doc-put", "cfg", "k", "x", "--id", "again")
-    assert cli.run("doc-rm", "cfg", "again", "-v", "0").stdout == "deleted doc again v0 from cfg\n"
+    assert cli.run("doc-rm", "cfg", "again", "--doc-version", "0").stdout == "deleted doc again v0 from cfg\n"
 
 
 def test_a_doc_held_by_one_claimant_refuses_another(cli: test_cli.Cli) -> None:
@@ -131,7 +141,7 @@ def test_a_doc_held_by_one_claimant_refuses_another(cli: test_cli.Cli) -> None:
         "mine",
         "--id",
         "lock",
-        "--version",
+        "--doc-version",
         "0",
         "--delay",
         "1h",
@@ -143,14 +153,31 @@ def test_a_doc_held_by_one_claimant_refuses_another(cli: test_cli.Cli) -> None:
     assert re.search(r"^lock\s+1\s+job\s+alice\s+\S+Z\s+mine$", table, re.M), table
 
     refused = cli.run(
-        "doc-put", "locks", "job", "theirs", "--id", "lock", "--version", "1", "--claimant", "bob", expect=3
+        "doc-put",
+        "locks",
+        "job",
+        "theirs",
+        "--id",
+        "lock",
+        "--doc-version",
+        "1",
+        "--claimant",
+        "bob",
+        expect=3,
     )
     assert "claimed: doc lock v1 in doc namespace 'locks' is held by another claimant" in refused.stderr
-    cli.run("doc-rm", "locks", "lock", "--version", "1", "--claimant", "bob", expect=3)
+    assert "act as that claimant with --claimant ID)" in refused.stderr
+    as_json = cli.run("doc-rm", "locks", "lock", "--doc-version", "1", "--claimant", "bob", "-j", expect=3)
+    conflict = json.loads(as_json.stderr)
+    assert (conflict["error"], conflict["exitCode"]) == ("dependency", 3)
+    assert [
+        (f["kind"], f["reason"], f["namespace"], f["id"], f["version"], f["currentVersion"])
+        for f in conflict["failures"]
+    ] == [("CLAIM", "claimed", "locks", "lock", 1, 1)]
     # The holder releases it (no future arrival), after which anyone may change it.
-    released = cli.json("doc-put", "locks", "job", "--id", "lock", "--version", "1", "--claimant", "alice")
-    assert (released["claimant"], released["content_text"]) == ("", "mine")
-    cli.run("doc-rm", "locks", "lock", "--version", "2", "--claimant", "bob")
+    released = cli.json("doc-put", "locks", "job", "-t", "lock", "--doc-version", "1", "--claimant", "alice")
+    assert (released["claimant"], released["contentText"]) == ("", "mine")
+    cli.run("doc-rm", "locks", "lock", "--doc-version", "2", "--claimant", "bob")
 
 
 def test_bad_doc_input_is_refused_with_a_message(cli: test_cli.Cli) -> None:
@@ -159,3 +186,35 @@ def test_bad_doc_input_is_refused_with_a_message(cli: test_cli.Cli) -> None:
     assert "namespace" in refused.stderr
     cli.run("docs", "ns", "--limit", "-1", expect=2)
     assert cli.json("ns") == []
+
+
+def test_doc_json_names_are_the_http_apis(http_service: ServiceProcess, namespace: str) -> None:
+    """A doc's and a doc namespace's keys are the HTTP API's (camelCase; a doc's holder is
+    ``claimant``, as EntroQ's Doc message names it), plus contentText; numbers stay numbers."""
+    cli = test_cli.Cli(http_service.url, namespace)
+    inserted = cli.json("doc-put", "wire", "k", "text", "--secondary-key", "s")
+    # Held (a change with a future arrival), so that the claimant is not empty.
+    written = cli.json("doc-put", "wire", "k", "-t", inserted["id"], "--doc-version", "0", "--delay", "1h")
+    [listed] = cli.json("docs", "wire")
+    [cli_stats] = cli.json("ns")
+    headers = {"EntroQ-Namespace": namespace, "EntroQ-Value-Encoding": "base64"}
+
+    def get(path: str) -> Any:
+        request = urllib.request.Request(http_service.url + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=test_cli.TIMEOUT_S) as response:
+            return json.load(response)
+
+    [http_doc] = get("/api/v0/docs?namespace=wire")["docs"]
+    # proto3 JSON leaves zero values out: the CLI's keys are a superset, with the same names.
+    assert set(http_doc) <= set(listed) and set(listed) - set(http_doc) <= {"contentText"}
+    assert {"claimant", "secondaryKey", "atMs", "createdMs", "modifiedMs", "version"} <= set(http_doc)
+    assert listed["claimant"] and listed["version"] == 1
+    assert listed == written
+    assert (listed["atMs"], listed["claimant"], listed["content"]) == (
+        int(http_doc["atMs"]),
+        http_doc["claimant"],
+        http_doc["content"],
+    )
+    [http_stats] = get("/api/v0/namespaces/stats")["namespaces"]
+    assert set(http_stats) <= set(cli_stats)
+    assert {k: int(v) for k, v in http_stats.items() if k != "name"}.items() <= cli_stats.items()

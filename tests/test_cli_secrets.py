@@ -189,7 +189,8 @@ def test_the_environment_url_and_data_are_one_too_many(tmp_path: pathlib.Path) -
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "entroq-redis serve: ENTROQ_REDIS_URL names a store and --data the embedded one: unset one"
+        "entroq-redis serve: a store URL (--redis, from the environment) and --data (from the command "
+        "line) name two stores: set one"
     ]
     assert not (tmp_path / "appendonlydir").exists()
 

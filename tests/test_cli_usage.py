@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -72,8 +73,32 @@ REQUIRED_ARGS = {
     "worker": ["-q", "q", "--", "true"],
     "docs": ["dns"],
     "doc-put": ["dns", "k"],
-    "doc-rm": ["dns", "i", "--version", "0"],
+    "doc-rm": ["dns", "i", "--doc-version", "0"],
 }
+
+
+def test_each_short_flag_has_one_meaning_across_commands() -> None:
+    """A letter is always an alias of one long option, whatever the command (docs/eqc.md's
+    table): the long names each command gives a letter share at least one name."""
+    parser = build_parser()
+    [subparsers] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    longs_by_letter: dict[str, list[tuple[str, set[str]]]] = {}
+    for command, sub in [("(global)", parser), *subparsers.choices.items()]:
+        for action in sub._actions:
+            longs = {o for o in action.option_strings if o.startswith("--")}
+            for short in (o for o in action.option_strings if re.fullmatch(r"-[^-]", o)):
+                longs_by_letter.setdefault(short, []).append((command, longs))
+    clashes = {
+        short: uses
+        for short, uses in longs_by_letter.items()
+        if short != "-h" and not set.intersection(*(longs for _, longs in uses))
+    }
+    assert not clashes
+    # The letters the doc commands gave up for the global ones.
+    assert {"--svcaddr"} == {long for _, longs in longs_by_letter["-s"] for long in longs}
+    assert {"--secure"} == {long for _, longs in longs_by_letter["-S"] for long in longs}
+    assert "--file" in set.intersection(*(longs for _, longs in longs_by_letter["-F"]))
+    assert "--id" in set.intersection(*(longs for _, longs in longs_by_letter["-t"]))
 
 
 @pytest.mark.parametrize("command", CLIENT_COMMANDS)
@@ -102,7 +127,9 @@ def test_every_command_has_help_and_the_shared_options(command: str, monkeypatch
         ["ins", "q", "--at", "yesterday"],
         ["claim", "q", "--duration", "forever"],
         ["ts"],  # a queue or an --id
-        ["ins", "q", "v", "--file", "-"],  # value twice
+        ["ins"],  # no queue
+        ["ins", "-v", "x"],  # no queue: -v is a value
+        ["rm", "i", "--version", "3"],  # --version is the program's; the task's is --task-version
         ["worker", "-q", "q"],  # no command
         ["worker", "-q", "q", "--", "no-such-command-anywhere"],
         ["requeue", "plain-queue", "--url", "redis://127.0.0.1:1"],
@@ -110,9 +137,10 @@ def test_every_command_has_help_and_the_shared_options(command: str, monkeypatch
         ["docs"],  # a doc namespace is required
         ["docs", "dns", "--id", "a", "--key-start", "k"],  # IDs or a key range
         ["docs", "dns", "--key", "k", "--key-end", "z"],
-        ["doc-put", "dns", "k", "--version", "3"],  # a change names its doc with --id
+        ["doc-put", "dns", "k", "--doc-version", "3"],  # a change names its doc with --id
+        ["doc-put", "dns", "k", "-t", "i", "--version", "3"],  # the doc's version is --doc-version
         ["doc-put", "dns", "k", "v", "--file", "-"],  # content twice
-        ["doc-rm", "dns", "i"],  # --version is required
+        ["doc-rm", "dns", "i"],  # --doc-version is required
         ["ns", "--limit", "-1"],
     ],
 )

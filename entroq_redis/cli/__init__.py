@@ -2,17 +2,22 @@
 
 Each command lives in its own module exposing ``register(subparsers)``, which adds an
 argparse sub-parser whose ``handler`` default is an ``(args) -> int`` function (the exit
-code). Exit codes: 0 ok, 1 error, 2 usage, 3 dependency conflict (tasks or docs), 4 nothing to claim,
-130 interrupted (Ctrl-C).
+code). Exit codes: 0 ok, 1 error, 2 usage, 3 dependency conflict (tasks or docs) or not
+found, 4 nothing to claim, 130 interrupted (Ctrl-C), 141 standard output closed early
+(``| head``: what a shell reports for a program killed by SIGPIPE, said without a message).
+
+The global options (``--url``, ``-s``, ``--json``...) are the top-level parser's, and every
+client command takes them again after its name (``_options.client_parent``).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
 from . import _serve
+from ._options import add_global_options, json_requested
+from ._parser import CliParser
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -20,6 +25,7 @@ EXIT_USAGE = 2
 EXIT_DEPENDENCY = 3
 EXIT_NOTHING = 4
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+EXIT_PIPE_CLOSED = 141  # stdout's reader went away, as shells report SIGPIPE
 
 # Imported after the exit codes, which these command modules use.
 from . import (  # noqa: E402
@@ -62,20 +68,37 @@ COMMAND_MODULES = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(*, json_errors: bool = False) -> CliParser:
+    parser = CliParser(
         prog="entroq-redis",
-        description="EntroQ's task queue on Redis/Valkey: run the service, or work with tasks.",
+        description="EntroQ's task queue on Redis/Valkey: run the service, or work with tasks. "
+        "Global options go before or after the command.",
+        json_errors=json_errors,
+        # Abbreviations would make the top level claim a command's own option (--to: --token?).
+        allow_abbrev=False,
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_global_options(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliParser)
     for module in COMMAND_MODULES:
         module.register(subparsers)
+    # Sub-parsers inherit how the top level reports usage errors.
+    for sub in subparsers.choices.values():
+        sub.json_errors = json_errors
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    from . import _run
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    as_json = json_requested(words)
+    _run.guard_stdout()
+    parser = build_parser(json_errors=as_json)
+    try:
+        args = parser.parse_args(words)
+    except _run.StdoutClosedError:  # --help or --version into a closed pipe
+        return _run.stdout_closed()
+    _run.set_json_errors(bool(getattr(args, "json", False)))
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE

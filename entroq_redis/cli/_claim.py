@@ -7,7 +7,7 @@ from typing import Any
 
 from .._client import EntroQ
 from . import EXIT_NOTHING, EXIT_OK
-from ._options import client_parent, duration_ms
+from ._options import UsageError, add_queue_option, client_parent, duration_ms
 from ._output import print_json, task_details, task_json
 from ._run import error, reports_errors, run_client
 
@@ -21,7 +21,8 @@ def register(subparsers: Any) -> None:
         "Waits for a task unless --try is given. Exits with 4 when nothing was claimed "
         "(--try found nothing, or --timeout passed).",
     )
-    parser.add_argument("queues", nargs="+", metavar="QUEUE", help="queues to claim from")
+    parser.add_argument("queues", nargs="*", metavar="QUEUE", help="queues to claim from (or -q)")
+    add_queue_option(parser, what="a queue to claim from, as eqc's -q", repeatable=True)
     parser.add_argument(
         "--duration",
         "-d",
@@ -40,12 +41,17 @@ def register(subparsers: Any) -> None:
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
+    args.queues = [*args.queues, *args.queue_option]
+    if not args.queues:
+        raise UsageError("name at least one queue (QUEUE... or -q QUEUE)")
+
     async def body(eq: EntroQ) -> int:
         if args.try_only:
             task = await eq.try_claim(args.queues, args.duration)
             if task is None:
-                error(f"no task available in {', '.join(args.queues)}")
-                return EXIT_NOTHING
+                return error(
+                    f"no task available in {', '.join(args.queues)}", EXIT_NOTHING, "nothing_claimed"
+                )
         else:
             timeout_s = args.timeout / 1000 if args.timeout is not None else None
             task = await eq.claim(args.queues, args.duration, timeout_s=timeout_s)

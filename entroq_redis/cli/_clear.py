@@ -13,7 +13,7 @@ from .._contract import MAX_PAGE
 from .._errors import DependencyError
 from . import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from ._lookup import by_holder
-from ._options import client_parent
+from ._options import add_queue_option, client_parent, one_queue
 from ._output import plural, print_json
 from ._run import error, reports_errors, run_client
 
@@ -30,21 +30,24 @@ def register(subparsers: Any) -> None:
         "eqc clear --force). Asks for confirmation unless --yes is given; refuses without --yes "
         "when standard input is not a terminal.",
     )
-    parser.add_argument("queue", help="queue to empty")
-    parser.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    parser.add_argument("queue", nargs="?", help="queue to empty (or -q)")
+    add_queue_option(parser, what="queue to empty, as eqc's -q")
+    parser.add_argument("--yes", "-y", "--force", "-f", action="store_true", help="do not ask (eqc: -f)")
     parser.set_defaults(handler=run)
 
 
 async def refusal(queue: str, count: int) -> int | None:
     """None if the user confirms; else the exit code (2 without a terminal to ask, 1 if declined)."""
     if not sys.stdin.isatty():
-        error(f"refusing to delete {count} tasks from {queue!r} without --yes (stdin is not a terminal)")
-        return EXIT_USAGE
+        return error(
+            f"refusing to delete {count} tasks from {queue!r} without --yes (stdin is not a terminal)",
+            EXIT_USAGE,
+            "usage",
+        )
     answer = await trio.to_thread.run_sync(input, f"Delete all {count} tasks in {queue!r}? [y/N] ")
     if answer.strip().lower() in ("y", "yes"):
         return None
-    error("cancelled; nothing deleted")
-    return EXIT_ERROR
+    return error("cancelled; nothing deleted", EXIT_ERROR, "cancelled")
 
 
 async def delete_all(eq: EntroQ, queue: str) -> int:
@@ -65,6 +68,8 @@ async def delete_all(eq: EntroQ, queue: str) -> int:
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
+    args.queue = one_queue(args, args.queue)
+
     async def body(eq: EntroQ) -> int:
         count = (await eq.queues(exact=[args.queue])).get(args.queue, 0)
         if count and not args.yes and (code := await refusal(args.queue, count)) is not None:

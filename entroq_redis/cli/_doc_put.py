@@ -1,4 +1,4 @@
-"""``entroq-redis doc-put``: insert a doc, or (with --id and --version) change one."""
+"""``entroq-redis doc-put``: insert a doc, or (with --id and --doc-version) change one."""
 
 from __future__ import annotations
 
@@ -20,23 +20,26 @@ def register(subparsers: Any) -> None:
         parents=[client_parent()],
         help="insert or change a doc",
         description="Insert a doc into the doc namespace NAMESPACE with primary key KEY, or, with --id "
-        "and --version, change that version of the doc (fails with exit 3 if it moved on, or if it or "
+        "and --doc-version, change that version of the doc (fails with exit 3 if it moved on, or if it or "
         "its key's doc set is held by another claimant). The content comes from the CONTENT argument, "
-        "a file, or standard input (--file -); a change keeps the content and secondary key not given. "
+        "a file, or standard input (-F -); a change keeps the content and secondary key not given. "
         "Prints the doc written.",
     )
     parser.add_argument("doc_namespace", metavar="NAMESPACE", help="doc namespace")
     parser.add_argument("key", help="primary key (a change moves the doc to it)")
     parser.add_argument("value", nargs="?", metavar="CONTENT", help="the content as text (or use --file)")
     parser.add_argument(
-        "--file", "-f", metavar="PATH", help="read the content from PATH ('-' = standard input), as bytes"
+        "--file", "-F", metavar="PATH", help="read the content from PATH ('-' = standard input), as bytes"
     )
-    parser.add_argument("--secondary-key", "-S", metavar="KEY", help="secondary key (default: empty)")
+    parser.add_argument("--secondary-key", metavar="KEY", help="secondary key (default: empty)")
     parser.add_argument(
-        "--id", "-i", help="the doc's ID: a new doc's (default: a random UUID), or the doc to change"
+        "--id", "-t", help="the doc's ID: a new doc's (default: a random UUID), or the doc to change"
     )
     parser.add_argument(
-        "--version", "-v", type=int, help="change the doc --id at this version instead of inserting"
+        "--doc-version",
+        type=int,
+        metavar="N",
+        help="change the doc --id at version N instead of inserting",
     )
     add_arrival_options(parser, "hold the doc (as this claimant) until")
     parser.set_defaults(handler=run)
@@ -44,12 +47,12 @@ def register(subparsers: Any) -> None:
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
-    if args.version is not None and not args.id:
-        raise UsageError("--version changes a doc: name it with --id")
+    if args.doc_version is not None and not args.id:
+        raise UsageError("--doc-version changes a doc: name it with --id")
     content = read_value(args)
 
     async def body(eq: EntroQ) -> int:
-        if args.version is None:
+        if args.doc_version is None:
             doc = DocData(
                 args.doc_namespace,
                 id=args.id,
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 args.doc_namespace,
                 args.id,
                 # The store checks the version: a doc that moved on since is a conflict (exit 3).
-                args.version,
+                args.doc_version,
                 key=args.key,
                 secondary_key=current.secondary_key if args.secondary_key is None else args.secondary_key,
                 content=current.content if content is None else content,

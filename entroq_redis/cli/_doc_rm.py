@@ -18,18 +18,18 @@ def register(subparsers: Any) -> None:
         "doc-rm",
         parents=[client_parent()],
         help="delete a doc",
-        description="Delete the doc ID of the doc namespace NAMESPACE at --version (fails with exit 3 if "
+        description="Delete the doc ID of the doc namespace NAMESPACE at --doc-version (fails with exit 3 if "
         "it does not exist, moved on, or it or its key's doc set is held by another claimant).",
     )
     parser.add_argument("doc_namespace", metavar="NAMESPACE", help="doc namespace")
     parser.add_argument("id", metavar="ID", help="doc ID")
-    parser.add_argument("--version", "-v", type=int, required=True, help="the version to delete")
+    parser.add_argument("--doc-version", type=int, required=True, metavar="N", help="the version to delete")
     parser.set_defaults(handler=run)
 
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
-    doc_id = DocID(args.doc_namespace, args.id, args.version)
+    doc_id = DocID(args.doc_namespace, args.id, args.doc_version)
 
     async def body(eq: EntroQ) -> int:
         await eq.modify(doc_deletes=[doc_id])

@@ -23,10 +23,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("doc_namespace", metavar="NAMESPACE", help="doc namespace to list")
     parser.add_argument(
-        "--id", "-i", dest="ids", action="append", default=[], metavar="ID", help="doc ID (repeatable)"
+        "--id", "-t", dest="ids", action="append", default=[], metavar="ID", help="doc ID (repeatable)"
     )
     parser.add_argument("--key", "-k", help="only docs whose key is exactly KEY")
-    parser.add_argument("--key-start", "-s", default="", metavar="KEY", help="first key (inclusive)")
+    parser.add_argument("--key-start", default="", metavar="KEY", help="first key (inclusive)")
     parser.add_argument(
         "--key-end", "-e", default="", metavar="KEY", help="end of the range (exclusive; default: none)"
     )
@@ -61,6 +61,15 @@ def run(args: argparse.Namespace) -> int:
             print_json([doc_json(d, omit_value=args.omit_values) for d in docs])
         elif docs:
             print(docs_table(docs, await eq.time(), show_values=not args.omit_values))
+        else:
+            print(_nothing_found(args, bool(key_start or key_end)))
         return EXIT_OK
 
     return run_client(args, body)
+
+
+def _nothing_found(args: argparse.Namespace, key_range: bool) -> str:
+    """What an empty listing says (as ``qs`` and ``ts`` do): nothing at all, or nothing that matches."""
+    if args.ids:
+        return "no such docs"
+    return f"no docs in {args.doc_namespace}" + (" match" if key_range else "")

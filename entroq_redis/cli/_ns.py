@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             print_json([namespace_stats_json(s) for s in stats])
         elif stats:
             print(namespace_stats_table(stats))
+        else:
+            print("no doc namespaces" + (" match" if args.prefix or args.exact else ""))
         return EXIT_OK
 
     return run_client(args, body)

@@ -1,9 +1,13 @@
 """How commands print: readable tables by default, JSON with --json.
 
-JSON forms use the library's field names (snake_case, times as ms since the epoch on the
-store's clock). A task's ``value`` is standard base64 (values are bytes); ``value_text``
-is added when the value is valid UTF-8. A doc's ``content`` is printed the same way
-(``content_text`` when UTF-8).
+JSON forms use the HTTP API's field names, camelCase as in EntroQ's wire format (``atMs``,
+``claimantId``, ``numTasks``); unlike proto3 JSON, 64-bit numbers are JSON numbers, not strings,
+and times are ms since the epoch on the store's clock. A task's ``value`` is standard base64
+(values are bytes); ``valueText`` is added when the value is valid UTF-8. A doc's ``content`` is
+printed the same way (``contentText`` when UTF-8), and its holder is ``claimant``, the name
+EntroQ's Doc message gives it (server/core/schema.py), where a task's is ``claimantId``.
+``print_json`` camelCases every key it is given, so a command may build its output with
+Python's names.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ def task_json(task: Task, *, omit_value: bool = False) -> dict[str, Any]:
         "version": task.version,
         "queue": task.queue,
         "at_ms": task.at_ms,
-        "claimant": task.claimant,
+        "claimant_id": task.claimant,
         "claims": task.claims,
         "attempt": task.attempt,
         "err": task.err,
@@ -51,8 +55,23 @@ def stats_json(stats: QueueStats) -> dict[str, Any]:
     }
 
 
+def camel(name: str) -> str:
+    """``num_tasks`` -> ``numTasks``."""
+    first, *rest = name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def camel_keys(data: Any) -> Any:
+    """``data`` with every dict key camelCased, at any depth."""
+    if isinstance(data, dict):
+        return {camel(str(key)): camel_keys(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [camel_keys(item) for item in data]
+    return data
+
+
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, ensure_ascii=False)
+    json.dump(camel_keys(data), sys.stdout, ensure_ascii=False)
     sys.stdout.write("\n")
     sys.stdout.flush()
 
@@ -110,6 +129,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Se
     return "\n".join([line(headers), *(line(r) for r in cells)])
 
 
+def held(task: Task, now_ms: int) -> bool:
+    """Whether ``task`` is claimed now, as queue stats count it (lua/queues.lua): a claimant, an
+    arrival in the future and at least one claim. A delayed insert keeps its inserter as claimant
+    but was never claimed: it is future, not held."""
+    return bool(task.claimant) and task.at_ms > now_ms and task.claims > 0
+
+
 def tasks_table(tasks: Sequence[Task], now_ms: int, *, show_values: bool = True) -> str:
     headers = ["ID", "VERSION", "QUEUE", "AVAILABLE", "HELD BY", "CLAIMS", "ATTEMPT", "ERR"]
     if show_values:
@@ -121,8 +147,7 @@ def tasks_table(tasks: Sequence[Task], now_ms: int, *, show_values: bool = True)
             task.version,
             task.queue,
             arrival_text(task.at_ms, now_ms),
-            # The claimant matters only while it holds the task (an insert's stays set).
-            shorten(task.claimant, 20) if task.claimant and task.at_ms > now_ms else "-",
+            shorten(task.claimant, 20) if held(task, now_ms) else "-",
             task.claims,
             task.attempt,
             shorten(last_line(task.err), 30) if task.err else "-",
@@ -166,7 +191,8 @@ def now_iso() -> str:
 
 
 def doc_json(doc: Doc, *, omit_value: bool = False) -> dict[str, Any]:
-    """A doc as the doc commands print it: the library's field names, content as a task value."""
+    """A doc as the doc commands print it: the HTTP API's Doc fields (camelCased by print_json),
+    content as a task value."""
     data: dict[str, Any] = {
         "namespace": doc.namespace,
         "id": doc.id,

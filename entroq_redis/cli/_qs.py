@@ -21,7 +21,14 @@ def add_queue_filters(parser: argparse.ArgumentParser) -> None:
         help="queues whose name starts with PREFIX (repeatable)",
     )
     parser.add_argument(
-        "--exact", "-q", action="append", default=[], metavar="QUEUE", help="this queue (repeatable)"
+        "--queue",
+        "-q",
+        "--exact",
+        dest="exact",
+        action="append",
+        default=[],
+        metavar="QUEUE",
+        help="this queue, exactly (repeatable; eqc's -q)",
     )
     parser.add_argument("--limit", "-n", type=int, default=0, help="at most N queues (default: all)")
 
@@ -46,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
             print_json([stats_json(s) for s in stats])
         elif stats:
             print(stats_table(stats))
+        else:
+            print("no queues" + (" match" if args.prefix or args.exact else ""))
         return EXIT_OK
 
     return run_client(args, body)

@@ -10,7 +10,7 @@ from .._errors import DependencyError
 from .._types import Task
 from . import EXIT_DEPENDENCY, EXIT_OK
 from ._lookup import holder
-from ._options import UsageError, client_parent
+from ._options import UsageError, add_queue_option, add_task_option, client_parent, one_queue
 from ._output import last_line, plural, print_json, shorten, table, task_json
 from ._run import reports_errors, run_client
 
@@ -28,17 +28,17 @@ def register(subparsers: Any) -> None:
         "suffix, as the worker names it) to --to, available now, with attempt and claims reset to 0 "
         "and err cleared. Tasks someone holds are skipped (exit 3). --dry-run shows what would move.",
     )
-    parser.add_argument("queue", metavar="ERROR_QUEUE", help="the quarantine queue, e.g. jobs/err")
-    parser.add_argument("--to", metavar="QUEUE", help="destination (default: ERROR_QUEUE without /err)")
+    parser.add_argument("queue", nargs="?", metavar="ERROR_QUEUE", help="the quarantine queue, e.g. jobs/err")
+    add_queue_option(parser, what="the quarantine queue (instead of ERROR_QUEUE)")
     parser.add_argument(
-        "--id",
-        "-t",
-        dest="ids",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="only this task (repeatable)",
+        "--to",
+        "-Q",
+        "--queue-to",
+        dest="to",
+        metavar="QUEUE",
+        help="destination (default: ERROR_QUEUE without /err)",
     )
+    add_task_option(parser, what="only this task", repeatable=True)
     parser.add_argument("--limit", "-n", type=int, default=0, help="move at most N tasks")
     parser.add_argument("--dry-run", action="store_true", help="only show what would move")
     parser.set_defaults(handler=run)
@@ -78,6 +78,8 @@ async def move(eq: EntroQ, tasks: list[Task], inbox: str) -> tuple[list[Task], d
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
+    args.queue = one_queue(args, args.queue)
+    args.ids = args.task_option
     inbox = args.to or inbox_for(args.queue)
 
     async def body(eq: EntroQ) -> int:

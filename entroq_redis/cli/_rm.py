@@ -1,4 +1,4 @@
-"""``entroq-redis rm``: delete tasks by ID and version."""
+"""``entroq-redis rm``: delete tasks by ID (at a version, the current one, or forced)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .._client import EntroQ
 from .._types import TaskID
 from . import EXIT_OK
 from ._lookup import by_holder, find_tasks
-from ._options import UsageError, client_parent
+from ._options import UsageError, add_task_option, client_parent
 from ._output import print_json
 from ._run import reports_errors, run_client
 
@@ -19,35 +19,44 @@ def register(subparsers: Any) -> None:
         "rm",
         parents=[client_parent()],
         help="delete tasks",
-        description="Delete the task ID at --version (fails with exit 3 if it moved on or someone else "
-        "holds it), or with --force whatever its current version and holder. Several IDs need --force.",
+        description="Delete the tasks ID... (or -t ID, repeatable, as eqc): at --task-version N "
+        "(one task), else at their current version. Fails with exit 3, deleting nothing, if a task "
+        "moved on or another claimant holds it; -f/--force deletes it anyway, as its holder.",
     )
-    parser.add_argument("ids", nargs="+", metavar="ID", help="task ID")
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--version", "-v", type=int, help="the version to delete")
+    parser.add_argument("ids", nargs="*", metavar="ID", help="task ID")
+    add_task_option(parser, what="task ID, as eqc's -t", repeatable=True)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--task-version", type=int, metavar="N", help="delete only at version N")
     which.add_argument(
-        "--force", action="store_true", help="delete the current version, even if another claimant holds it"
+        "--force",
+        "-f",
+        action="store_true",
+        help="delete the current version, even if another claimant holds it",
     )
     parser.set_defaults(handler=run)
 
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
-    if args.version is not None and len(args.ids) > 1:
-        raise UsageError("--version names one task; use --force for several")
+    ids = [*args.ids, *args.task_option]
+    if not ids:
+        raise UsageError("name the tasks: rm ID... or rm -t ID")
+    if args.task_version is not None and len(ids) > 1:
+        raise UsageError("--task-version names one task's version; give one ID")
 
     async def body(eq: EntroQ) -> int:
         deleted: list[TaskID] = []
-        if args.force:
-            tasks = await find_tasks(eq, args.ids, omit_values=True)
-            for holder, group in by_holder(eq, tasks, await eq.time()).items():
-                ids = [t.as_id() for t in group]
-                await eq.modify(deletes=ids, unsafe_claimant_id=holder)
-                deleted += ids
-        else:
-            task_id = TaskID(args.ids[0], args.version)
+        if args.task_version is not None:
+            task_id = TaskID(ids[0], args.task_version)
             await eq.modify(deletes=[task_id])
             deleted.append(task_id)
+        else:
+            tasks = await find_tasks(eq, ids, omit_values=True)
+            groups = by_holder(eq, tasks, await eq.time()) if args.force else {None: tasks}
+            for holder, group in groups.items():
+                task_ids = [t.as_id() for t in group]
+                await eq.modify(deletes=task_ids, unsafe_claimant_id=holder)
+                deleted += task_ids
         if args.json:
             print_json({"deleted": [{"id": d.id, "version": d.version, "queue": d.queue} for d in deleted]})
         else:

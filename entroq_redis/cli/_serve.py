@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
-import os
 import sys
 from collections.abc import AsyncIterator
 from functools import partial
@@ -24,10 +22,14 @@ import trio
 from .._durability import Durability
 from .._embedded import open_embedded_store
 from .._errors import EntroQError
+from ._options import version_parent
 from ._secret_options import file_argument, url_argument
 from ._serve_authz import AuthzSetupError, add_authz_options, authz_settings
+from ._serve_check import check_serve_args
+from ._serve_config import CONFIG_ENV, annotate_help, apply_layers
 from ._serve_grpc import GrpcSetupError, add_grpc_options, grpc_settings
 from ._serve_listeners import ListenerSetupError, add_listener_options, bind_listeners, listener_settings
+from ._serve_logging import LOG_FORMATS, LOG_LEVELS, configure_logging
 
 DEFAULT_PORT = 9100
 DEFAULT_DATA_DIR = "./entroq-data"
@@ -39,8 +41,31 @@ DEFAULT_UI_REFRESH_S = 2.0
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
+        parents=[version_parent()],
         help="run the HTTP service (embedded Valkey by default)",
-        description="Serve EntroQ's HTTP JSON API (REST and Connect) on a Redis/Valkey store.",
+        description="Serve EntroQ's HTTP JSON API (REST and Connect) and gRPC API on a Redis/Valkey "
+        "store. Every option can also be set by the environment variable named in its help, or in "
+        "the TOML file --config names (keys: the option names, e.g. max-body-mb = 20); the command "
+        "line wins over the environment, which wins over the file.",
+        # Exact option names only: where each setting came from is read off the command line.
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"read settings from this TOML file (default ${CONFIG_ENV}); see above",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="least severe log messages written to stderr (default info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text lines, or json: one JSON object per line (time, level, logger, message)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 9100; 0 = any free)")
@@ -48,8 +73,6 @@ def register(subparsers: Any) -> None:
     store.add_argument(
         "--redis",
         metavar="URL",
-        # The environment's URL is only a default: --redis or --redis-file on the command line wins.
-        default=os.environ.get("ENTROQ_REDIS_URL") or None,
         help="use this store (redis://, rediss://, unix://) or cluster (redis+cluster://HOST:PORT, "
         "any node) instead of the embedded Valkey; default $ENTROQ_REDIS_URL. Every local user "
         "can read command lines (ps): give a URL holding a password in $ENTROQ_REDIS_URL or "
@@ -57,7 +80,9 @@ def register(subparsers: Any) -> None:
         **url_argument("ENTROQ_REDIS_URL or --redis-file FILE"),
     )
     store.add_argument("--redis-file", dest="redis", **file_argument("the --redis URL"))
-    store.add_argument("--data", help=f"embedded store data directory (default {DEFAULT_DATA_DIR})")
+    store.add_argument(
+        "--data", metavar="DIR", help=f"embedded store data directory (default {DEFAULT_DATA_DIR})"
+    )
     parser.add_argument(
         "--namespace",
         action="append",
@@ -65,12 +90,14 @@ def register(subparsers: Any) -> None:
         help="namespace to serve (repeatable; the first is the default; default eq); "
         "requests pick one with the EntroQ-Namespace header",
     )
-    parser.add_argument("--workers", type=int, default=1, help="service processes sharing the port")
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="service processes sharing the port"
+    )
     parser.add_argument(
         "--fsync", choices=["everysec", "always"], default="everysec", help="embedded store AOF fsync"
     )
     parser.add_argument(
-        "--max-body-mb", type=float, default=10, help="request body limit in MiB (413 beyond)"
+        "--max-body-mb", type=float, default=10, metavar="MIB", help="request body limit in MiB (413 beyond)"
     )
     parser.add_argument(
         "--claim-wait-cap",
@@ -84,17 +111,26 @@ def register(subparsers: Any) -> None:
         help="run even if the store's maxmemory-policy may evict tasks",
     )
     parser.add_argument(
-        "--metrics-interval", type=float, default=15.0, help="seconds between queue size refreshes (metrics)"
+        "--metrics-interval",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="seconds between queue size refreshes (metrics)",
     )
     parser.add_argument(
         "--metrics-max-queues",
         type=int,
+        metavar="N",
         default=1000,
         help="queues covered by entroq_queue_size: the largest (ties by name), and "
         "entroq_queue_size_omitted_queues counts the rest (default 1000; 0 = all)",
     )
     parser.add_argument(
-        "--graceful-timeout", type=float, default=10.0, help="seconds in-flight requests get at shutdown"
+        "--graceful-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds in-flight requests get at shutdown",
     )
     parser.add_argument(
         "--value-encoding-default",
@@ -138,14 +174,14 @@ def register(subparsers: Any) -> None:
         help="how often the dashboard's live queue table re-reads the queue stats, once for all "
         f"open pages (default {DEFAULT_UI_REFRESH_S:g})",
     )
-    parser.add_argument(
-        "--test-any-namespace",
-        action="store_true",
-        help="TESTING ONLY: serve any namespace a request names in its EntroQ-Namespace header",
-    )
+    # Testing only, so not in --help and refused unless TESTING_ENV is set: serve any namespace
+    # a request names in its EntroQ-Namespace header (the suite gives each test its own).
+    parser.add_argument("--test-any-namespace", action="store_true", help=argparse.SUPPRESS)
     add_authz_options(parser)
     add_listener_options(parser)
     add_grpc_options(parser)
+    annotate_help(parser)
+    parser.configure = apply_layers
     parser.set_defaults(handler=run)
 
 
@@ -167,18 +203,12 @@ async def _store_url(args: argparse.Namespace) -> AsyncIterator[str]:
 def run(args: argparse.Namespace) -> int:
     from entroq_redis_server import ServiceSettings, serve, serve_workers
 
-    if args.workers < 1:
-        print("entroq-redis serve: --workers must be at least 1", file=sys.stderr)
-        return 2
-    if args.redis and args.data:
-        # argparse refuses --redis with --data; this is the environment's URL with --data.
-        print(
-            "entroq-redis serve: ENTROQ_REDIS_URL names a store and --data the embedded one: unset one",
-            file=sys.stderr,
-        )
+    problem = check_serve_args(args)
+    if problem:
+        print(f"entroq-redis serve: {problem}", file=sys.stderr)
         return 2
     args.data = args.data or DEFAULT_DATA_DIR
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         authz = authz_settings(args)
     except AuthzSetupError as exc:
@@ -188,12 +218,6 @@ def run(args: argparse.Namespace) -> int:
         durability = _durability(args)
     except ValueError as exc:
         print(f"entroq-redis serve: {exc}", file=sys.stderr)
-        return 2
-    if not args.ui_refresh > 0:
-        print("entroq-redis serve: --ui-refresh must be more than 0 seconds", file=sys.stderr)
-        return 2
-    if args.metrics_max_queues < 0:
-        print("entroq-redis serve: --metrics-max-queues must be 0 (all) or more", file=sys.stderr)
         return 2
     try:
         grpc = grpc_settings(args)
@@ -223,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
                 metrics_max_queues=args.metrics_max_queues,
                 graceful_timeout_s=args.graceful_timeout,
                 workers=args.workers,
+                log_level=args.log_level,
+                log_format=args.log_format,
                 authz=authz,
                 value_encoding_default=args.value_encoding_default,
                 durability=durability,

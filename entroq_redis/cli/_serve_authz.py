@@ -35,10 +35,14 @@ def add_authz_options(parser: argparse.ArgumentParser) -> None:
         "--policy in-process)",
     )
     group.add_argument(
-        "--opa-url", default=DEFAULT_OPA_URL, help="OPA server for opahttp (default %(default)s)"
+        "--opa-url",
+        metavar="URL",
+        default=DEFAULT_OPA_URL,
+        help="OPA server for opahttp (default %(default)s)",
     )
     group.add_argument(
         "--opa-path",
+        metavar="PATH",
         default=DEFAULT_OPA_PATH,
         help="decision document: the OPA URL path, and for rego the same document (default %(default)s)",
     )

@@ -8,7 +8,6 @@ when ``serve`` runs).
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 DEFAULT_GRPC_PORT = 37706
@@ -37,11 +36,11 @@ def add_grpc_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--grpc-port",
         type=grpc_port,
-        # Parsed like the flag (argparse converts string defaults): a bad value is a usage error.
-        default=os.environ.get(GRPC_PORT_ENV) or str(DEFAULT_GRPC_PORT),
+        # $ENTROQ_REDIS_GRPC_PORT, like every serve option's variable, is read by _serve_config.
+        default=DEFAULT_GRPC_PORT,
         metavar="PORT",
         help=f"serve gRPC (api.EntroQ, grpc.health.v1) on this port of --host; 0 turns gRPC off, "
-        f"free takes any free port (printed); default ${GRPC_PORT_ENV} or {DEFAULT_GRPC_PORT}. "
+        f"free takes any free port (printed); default {DEFAULT_GRPC_PORT}. "
         "With --tls-cert/--tls-key (and --tls-client-ca) it takes TLS like every listener",
     )
     group.add_argument(

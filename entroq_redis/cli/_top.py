@@ -37,7 +37,9 @@ def register(subparsers: Any) -> None:
         metavar="DURATION",
         help="refresh every DURATION (1s)",
     )
-    parser.add_argument("--iterations", type=int, default=0, help="stop after N refreshes (default: never)")
+    parser.add_argument(
+        "--iterations", type=int, default=0, metavar="N", help="stop after N refreshes (default: never)"
+    )
     parser.set_defaults(handler=run)
 
 

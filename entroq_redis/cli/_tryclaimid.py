@@ -20,12 +20,15 @@ def register(subparsers: Any) -> None:
         description="Claim the task --task in --queue for --duration if it is available now (its arrival "
         "has come: never claimed, delayed until now, or its lease ran out) and print it, as EntroQ's "
         "`eqc tryclaimid` does. A claim like any other: the version moves, so whoever held the task "
-        "before can no longer commit it. Give --claimant (or $ENTROQ_CLAIMANT) to commit it with a "
-        "later command. Exits with 4 when the task is leased or delayed, or not in the queue.",
+        "before can no longer commit it. Exits with 4 when the task is leased or delayed, or not in "
+        "the queue.",
     )
     # eqc's flags and defaults (-q, -t, -d 30 seconds), so scripts written for eqc read the same.
     parser.add_argument("--queue", "-q", required=True, help="the queue holding the task")
-    parser.add_argument("--task", "-t", required=True, metavar="ID", help="the ID of the task to claim")
+    # --id as in ts, rm and mod: -t is always --id, a task's or (doc commands) a doc's.
+    parser.add_argument(
+        "--task", "-t", "--id", required=True, metavar="ID", help="the ID of the task to claim"
+    )
     parser.add_argument(
         "--duration",
         "-d",
@@ -45,13 +48,13 @@ def run(args: argparse.Namespace) -> int:
             # Only to say why: the claim above was the atomic part.
             found = await eq.tasks(args.queue, ids=[args.task], omit_values=True)
             if not found:
-                error(f"task {args.task} not found in queue {args.queue}")
+                message = f"task {args.task} not found in queue {args.queue}"
             else:
                 held = f" by {found[0].claimant}" if found[0].claimant else ""
-                error(
+                message = (
                     f"task {args.task} is not available: leased or delayed{held} until {iso(found[0].at_ms)}"
                 )
-            return EXIT_NOTHING
+            return error(message, EXIT_NOTHING, "nothing_claimed")
         if args.json:
             print_json(task_json(task))
         else:
