@@ -25,7 +25,11 @@ def register(subparsers: Any) -> None:
         "a file, or standard input (-F -); a change keeps the content and secondary key not given. "
         "Prints the doc written.",
     )
-    parser.add_argument("doc_namespace", metavar="NAMESPACE", help="doc namespace")
+    parser.add_argument(
+        "doc_namespace",
+        metavar="DOC_NAMESPACE",
+        help="doc namespace (not --namespace, the key namespace holding tasks and docs)",
+    )
     parser.add_argument("key", help="primary key (a change moves the doc to it)")
     parser.add_argument("value", nargs="?", metavar="CONTENT", help="the content as text (or use --file)")
     parser.add_argument(

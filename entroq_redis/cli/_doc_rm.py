@@ -21,7 +21,11 @@ def register(subparsers: Any) -> None:
         description="Delete the doc ID of the doc namespace NAMESPACE at --doc-version (fails with exit 3 if "
         "it does not exist, moved on, or it or its key's doc set is held by another claimant).",
     )
-    parser.add_argument("doc_namespace", metavar="NAMESPACE", help="doc namespace")
+    parser.add_argument(
+        "doc_namespace",
+        metavar="DOC_NAMESPACE",
+        help="doc namespace (not --namespace, the key namespace holding tasks and docs)",
+    )
     parser.add_argument("id", metavar="ID", help="doc ID")
     parser.add_argument("--doc-version", type=int, required=True, metavar="N", help="the version to delete")
     parser.set_defaults(handler=run)

@@ -21,7 +21,11 @@ def register(subparsers: Any) -> None:
         "--key-end) (default: all), sorted by key then secondary key; or those with the given --id, "
         "in the order given (missing ones are left out; the key range and --limit then do not apply).",
     )
-    parser.add_argument("doc_namespace", metavar="NAMESPACE", help="doc namespace to list")
+    parser.add_argument(
+        "doc_namespace",
+        metavar="DOC_NAMESPACE",
+        help="doc namespace to list (not --namespace, the key namespace holding tasks and docs)",
+    )
     parser.add_argument(
         "--id", "-t", dest="ids", action="append", default=[], metavar="ID", help="doc ID (repeatable)"
     )
