@@ -27,7 +27,12 @@ fenced or indented (found as a CommonMark renderer finds them), is one test:
   ``authz-rego``       a ``$ curl`` transcript against a service started with the example policy
                        (``--authz rego``, deploy/authz/); its output is an excerpt: HTTP header
                        lines may be left out, ``...`` stands for any text, an indented line
-                       continues the line above it.
+                       continues the line above it;
+  ``authz-requests``   lines ``WHO METHOD PATH [(NOTE)] -> STATUS MESSAGE`` sent in order to such
+                       a service: WHO's example token (``nobody``: an unknown one; NOTE ``the bad
+                       JWT``: WHO's JWT, correctly signed, with ``exp`` a string), a queue written
+                       as is in PATH, NOTE ``insert QUEUE`` a modify's body; each answer's status
+                       and message must be the line's.
 
   A block that is neither run nor marked fails.
 
@@ -41,6 +46,7 @@ service's addresses.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 import re
@@ -51,10 +57,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from urllib.parse import quote
 
+import httpx
 import pytest
 import trio
-from authz_support import REGO_FLAGS
+from authz_support import ALICE, BOB, JWT_AUDIENCE, JWT_ISSUER, REGO_FLAGS, b64, signed_jwt
 from buf_support import install_buf
 from conftest import ServiceProcess, start_service
 from markdown_it import MarkdownIt
@@ -66,7 +74,16 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 MARKER = re.compile(r"^(?:<!--\s*readme-test:\s*(?P<html>.*?)\s*-->|#\s*readme-test:\s*(?P<hash>.*?))$")
-CHECKS = ("skip", "serve-starts", "ci-command", "serve-options", "paths", "buf-curl", "authz-rego")
+CHECKS = (
+    "skip",
+    "serve-starts",
+    "ci-command",
+    "serve-options",
+    "paths",
+    "buf-curl",
+    "authz-rego",
+    "authz-requests",
+)
 TIMEOUT_S = 120
 
 DOUBLE_SH = """#!/bin/sh
@@ -197,6 +214,8 @@ def test_block(block: Block, request: pytest.FixtureRequest, tmp_path: pathlib.P
         check_paths(block)
     elif kind == "buf-curl":
         run_buf_curl(block, request.getfixturevalue("store_url"), request.getfixturevalue("namespace"))
+    elif kind == "authz-requests":
+        send_authz_requests(block, request.getfixturevalue("store_url"), request.getfixturevalue("namespace"))
     else:
         run_authz_transcript(
             block, request.getfixturevalue("store_url"), request.getfixturevalue("namespace")
@@ -414,6 +433,49 @@ def run_authz_transcript(block: Block, store_url: str, namespace: str) -> None:
             assert done.returncode == 0, f"{where}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
             problem = excerpt_mismatch(expected, done.stdout)
             assert problem is None, f"{where}\n{problem}\n--- printed:\n{done.stdout}"
+    finally:
+        service.stop()
+
+
+REQUEST = re.compile(
+    r"^(?P<who>\w+)\s+(?P<method>GET|POST)\s+(?P<path>/\S*)\s*(?:\((?P<note>[^)]*)\))?\s*->\s*"
+    r"(?P<status>\d{3})\s+(?P<message>.*)$"
+)
+TASKS_PATH = re.compile(r"^/api/v0/queues/(?P<queue>.+)/tasks$")
+TOKENS = {"alice": ALICE, "bob": BOB, "nobody": "nobody"}
+
+
+def send_authz_requests(block: Block, store_url: str, namespace: str) -> None:
+    """Each line a request to a service with the example policy, in order; its answer's status
+    and message as the line says. Alice's and bob's queues hold a task each."""
+    lines = [line for line in block.text.splitlines() if line.strip()]
+    requests = [REQUEST.match(line) for line in lines]
+    assert requests and all(requests), f"{block.where}: not WHO METHOD PATH -> STATUS MESSAGE: {lines}"
+    for queue in ("/alice/jobs", "/bob/secret"):
+        _insert(store_url, namespace, queue)
+    service = start_service(store_url, "--namespace", namespace, "--grpc-port", "0", *REGO_FLAGS)
+    try:
+        with httpx.Client(base_url=service.url, timeout=30) as http:
+            for line, found in zip(lines, requests, strict=True):
+                assert found is not None
+                note = found.group("note") or ""
+                token = TOKENS[found.group("who")]
+                if note == "the bad JWT":
+                    claims = {"sub": found.group("who"), "iss": JWT_ISSUER, "aud": JWT_AUDIENCE}
+                    token = signed_jwt(json.dumps({**claims, "exp": str(int(time.time()) + 3600)}))
+                path = found.group("path")
+                named = TASKS_PATH.match(path)
+                if named:
+                    path = f"/api/v0/queues/{quote(named.group('queue'), safe='')}/tasks"
+                body = None
+                if note.startswith("insert "):
+                    body = {"inserts": [{"queue": note.removeprefix("insert "), "value": b64("readme")}]}
+                answer = http.request(
+                    found.group("method"), path, json=body, headers={"Authorization": f"Bearer {token}"}
+                )
+                got = f"{answer.status_code} {answer.json().get('message')}"
+                want = f"{found.group('status')} {found.group('message')}"
+                assert got == want, f"{block.where}: {line}\nanswered {got}: {answer.text}"
     finally:
         service.stop()
 
