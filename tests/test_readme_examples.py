@@ -20,7 +20,9 @@ fenced or indented (found as a CommonMark renderer finds them), is one test:
   ``ci-command``       the test command: .ci/run extracts it from the README and runs it, so the
                        test checks .ci/run's extraction finds exactly this block's command;
   ``serve-options``    a synopsis of ``serve``: every ``--option`` it names must be in
-                       ``entroq-redis serve --help``;
+                       ``entroq-redis serve --help``, and every value it shows that is not a
+                       placeholder (``[--port 9100]``, not ``[--data DIR]``) the default the help
+                       states;
   ``paths``            a layout tree: every file and directory it names must exist;
   ``buf-curl``         a ``buf curl`` command: run as written against a real service's gRPC
                        port (buf from tests/buf_support.py), which must answer with a claimed task;
@@ -358,6 +360,29 @@ def check_serve_options(block: Block) -> None:
     named = set(re.findall(r"--[a-z][a-z0-9-]*", block.text))
     assert named, f"{block.where}: a serve synopsis with no options"
     assert named <= known, f"{block.where}: not options of serve: {sorted(named - known)}"
+    # `[--port 9100]`: a value that is not a placeholder (FILE, N...) is the default the help states.
+    wrong = [
+        f"{option} {value}"
+        for option, value in re.findall(r"\[(--[a-z0-9-]+) ([^\]\s|]+)", block.text)
+        if not value.isupper()
+        and not re.search(
+            rf"default {re.escape(value)}\b|\b{re.escape(value)} \(default\b", _help_of(option, shown.stdout)
+        )
+    ]
+    assert not wrong, f"{block.where}: defaults serve --help does not state: {wrong}"
+
+
+def _help_of(option: str, usage: str) -> str:
+    """The paragraph of ``--help`` output that describes ``option``, on one line."""
+    paragraph: list[str] = []
+    for line in usage.splitlines():
+        if re.match(rf"^  (?:-\w, )?{re.escape(option)}(?=[\s,]|$)", line):
+            paragraph = [line]
+        elif paragraph and (line.startswith("  -") or not line.strip()):
+            break
+        elif paragraph:
+            paragraph.append(line)
+    return " ".join(" ".join(paragraph).split())
 
 
 TREE_ENTRY = re.compile(r"^(?P<indent> *)(?P<name>[\w.]+/?)(?:\s{2,}(?P<about>.*))?$")
