@@ -49,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # Shared tests that run on the cluster backend in the full run only: the CLI's start a
 # process per command (about 30 s on the cluster); the library's shared tests cover the
 # same store calls in every run.
-CLUSTER_FULL_ONLY = ("test_cli.py",)
+CLUSTER_FULL_ONLY = ("test_cli.py", "test_cli_docs.py")
 
 
 # Shared tests that cannot apply over gRPC, and why. EntroQ's v1 schema carries task values as
