@@ -56,6 +56,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import entroq_redis
 from battery.history import HistoryWriter, claimed
+from battery.workload import run_connected
 from entroq_redis import DependencyError, Doc, DocChange, DocData, Task, TaskChange, TaskData
 
 UNCERTAIN = (entroq_redis.StoreUnavailableError, entroq_redis.OutcomeUnknownError, entroq_redis.StoreError)
@@ -292,20 +293,7 @@ class DocWorkload:
 
 
 async def main(config: Config) -> None:
-    give_up = time.monotonic() + config.retry_s
-    while True:
-        try:
-            async with entroq_redis.connect(config.url, namespace=config.namespace) as eq:
-                workload = DocWorkload(config, eq)
-                try:
-                    await workload.run()
-                finally:
-                    workload.close()
-            return
-        except entroq_redis.StoreUnavailableError:
-            if time.monotonic() > give_up:
-                raise
-            await trio.sleep(0.1)
+    await run_connected(config.url, config.namespace, config.retry_s, lambda eq: DocWorkload(config, eq))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ import random
 import secrets
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import trio
 
@@ -302,12 +303,21 @@ class Workload:
             await trio.sleep(0.002)
 
 
-async def main(config: Config) -> None:
-    give_up = time.monotonic() + config.retry_s
+class Runnable(Protocol):
+    async def run(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+async def run_connected(
+    url: str, namespace: str, retry_s: float, make: Callable[[entroq_redis.EntroQ], Runnable]
+) -> None:
+    """Connects (retrying while the store is down, for up to ``retry_s``) and runs one workload."""
+    give_up = time.monotonic() + retry_s
     while True:
         try:
-            async with entroq_redis.connect(config.url, namespace=config.namespace) as eq:
-                workload = Workload(config, eq)
+            async with entroq_redis.connect(url, namespace=namespace) as eq:
+                workload = make(eq)
                 try:
                     await workload.run()
                 finally:
@@ -318,6 +328,10 @@ async def main(config: Config) -> None:
             if time.monotonic() > give_up:
                 raise
             await trio.sleep(0.1)
+
+
+async def main(config: Config) -> None:
+    await run_connected(config.url, config.namespace, config.retry_s, lambda eq: Workload(config, eq))
 
 
 if __name__ == "__main__":
