@@ -722,12 +722,14 @@ def part_profile(ctx: Context) -> None:
 
 # Frames whose inclusive share of the service's CPU says where a request's time goes.
 SERVICE_FRAMES = {
-    "route handler (server/http_front.py observe wrapper)": (
+    "route handler (server/entroq_redis_server/http_front.py observe wrapper)": (
         "observe.<locals>.decorate.<locals>.wrapper (server/"
     ),
     "  library call (RedisBackend._call)": "RedisBackend._call (entroq_redis/",
     "  JSON (protobuf json_format)": "protobuf/json_format.py",
-    "  authorization hook (server/core/hooks.py)": "(server/core/hooks.py",
+    "  authorization hook (server/entroq_redis_server/core/hooks.py)": (
+        "(server/entroq_redis_server/core/hooks.py"
+    ),
     "  metrics (prometheus_client)": "(prometheus_client/",
     "response send (hypercorn app_send)": "HTTPStream.app_send (hypercorn/",
     "request read and parse (hypercorn _read_data)": "TCPServer._read_data (hypercorn/",

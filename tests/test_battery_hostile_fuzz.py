@@ -3,7 +3,8 @@
 Two fuzzers against a real service (Hypercorn process) on a private store, so that the whole
 keyspace can be compared after every request:
 
-1. schemathesis, driven by the service's own OpenAPI document (server/openapi.json), through
+1. schemathesis, driven by the service's own OpenAPI document
+   (server/entroq_redis_server/openapi.json), through
    all its phases: the document's examples, coverage (boundary and invalid values of every
    parameter), random fuzzing, and stateful sequences that follow the document's links (an
    insert's ID into a claim, a claim's task into a modify). Its checks (status codes, content

@@ -147,7 +147,7 @@ def test_wheel_install_carries_the_scripts(tmp_path: pathlib.Path, store_url: st
     ).stdout.strip()
     assert not pathlib.Path(site, "server").exists()
     assert pathlib.Path(site, "entroq_redis_server").is_dir()
-    # The dashboard's templates and vendored scripts ship as package data (server/ui).
+    # The dashboard's templates and vendored scripts ship as package data (server/entroq_redis_server/ui).
     ui = pathlib.Path(site, "entroq_redis_server", "ui")
     for shipped in ("templates/base.html", "static/dashboard.js", "static/vendor/htmx-2.0.11.min.js"):
         assert (ui / shipped).is_file(), shipped

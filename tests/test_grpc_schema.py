@@ -1,4 +1,5 @@
-"""server/core/schema.py builds exactly the descriptors protoc makes of the gRPC schemas in tests/protos/."""
+"""server/entroq_redis_server/core/schema.py builds exactly the descriptors protoc makes of the gRPC
+schemas in tests/protos/."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def test_bytes_descriptor_matches_the_proto_file() -> None:
 
 
 def test_bytes_proto_is_the_service_schema() -> None:
-    # The gRPC bytes schema is the one the service uses inside (server/core/entroq.proto).
+    # The gRPC bytes schema is the one the service uses inside (server/entroq_redis_server/core/entroq.proto).
     server = pathlib.Path(_schema.__file__).parent / "entroq.proto"
     tests = grpc_support.PROTOS / "entroq_bytes" / "entroq.proto"
     body = "syntax = " + server.read_text().split("syntax = ", 1)[1]

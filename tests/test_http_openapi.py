@@ -1,4 +1,5 @@
-"""The OpenAPI document (server/openapi.json): every documented route answers as documented.
+"""The OpenAPI document (server/entroq_redis_server/openapi.json): every documented route answers
+as documented.
 
 Each operation is called with the document's own examples; the status must be one the
 document lists and a JSON body must validate against the documented schema. Then the other
@@ -100,7 +101,8 @@ def test_every_rest_route_is_documented() -> None:
     app = create_app(entroq_redis_server.ServiceSettings(store_url="redis://unused"), Stub())  # type: ignore[arg-type]
     documented = {(p, m.upper()) for p, m, _ in OPERATIONS}
     for rule in app.url_map.iter_rules():
-        # Connect routes, and the dashboard's HTML pages (server/ui), which are no API operations.
+        # Connect routes, and the dashboard's HTML pages (server/entroq_redis_server/ui), which are no
+        # API operations.
         if rule.rule.startswith(("/api.EntroQ/", "/static", "/ui")):
             continue
         path = rule.rule.replace("<anypath:queue>", "{queue}")

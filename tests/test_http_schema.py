@@ -1,4 +1,5 @@
-"""server/core/schema.py builds exactly the descriptor protoc makes of server/core/entroq.proto."""
+"""schema.py builds exactly the descriptor protoc makes of entroq.proto (both in
+server/entroq_redis_server/core/)."""
 
 from __future__ import annotations
 

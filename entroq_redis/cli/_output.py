@@ -5,7 +5,7 @@ JSON forms use the HTTP API's field names, camelCase as in EntroQ's wire format 
 and times are ms since the epoch on the store's clock. A task's ``value`` is standard base64
 (values are bytes); ``valueText`` is added when the value is valid UTF-8. A doc's ``content`` is
 printed the same way (``contentText`` when UTF-8), and its holder is ``claimant``, the name
-EntroQ's Doc message gives it (server/core/schema.py), where a task's is ``claimantId``.
+EntroQ's Doc message gives it (server/entroq_redis_server/core/schema.py), where a task's is ``claimantId``.
 ``print_json`` camelCases every key it is given, so a command may build its output with
 Python's names.
 """

@@ -33,8 +33,8 @@ from ._serve_logging import LOG_FORMATS, LOG_LEVELS, configure_logging
 
 DEFAULT_PORT = 9100
 DEFAULT_DATA_DIR = "./entroq-data"
-# As server/settings.py's DEFAULT_UI_REFRESH_S (tests/test_ui_pages.py keeps them in step): the
-# CLI does not import the service package to build its parser.
+# As server/entroq_redis_server/settings.py's DEFAULT_UI_REFRESH_S (tests/test_ui_pages.py keeps them
+# in step): the CLI does not import the service package to build its parser.
 DEFAULT_UI_REFRESH_S = 2.0
 
 

@@ -162,7 +162,8 @@ def _fit_doc_names(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _obey_doc_rules(body: dict[str, Any]) -> None:
-    """The doc items' rules (lua/README.md, server/core/doc_wire.py): a doc namespace on every
+    """The doc items' rules (lua/README.md, server/entroq_redis_server/core/doc_wire.py): a doc
+    namespace on every
     item, a doc inserted, changed or deleted at most once, deletes and depends naming a doc (not
     a set), a set named only by a lease change (at most once), a lease change carrying only its
     arrival, a change never moving a doc to another namespace."""

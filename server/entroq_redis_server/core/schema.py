@@ -243,7 +243,8 @@ def _json_name(name: str) -> str:
 
 def file_descriptor_proto(schema: Schema = "bytes") -> descriptor_pb2.FileDescriptorProto:
     """The descriptor of entroq.proto as protoc would produce it (without source info): the
-    bytes schema (``server/core/entroq.proto``) or EntroQ v1's (``tests/protos/entroq_v1``)."""
+    bytes schema (``server/entroq_redis_server/core/entroq.proto``) or EntroQ v1's
+    (``tests/protos/entroq_v1``)."""
     v1 = schema == "v1"
     fdp = descriptor_pb2.FileDescriptorProto(name=FILE_NAME, package=PACKAGE, syntax="proto3")
     if v1:
