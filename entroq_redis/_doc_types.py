@@ -75,7 +75,9 @@ class DocChange:
         version: The version the change applies to; any other fails the modify. While this
             client holds the doc's set, the set's version names the doc too until the doc is
             written (as EntroQ 1.13's clients name a claimed member; lua/README.md section 6).
-        key, secondary_key, content: The new fields ("full" mode).
+        key: The new key ("full" mode).
+        secondary_key: The new secondary key ("full" mode).
+        content: The new content ("full" mode).
         at: New arrival; a future one makes the modifier the doc's claimant, None or <= 0
             releases it now.
         delay_ms: Arrival relative to the store's clock; overrides ``at`` when given.
