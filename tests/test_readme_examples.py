@@ -1,4 +1,4 @@
-"""Every code block of README.md and docs/*.md runs, or is checked, or says why not.
+"""Every code block of README.md and docs/**/*.md runs, or is checked, or says why not.
 
 The documents are read when the tests run (they change often), and every code block in them,
 fenced or indented (found as a CommonMark renderer finds them), is one test:
@@ -74,7 +74,7 @@ from entroq_redis.cli._options import CLAIMANT_SUFFIX, default_claimant
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 MARKER = re.compile(r"^(?:<!--\s*readme-test:\s*(?P<html>.*?)\s*-->|#\s*readme-test:\s*(?P<hash>.*?))$")
 CHECKS = (
     "skip",
@@ -153,9 +153,10 @@ def block_id(block: Block) -> str:
     return f"{block.document}:{block.line}:{block.kind}"
 
 
-def test_the_readme_has_examples_to_run() -> None:
-    kinds = {b.kind for b in BLOCKS if b.document == "README.md"}
-    assert {"python", "transcript", "authz-rego", "buf-curl"} <= kinds, kinds
+def test_the_documents_have_examples_to_run() -> None:
+    assert "python" in {b.kind for b in BLOCKS if b.document == "README.md"}
+    kinds = {b.kind for b in BLOCKS}
+    assert {"python", "transcript", "authz-rego", "authz-requests", "buf-curl", "paths"} <= kinds, kinds
 
 
 def test_indented_blocks_are_found() -> None:
@@ -168,6 +169,8 @@ def test_indented_blocks_are_found() -> None:
 
 def test_the_docs_are_read() -> None:
     assert any(b.document == "docs/eqc.md" and b.kind == "transcript" for b in BLOCKS)
+    # docs/ has subfolders (docs/operations/): their pages are read too.
+    assert any(b.document.startswith("docs/operations/") for b in BLOCKS)
 
 
 def test_every_kind_of_block_is_classified() -> None:
