@@ -19,7 +19,7 @@ import httpx
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POLICY = str(ROOT / "deploy" / "authz" / "policy.rego")
 DATA = str(ROOT / "deploy" / "authz" / "data.json")
-# The example data's credentials are published (here and in the README), so serve refuses them
+# The example data's credentials are published (here and in docs/operations/), so serve refuses them
 # unless told this is a demo.
 REGO_FLAGS = ("--authz", "rego", "--policy", POLICY, "--policy-data", DATA, "--allow-example-credentials")
 

@@ -1,7 +1,7 @@
 """``serve --authz rego`` and the example policy's published credentials.
 
 The example data (deploy/authz/data.json) holds a JWT secret and the hashes of tokens printed in
-the README and here: anyone can sign in with them. serve refuses to start with them, wherever
+the docs and here: anyone can sign in with them. serve refuses to start with them, wherever
 the data file lives and whatever it is called, unless --allow-example-credentials (a demo). Real
 processes throughout: serve against the session's store, requests over HTTP.
 

@@ -192,7 +192,7 @@ def test_values_cross_between_grpc_v1_and_http(
     seeded = sorted(
         as_json(t.value) for t in stub.Tasks(pb2.TasksRequest(queue="/from-seed"), metadata=meta).tasks
     )
-    # Text reads as a string; other bytes as their base64 (the README's lossy case).
+    # Text reads as a string; other bytes as their base64 (docs/migrating.md's lossy case).
     assert seeded == sorted(["plain text", base64.b64encode(b"\x00\x01\xff").decode()])
 
 

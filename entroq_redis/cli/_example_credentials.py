@@ -1,7 +1,7 @@
 """The example policy's published credentials, which ``serve --authz rego`` refuses to run with.
 
 The example data (deploy/authz/data.json) holds a JWT secret and the SHA-256 of three tokens
-that the README and the tests print: anyone who has read them can sign a JWT or send a token
+that the docs and the tests print: anyone who has read them can sign a JWT or send a token
 as alice, bob or ops. They are found by value wherever they sit in the policy data, so a copy
 of the example data under another name, or one with only some entries replaced, is caught too.
 """

@@ -137,7 +137,7 @@ def register(subparsers: Any) -> None:
         choices=["base64", "json"],
         default="base64",
         help="task values for EntroQ clients whose generation a request does not reveal: base64 "
-        "(seed-era clients) or json (PyPI entroq 0.12+); see the README's client compatibility",
+        "(seed-era clients) or json (PyPI entroq 0.12+); see docs/migrating.md",
     )
     parser.add_argument(
         "--wait-replicas",

@@ -149,8 +149,9 @@ def _check_example_credentials(settings: Any, *, allow: bool) -> None:
     what = f"--policy-data {settings.policy_data_file} holds the example policy's published credentials"
     if not allow:
         raise AuthzSetupError(
-            f"{what} ({'; '.join(found)}): anyone can sign in with them. Set your own (see the README's "
-            "authorization section), or pass --allow-example-credentials for a local demo",
+            f"{what} ({'; '.join(found)}): anyone can sign in with them. Set your own (see "
+            "docs/operations/security.md, Example credentials), or pass --allow-example-credentials "
+            "for a local demo",
             2,
         )
     logging.getLogger(__name__).warning(

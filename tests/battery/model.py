@@ -1,6 +1,6 @@
 """A pure-Python model of EntroQ's semantics as this project defines them (battery row j).
 
-Written from README "Semantics" and lua/README.md sections 5 and 6, not from the scripts:
+Written from docs/concepts.md "Semantics" and lua/README.md sections 5 and 6, not from the scripts:
 
 - every task has a version; a claim or a change moves it by one; inserts start at 0;
 - claim: any task of the named queues with ``at <= now`` may be taken; the claimed task gets

@@ -1,4 +1,4 @@
-"""Screenshots of the dashboard with real data, for the README: docs/screenshots/*.png.
+"""Screenshots of the dashboard with real data, for the docs: docs/screenshots/*.png.
 
 Starts ``entroq-redis serve`` on an embedded store in a temporary directory, fills it through
 the service's HTTP API (queues with backlogs, workers holding leases, error queues with

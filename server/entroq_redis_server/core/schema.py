@@ -12,7 +12,7 @@ The table mirrors ``entroq.proto`` (kept beside this file as the readable bytes 
 and check that the descriptors built here are identical, so they cannot drift. Building the
 descriptor in code keeps generated ``*_pb2.py`` files out of the tree and needs no .proto
 parser at run time. protobuf's ``json_format`` then gives the exact proto3 JSON mapping
-(README, "Design: wire format").
+(docs/architecture.md, "HTTP wire format").
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ JSON value (``google.protobuf.Value``). The store keeps no "this was JSON" flag,
   producer of JSON work items stores); otherwise UTF-8 text (no control characters but tab,
   newline and carriage return) becomes a JSON string, and any other bytes a base64 string,
   which that caller cannot tell from a real string (the lossy cross-generation case of the
-  compatibility plan, 5.3 point 2, documented in the README);
+  compatibility plan, 5.3 point 2, documented in docs/migrating.md);
 - a JSON value read by a seed-era caller is base64 of its JSON text.
 """
 
