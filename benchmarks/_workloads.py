@@ -16,7 +16,7 @@ from _harness import Store, collect, measure_window, percentile, start_clients
 import entroq_redis
 from entroq_redis import DocData, TaskData
 
-VALUE = b"v" * 100  # design 5: 100-byte values
+VALUE = b"v" * 100  # docs/design.md 5: 100-byte values
 
 
 async def _fill(

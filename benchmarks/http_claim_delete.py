@@ -10,7 +10,7 @@ dominate). The no-op rate is ``GET /healthz`` on the same service with the same 
     python benchmarks/http_claim_delete.py [--clients 16] [--seconds 10] [--workers 1]
 
 Prints jobs/s (one job = claim + delete = 2 requests), requests/s, and the ratio of the
-claim/delete request rate to the no-op request rate (design 5 aims at >= 0.6). Then the same
+claim/delete request rate to the no-op request rate (docs/design.md 5 aims at >= 0.6). Then the same
 clients finish each task in the claim of the next (``finish``, an entroq-redis extension of
 ClaimRequest): one request per job.
 """

@@ -59,7 +59,7 @@ PARTS: dict[str, Callable[[Context], None]] = {
     "authz": part_authz,
 }
 
-SAQ_REFERENCE = 2_239  # jobs/s, saq 0.26 at 2 processes x 16 (design 5)
+SAQ_REFERENCE = 2_239  # jobs/s, saq 0.26 at 2 processes x 16 (docs/design.md 5)
 
 TABLES: dict[str, list[str]] = {
     "ceiling": ["name", "generator", "calls_per_s", "script_us_per_call", "store_cpu_us_per_call"],
@@ -186,7 +186,7 @@ TABLES: dict[str, list[str]] = {
 
 
 def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Design 5 / issue 5 section 2, evaluated on this run's rows."""
+    """The aims of docs/design.md 5, evaluated on this run's rows."""
     found: list[dict[str, Any]] = []
 
     def add(target: str, measured: float | None, aim: str, met: bool | None) -> None:
@@ -297,7 +297,7 @@ def print_report(context: dict[str, Any], rows: list[dict[str, Any]]) -> None:
             print(table(selected, columns))
     found = targets(rows)
     if found:
-        print("\n## targets (design 5)\n")
+        print("\n## targets (docs/design.md 5)\n")
         print(table(found, ["target", "measured", "aim", "met"]))
 
 

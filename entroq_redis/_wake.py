@@ -1,4 +1,4 @@
-"""Wakes blocking claims when the store announces available tasks (design 2.5).
+"""Wakes blocking claims when the store announces available tasks (docs/design.md 2.5).
 
 One pub/sub subscription per client on the namespace's wake channel. modify.lua publishes
 "<n_available>:<wait_ms>:<queue>" for each queue that gained available tasks or a new

@@ -1,6 +1,6 @@
 """``Worker``: claims tasks, runs a handler on each under a renewed lease, commits the outcome.
 
-Outcomes (EntroQ's Go worker, reference section 3.1, with two deliberate differences: any
+Outcomes (EntroQ's Go worker, docs/reference/entroq-protocol.md 3.1, with two deliberate differences: any
 exception is a retry rather than fatal, and a quarantined task is available at once):
 
 - the handler returns None: the task is deleted; it returns a :class:`Finish`: that modify
@@ -191,7 +191,7 @@ class Worker:
             raise ValueError("a worker needs at least one queue")
         if lease_ms <= 0 or concurrency <= 0:
             raise ValueError("lease_ms and concurrency must be positive")
-        # Its own claimant: claimant + version is the fence (design 2.9), so two workers
+        # Its own claimant: claimant + version is the fence (docs/design.md 2.9), so two workers
         # sharing one client must still not share a claimant.
         self.claimant_id = claimant_id or f"{eq.claimant_id}/worker-{secrets.token_hex(4)}"
         self.eq = eq.as_claimant(self.claimant_id)

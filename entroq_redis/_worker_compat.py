@@ -1,4 +1,6 @@
-"""EntroQ's Python worker style (reference 3.2 and 5.1), async, on top of ``hold_lease``.
+"""EntroQ's Python worker style, async, on top of ``hold_lease``.
+
+EntroQ's worker is docs/reference/entroq-protocol.md 3.2 and 5.1.
 
 For code written against EntroQ's ``EntroQWorker``/``renewing()``: the same shape with
 ``async with`` instead of ``with``. One difference on purpose: a lost lease cancels the

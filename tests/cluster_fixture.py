@@ -9,7 +9,7 @@ primary from its own nodes.conf and AOF.
 The nodes run with the embedded store's durability settings (AOF on, noeviction) plus:
 - ``cluster-node-timeout`` short (1 s default) so a failover takes seconds in tests;
 - ``cluster-require-full-coverage no``: a namespace on a healthy shard keeps working while
-  another shard fails over (namespaces are independent, design 2.4);
+  another shard fails over (namespaces are independent, docs/design.md 2.4);
 - ``cluster-port`` chosen explicitly: the default bus port (port + 10000) may be taken.
 """
 

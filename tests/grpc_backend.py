@@ -2,7 +2,7 @@
 behaviour suite runs over gRPC as a fourth backend.
 
 The library has no ``grpc://`` backend on purpose: no maintained gRPC client runs under trio
-(issue 15), and hand-writing one is out. Here grpcio's own sync stubs, generated at test time
+(docs/design.md 7.3), and hand-writing one is out. Here grpcio's own sync stubs, generated at test time
 from tests/protos/entroq_v1/entroq.proto (tests/grpc_support.py), drive the service as any EntroQ
 gRPC client would. Each call is started with ``.future()``; grpcio runs it on its own threads and
 hands the outcome to trio through the trio token, so a waiting claim holds no worker thread

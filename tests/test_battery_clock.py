@@ -1,4 +1,4 @@
-"""Battery row e: clock skew and clock jumps (design 2.1: the store's clock decides).
+"""Battery row e: clock skew and clock jumps (docs/design.md 2.1: the store's clock decides).
 
 1. Skewed services and clients: two service processes on one store, one under libfaketime at
    +1 h and one at -1 h, and worker processes at +1 h / -1 h talking to them. Leases must not

@@ -1,4 +1,6 @@
-"""Battery row a (issue 6 item 1): commit once under contention, over the library and HTTP.
+"""Battery row a: commit once under contention, over the library and HTTP.
+
+The row is docs/reference/reliability-battery.md 3.
 
 Several worker processes (tests/battery/workload.py) claim from four queues, run a side
 effect, and commit (delete or move to a second stage, plus a commit marker; one commit in

@@ -1,4 +1,6 @@
-"""Battery, issue 16 section 3: commit once for docs, under contention, in separate processes.
+"""Battery row a for docs: commit once for docs, under contention, in separate processes.
+
+The row is docs/reference/reliability-battery.md 3; docs are docs/design.md 2.14.
 
 Worker processes (tests/battery/doc_workload.py) claim every doc of a key (``claim_docs``)
 and commit, in one modify, a change of each doc (its counter + 1, released), a receipt doc

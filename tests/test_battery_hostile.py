@@ -1,4 +1,6 @@
-"""Battery row f / issue 6 item 4: hostile input at the HTTP edge, the explicit cases.
+"""Battery row f: hostile input at the HTTP edge, the explicit cases.
+
+The row is docs/reference/reliability-battery.md 3.
 
 Each case goes to the session's real service (Hypercorn process) over real HTTP, in the
 test's own namespace; the store is the session store (embedded Valkey, or the external Redis

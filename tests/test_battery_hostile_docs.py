@@ -1,4 +1,4 @@
-"""Battery row f for the document store (issue 16): hostile doc namespaces, IDs, keys and contents.
+"""Battery row f for the document store (docs/design.md 2.14): hostile doc namespaces, IDs, keys and contents.
 
 Doc namespaces, IDs, keys and secondary keys may hold any bytes: NUL, ``{``, ``}``, ``:``,
 Lua and RESP text, bytes that are not UTF-8 (0xFF, an overlong "/", through the library's

@@ -1,4 +1,6 @@
-"""Battery row f / issue 6 item 4: property-based fuzzing of every route.
+"""Battery row f: property-based fuzzing of every route.
+
+The row is docs/reference/reliability-battery.md 3.
 
 Two fuzzers against a real service (Hypercorn process) on a private store, so that the whole
 keyspace can be compared after every request:

@@ -1,4 +1,6 @@
-"""Battery row k: the Lua scripts' discipline (reliability-battery.md 1.3, 1.4; design 2.8).
+"""Battery row k: the Lua scripts' discipline.
+
+Why: docs/reference/reliability-battery.md 1.3, 1.4; docs/design.md 2.8.
 
 1. Static: in every script each path passes its last check before its first write
    (tests/battery/lua_lint.py), and the lint is shown to catch broken copies.

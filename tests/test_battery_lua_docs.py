@@ -1,4 +1,4 @@
-"""Battery row k for the doc scripts: fault injection and worst-case sizes (design 2.8).
+"""Battery row k for the doc scripts: fault injection and worst-case sizes (docs/design.md 2.8).
 
 The static lint covers every script in lua/ (tests/test_battery_lua.py); here, as that file
 does for the task scripts, on a private store:

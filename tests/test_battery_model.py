@@ -6,7 +6,7 @@ insert, claim, renew, change (full, lease, reset_claims; moving queues), delete,
 mixed modifies, as two claimants, with IDs and versions drawn from a Bundle of every version
 ever seen (so stale versions come up all the time), and advance_clock jumps the store's
 clock forward or back so that leases run out, or come back, without any sleeping. Docs
-(issue 16) take part the same way: doc inserts, changes (full and lease), deletes and
+(docs/design.md 2.14) take part the same way: doc inserts, changes (full and lease), deletes and
 depends, alone and in one modify with task items, and key claims (claim_docs), with doc
 versions from a second Bundle. After every step the whole store (every task and every doc,
 every field, in listing order, and every queue's and doc namespace's stats) must equal the

@@ -8,7 +8,7 @@ Every one of those late commits must be refused with a typed dependency error (n
 still holds it (DELETE/mismatch), or gave it back (DELETE/mismatch, released). Each task is
 one trial; rounds of 50 keep the run short.
 
-The other half of the rule (design 2.9, EntroQ's): when nobody claimed the task while its
+The other half of the rule (docs/design.md 2.9, EntroQ's): when nobody claimed the task while its
 holder was frozen, the late commit is accepted, exactly once: the version did not move, so
 that commit is still the only one.
 

@@ -1,4 +1,6 @@
-"""Battery row h (issue 6 item 5): resource bounds of one service process.
+"""Battery row h: resource bounds of one service process.
+
+The row is docs/reference/reliability-battery.md 3; the decision docs/design.md 7.2.
 
 1. Many concurrent waiting claims (10,000 at full size, 2,000 in CI) on one service
    process: each costs one connection (one file descriptor) and a bounded amount of

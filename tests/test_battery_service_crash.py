@@ -1,4 +1,6 @@
-"""Battery row c (issue 6 item 2): kill -9 the HTTP service mid-request.
+"""Battery row c: kill -9 the HTTP service mid-request.
+
+The row is docs/reference/reliability-battery.md 3.
 
 The commit-once workload runs over HTTP against one ``entroq-redis serve`` process, which is
 SIGKILLed at fractions of the work done (spread over its first 80%) and restarted on the

@@ -1,4 +1,6 @@
-"""Battery row b (issue 6 item 2): kill -9 the store during a stream of modifies.
+"""Battery row b: kill -9 the store during a stream of modifies.
+
+The row is docs/reference/reliability-battery.md 3.
 
 The commit-once workload (tests/battery/workload.py) runs against an embedded Valkey of
 its own; at fractions of the work done (spread over its first 80%) the store is SIGKILLed
@@ -153,7 +155,7 @@ DOC_SIZES = {"ci": (3, 600, 12, 3, 0.5), "full": (4, 20_000, 48, 20, 2.0)}
 async def test_kill_9_never_half_applies_a_task_and_doc_modify(
     fsync: str, size: str, tmp_path: pathlib.Path
 ) -> None:
-    """Issue 16: a modify that moves a task, changes docs and inserts a doc, under kill -9.
+    """Docs (docs/design.md 2.14): a modify that moves a task, changes docs and inserts a doc, under kill -9.
 
     The doc workload (tests/battery/doc_workload.py) claims a source task, then every doc of
     a key, and commits in one modify: the task moved to ``done`` (its value the batch), each
@@ -367,7 +369,7 @@ async def test_rollback_reissues_versions_and_the_claimant_still_fences(tmp_path
     Worker A claims every task and commits a third of them; the store is rolled back to a
     copy taken before; worker B claims every task again, at the very versions A holds. Then:
     where B still holds a task, A's late commit is refused (CLAIM: the claimant is the fence,
-    design 2.9); where B's lease ran out and B is gone, A's commit is accepted and B has
+    docs/design.md 2.9); where B's lease ran out and B is gone, A's commit is accepted and B has
     nothing left to commit. Either way each task ends committed exactly once (C3, C4 = 0);
     the acknowledgements the rollback undid are reported (C1).
     """

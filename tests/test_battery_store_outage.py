@@ -1,4 +1,4 @@
-"""Issue 6 item 3: the store goes away under a running service, then comes back.
+"""docs/design.md 7.1: the store goes away under a running service, then comes back.
 
 tests/test_http_service.py covers a store that is unreachable from the start. Here the
 store dies (SIGKILL) or shuts down (SIGTERM) while the service runs with claims waiting,

@@ -24,7 +24,7 @@ def test_quick_library_and_queues_parts_run() -> None:
     assert all(r["jobs"] > 0 and r["errors"] == 0 for r in library)
     queues = [r for r in rows if r["part"] == "queues"]
     assert [r["queues"] for r in queues] == [1, 1000]
-    assert "## targets (design 5)" in done.stdout
+    assert "## targets (docs/design.md 5)" in done.stdout
 
 
 def test_protocols_claim_delete_runs_over_rest_connect_and_grpc() -> None:

@@ -1,4 +1,4 @@
-"""The command line as people already type it (issue 21): global options before or after the
+"""The command line as people already type it (docs/design.md 7.4): global options before or after the
 command, eqc's flags, a claimant that stays the same from one command to the next, --version,
 JSON errors, a closed pipe, an empty store, one JSON casing with the HTTP API.
 

@@ -1,6 +1,6 @@
 """Scale-out on a real local Valkey Cluster (3 primaries, 3 replicas; conftest's ``cluster``).
 
-Namespaces are the unit of scale (design 2.4): each is one hash tag, one slot, so one
+Namespaces are the unit of scale (docs/design.md 2.4): each is one hash tag, one slot, so one
 primary runs all of a namespace's scripts and several namespaces spread over the primaries.
 The shared behaviour tests also run on the cluster (the "cluster" backend in conftest), and
 test_cluster_failover.py kills primaries. Here: where namespaces land, the service serving

@@ -1,4 +1,4 @@
-"""Claim semantics (reference 2.1, design 2.7) over every backend."""
+"""Claim semantics (docs/reference/entroq-protocol.md 2.1, docs/design.md 2.7) over every backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Claim randomness (design 2.3): uniform within a queue, uniform over non-empty queues.
+"""Claim randomness (docs/design.md 2.3): uniform within a queue, uniform over non-empty queues.
 
 The randomness comes from the caller (the client draws from Python's `random`), so the
 tests seed it: each run makes exactly the same draws and cannot flake. The bounds are

@@ -1,4 +1,7 @@
-"""Task listing (reference 2.5), queue listing and stats (2.7, design 2.7) over every backend."""
+"""Task listing, queue listing and stats over every backend.
+
+The rules: docs/reference/entroq-protocol.md 2.5 and 2.7, docs/design.md 2.7.
+"""
 
 from __future__ import annotations
 

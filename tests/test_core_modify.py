@@ -1,4 +1,4 @@
-"""Modify semantics (reference 2.4, design 2.6 and 2.7) over every backend."""
+"""Modify semantics (docs/reference/entroq-protocol.md 2.4, docs/design.md 2.6 and 2.7) over every backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Blocking claims (design 2.5): woken by inserts and releases, by due arrivals, bounded by timeouts."""
+"""Blocking claims (docs/design.md 2.5): woken by inserts and releases, by due arrivals,
+bounded by timeouts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Doc modify semantics (docs-spec, EntroQ reference section 4) through the library only.
+"""Doc modify semantics through the library only.
+
+The rules: docs/design.md 2.14, docs/reference/entroq-v1-grpc-and-docs.md 4.
 
 Nothing here looks at the store directly, so the same tests run over every backend: the two
 fixtures below are ``eq`` and ``other`` (the Redis store, the HTTP service, the cluster when

@@ -1,6 +1,6 @@
 """The document store over REST and Connect, as EntroQ's JSON clients send it.
 
-Requests are shaped as the PyPI clients send them (reference entroq-client-generations.md A.2,
+Requests are shaped as the PyPI clients send them (docs/reference/entroq-client-generations.md A.2,
 C.2, 5.1): JSON contents, ``query.``-prefixed and unprefixed listing parameters, protocol 2's
 doc sets, lease changes and ``taskToMatch``. Answers are read as those clients read them. Bad
 input is a 400 naming what is wrong, with nothing written; refused modifies and claims are 404

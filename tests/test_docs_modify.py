@@ -33,7 +33,7 @@ from entroq_redis._scripts import script_source
 
 HOUR_MS = 3_600_000
 
-# Names a doc may hold (docs-spec: any bytes): NUL, the hash-tag braces, the key separator, a
+# Names a doc may hold (docs/design.md 2.14: any bytes): NUL, the hash-tag braces, the key separator, a
 # byte that is not UTF-8 (str through surrogateescape, as the library carries it), the limits.
 HOSTILE_NAMESPACES = ["a\0b", "{x}", "}{", "a:b:", ":", "\udcff\udcfe", "n" * 1024, "é" * 512]
 HOSTILE_IDS = ["i\0d", "{", "}", "1:", "\udcff", "i" * 256]
@@ -76,7 +76,7 @@ def unpack_set_lock(record: bytes) -> tuple[int, int, int, int, bytes]:
 
 
 def sort_part(value: bytes) -> bytes:
-    """README section 2's enc(): NUL -> NUL 0xFF, then NUL 0x01."""
+    """lua/README.md section 2's enc(): NUL -> NUL 0xFF, then NUL 0x01."""
     return value.replace(b"\0", b"\0\xff") + b"\0\x01"
 
 
@@ -412,7 +412,7 @@ async def test_doc_changes_and_deletes_of_many_namespaces_in_one_call(redis_eq: 
 async def test_a_lease_change_ignores_the_fields_it_does_not_move(
     sync_redis: redis.Redis, namespace: str
 ) -> None:
-    # A lease change's key, secondary key and content are not even validated (README section 6).
+    # A lease change's key, secondary key and content are not even validated (lua/README.md section 6).
     call_modify(sync_redis, namespace, [0, 0, 0, 0, 1, 0, 0, 0], doc_insert())
     reply = call_modify(
         sync_redis,

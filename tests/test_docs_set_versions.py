@@ -521,7 +521,8 @@ async def test_a_change_prepared_before_the_holder_moved_the_doc_into_its_set_is
 
 
 def lock_state(sync_redis: redis.Redis, namespace: str, key: str) -> tuple[int, str] | None:
-    """(version, holder or "") of the set (``ns``, ``key``), read from its record (section 3)."""
+    """(version, holder or "") of the set (``ns``, ``key``), read from its record
+    (lua/README.md section 3)."""
     record = sync_redis.get(Keys(namespace).doc_set("ns", key).encode())
     if record is None:
         return None

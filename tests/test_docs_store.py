@@ -1,4 +1,6 @@
-"""The document store's reading and claiming scripts on a real store (issue 16).
+"""The document store's reading and claiming scripts on a real store.
+
+The store: docs/design.md 2.14, docs/reference/entroq-v1-grpc-and-docs.md 4.
 
 docs.lua (listing by key range or IDs), claim_docs.lua (every doc of one key, all or
 nothing), claim_doc_sets.lua (set locks, task_to_match, omit_members) and namespaces.lua

@@ -1,6 +1,6 @@
 """Every EntroQ HTTP client generation against one service: request and response shapes.
 
-Each test sends what one generation sends (reference/entroq-client-generations.md: the seed
+Each test sends what one generation sends (docs/reference/entroq-client-generations.md: the seed
 0.10 clients "S", PyPI entroq 0.12.x "A", 0.13/0.14 "B", 0.15 "C"; headers, body keys, JSON
 types, as captured) and reads the answer as that generation's client code reads it. The real
 PyPI clients run in tests/test_generations_clients.py; the seed clients are not installable,
@@ -434,7 +434,7 @@ async def test_group_c_session(c: httpx.AsyncClient) -> None:
     assert json_era_dependency(stale) == {"CHANGE": [(task["id"], task["version"], "/c")]}
 
 
-# Values across generations (the compatibility plan, 5.3 point 2).
+# Values across generations (the compatibility plan, docs/reference/entroq-client-generations.md 5.3 point 2).
 
 
 async def test_values_across_generations(seed: httpx.AsyncClient, c: httpx.AsyncClient) -> None:
@@ -542,8 +542,9 @@ async def test_document_store_serves_every_generations_shapes(
     assert [(s["key"], s["claimant"], "id" in s) for s in sets.json()["sets"]] == [("j", "v", False)]
 
 
-# oldId.queue (5.3 point 3): accepted as "", the source or the destination; authorization of
-# a move still checks the queue the task is really in (issue 7's authorizer looks it up).
+# oldId.queue (docs/reference/entroq-client-generations.md 5.3 point 3): accepted as "", the
+# source or the destination; authorization of a move still checks the queue the task is really
+# in (the authorizer, docs/design.md 2.12, looks it up).
 
 
 async def test_moves_named_by_destination_are_authorized_on_the_real_source(

@@ -1,7 +1,7 @@
 """Client generations without I/O: the value codec, protocol negotiation, and how a request's
 value encoding is decided (values.py, generations.py and wire.py in server/entroq_redis_server/core/).
 
-The request shapes are the captures of reference/entroq-client-generations.md (seed 0.10,
+The request shapes are the captures of docs/reference/entroq-client-generations.md (seed 0.10,
 PyPI entroq 0.12.x, 0.13/0.14, 0.15).
 """
 

@@ -1,5 +1,6 @@
-"""gRPC errors as EntroQ's clients read them (reference section 3), the limits, the health
-service, and the ``serve`` command's gRPC flags; real service processes, grpcio stubs."""
+"""gRPC errors as EntroQ's clients read them (docs/reference/entroq-v1-grpc-and-docs.md 3), the
+limits, the health service, and the ``serve`` command's gRPC flags; real service processes,
+grpcio stubs."""
 
 from __future__ import annotations
 

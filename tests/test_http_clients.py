@@ -2,7 +2,8 @@
 
 The Python client (clients/py, ``EntroQJSON``, on ``requests``) and the TypeScript client
 (clients/js, ``EntroQClient``, on ``fetch``) are not installable here (0.10.0 is not on PyPI),
-so these tests send what they send, byte for byte where it matters (reference 5.1 and 5.2):
+so these tests send what they send, byte for byte where it matters
+(docs/reference/entroq-protocol.md 5.1 and 5.2):
 paths built with ``requests.utils.quote`` (= ``urllib.parse.quote``, keeps ``/``) or
 ``encodeURIComponent``, int64 as strings, ``"id": null``, all four modify lists always
 present, ``pollMs`` strings, JSON content type on GETs; and they read the answers as those
@@ -109,7 +110,8 @@ async def test_seed_python_client_session(http: httpx.AsyncClient) -> None:
     queues = await http.get(
         "/api/v0/queues", params={"matchPrefix": "/jobs", "matchExact": ["other"], "limit": 5}
     )
-    # Full stats on this route (issue 9: the 0.12+ clients read them here); the seed passes them on.
+    # Full stats on this route (docs/reference/entroq-client-generations.md 5.2: the 0.12+ clients
+    # read them here); the seed passes them on.
     assert queues.json()["queues"] == [
         {"name": queue + "/done", "numTasks": 1, "numClaimed": 1, "maxClaims": 2}
     ]

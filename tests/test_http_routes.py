@@ -140,7 +140,8 @@ async def test_queue_listing_parameters(http: httpx.AsyncClient) -> None:
     for queue in ["a/1", "a/2", "b"]:
         await insert(http, queue)
     listed = await http.get("/api/v0/queues", params=[("matchPrefix", "a/"), ("matchExact", "b")])
-    # Full stats on the Queues route (issue 9: the 0.12+ clients read them there).
+    # Full stats on the Queues route (docs/reference/entroq-client-generations.md 5.2: the 0.12+
+    # clients read them there).
     assert listed.json() == {
         "queues": [
             {"name": "a/1", "numTasks": 1, "numAvailable": 1},

@@ -20,7 +20,8 @@ def test_descriptor_matches_the_proto_file(tmp_path: pathlib.Path) -> None:
 
 
 def test_entroq_field_names_and_numbers() -> None:
-    # Spot checks against EntroQ's api/entroq.proto (reference 1.1-1.7): these must never move.
+    # Spot checks against EntroQ's api/entroq.proto (docs/reference/entroq-protocol.md 1.1-1.7):
+    # these must never move.
     task = _schema.message_descriptor("Task")
     assert [(f.name, f.number) for f in task.fields] == [
         ("queue", 1),

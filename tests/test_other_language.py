@@ -1,4 +1,4 @@
-"""The scripts used straight from another language (issue 2, section 4).
+"""The scripts used straight from another language (docs/design.md 1: lua/README.md is the contract).
 
 examples/node/main.mjs calls lua/*.lua with node-redis knowing only lua/README.md: it
 inserts a task with a binary value, claims it, renews the lease, checks the version

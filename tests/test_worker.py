@@ -128,7 +128,7 @@ async def test_retry_delay_comes_from_the_error_or_the_backoff(
     tasks = {t.value: t for t in await eq.tasks("jobs")}
     assert before + 60_000 <= tasks[b"explicit"].at_ms <= after + 60_000
     assert before + 30_000 <= tasks[b"policy"].at_ms <= after + 30_000
-    # A delayed retry stays with its worker's claimant (design 2.7), attempt counted.
+    # A delayed retry stays with its worker's claimant (docs/design.md 2.7), attempt counted.
     assert {t.claimant for t in tasks.values()} == {worker.claimant_id}
     assert {t.attempt for t in tasks.values()} == {1}
 

@@ -21,7 +21,7 @@ import { createClient, RESP_TYPES } from 'redis';
 const SCRIPT_NAMES = [
   'claim', 'claim_id', 'modify', 'tasks', 'queues', 'time', 'docs', 'claim_docs', 'claim_doc_sets', 'namespaces',
 ];
-// README section 4: bulk strings may hold binary values, so read every one as a Buffer.
+// lua/README.md section 4: bulk strings may hold binary values, so read every one as a Buffer.
 const AS_BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
 
 const { values: options } = parseArgs({
@@ -36,7 +36,7 @@ const { values: options } = parseArgs({
   },
 });
 
-/** Loads each script once and calls it by SHA1, reloading on NOSCRIPT (README section 1). */
+/** Loads each script once and calls it by SHA1, reloading on NOSCRIPT (lua/README.md section 1). */
 class Scripts {
   constructor(client, luaDir) {
     this.client = client;
@@ -75,7 +75,7 @@ class Scripts {
   }
 }
 
-// README section 1: integers are plain decimal strings, text and values raw bytes.
+// lua/README.md section 1: integers are plain decimal strings, text and values raw bytes.
 function encode(arg) {
   if (Buffer.isBuffer(arg)) return arg;
   if (typeof arg === 'number') {
@@ -85,7 +85,7 @@ function encode(arg) {
   return Buffer.from(String(arg), 'utf8');
 }
 
-// README section 4: a task is an 11-element array in this order.
+// lua/README.md section 4: a task is an 11-element array in this order.
 function decodeTask(fields) {
   const [queue, id, version, atMs, claimant, value, createdMs, modifiedMs, claims, attempt, err] = fields;
   return {
@@ -103,7 +103,7 @@ function decodeTask(fields) {
   };
 }
 
-// README section 4: a doc (or a doc set's lock, with an empty ID) is a 10-element array.
+// lua/README.md section 4: a doc (or a doc set's lock, with an empty ID) is a 10-element array.
 function decodeDoc(fields) {
   const [namespace, id, version, claimant, atMs, key, secondaryKey, content, createdMs, modifiedMs] = fields;
   return {
@@ -120,7 +120,7 @@ function decodeDoc(fields) {
   };
 }
 
-// README section 4: a doc failure.
+// lua/README.md section 4: a doc failure.
 function decodeDocFailures(failures) {
   return failures.map(([kind, reason, namespace, id, version, currentVersion, key]) => ({
     kind: kind.toString(),
@@ -144,7 +144,7 @@ function decodeFailures(failures) {
   }));
 }
 
-// README section 6, "Generated IDs": the UUIDv4 modify.lua derives from id_seed for insert i.
+// lua/README.md section 6, "Generated IDs": the UUIDv4 modify.lua derives from id_seed for insert i.
 function expectedGeneratedId(idSeed, index) {
   const h = createHash('sha1').update(Buffer.concat([idSeed, Buffer.from(`:${index}`)])).digest('hex');
   const variant = '89ab'[parseInt(h[16], 16) % 4];
@@ -161,7 +161,7 @@ function same(a, b) {
 }
 
 async function storeNow(client) {
-  // README section 11: the store's clock, in ms.
+  // lua/README.md section 11: the store's clock, in ms.
   const [seconds, micros] = await client.sendCommand(['TIME'], AS_BUFFERS);
   return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
 }
@@ -198,12 +198,12 @@ async function run(client, subscriber) {
   const queue = 'node/demo: queue \u00fc';
   const value = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 
-  // README section 10: subscribe before the first claim attempt.
+  // lua/README.md section 10: subscribe before the first claim attempt.
   const wakes = [];
   await subscriber.subscribe(`${prefix}wake`, (message) => wakes.push(message));
 
   const claim = async (claimant, durationMs, queues) => {
-    // rank_random 0 .. 2^52-1 and order_random 0 .. 2^31-1, fresh per call (README section 11).
+    // rank_random 0 .. 2^52-1 and order_random 0 .. 2^31-1, fresh per call (lua/README.md section 11).
     const rankRandom = randomInt(2 ** 26) * 2 ** 26 + randomInt(2 ** 26);
     return scripts.call('claim', prefix, [claimant, durationMs, rankRandom, randomInt(2 ** 31), 0, ...queues]);
   };
@@ -213,20 +213,20 @@ async function run(client, subscriber) {
     idSeed = '',
   ) =>
     scripts.call('modify', prefix, [
-      // The four task counts, then the four doc counts (README section 6); no doc depends here.
+      // The four task counts, then the four doc counts (lua/README.md section 6); no doc depends here.
       claimant, idSeed, 'PUBLISH', inserts.length, changes.length, deletes.length, depends.length,
       docInserts.length, docChanges.length, docDeletes.length, 0,
       ...inserts.flat(), ...changes.flat(), ...deletes.flat(), ...depends.flat(),
       ...docInserts.flat(), ...docChanges.flat(), ...docDeletes.flat(),
     ]);
 
-  // Caller bugs are error replies, not statuses (README section 4).
+  // Caller bugs are error replies, not statuses (lua/README.md section 4).
   const noQueues = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0, 0]);
   check('claim without queues is EQ_BADARG', noQueues?.startsWith('EQ_BADARG') === true, noQueues);
   const wrongContract = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0, 0, queue], '1');
   check('wrong contract version is EQ_CONTRACT', wrongContract?.startsWith('EQ_CONTRACT') === true, wrongContract);
 
-  // README section 8a: the store's clock (the one every lease is measured on).
+  // lua/README.md section 8a: the store's clock (the one every lease is measured on).
   const [clockMs] = await scripts.call('time', prefix, []);
   check('time.lua reads the store clock', Math.abs(Number(clockMs) - Date.now()) < 5000, Number(clockMs));
 
@@ -240,7 +240,7 @@ async function run(client, subscriber) {
   const insertReply = await modify(worker, { inserts: [['', queue, 'by', 0, value, 0, '']] }, idSeed);
   check('insert replies {1, inserted, changed}', insertReply[0] === 1 && insertReply[1].length === 1 && insertReply[2].length === 0, insertReply);
   const inserted = decodeTask(insertReply[1][0]);
-  check('generated ID follows README section 6', inserted.id === expectedGeneratedId(idSeed, 1), inserted.id);
+  check('generated ID follows lua/README.md section 6', inserted.id === expectedGeneratedId(idSeed, 1), inserted.id);
   check('insert: version 0, claims 0', inserted.version === 0 && inserted.claims === 0, inserted);
   check('insert: claimant is the inserter', inserted.claimant === worker, inserted.claimant);
   check('insert: value round-trips all 256 byte values', value.equals(inserted.value));
@@ -265,7 +265,7 @@ async function run(client, subscriber) {
   check('claim of a leased queue replies {0, wait_ms} with 0 < wait_ms <= lease',
     waitReply[0] === 0 && waitReply[1] > 0 && waitReply[1] <= 10000, waitReply);
 
-  // claim_id.lua (README section 5a): a task under a live lease is not claimed by ID, and an
+  // claim_id.lua (lua/README.md section 5a): a task under a live lease is not claimed by ID, and an
   // unknown ID replies {-1, -1}; neither writes anything.
   const byIdLeased = await scripts.call('claim_id', prefix, [intruder, 1000, claimed.id, queue]);
   check('claim_id of a leased task replies {0, wait_ms} with 0 < wait_ms <= lease',
@@ -273,7 +273,7 @@ async function run(client, subscriber) {
   const byIdMissing = await scripts.call('claim_id', prefix, [intruder, 1000, 'node-no-such-task', '']);
   check('claim_id of an unknown ID replies {-1, -1}', same(byIdMissing, [-1, -1]), byIdMissing);
 
-  // Renew the lease: a "lease" change moves only the arrival (README section 6).
+  // Renew the lease: a "lease" change moves only the arrival (lua/README.md section 6).
   const renewReply = await modify(worker, {
     changes: [[claimed.id, claimed.version, queue, 'lease', '', 'by', 30000, '', 0, '']],
   });
@@ -344,7 +344,7 @@ async function run(client, subscriber) {
   };
 }
 
-// README sections 6 and 8b-8e: docs, from insert to namespace stats.
+// lua/README.md sections 6 and 8b-8e: docs, from insert to namespace stats.
 async function runDocs(scripts, prefix, modify, worker, intruder, value) {
   // A doc namespace and keys with the key layout's own separators and non-ASCII.
   const docNs = 'node docs: {x}\u00fc';

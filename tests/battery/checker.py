@@ -1,4 +1,4 @@
-"""The battery's history checker: C1-C9 of reliability-battery.md section 3, in O(n log n).
+"""The battery's history checker: C1-C9 of docs/reference/reliability-battery.md 3, in O(n log n).
 
 No search is needed: every mutation names the versions it depends on, so each check is a
 pass over the operations grouped by task ID (Porcupine's per-key partitioning, with each
@@ -27,7 +27,7 @@ Checks:
   by another claimant that completed while the claim that produced ``(id, v)`` still held
   its lease (within the lease measured from the claim's invocation, a lower bound of the
   lease's true end, so this never blames a commit made after the lease ran out, which
-  design 2.9 allows).
+  docs/design.md 2.9 allows).
 - C5 version reuse: two ok producers of the same ``(id, v)``.
 - C6 lease exclusivity: an ok claim that took ``(id, v-1)`` (known from its producer) at a
   store time (the claim's ``modified_ms``) before that version's arrival ``at_ms``: the

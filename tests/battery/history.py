@@ -1,6 +1,6 @@
 """The battery's history log: one JSON line per completed operation, one file per process.
 
-Jepsen's model (reliability-battery.md section 2.2): every operation ends ``ok`` (it
+Jepsen's model (docs/reference/reliability-battery.md 2.2): every operation ends ``ok`` (it
 happened), ``fail`` (it definitely did not) or ``info`` (unknown: a reset, a timeout, a
 crash between request and reply). The checker must let ``info`` operations go either way.
 

@@ -1,6 +1,6 @@
 """A static check of the scripts' first rule: no write before the last check (battery row k).
 
-Redis does not roll back a script that fails after writing (reliability-battery.md 1.3), so in
+Redis does not roll back a script that fails after writing (docs/reference/reliability-battery.md 1.3), so in
 every script each path through the main chunk must pass its last check (an error reply, a
 refusal reply, or a call that may raise) before its first write. The check works on the
 tokens of tests/test_lua_contract.py's tokenizer and understands just enough Lua:

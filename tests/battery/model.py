@@ -16,7 +16,8 @@ Written from docs/concepts.md "Semantics" and lua/README.md sections 5 and 6, no
 - queue stats: available ``at <= now``; claimed ``at > now`` with claims > 0 and a claimant;
   future the rest; max_claims exact.
 
-Docs (issue 16; docs-spec "Semantics"), in the same all-or-nothing modify as tasks:
+Docs (docs/design.md 2.14, docs/reference/entroq-v1-grpc-and-docs.md 4), in the same
+all-or-nothing modify as tasks:
 
 - a doc is (doc namespace, id) with a version from 0; a doc is *held* by its claimant while
   the claimant is non-empty and ``at > now``, and only another claimant is kept out;

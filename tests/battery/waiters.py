@@ -1,4 +1,4 @@
-"""A process holding many blocking claims open on the HTTP service (issue 6 item 5).
+"""A process holding many blocking claims open on the HTTP service (docs/design.md 7.2).
 
 Usage: python waiters.py HOST PORT NAMESPACE QUEUE COUNT
 

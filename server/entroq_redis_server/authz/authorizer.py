@@ -1,6 +1,6 @@
 """Authorization by policy (``--authz opahttp`` or ``rego``): the service's :class:`Authorizer`.
 
-What each call asks of the policy (reference section 7, EntroQ's model):
+What each call asks of the policy (docs/reference/entroq-protocol.md 7, EntroQ's model):
 
 - TryClaim, Claim: CLAIM on each requested queue (and DELETE on the queue of each task a
   claim finishes, this service's ``finish`` extension);

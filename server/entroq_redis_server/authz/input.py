@@ -1,4 +1,4 @@
-"""EntroQ's authorization input document (reference section 7). I/O free.
+"""EntroQ's authorization input document (docs/reference/entroq-protocol.md 7). I/O free.
 
 The document a policy sees is EntroQ's, plus the namespace the call works in and, for
 claims and modifies that name one, the claimant ID the call acts as::

@@ -14,12 +14,13 @@ for, its process gone (``authz.rego_channel`` says how answers are matched to re
 That decision fails closed; the next one goes to a fresh child.
 
 Why not a pool from the standard library: ``concurrent.futures.ProcessPoolExecutor`` with
-``max_tasks_per_child`` can deadlock when it replaces a worker on Python 3.11-3.13 (cpython
-issue 115634); ``multiprocessing.Pool(maxtasksperchild=...)`` routes every decision through two
-handler threads (about 1.5 ms more per decision on this VM) and replaces its workers all at
-once, which stalls decisions for the half second a new interpreter needs; and both start
-children with multiprocessing's spawn, which re-runs the parent's ``__main__`` file (and fails
-when there is none, as under ``python -c``). Here each child is a plain
+``max_tasks_per_child`` can deadlock when it replaces a worker on Python 3.11-3.13
+(https://github.com/python/cpython/issues/115634); ``multiprocessing.Pool(maxtasksperchild=...)``
+routes every decision through two handler threads (about 1.5 ms more per decision on this VM)
+and replaces its workers all at once, which stalls decisions for the half second a new
+interpreter needs; and both start children with multiprocessing's spawn, which re-runs the
+parent's ``__main__`` file (and fails when there is none, as under ``python -c``). Here each
+child is a plain
 ``python -m entroq_redis_server.authz.rego_child`` (its protocol is documented there), a
 decision goes straight over its pipes from the calling thread, and a successor starts warming
 up before its predecessor retires.

@@ -1,7 +1,7 @@
 """EntroQ's calls on the library: one decoded request in, one response message out.
 
 Knows nothing of HTTP (routes, bodies, status codes live in ``http_app``); uses only the
-library's public API (design 1/6: no queue logic and no store access here).
+library's public API (docs/design.md 1 and 6: no queue logic and no store access here).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ class Calls:
     async def _claim(self, eq: entroq_redis.EntroQ, request: Any, timeout_s: float | None) -> Any:
         if request.task_id:
             raise bad_request("taskId is for TryClaim: a claim by ID never waits")
-        # pollMs is not used: claims are woken by the store (design 2.5), never by polling.
+        # pollMs is not used: claims are woken by the store (docs/design.md 2.5), never by polling.
         caps = [t for t in (timeout_s, self.claim_wait_cap_s) if t is not None]
         claimant = eq.as_claimant(request.claimant_id)
         started = time.perf_counter()

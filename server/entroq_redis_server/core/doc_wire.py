@@ -1,7 +1,7 @@
 """The document store's messages <-> the library's doc types. I/O free.
 
-What EntroQ's clients send for docs (reference entroq-v1-grpc-and-docs.md section 4,
-entroq-client-generations.md A.2, C.2, 5.1), read into the library's ``DocData``,
+What EntroQ's clients send for docs (docs/reference/entroq-v1-grpc-and-docs.md 4,
+docs/reference/entroq-client-generations.md A.2, C.2, 5.1), read into the library's ``DocData``,
 ``DocChange``, ``DocID`` and ``DocSet``, with a clear 400 for what cannot mean anything:
 
 - a doc change keeps its namespace (``newData.namespace`` empty or equal to ``oldId``'s) and

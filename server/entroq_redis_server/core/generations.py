@@ -1,7 +1,7 @@
 """Which generation of EntroQ client is calling: its protocol, and how it writes task values.
 
 One service answers every EntroQ HTTP client generation at once (the compatibility plan,
-reference/entroq-client-generations.md section 5): the seed clients (0.10, base64 values), the
+docs/reference/entroq-client-generations.md 5): the seed clients (0.10, base64 values), the
 PyPI ``entroq`` 0.12 to 0.14 clients (JSON values, protocol 1) and 0.15 (JSON values,
 ``entroq-protocol: 2``). Protocols differ in fields the wire decoder reads either way (``byMs``,
 ``mode``), so the protocol only needs checking; the value encoding has to be decided per request,

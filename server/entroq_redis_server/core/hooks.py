@@ -1,4 +1,4 @@
-"""Per-request hooks: the place where authorization (issue 7) plugs in.
+"""Per-request hooks: the place where authorization (docs/design.md 2.12) plugs in.
 
 Every EntroQ call, REST or Connect, is decoded first and then handed to the service's
 :class:`Authorizer` before the library sees it. The default allows everything.

@@ -4,7 +4,7 @@ This is the one place that maps a request to a namespace: the ``EntroQ-Namespace
 picks one of the namespaces the service was started with (``--namespace``, repeatable; the
 first is the default when the header is absent). A request works in exactly one namespace,
 so a claim or modify can never span two (each namespace is one hash tag, one cluster slot:
-design 2.4); no field of any request body names a namespace. On a cluster
+docs/design.md 2.4); no field of any request body names a namespace. On a cluster
 (``redis+cluster://``) each namespace's client runs its scripts on the primary that owns the
 namespace's slot, so namespaces spread the load over the cluster's primaries.
 

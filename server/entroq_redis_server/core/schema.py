@@ -1,7 +1,7 @@
 """EntroQ's wire messages as real protobuf classes, built at import time from a table.
 
-One table gives two schemas (reference section 1): ``"bytes"``, the seed's, with ``bytes``
-task values and doc contents, which the service uses inside (HTTP, and gRPC with
+One table gives two schemas (docs/reference/entroq-v1-grpc-and-docs.md 1): ``"bytes"``, the
+seed's, with ``bytes`` task values and doc contents, which the service uses inside (HTTP, and gRPC with
 ``--grpc-values bytes``), and ``"v1"``, EntroQ v1's gRPC schema, where they are
 ``google.protobuf.Value``. Both carry the document messages and RPCs (EntroQ v1.1's, plus our
 protocol-2 additions numbered from 100). The two share field numbers, so the gRPC front end

@@ -1,6 +1,6 @@
 """Task values between the store (bytes) and the wire: base64 or JSON. I/O free.
 
-Values are bytes end to end (design 2.2). EntroQ's seed-era clients send and read them as
+Values are bytes end to end (docs/design.md 2.2). EntroQ's seed-era clients send and read them as
 base64 (protobuf ``bytes``); every later client (PyPI ``entroq`` 0.12 on) sends and reads any
 JSON value (``google.protobuf.Value``). The store keeps no "this was JSON" flag, so:
 
@@ -10,7 +10,8 @@ JSON value (``google.protobuf.Value``). The store keeps no "this was JSON" flag,
   producer of JSON work items stores); otherwise UTF-8 text (no control characters but tab,
   newline and carriage return) becomes a JSON string, and any other bytes a base64 string,
   which that caller cannot tell from a real string (the lossy cross-generation case of the
-  compatibility plan, 5.3 point 2, documented in docs/migrating.md);
+  compatibility plan, docs/reference/entroq-client-generations.md 5.3 point 2, documented in
+  docs/migrating.md);
 - a JSON value read by a seed-era caller is base64 of its JSON text.
 """
 

@@ -5,7 +5,7 @@ server: camelCase or snake_case names, numbers or numeric strings, ``null`` = de
 standard or URL-safe base64, unknown fields ignored). Encoding is canonical proto3 JSON:
 camelCase, int64 as strings, bytes as standard base64, zero values omitted.
 
-Values are bytes end to end (design 2.2); this module is where they meet JSON. Each request
+Values are bytes end to end (docs/design.md 2.2); this module is where they meet JSON. Each request
 is read and answered in the value encoding its client generation uses (``core.generations``
 decides, ``core.values`` converts): base64, protobuf's own ``bytes`` mapping, or any JSON value,
 which is swapped for its stored bytes before ``json_format`` sees it and back after.

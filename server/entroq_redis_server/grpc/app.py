@@ -1,5 +1,6 @@
 """The gRPC front end: a raw ASGI application (no framework: a call costs about what its
-protocol needs, reference section 3) that moves bytes and headers to ``Calls`` and back.
+protocol needs, docs/reference/entroq-v1-grpc-and-docs.md 3) that moves bytes and headers to
+``Calls`` and back.
 
 - Routes: ``/api.EntroQ/<Method>`` for the eight task RPCs (StreamTasks streams one
   TasksResponse per task) and the document store's three (Docs, ClaimDocs, NamespaceStats);
@@ -8,8 +9,8 @@ protocol needs, reference section 3) that moves bytes and headers to ``Calls`` a
 - Every answer is HTTP 200, ``content-type: application/grpc``, then the messages (or none),
   then trailers with ``grpc-status`` (and ``grpc-message``, ``grpc-status-details-bin``). Never
   a trailers-only response, which grpcio misreads once Hypercorn adds an empty DATA frame
-  (reference section 3); a request without ``te: trailers`` (not a gRPC client) is the one
-  exception, since Hypercorn then drops trailers: its status goes in the headers.
+  (docs/reference/entroq-v1-grpc-and-docs.md 3); a request without ``te: trailers`` (not a gRPC
+  client) is the one exception, since Hypercorn then drops trailers: its status goes in the headers.
 - Metadata is the request's headers: ``authorization`` and ``entroq-namespace`` reach
   ``Calls.run`` exactly as HTTP headers do; ``x-request-id`` is kept when well formed and
   echoed in the response headers; ``grpc-timeout`` is the caller's deadline (a blocking Claim

@@ -1,7 +1,8 @@
 """The standard health service's messages (``grpc.health.v1``), built from a small descriptor.
 
 EntroQ's Go client calls ``grpc.health.v1.Health/Check`` before it uses a connection
-(reference section 3); ``app`` answers SERVING while the store answers, NOT_SERVING otherwise.
+(docs/reference/entroq-v1-grpc-and-docs.md 3); ``app`` answers SERVING while the store answers,
+NOT_SERVING otherwise.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Literal
 
 # EntroQ's port: its Go client, eqc, eqlink and eqjournal dial host:37706.
 DEFAULT_GRPC_PORT = 37706
-# The Go client's default maximum message size (reference section 3).
+# The Go client's default maximum message size (docs/reference/entroq-v1-grpc-and-docs.md 3).
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 # A Go client runs every blocking claim of a process on one HTTP/2 connection, one stream each;
 # Hypercorn's default of 100 would make the 101st wait. Each open stream costs a trio task.

@@ -4,7 +4,8 @@
 The code and message are ``core.errors``' (the same mapping REST and Connect use); typed details
 (``api.ModifyDep``, ``api.AuthzDep``) travel as a serialized ``google.rpc.Status`` whose
 ``details`` are ``google.protobuf.Any`` with ``type.googleapis.com/<full name>`` type URLs,
-which is how EntroQ's Go client and grpcio's ``rpc_status`` read them (reference section 3).
+which is how EntroQ's Go client and grpcio's ``rpc_status`` read them
+(docs/reference/entroq-v1-grpc-and-docs.md 3).
 """
 
 from __future__ import annotations

@@ -105,8 +105,8 @@ class ScalableH2Protocol(StreamErrorH2Protocol):
 
     def refuse_request(self, stream_id: int, problem: ApiError) -> None:
         # Headers, then the status in trailers, as every other gRPC answer of this service:
-        # never a trailers-only response (reference section 3: grpcio misreads those that an
-        # HTTP server turns into headers plus an empty DATA frame).
+        # never a trailers-only response (docs/reference/entroq-v1-grpc-and-docs.md 3: grpcio
+        # misreads those that an HTTP server turns into headers plus an empty DATA frame).
         headers = [(b":status", b"200"), (b"content-type", b"application/grpc")]
         self.connection.send_headers(stream_id, headers)
         self.connection.send_headers(stream_id, error_trailers(problem), end_stream=True)

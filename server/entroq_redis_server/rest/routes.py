@@ -1,4 +1,4 @@
-"""EntroQ's REST routes: its google.api.http transcoding (reference 4.2), plus the
+"""EntroQ's REST routes: its google.api.http transcoding (docs/reference/entroq-protocol.md 4.2), plus the
 ``/api/v0/tasks`` form of later releases, and NDJSON task streams.
 
 Queue names in paths may hold ``/``, spaces and any unicode: ``{queue}`` matches greedily
