@@ -9,7 +9,8 @@ Starts what it needs: the library's embedded Valkey (AOF on, appendfsync everyse
 for the HTTP parts. Every part works in its own namespace (``{bench-*}``) and deletes its keys
 afterwards, so --url may point at a store that holds other data (nothing else is touched).
 
-Parts: ceilings, library, docs, saq (if installed), depth, queues, wake, http, profile, authz. Results go
+Parts: ceilings, library, docs, saq (if installed), peers (our Worker next to BullMQ for Node and
+taskiq, each if installed), depth, queues, wake, http, profile, authz. Results go
 to stdout as JSON lines and to benchmarks/results/<UTC date>[-quick].jsonl; the tables and the
 design-5 targets are printed at the end. Benchmarks are programs, not tests: nothing here
 asserts a timing.
@@ -45,12 +46,14 @@ from _parts import (
     part_saq,
     part_wake,
 )
+from _peers import part_peers
 
 PARTS: dict[str, Callable[[Context], None]] = {
     "ceilings": part_ceilings,
     "library": part_library,
     "docs": part_docs,
     "saq": part_saq,
+    "peers": part_peers,
     "depth": part_depth,
     "queues": part_queues,
     "wake": part_wake,
@@ -111,6 +114,17 @@ TABLES: dict[str, list[str]] = {
         "client_cpu_us_per_job",
         "enqueue_per_s",
         "left_queued",
+    ],
+    "peers": [
+        "system",
+        "loop",
+        "procs",
+        "concurrency",
+        "jobs",
+        "jobs_per_s",
+        "store_cpu_us_per_job",
+        "client_cpu_us_per_job",
+        "worker_vs_bullmq",
     ],
     "depth": [
         "depth",
@@ -219,6 +233,15 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 mean / saq["jobs_per_s"],
                 ">= 1.3",
                 mean >= 1.3 * saq["jobs_per_s"],
+            )
+    for r in part("peers"):
+        # Issue 17: the Worker on trio at least 1.3 x BullMQ for Node's jobs/s, same W, same run.
+        if r.get("worker_vs_bullmq") is not None and r["loop"] == "trio":
+            add(
+                f"Worker {r['procs']}x{r['concurrency']} (trio) / BullMQ for Node, same run",
+                r["worker_vs_bullmq"],
+                ">= 1.3",
+                r["worker_vs_bullmq"] >= 1.3,
             )
     for r in part("depth-cpu"):
         add(
