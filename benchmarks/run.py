@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", help="comma-separated client process counts W (default 1,2)")
     parser.add_argument("--claimers", help="comma-separated claimers per process C (default 1,16,64)")
     parser.add_argument("--loops", help="comma-separated event loops: trio, asyncio, uvloop")
+    parser.add_argument("--peer-jobs", type=int, help="jobs per system and W in the peers part (20,000)")
     parser.add_argument("--out", help="JSON lines file (default benchmarks/results/<date>[-quick].jsonl)")
     parser.add_argument("--no-save", action="store_true", help="print only")
     parser.add_argument("--profile-dir", help="keep py-spy profiles here")
@@ -353,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.claimers:
         sizes.claimers = tuple(int(x) for x in args.claimers.split(","))
         sizes.doc_claimers = sizes.claimers
+    if args.peer_jobs:
+        sizes.peer_jobs = args.peer_jobs
     if args.loops:
         sizes.loops = tuple(args.loops.split(","))
         sizes.extra_loops = ()

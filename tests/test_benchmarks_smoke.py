@@ -93,3 +93,23 @@ def test_quick_peers_part_runs_worker_bullmq_and_taskiq_side_by_side(bullmq_inst
     assert all(r["worker_vs_bullmq"] > 0 for r in runs if r["system"].startswith("entroq-redis"))
     assert "## peers" in done.stdout
     assert "/ BullMQ for Node, same run" in done.stdout
+
+
+def test_store_clients_runs_glide_and_coredis_on_trio_and_uvloop() -> None:
+    pytest.importorskip("glide", reason="valkey-glide is in the bench extra: pip install -e '.[bench]'")
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "store_clients.py"),
+        "--seconds",
+        "0.3",
+        "--warmup",
+        "0.2",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=200, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    runs = [r for r in rows if r["part"] == "store-clients"]
+    assert {(r["client"], r["loop"]) for r in runs} >= {("glide-script", "trio"), ("coredis-direct", "trio")}
+    assert all(
+        "error" not in r and r["calls_per_s"] > 0 and r["process_cpu_us_per_call"] > 0 for r in runs
+    ), runs
