@@ -56,6 +56,7 @@ class Sizes:
     authz_decisions: int = 5_000
     doc_claimers: tuple[int, ...] = (16,)
     docs_per_key: tuple[int, ...] = (1, 10)
+    peer_jobs: int = 20_000  # the peers part: jobs added beforehand, per system and W
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -78,6 +79,7 @@ class Sizes:
             wrk_connections=(16,),
             authz_decisions=300,
             docs_per_key=(1,),
+            peer_jobs=2_000,
         )
 
 

@@ -9,7 +9,8 @@ Starts what it needs: the library's embedded Valkey (AOF on, appendfsync everyse
 for the HTTP parts. Every part works in its own namespace (``{bench-*}``) and deletes its keys
 afterwards, so --url may point at a store that holds other data (nothing else is touched).
 
-Parts: ceilings, library, docs, saq (if installed), depth, queues, wake, http, profile, authz. Results go
+Parts: ceilings, library, docs, saq (if installed), peers (our Worker next to BullMQ for Node and
+taskiq, each if installed), depth, queues, wake, http, profile, authz. Results go
 to stdout as JSON lines and to benchmarks/results/<UTC date>[-quick].jsonl; the tables and the
 design-5 targets are printed at the end. Benchmarks are programs, not tests: nothing here
 asserts a timing.
@@ -45,12 +46,14 @@ from _parts import (
     part_saq,
     part_wake,
 )
+from _peers import part_peers
 
 PARTS: dict[str, Callable[[Context], None]] = {
     "ceilings": part_ceilings,
     "library": part_library,
     "docs": part_docs,
     "saq": part_saq,
+    "peers": part_peers,
     "depth": part_depth,
     "queues": part_queues,
     "wake": part_wake,
@@ -111,6 +114,17 @@ TABLES: dict[str, list[str]] = {
         "client_cpu_us_per_job",
         "enqueue_per_s",
         "left_queued",
+    ],
+    "peers": [
+        "system",
+        "loop",
+        "procs",
+        "concurrency",
+        "jobs",
+        "jobs_per_s",
+        "store_cpu_us_per_job",
+        "client_cpu_us_per_job",
+        "worker_vs_bullmq",
     ],
     "depth": [
         "depth",
@@ -220,6 +234,15 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 ">= 1.3",
                 mean >= 1.3 * saq["jobs_per_s"],
             )
+    for r in part("peers"):
+        # Issue 17: the Worker on trio at least 1.3 x BullMQ for Node's jobs/s, same W, same run.
+        if r.get("worker_vs_bullmq") is not None and r["loop"] == "trio":
+            add(
+                f"Worker {r['procs']}x{r['concurrency']} (trio) / BullMQ for Node, same run",
+                r["worker_vs_bullmq"],
+                ">= 1.3",
+                r["worker_vs_bullmq"] >= 1.3,
+            )
     for r in part("depth-cpu"):
         add(
             f"store CPU us per job at depth {r['depth']:,} ({r['mode']})",
@@ -311,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", help="comma-separated client process counts W (default 1,2)")
     parser.add_argument("--claimers", help="comma-separated claimers per process C (default 1,16,64)")
     parser.add_argument("--loops", help="comma-separated event loops: trio, asyncio, uvloop")
+    parser.add_argument("--peer-jobs", type=int, help="jobs per system and W in the peers part (20,000)")
     parser.add_argument("--out", help="JSON lines file (default benchmarks/results/<date>[-quick].jsonl)")
     parser.add_argument("--no-save", action="store_true", help="print only")
     parser.add_argument("--profile-dir", help="keep py-spy profiles here")
@@ -330,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.claimers:
         sizes.claimers = tuple(int(x) for x in args.claimers.split(","))
         sizes.doc_claimers = sizes.claimers
+    if args.peer_jobs:
+        sizes.peer_jobs = args.peer_jobs
     if args.loops:
         sizes.loops = tuple(args.loops.split(","))
         sizes.extra_loops = ()

@@ -8,6 +8,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -53,3 +55,61 @@ def test_quick_docs_part_runs_the_doc_loops_next_to_the_task_loop() -> None:
     assert [r["workload"] for r in runs] == ["tasks", "docs", "task+docs"]
     assert all(r["jobs"] > 0 and r["errors"] == 0 and r["store_cpu_us_per_job"] > 0 for r in runs)
     assert "## docs" in done.stdout
+
+
+@pytest.fixture
+def bullmq_installed() -> None:
+    """BullMQ for Node installed for the peers part (npm ci into the benchmark's cache directory,
+    as the part itself would); skips only when node or npm is missing."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from _node import NodeUnavailable, bullmq_program
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    try:
+        bullmq_program()
+    except NodeUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def test_quick_peers_part_runs_worker_bullmq_and_taskiq_side_by_side(bullmq_installed: None) -> None:
+    pytest.importorskip(
+        "taskiq_redis", reason="taskiq-redis is in the bench extra: pip install -e '.[bench]'"
+    )
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "peers", "--procs", "1",
+        "--no-save",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    runs = [r for r in rows if r["part"] == "peers"]
+    assert not [r for r in runs if "skipped" in r], runs
+    systems = [(r["system"].split(" ")[0], r["loop"]) for r in runs]
+    assert systems[:2] == [("entroq-redis", "trio"), ("entroq-redis", "uvloop")]
+    assert [s for s, _ in systems[2:]] == ["BullMQ", "taskiq"]
+    # Every job added was done, and the store did work for it.
+    assert all(r["jobs"] >= 2_000 and r["jobs_per_s"] > 0 and r["store_cpu_us_per_job"] > 0 for r in runs)
+    assert all(r["worker_vs_bullmq"] > 0 for r in runs if r["system"].startswith("entroq-redis"))
+    assert "## peers" in done.stdout
+    assert "/ BullMQ for Node, same run" in done.stdout
+
+
+def test_store_clients_runs_glide_and_coredis_on_trio_and_uvloop() -> None:
+    pytest.importorskip("glide", reason="valkey-glide is in the bench extra: pip install -e '.[bench]'")
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "store_clients.py"),
+        "--seconds",
+        "0.3",
+        "--warmup",
+        "0.2",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=200, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    runs = [r for r in rows if r["part"] == "store-clients"]
+    assert {(r["client"], r["loop"]) for r in runs} >= {("glide-script", "trio"), ("coredis-direct", "trio")}
+    assert all(
+        "error" not in r and r["calls_per_s"] > 0 and r["process_cpu_us_per_call"] > 0 for r in runs
+    ), runs
