@@ -235,7 +235,7 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 mean >= 1.3 * saq["jobs_per_s"],
             )
     for r in part("peers"):
-        # The target (docs/performance.md): the Worker on trio at least 1.3 x BullMQ for Node, same W, same run.
+        # The target (docs/performance.md): the Worker on trio >= 1.3 x BullMQ for Node, same W and run.
         if r.get("worker_vs_bullmq") is not None and r["loop"] == "trio":
             add(
                 f"Worker {r['procs']}x{r['concurrency']} (trio) / BullMQ for Node, same run",
