@@ -21,6 +21,7 @@ from store_clients import POOL_BOUND, named_url, service_clients, subscribed
 
 NAMESPACES = 500
 HTTP_CLIENTS = 25
+INSERTS_AT_ONCE = 1
 
 
 @dataclasses.dataclass
@@ -30,7 +31,7 @@ class Figures:
     connections_after: int
     subscribed_connections: int  # those carrying a (sharded or pattern) subscription
     subscriptions: int  # channels and patterns on them
-    slowest_wake_s: float  # from sending the insert to the claim's answer (one at a time)
+    slowest_wake_s: float  # from sending the insert to the claim's answer (a few at a time)
     median_wake_s: float
     unavailable: int  # requests answered 503 (then retried)
 
@@ -87,9 +88,12 @@ async def use_namespaces(url: str, names: list[str], store: redis.Redis, client_
             assert got.get("task"), f"{namespace}: the blocking claim ended without a task"
             woken[namespace] = trio.current_time()
 
+        limiter = trio.CapacityLimiter(INSERTS_AT_ONCE)
+
         async def wake(namespace: str) -> None:
-            inserted[namespace] = trio.current_time()
-            await post(namespace, "/api/v0/modify", insert("wait"))
+            async with limiter:
+                inserted[namespace] = trio.current_time()
+                await post(namespace, "/api/v0/modify", insert("wait"))
 
         async with trio.open_nursery() as nursery:
             for name in names:
@@ -101,8 +105,10 @@ async def use_namespaces(url: str, names: list[str], store: redis.Redis, client_
                     await trio.sleep(0.05)
             await trio.sleep(0.2)
             peak = service_clients(store, client_name)
-            for name in names:  # one after another: each wake's latency is its own
-                await wake(name)
+            # One at a time by default: each wake's latency is its own, not a queue's.
+            async with trio.open_nursery() as inserts:
+                for name in names:
+                    inserts.start_soon(wake, name)
         after = service_clients(store, client_name)
     holders = [c for c in peak if subscribed(c)]
     return Figures(
@@ -147,7 +153,7 @@ async def test_500_namespaces_keep_the_store_connections_and_subscriptions_of_on
             f"namespace had a waiting claim ({figures.connections_after} after), "
             f"{figures.subscribed_connections} of them subscribed, carrying {figures.subscriptions} "
             f"channels; wake after the insert was sent: median {figures.median_wake_s * 1000:.0f} ms, "
-            f"slowest {figures.slowest_wake_s * 1000:.0f} ms (one insert at a time); "
+            f"slowest {figures.slowest_wake_s * 1000:.0f} ms (inserts {INSERTS_AT_ONCE} at a time); "
             f"{figures.unavailable} requests answered 503 (retried)"
         )
     assert one.subscribed_connections == many.subscribed_connections == 1
