@@ -31,7 +31,7 @@ class Figures:
     connections_after: int
     subscribed_connections: int  # those carrying a (sharded or pattern) subscription
     subscriptions: int  # channels and patterns on them
-    slowest_wake_s: float  # from sending the insert to the claim's answer (a few at a time)
+    slowest_wake_s: float  # from sending the insert to the claim's answer (one at a time)
     median_wake_s: float
     unavailable: int  # requests answered 503 (then retried)
 
