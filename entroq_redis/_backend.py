@@ -107,6 +107,10 @@ class Backend(Protocol):
         """Doc namespaces holding docs, matching any prefix or exact name (all if neither), by name."""
         ...
 
+    def for_namespace(self, namespace: str) -> Backend:
+        """A view of another namespace over the same connections (ValueError: a bad name)."""
+        ...
+
     async def aclose(self) -> None:
-        """Releases connections and background tasks."""
+        """Releases connections and background tasks (a view: only its own part of them)."""
         ...

@@ -71,6 +71,32 @@ class EntroQ:
         client.claimant_id = claimant_id
         return client
 
+    def for_namespace(self, namespace: str) -> EntroQ:
+        """A client of another namespace that shares this client's connections: a view.
+
+        On a store, every view runs on this client's one connection pool and its one wake
+        subscription (a namespace adds only its wake channel to it), so a process can work
+        in hundreds of namespaces with the connections of one; the service serves all its
+        namespaces this way. Over HTTP, the view sends its namespace as the
+        ``EntroQ-Namespace`` header on this client's HTTP connections. The view keeps this
+        client's claimant ID (``as_claimant`` changes it).
+
+        Lifetime: the view works while this client is open. Closing the view (``aclose``)
+        releases only what is its own (its wake channel, once no other view of the namespace
+        needs it); closing this client (leaving the ``connect`` block) closes the connections
+        under every view. A view's ``for_namespace`` is another view of the same connections.
+
+        Raises:
+            InvalidArgumentError: not a valid namespace name (1-64 of A-Z a-z 0-9 _ . -).
+        """
+        try:
+            backend = self.backend.for_namespace(namespace)
+        except InvalidArgumentError:
+            raise
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        return EntroQ(backend, self.claimant_id)
+
     async def ping(self) -> None:
         """Checks that the store (or service) answers and is ready; raises StoreUnavailableError if not."""
         await self.backend.ping()
@@ -343,4 +369,6 @@ class EntroQ:
         return changed
 
     async def aclose(self) -> None:
+        """Closes the client: its connections if it opened them (``connect``), else only its
+        own part of them (a view from ``for_namespace``)."""
         await self.backend.aclose()

@@ -75,7 +75,11 @@ async def connect(
             confirmed in time raises OutcomeUnknownError.
 
     Yields:
-        An :class:`EntroQ` client, closed when the block exits.
+        An :class:`EntroQ` client, closed when the block exits. To work in several namespaces,
+        open one client and take a view of each with :meth:`EntroQ.for_namespace`: every view
+        shares the client's connection pool and wake subscription (on a store, a process then
+        holds the connections of one namespace however many it uses), and they all close
+        with this block.
     """
     if url.startswith(REDIS_SCHEMES):
         from ._redis_backend import open_redis_backend

@@ -60,6 +60,7 @@ from ._errors import (
     StoreError,
     StoreUnavailableError,
 )
+from ._keys import Keys
 from ._masked_url import masked_url
 from ._types import QueueStats, Task, TaskChange, TaskData, TaskID, arrival_ms, as_bytes
 
@@ -267,8 +268,18 @@ def _raise_for(response: httpx.Response, claiming: bool = False) -> None:
 class HttpBackend:
     """Runs each operation as one request to an entroq-redis (or EntroQ) HTTP service."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, namespace: str | None = None, *, owner: bool = True
+    ) -> None:
         self.client = client
+        # A view's namespace, sent on each request (None: the client's own header, if any).
+        self._namespace = namespace
+        self._owner = owner
+
+    def for_namespace(self, namespace: str) -> HttpBackend:
+        """A view sending ``namespace`` as the header, on the same HTTP connections."""
+        Keys(namespace)  # the service would refuse it; refuse it here alike, with its message
+        return HttpBackend(self.client, namespace, owner=False)
 
     async def _send(
         self,
@@ -280,6 +291,8 @@ class HttpBackend:
         http_timeout: httpx.Timeout | None = None,
         claiming: bool = False,
     ) -> dict[str, Any]:
+        if self._namespace is not None:
+            headers = {**(headers or {}), NAMESPACE_HEADER: self._namespace}
         kwargs: dict[str, Any] = {"json": json, "headers": headers}
         if http_timeout is not None:
             kwargs["timeout"] = http_timeout
@@ -493,7 +506,8 @@ class HttpBackend:
         ]
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._owner:  # a view leaves the connections to the backend that opened them
+            await self.client.aclose()
 
 
 @contextlib.asynccontextmanager

@@ -7,6 +7,10 @@ store restart), so nothing here tracks whether scripts are loaded. On a Redis/Va
 Cluster the same code runs on coredis's cluster client: every script names the
 namespace's queue index as KEYS[1], so it is routed to the node owning the namespace's
 slot, and MOVED/ASK redirects and failovers are coredis's job.
+
+A RedisBackend is a view of one namespace over a shared ``RedisStore`` (_redis_store.py):
+it carries only the namespace's keys, so any number of namespaces run on one connection
+pool and one wake subscription (``for_namespace``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import random
 import secrets
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -25,7 +28,7 @@ import coredis.exceptions
 
 from . import _codec
 from ._backend import Detail
-from ._contract import MAX_PAGE, SCRIPT_NAMES
+from ._contract import MAX_PAGE
 from ._doc_types import ClaimedDocs, Doc, DocChange, DocData, DocID, DocSet, ModifyResult, NamespaceStats
 from ._durability import Durability
 from ._errors import (
@@ -33,18 +36,13 @@ from ._errors import (
     OutcomeUnknownError,
     StoreError,
     StoreUnavailableError,
-    UnsafeStoreError,
 )
 from ._keys import Keys
-from ._masked_url import masked_url
-from ._scripts import script_source
+from ._redis_store import RedisStore, open_redis_store
 from ._types import QueueStats, Task, TaskChange, TaskData, TaskID
 from ._wake import WakeHub
 
 T = TypeVar("T")
-
-# Policies that may evict keys that have no TTL, i.e. our tasks.
-EVICTING_POLICIES = frozenset({"allkeys-lru", "allkeys-lfu", "allkeys-random", "allkeys-lrm"})
 
 # A cluster answering these is mid-failover or mid-resharding (CLUSTERDOWN, TRYAGAIN, or
 # coredis out of redirects): like an unreachable store, the caller may retry (503 over HTTP).
@@ -120,28 +118,37 @@ async def _confirm_durable(connection: Any, name: str, durability: Durability) -
 
 
 class RedisBackend:
-    """Runs the scripts against one namespace of a Redis/Valkey store."""
+    """Runs the scripts against one namespace of a Redis/Valkey store: a view over a shared store.
 
-    def __init__(
-        self,
-        redis: coredis.Redis[bytes] | coredis.RedisCluster[bytes],
-        keys: Keys,
-        task_group: anyio.abc.TaskGroup,
-        notify: str = "PUBLISH",
-        durability: Durability | None = None,
-    ) -> None:
-        self.redis = redis
+    Args:
+        store: The connection (pool, scripts, wake subscription) it shares with every other view.
+        keys: The namespace's keys.
+        owner: Whether closing this view closes the store too (the view ``connect`` yields);
+            other views leave the store to its owner.
+    """
+
+    def __init__(self, store: RedisStore, keys: Keys, *, owner: bool = False) -> None:
+        self.store = store
+        self.redis = store.redis
         self.keys = keys
-        self._notify = notify
-        self._durability = durability
-        self._task_group = task_group
-        self._cluster = isinstance(redis, coredis.RedisCluster)
-        self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
+        self._owner = owner
+        self._notify = store.notify
+        self._durability = store.durability
+        self._cluster = store.cluster
+        self._scripts = store.scripts
         # Plain client, no OpenTelemetry: scripts go straight onto a pooled connection
         # (_evalsha). On a cluster, through coredis's command layer (routing, redirects).
-        self._direct = isinstance(redis, coredis.Redis) and not coredis.Config.otel_enabled
+        self._direct = store.direct
         self._hub: WakeHub | None = None
         self._hub_lock = anyio.Lock()
+
+    def for_namespace(self, namespace: str) -> RedisBackend:
+        """A view of ``namespace`` on the same store (connections, wake subscription).
+
+        Raises:
+            ValueError: not a valid namespace name.
+        """
+        return RedisBackend(self.store, Keys(namespace))
 
     async def _call(self, name: str, args: list[_codec.Arg], *, mutates: bool = False) -> Any:
         try:
@@ -251,11 +258,13 @@ class RedisBackend:
         if self._hub is None:
             async with self._hub_lock:
                 if self._hub is None:
-                    hub = WakeHub(self.redis, self.keys.wake_channel, sharded=self._cluster)
                     try:
-                        await self._task_group.start(hub.run)
+                        # The namespace's channel on the store's one subscription, acknowledged
+                        # before the first claim attempt, so no later announcement is missed.
+                        wakes = await self.store.wake_subscription()
+                        hub = await wakes.join(self.keys.wake_channel)
                     except Exception as exc:
-                        # No answer to SUBSCRIBE (coredis gives up after 1 s, in an exception
+                        # No answer to SUBSCRIBE (coredis gives up after 1 s, maybe in an exception
                         # group): the store cannot serve this claim, as for any other call.
                         if not _store_trouble(exc):
                             raise
@@ -416,66 +425,18 @@ class RedisBackend:
         return found
 
     async def stop_background(self) -> None:
-        """Ends the wake-up subscription cleanly (before the connections close)."""
+        """Takes this view's namespace off the wake subscription (if no other view needs it)."""
         if self._hub is not None:
-            await self._hub.stop()
+            self._hub = None
+            with anyio.CancelScope(shield=True):
+                await self.store.leave_wakes(self.keys.wake_channel)
 
     async def aclose(self) -> None:
-        await self.stop_background()
-        self._task_group.cancel_scope.cancel()
-
-
-# A cluster is named by any one node, with the scheme marking it as a cluster seed.
-CLUSTER_SCHEMES = {"redis+cluster://": "redis://", "rediss+cluster://": "rediss://"}
-
-
-def is_cluster_url(url: str) -> bool:
-    return url.startswith(tuple(CLUSTER_SCHEMES))
-
-
-def store_client(url: str, **kwargs: Any) -> coredis.Redis[bytes] | coredis.RedisCluster[bytes]:
-    """A coredis client for a single store (redis://, rediss://, unix://) or a cluster seed."""
-    try:
-        for scheme, plain in CLUSTER_SCHEMES.items():
-            if url.startswith(scheme):
-                with warnings.catch_warnings():
-                    # coredis 6.9's from_url passes its startup node in the form its own
-                    # constructor deprecates; nothing the caller can change.
-                    warnings.filterwarnings(
-                        "ignore", "Use coredis.connection.TCPLocation", DeprecationWarning
-                    )
-                    return coredis.RedisCluster.from_url(
-                        plain + url[len(scheme) :], decode_responses=False, **kwargs
-                    )
-        return coredis.Redis.from_url(url, decode_responses=False, **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise StoreError(f"cannot use store URL {masked_url(url)!r}: {exc}") from exc
-
-
-@contextlib.asynccontextmanager
-async def _opened(redis: coredis.Redis[bytes] | coredis.RedisCluster[bytes]) -> AsyncIterator[None]:
-    """Enters the client; on a cluster, also closes what coredis 6.9 leaves open.
-
-    Its cluster layout keeps an error stream that nothing closes, so every closed cluster
-    client raised a ResourceWarning when collected (an error where warnings are errors).
-    """
-    try:
-        async with redis:
-            yield
-    finally:
-        layout = getattr(redis.connection_pool, "cluster_layout", None)
-        for stream in getattr(layout, "_error_stream", ()):
-            stream.close()
-
-
-async def check_eviction_policy(redis: coredis.Redis[bytes] | coredis.RedisCluster[bytes]) -> str:
-    """Returns the store's maxmemory-policy (from INFO, which needs no CONFIG rights).
-
-    On a cluster coredis asks one node; cluster nodes are configured alike in practice.
-    """
-    info = await redis.info("memory")
-    policy = info.get("maxmemory_policy", "noeviction")
-    return policy.decode() if isinstance(policy, bytes) else str(policy)
+        """Closes the view; the store with it only if this view owns it (see ``owner``)."""
+        if self._owner:
+            await self.store.aclose()
+        else:
+            await self.stop_background()
 
 
 @contextlib.asynccontextmanager
@@ -488,35 +449,15 @@ async def open_redis_backend(
     durability: Durability | None = None,
     max_connections: int | None = None,
 ) -> AsyncIterator[RedisBackend]:
-    """Connects to the store (or cluster) at ``url`` and yields a backend for one namespace.
-
-    Args:
-        notify: How modify announces available tasks: PUBLISH on a single store,
-            SPUBLISH (sharded, follows the slot) on a cluster by default.
+    """Connects to the store (or cluster) at ``url`` and yields a backend for one namespace,
+    which owns the connection (its ``for_namespace`` views share it); see ``open_redis_store``.
     """
     keys = Keys(namespace)
-    kwargs: dict[str, Any] = {}
-    if max_connections is not None:
-        kwargs["max_connections"] = max_connections
-    redis = store_client(url, **kwargs)
-    if notify is None:
-        notify = "SPUBLISH" if isinstance(redis, coredis.RedisCluster) else "PUBLISH"
-    async with _opened(redis):
-        try:
-            policy = await check_eviction_policy(redis)
-        except coredis.exceptions.RedisError as exc:
-            raise StoreUnavailableError(f"cannot reach the store at {masked_url(url)}: {exc}") from exc
-        if policy in EVICTING_POLICIES and not allow_evicting_store:
-            raise UnsafeStoreError(
-                f"the store at {masked_url(url)} has maxmemory-policy {policy}, which can evict tasks; "
-                "set it to noeviction, or pass allow_evicting_store=True "
-                "(--allow-evicting-store) if losing tasks is acceptable"
-            )
-        async with anyio.create_task_group() as task_group:
-            backend = RedisBackend(redis, keys, task_group, notify, durability)
-            try:
-                yield backend
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await backend.stop_background()
-                task_group.cancel_scope.cancel()
+    async with open_redis_store(
+        url,
+        allow_evicting_store=allow_evicting_store,
+        notify=notify,
+        durability=durability,
+        max_connections=max_connections,
+    ) as store:
+        yield RedisBackend(store, keys, owner=True)

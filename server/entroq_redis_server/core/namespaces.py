@@ -1,4 +1,4 @@
-"""Which namespace a request works in, and one library client per namespace in use.
+"""Which namespace a request works in, and a library client of it: views over one store connection.
 
 This is the one place that maps a request to a namespace: the ``EntroQ-Namespace`` header
 picks one of the namespaces the service was started with (``--namespace``, repeatable; the
@@ -8,10 +8,14 @@ docs/design.md 2.4); no field of any request body names a namespace. On a cluste
 (``redis+cluster://``) each namespace's client runs its scripts on the primary that owns the
 namespace's slot, so namespaces spread the load over the cluster's primaries.
 
+Every namespace's client is a view (``EntroQ.for_namespace``) of one library client opened
+on first use: the process holds one connection pool and one wake subscription however many
+namespaces it serves (each namespace in use adds only its wake channel to the subscription).
+
 ``--test-any-namespace`` lets the header name any namespace; the test suite uses it to give
-every test its own namespace through one service process. Clients of such extra namespaces
-are opened on first use and closed again when idle (least recently used first) so their
-number stays bounded.
+every test its own namespace through one service process. Views of such extra namespaces
+are made on first use and closed again when idle (least recently used first), which takes
+their wake channels off the subscription, so the number of channels stays bounded.
 """
 
 from __future__ import annotations
@@ -36,22 +40,21 @@ NAMESPACE_HEADER = "EntroQ-Namespace"
 @dataclasses.dataclass
 class _Entry:
     client: entroq_redis.EntroQ
-    release: trio.Event
     users: int = 0
     last_used: float = 0.0
 
 
 class Namespaces:
-    """Library clients by namespace, opened lazily on one store.
+    """Library clients by namespace: views of one client, opened lazily on the store.
 
     Args:
         store_url: The store every namespace lives on.
         configured: The namespaces served; the first is the default.
         any_namespace: Serve any namespace the header names (testing only).
-        nursery: Where each client's holder task runs.
+        nursery: Where the store client's holder task runs (and idle views close).
         allow_evicting_store: Passed to :func:`entroq_redis.connect`.
         durability: Passed to :func:`entroq_redis.connect` (WAIT/WAITAOF after each mutation).
-        max_idle: How many idle clients of unconfigured namespaces stay open.
+        max_idle: How many idle views of unconfigured namespaces stay open.
     """
 
     def __init__(
@@ -79,6 +82,9 @@ class Namespaces:
         self._max_idle = max_idle
         self._entries: dict[str, _Entry] = {}
         self._open_lock = trio.Lock()
+        # The one store client every namespace's view runs on, and what ends its holder task.
+        self._store: entroq_redis.EntroQ | None = None
+        self._release = trio.Event()
 
     def select(self, headers: HeaderMap) -> str:
         """The namespace a request names (or the default), or a 400/404 ApiError."""
@@ -130,26 +136,34 @@ class Namespaces:
         async with self._open_lock:
             entry = self._entries.get(name)
             if entry is None:
-                entry = await self._nursery.start(self._hold, name)
+                if self._store is None:
+                    # Opened on first use, not at startup, so a store that is down when the
+                    # service starts only fails requests (503) until it is back.
+                    self._store = await self._nursery.start(self._hold)
+                entry = _Entry(self._store.for_namespace(name))
                 self._entries[name] = entry
             # Counted before the lock is released, so no idle sweep can close it first.
             entry.users += 1
             return entry
 
     async def _hold(
-        self, name: str, *, task_status: trio.TaskStatus[_Entry] = trio.TASK_STATUS_IGNORED
+        self, *, task_status: trio.TaskStatus[entroq_redis.EntroQ] = trio.TASK_STATUS_IGNORED
     ) -> None:
         # A client's task group must be entered and left in one task: this one.
         async with entroq_redis.connect(
             self.store_url,
-            namespace=name,
+            namespace=self.default,
             allow_evicting_store=self._allow_evicting_store,
             durability=self._durability,
         ) as client:
-            entry = _Entry(client, trio.Event())
-            task_status.started(entry)
-            await entry.release.wait()
-        log.debug("closed the client of namespace %s", name)
+            task_status.started(client)
+            await self._release.wait()
+        log.debug("closed the store client")
+
+    @property
+    def store(self) -> entroq_redis.EntroQ | None:
+        """The client every namespace's view shares (None until the first request opens it)."""
+        return self._store
 
     def _close_idle(self) -> None:
         extra = [
@@ -158,13 +172,14 @@ class Namespaces:
             if entry.users == 0 and name not in self.configured
         ]
         for _, name in sorted(extra)[: max(0, len(extra) - self._max_idle)]:
-            self._entries.pop(name).release.set()
+            # Only its wake channel to drop; the connections are the store client's.
+            self._nursery.start_soon(self._entries.pop(name).client.aclose)
 
     def close_all(self) -> None:
-        """Lets every client close (at shutdown, after the last request)."""
-        for entry in self._entries.values():
-            entry.release.set()
+        """Lets the store client close (at shutdown, after the last request)."""
         self._entries.clear()
+        self._store = None
+        self._release.set()
 
 
 @contextlib.asynccontextmanager
