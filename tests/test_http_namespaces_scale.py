@@ -161,6 +161,7 @@ async def test_500_namespaces_keep_the_store_connections_and_subscriptions_of_on
     # The pool's bound plus the subscription, however many namespaces; not one pool each.
     assert many.connections <= POOL_BOUND + 1, many
     assert many.connections_after <= POOL_BOUND + 1, many
-    # Each blocking claim was woken by its own namespace's insert, not by a re-check (30 s).
-    assert many.slowest_wake_s < 5, many
+    # Each blocking claim was woken by its own namespace's insert, not by the 30 s re-check: a
+    # bound of half that, so a loaded CI machine cannot fail it while a lost wake-up still does.
+    assert many.slowest_wake_s < 15, many
     assert many.unavailable == 0, many
