@@ -22,6 +22,7 @@ import trio
 from .._durability import Durability
 from .._embedded import open_embedded_store
 from .._errors import EntroQError
+from .._extras import MissingExtraError, require
 from ._options import version_parent
 from ._secret_options import file_argument, url_argument
 from ._serve_authz import AuthzSetupError, add_authz_options, authz_settings
@@ -201,6 +202,10 @@ async def _store_url(args: argparse.Namespace) -> AsyncIterator[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    missing = _missing_extra(args)
+    if missing:
+        print(missing, file=sys.stderr)
+        return 1
     from entroq_redis_server import ServiceSettings, serve, serve_workers
 
     problem = check_serve_args(args)
@@ -285,6 +290,21 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bound.close()
     return 0
+
+
+def _missing_extra(args: argparse.Namespace) -> str | None:
+    """The install command serve needs first, in one line (None: everything is installed).
+    The service itself runs in this process only after this: a client-only install (no
+    ``[server]``) gets this line, not an ImportError from the service's modules."""
+    try:
+        require("server", "entroq-redis serve")
+        if not args.redis:
+            require("embedded", "entroq-redis serve without --redis")
+        if args.authz == "rego":
+            require("rego", "entroq-redis serve --authz rego")
+    except MissingExtraError as exc:
+        return str(exc)
+    return None
 
 
 def _durability(args: argparse.Namespace) -> Durability | None:
