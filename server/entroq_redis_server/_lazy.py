@@ -8,8 +8,6 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from entroq_redis._extras import EXTRA_WHAT, MissingExtraError, extra_of, install_command
-
 
 def lazy_getattr(package: str, namespace: dict[str, Any], homes: Mapping[str, str]) -> Callable[[str], Any]:
     """A module ``__getattr__`` for ``package``: a name of ``homes`` is imported from its module
@@ -24,6 +22,10 @@ def lazy_getattr(package: str, namespace: dict[str, Any], homes: Mapping[str, st
         try:
             module = importlib.import_module(home, package)
         except ModuleNotFoundError as exc:
+            # Imported here, not above: importing entroq_redis loads the whole library, which
+            # this module exists to spare the rego children.
+            from entroq_redis._extras import EXTRA_WHAT, MissingExtraError, extra_of, install_command
+
             extra = extra_of(exc)
             if extra is None:
                 raise
