@@ -29,15 +29,16 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-# Only what `pip install .` needs: the project metadata and the three package directories.
+# Only what `pip install '.[server]'` needs: the project metadata and the three package directories.
 COPY pyproject.toml README.md ./
 COPY entroq_redis ./entroq_redis
 COPY lua ./lua
 COPY server ./server
 
 RUN python -m venv /opt/entroq-redis \
-    && /opt/entroq-redis/bin/pip install --no-cache-dir . \
-    && /opt/entroq-redis/bin/entroq-redis --help > /dev/null
+    && /opt/entroq-redis/bin/pip install --no-cache-dir '.[server]' \
+    && /opt/entroq-redis/bin/entroq-redis --help > /dev/null \
+    && /opt/entroq-redis/bin/python -c "from entroq_redis._extras import require; require('server', 'the image')"
 
 # ---- runtime: the same base, the virtualenv, an unprivileged user --------------------------------
 FROM ${PYTHON_IMAGE}

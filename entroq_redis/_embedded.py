@@ -24,6 +24,7 @@ import anyio
 
 from ._data_lock import DataDirectoryLock
 from ._errors import StoreError
+from ._extras import require
 from ._store_password import PASSWORD_FILE, load_or_create_password
 from ._store_process import HOST, StoreProcess, StoreStartError, config_text, free_port, spawn
 
@@ -96,10 +97,13 @@ async def open_embedded_store(
 
     Raises DataDirectoryInUseError (naming the holder) if another store runs on
     ``data_dir``. ``owner`` says what started the store (e.g. ``entroq-redis serve``) in the
-    message such an error gives. Must be entered and left on one thread that outlives the
+    message such an error gives; MissingExtraError (naming the install command) without the
+    ``[embedded]`` extra. Must be entered and left on one thread that outlives the
     store (an event loop's): the store gets a signal to stop if that thread ends.
     """
     config = embedded_config(fsync)
+    # Before any directory is made: without the [embedded] extra, one line and nothing written.
+    require("embedded", owner or "entroq_redis.open_embedded()")
     temporary = pathlib.Path(tempfile.mkdtemp(prefix="entroq-store-")) if data_dir is None else None
     try:
         directory, lock = _lock_directory(pathlib.Path(data_dir) if data_dir is not None else temporary)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import pathlib
 import re
 import secrets
 import select
@@ -30,6 +31,7 @@ import pytest
 import redis
 from cluster_fixture import LocalCluster, cluster_tests_enabled
 from grpc_backend import open_grpc_client
+from install_support import build_wheel
 
 import entroq_redis
 from entroq_redis._embedded import embedded_config
@@ -97,6 +99,12 @@ def store_url() -> Iterator[str]:
             yield f"redis://{server.host}:{server.port}"
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def entroq_wheel(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """entroq-redis's wheel, built once per session from a copy of the source."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="session")

@@ -87,18 +87,6 @@ def test_opa_path_names_the_document() -> None:
     assert AuthzSettings().opa_url == "http://localhost:8181"
 
 
-def test_cli_defaults_match_the_service_defaults() -> None:
-    from entroq_redis.cli import _serve_authz
-
-    settings = AuthzSettings()
-    assert (
-        settings.opa_url,
-        settings.opa_path,
-    ) == (_serve_authz.DEFAULT_OPA_URL, _serve_authz.DEFAULT_OPA_PATH)
-    assert settings.opa_timeout_s == _serve_authz.DEFAULT_OPA_TIMEOUT_S
-    assert settings.max_input_bytes == _serve_authz.DEFAULT_MAX_INPUT_BYTES
-
-
 @pytest.mark.parametrize(
     "result",
     [

@@ -167,6 +167,12 @@ def test_base_images_are_pinned_by_tag_and_digest(instructions: list[Instruction
             stages.add(alias[-1])
 
 
+def test_the_image_installs_the_service(instructions: list[Instruction]) -> None:
+    """``pip install .`` is the client only since the extras split: the image needs ``[server]``."""
+    installs = [i.args for i in instructions if i.keyword == "RUN" and "pip install" in i.args]
+    assert installs and all("'.[server]'" in args for args in installs), installs
+
+
 def test_final_stage_runs_as_an_unprivileged_user(instructions: list[Instruction]) -> None:
     users = [i.args for i in _final_stage(instructions) if i.keyword == "USER"]
     assert users, "the final stage sets no USER, so the container would run as root"

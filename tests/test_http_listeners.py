@@ -29,7 +29,6 @@ from listener_support import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from entroq_redis.cli import _serve_listeners as cli_listeners
 from entroq_redis.cli import build_parser
 
 
@@ -124,7 +123,7 @@ def test_listener_usage_errors_exit_2(args: list[str], message: str, tmp_path: p
 def test_cli_defaults_are_the_service_defaults() -> None:
     args = build_parser().parse_args(["serve"])
     defaults = ListenerSettings()
-    assert args.idle_timeout == defaults.idle_timeout_s == cli_listeners.DEFAULT_IDLE_TIMEOUT_S
+    assert args.idle_timeout == defaults.idle_timeout_s == 75.0
     assert args.header_timeout == defaults.header_timeout_s
     assert args.body_timeout == defaults.body_timeout_s
     assert args.max_connections_per_address == defaults.max_connections_per_address

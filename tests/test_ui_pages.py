@@ -25,7 +25,6 @@ from entroq_redis_server.ui.access import Refused
 
 import entroq_redis
 from entroq_redis import TaskData
-from entroq_redis.cli import _serve as cli_serve
 from entroq_redis.cli import build_parser
 
 CSRF = "c" * 43
@@ -92,11 +91,7 @@ async def test_no_ui_answers_404_and_the_api_still_serves(store_url: str) -> Non
 def test_cli_defaults_are_the_service_defaults() -> None:
     args = build_parser().parse_args(["serve"])
     defaults = ServiceSettings(store_url="redis://x")
-    assert (
-        (args.ui, args.ui_refresh)
-        == (defaults.ui, defaults.ui_refresh_s)
-        == (True, cli_serve.DEFAULT_UI_REFRESH_S)
-    )
+    assert (args.ui, args.ui_refresh) == (defaults.ui, defaults.ui_refresh_s) == (True, 2.0)
     assert build_parser().parse_args(["serve", "--no-ui"]).ui is False
 
 

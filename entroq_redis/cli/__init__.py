@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from .._extras import extra_of, install_command
 from . import _serve
 from ._options import add_global_options, json_requested
 from ._parser import CliParser
@@ -102,7 +103,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except ModuleNotFoundError as exc:
+        # A package of an extra that is not installed, past the commands' own checks: still
+        # one line naming the install command, not a traceback.
+        extra = extra_of(exc)
+        if extra is None:
+            raise
+        print(
+            f"entroq-redis {args.command}: {exc.name} is missing: {install_command(extra)}", file=sys.stderr
+        )
+        return EXIT_ERROR
     return code
 
 

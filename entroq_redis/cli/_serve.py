@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
 import trio
+from entroq_redis_server.settings import ServiceSettings
 
 from .._durability import Durability
 from .._embedded import open_embedded_store
 from .._errors import EntroQError
+from .._extras import MissingExtraError, require
 from ._options import version_parent
 from ._secret_options import file_argument, url_argument
 from ._serve_authz import AuthzSetupError, add_authz_options, authz_settings
@@ -29,13 +32,11 @@ from ._serve_check import check_serve_args
 from ._serve_config import CONFIG_ENV, annotate_help, apply_layers
 from ._serve_grpc import GrpcSetupError, add_grpc_options, grpc_settings
 from ._serve_listeners import ListenerSetupError, add_listener_options, bind_listeners, listener_settings
-from ._serve_logging import LOG_FORMATS, LOG_LEVELS, configure_logging
+from ._serve_logging import configure_logging
+from ._serve_options import add_setting_options, settings_from_args
 
-DEFAULT_PORT = 9100
 DEFAULT_DATA_DIR = "./entroq-data"
-# As server/entroq_redis_server/settings.py's DEFAULT_UI_REFRESH_S (tests/test_ui_pages.py keeps them
-# in step): the CLI does not import the service package to build its parser.
-DEFAULT_UI_REFRESH_S = 2.0
+_DURABILITY_FIELDS = {field.name: field for field in dataclasses.fields(Durability)}
 
 
 def register(subparsers: Any) -> None:
@@ -55,20 +56,7 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help=f"read settings from this TOML file (default ${CONFIG_ENV}); see above",
     )
-    parser.add_argument(
-        "--log-level",
-        choices=LOG_LEVELS,
-        default="info",
-        help="least severe log messages written to stderr (default info)",
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        default="text",
-        help="text lines, or json: one JSON object per line (time, level, logger, message)",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 9100; 0 = any free)")
+    add_setting_options(parser, ServiceSettings, "log_level", "log_format", "host", "port")
     store = parser.add_mutually_exclusive_group()
     store.add_argument(
         "--redis",
@@ -83,62 +71,22 @@ def register(subparsers: Any) -> None:
     store.add_argument(
         "--data", metavar="DIR", help=f"embedded store data directory (default {DEFAULT_DATA_DIR})"
     )
-    parser.add_argument(
-        "--namespace",
-        action="append",
-        metavar="NAME",
-        help="namespace to serve (repeatable; the first is the default; default eq); "
-        "requests pick one with the EntroQ-Namespace header",
-    )
-    parser.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="service processes sharing the port"
-    )
+    add_setting_options(parser, ServiceSettings, "namespaces", "workers")
     parser.add_argument(
         "--fsync", choices=["everysec", "always"], default="everysec", help="embedded store AOF fsync"
     )
-    parser.add_argument(
-        "--max-body-mb", type=float, default=10, metavar="MIB", help="request body limit in MiB (413 beyond)"
+    add_setting_options(
+        parser,
+        ServiceSettings,
+        "max_body_bytes",
+        "claim_wait_cap_s",
+        "allow_evicting_store",
+        "metrics_interval_s",
+        "metrics_max_queues",
+        "graceful_timeout_s",
+        "value_encoding_default",
     )
-    parser.add_argument(
-        "--claim-wait-cap",
-        type=float,
-        metavar="SECONDS",
-        help="longest a blocking claim waits whatever the client asks (default: no cap; 504 when it ends)",
-    )
-    parser.add_argument(
-        "--allow-evicting-store",
-        action="store_true",
-        help="run even if the store's maxmemory-policy may evict tasks",
-    )
-    parser.add_argument(
-        "--metrics-interval",
-        type=float,
-        default=15.0,
-        metavar="SECONDS",
-        help="seconds between queue size refreshes (metrics)",
-    )
-    parser.add_argument(
-        "--metrics-max-queues",
-        type=int,
-        metavar="N",
-        default=1000,
-        help="queues covered by entroq_queue_size: the largest (ties by name), and "
-        "entroq_queue_size_omitted_queues counts the rest (default 1000; 0 = all)",
-    )
-    parser.add_argument(
-        "--graceful-timeout",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="seconds in-flight requests get at shutdown",
-    )
-    parser.add_argument(
-        "--value-encoding-default",
-        choices=["base64", "json"],
-        default="base64",
-        help="task values for EntroQ clients whose generation a request does not reveal: base64 "
-        "(seed-era clients) or json (PyPI entroq 0.12+); see docs/migrating.md",
-    )
+    # The library's Durability, which has no "no waiting" value of its own (None is).
     parser.add_argument(
         "--wait-replicas",
         type=int,
@@ -156,27 +104,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--wait-timeout-ms",
         type=int,
-        default=1000,
+        default=_DURABILITY_FIELDS["timeout_ms"].default,
         metavar="MS",
-        help="how long --wait-replicas / --wait-fsync wait (default 1000)",
+        help="how long --wait-replicas / --wait-fsync wait (default %(default)s)",
     )
-    parser.add_argument(
-        "--ui",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="serve the web dashboard at /ui on the HTTP port (default on; --no-ui turns it off)",
-    )
-    parser.add_argument(
-        "--ui-refresh",
-        type=float,
-        default=DEFAULT_UI_REFRESH_S,
-        metavar="SECONDS",
-        help="how often the dashboard's live queue table re-reads the queue stats, once for all "
-        f"open pages (default {DEFAULT_UI_REFRESH_S:g})",
-    )
-    # Testing only, so not in --help and refused unless TESTING_ENV is set: serve any namespace
-    # a request names in its EntroQ-Namespace header (the suite gives each test its own).
-    parser.add_argument("--test-any-namespace", action="store_true", help=argparse.SUPPRESS)
+    add_setting_options(parser, ServiceSettings, "ui", "ui_refresh_s", "test_any_namespace")
     add_authz_options(parser)
     add_listener_options(parser)
     add_grpc_options(parser)
@@ -201,7 +133,11 @@ async def _store_url(args: argparse.Namespace) -> AsyncIterator[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from entroq_redis_server import ServiceSettings, serve, serve_workers
+    missing = _missing_extra(args)
+    if missing:
+        print(missing, file=sys.stderr)
+        return 1
+    from entroq_redis_server import serve, serve_workers
 
     problem = check_serve_args(args)
     if problem:
@@ -234,28 +170,14 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         async with _store_url(args) as url:
-            settings = ServiceSettings(
+            settings = settings_from_args(
+                ServiceSettings,
+                args,
                 store_url=url,
-                host=args.host,
-                port=args.port,
-                namespaces=tuple(args.namespace or ["eq"]),
-                test_any_namespace=args.test_any_namespace,
-                max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-                claim_wait_cap_s=args.claim_wait_cap,
-                allow_evicting_store=args.allow_evicting_store,
-                metrics_interval_s=args.metrics_interval,
-                metrics_max_queues=args.metrics_max_queues,
-                graceful_timeout_s=args.graceful_timeout,
-                workers=args.workers,
-                log_level=args.log_level,
-                log_format=args.log_format,
                 authz=authz,
-                value_encoding_default=args.value_encoding_default,
                 durability=durability,
                 listeners=listeners,
                 grpc=grpc,
-                ui=args.ui,
-                ui_refresh_s=args.ui_refresh,
             )
             runner = serve if args.workers == 1 else serve_workers
             async with trio.open_nursery() as nursery:
@@ -267,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
                         flush=True,
                     )
                 for url in bound.grpc_urls(listeners.tls):
+                    assert grpc is not None  # a gRPC listener was bound for it
                     print(f"entroq-redis gRPC listening on {url} ({grpc.values} schema)", flush=True)
                 for url in bound.metrics_urls(listeners.scheme):
                     print(f"entroq-redis metrics on {url}", flush=True)
@@ -285,6 +208,21 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bound.close()
     return 0
+
+
+def _missing_extra(args: argparse.Namespace) -> str | None:
+    """The install command serve needs first, in one line (None: everything is installed).
+    The service itself runs in this process only after this: a client-only install (no
+    ``[server]``) gets this line, not an ImportError from the service's modules."""
+    try:
+        require("server", "entroq-redis serve")
+        if not args.redis:
+            require("embedded", "entroq-redis serve without --redis")
+        if args.authz == "rego":
+            require("rego", "entroq-redis serve --authz rego")
+    except MissingExtraError as exc:
+        return str(exc)
+    return None
 
 
 def _durability(args: argparse.Namespace) -> Durability | None:

@@ -1,66 +1,36 @@
 """``entroq-redis serve``'s authorization flags: --authz, --opa-url, --opa-path, --opa-timeout,
 --policy, --policy-data (EntroQ's flag names, dashed), and ours: --allow-example-credentials
 (the example policy's published credentials are refused without it), --authz-max-input-bytes,
---audit-log.
-
-The defaults repeat ``entroq_redis_server.AuthzSettings``' (EntroQ's own), because the
-server package is imported only when ``serve`` runs; a test keeps the two in step.
+--audit-log. Each is declared on its ``AuthzSettings`` field (defaults: EntroQ's own).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+
+from entroq_redis_server.authz.settings import AuthzSettings
 
 from .._masked_url import masked_url
 from ._example_credentials import example_credentials_in_file
-
-AUTHZ_MODES = ("none", "opahttp", "rego")
-DEFAULT_OPA_URL = "http://localhost:8181"
-DEFAULT_OPA_PATH = "/v1/data/entroq/authz"
-DEFAULT_OPA_TIMEOUT_S = 2.0
-DEFAULT_MAX_INPUT_BYTES = 4 * 1024 * 1024
+from ._serve_options import add_setting_options, settings_from_args
 
 
 def add_authz_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "authorization (EntroQ's model: a Rego policy decides per queue and action)"
     )
-    group.add_argument(
-        "--authz",
-        choices=AUTHZ_MODES,
-        default="none",
-        help="none (default: every call allowed), opahttp (ask an OPA server) or rego (evaluate "
-        "--policy in-process)",
+    add_setting_options(
+        group,
+        AuthzSettings,
+        "mode",
+        "opa_url",
+        "opa_path",
+        "opa_timeout_s",
+        "policy_files",
+        "policy_data_file",
     )
-    group.add_argument(
-        "--opa-url",
-        metavar="URL",
-        default=DEFAULT_OPA_URL,
-        help="OPA server for opahttp (default %(default)s)",
-    )
-    group.add_argument(
-        "--opa-path",
-        metavar="PATH",
-        default=DEFAULT_OPA_PATH,
-        help="decision document: the OPA URL path, and for rego the same document (default %(default)s)",
-    )
-    group.add_argument(
-        "--opa-timeout",
-        type=float,
-        default=DEFAULT_OPA_TIMEOUT_S,
-        metavar="SECONDS",
-        help="longest a policy decision may take (opahttp: the OPA request; rego: the evaluation in its "
-        "child process, which is then replaced); slower is a refusal (503) (default %(default)s)",
-    )
-    group.add_argument(
-        "--policy",
-        action="append",
-        metavar="FILE",
-        help="Rego module for rego (repeatable), loaded at startup",
-    )
-    group.add_argument("--policy-data", metavar="FILE", help="JSON object loaded as the policy's data (rego)")
+    # Not a setting of the service: checked here, before it starts.
     group.add_argument(
         "--allow-example-credentials",
         action="store_true",
@@ -69,20 +39,7 @@ def add_authz_options(parser: argparse.ArgumentParser) -> None:
         "so only for a local demo (rego refuses to start without this flag). With opahttp the "
         "service cannot see the OPA server's data: check it there",
     )
-    group.add_argument(
-        "--authz-max-input-bytes",
-        type=int,
-        default=DEFAULT_MAX_INPUT_BYTES,
-        metavar="BYTES",
-        help="largest policy input one request may produce; larger is refused with 413 before the "
-        "policy sees it (default %(default)s: a modify of 1,000 moves with 1,024-byte queue names fits)",
-    )
-    group.add_argument(
-        "--audit-log",
-        metavar="PATH",
-        help="write one JSON line per authorized call (who, what, outcome, request ID) to PATH "
-        "(appended, created 0600), or '-' for stderr (default: no audit log)",
-    )
+    add_setting_options(group, AuthzSettings, "max_input_bytes", "audit_log")
 
 
 class AuthzSetupError(Exception):
@@ -94,14 +51,14 @@ class AuthzSetupError(Exception):
         self.status = status
 
 
-def authz_settings(args: argparse.Namespace) -> Any:
+def authz_settings(args: argparse.Namespace) -> AuthzSettings:
     """The service's AuthzSettings from the flags, checked (rego: the policy is loaded and
     compiled now, so a bad one stops ``serve`` before anything starts).
 
     Raises:
         AuthzSetupError: with a message for the operator.
     """
-    from entroq_redis_server import AuthzSettings, PolicyConfigError, check_authz_settings
+    from entroq_redis_server import PolicyConfigError, check_authz_settings
 
     if args.authz != "rego" and (args.policy or args.policy_data):
         raise AuthzSetupError("--policy and --policy-data need --authz rego", 2)
@@ -113,16 +70,7 @@ def authz_settings(args: argparse.Namespace) -> Any:
         raise AuthzSetupError("--authz-max-input-bytes must be at least 1024", 2)
     if args.authz == "none" and args.audit_log:
         raise AuthzSetupError("--audit-log needs --authz opahttp or rego (it records authorization)", 2)
-    settings = AuthzSettings(
-        mode=args.authz,
-        opa_url=args.opa_url,
-        opa_path=args.opa_path,
-        opa_timeout_s=args.opa_timeout,
-        policy_files=tuple(args.policy or ()),
-        policy_data_file=args.policy_data,
-        max_input_bytes=args.authz_max_input_bytes,
-        audit_log=args.audit_log,
-    )
+    settings = settings_from_args(AuthzSettings, args)
     try:
         check_authz_settings(settings)
     except PolicyConfigError as exc:
@@ -138,7 +86,7 @@ def authz_settings(args: argparse.Namespace) -> Any:
     return settings
 
 
-def _check_example_credentials(settings: Any, *, allow: bool) -> None:
+def _check_example_credentials(settings: AuthzSettings, *, allow: bool) -> None:
     """Refuses (exit 2) policy data holding the example's published credentials, or with
     ``allow`` logs a warning. Runs after the data is known to load as JSON."""
     if settings.mode != "rego" or not settings.policy_data_file:

@@ -24,10 +24,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from ._secret_options import SecretFromFile, read_secret_file
+from ._serve_options import env_names
 
 CONFIG_ENV = "ENTROQ_CONFIG"
-# The names these options had before every option had one (deploy files and users set them).
-ENV_NAMES = {"redis": "ENTROQ_REDIS_URL", "grpc_port": "ENTROQ_REDIS_GRPC_PORT"}
+# The names these options had before every option had one (deploy files and users set them):
+# the store URL's here, the settings options' where they are declared (``env_names``).
+ENV_NAMES = {"redis": "ENTROQ_REDIS_URL", **env_names()}
 # Options that never come from the environment or a file.
 COMMAND_LINE_ONLY = {"help", "version", "config"}
 _TRUE = {"1", "true", "yes", "on"}

@@ -1,83 +1,36 @@
 """``entroq-redis serve``'s listener flags: the metrics listener, TLS, connection timeouts, the
-per-address connection cap and h2c.
-
-The defaults repeat ``entroq_redis_server.ListenerSettings``' (the server package is imported
-only when ``serve`` runs); a test keeps the two in step.
+per-address connection cap and h2c, each declared on its ``ListenerSettings`` field.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
-DEFAULT_IDLE_TIMEOUT_S = 75.0
-DEFAULT_HEADER_TIMEOUT_S = 10.0
-DEFAULT_BODY_TIMEOUT_S = 60.0
-DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 4096
+from entroq_redis_server.grpc.settings import GrpcSettings
+from entroq_redis_server.listen.listener_settings import ListenerSettings, check_listener_settings
+from entroq_redis_server.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from entroq_redis_server.listen.listeners import BoundListeners
+
+from ._serve_options import add_setting_options, settings_from_args
 
 
 def add_listener_options(parser: argparse.ArgumentParser) -> None:
     metrics = parser.add_argument_group("metrics listener")
-    metrics.add_argument(
-        "--metrics-port",
-        type=int,
-        metavar="PORT",
-        help="serve /metrics on its own listener on this port (0 = any free port), and then NOT on "
-        "the API port (default: /metrics on the API port)",
-    )
-    metrics.add_argument(
-        "--metrics-host", metavar="HOST", help="address of the metrics listener (default: --host)"
-    )
+    add_setting_options(metrics, ListenerSettings, "metrics_port", "metrics_host")
     tls = parser.add_argument_group("TLS (every listener: HTTP, metrics and gRPC)")
-    tls.add_argument(
-        "--tls-cert", metavar="FILE", help="PEM certificate chain; with --tls-key, TLS only on every listener"
-    )
-    tls.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
-    tls.add_argument(
-        "--tls-client-ca",
-        metavar="FILE",
-        help="PEM CA bundle: clients must present a certificate it signed (mutual TLS)",
-    )
+    add_setting_options(tls, ListenerSettings, "tls_cert", "tls_key", "tls_client_ca")
     hygiene = parser.add_argument_group("connections (each HTTP listener, per service process)")
-    hygiene.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=DEFAULT_IDLE_TIMEOUT_S,
-        metavar="SECONDS",
-        help="close a keep-alive connection idle this long (default %(default)s)",
-    )
-    hygiene.add_argument(
-        "--header-timeout",
-        type=float,
-        default=DEFAULT_HEADER_TIMEOUT_S,
-        metavar="SECONDS",
-        help="close a connection whose request header is not complete this long after the "
-        "connection opened (TLS handshake included) or after the request's first byte "
-        "(default %(default)s)",
-    )
-    hygiene.add_argument(
-        "--body-timeout",
-        type=float,
-        default=DEFAULT_BODY_TIMEOUT_S,
-        metavar="SECONDS",
-        help="answer 408 and close when a request body is not complete this long after its "
-        "header (default %(default)s)",
-    )
-    hygiene.add_argument(
-        "--max-connections-per-address",
-        type=int,
-        default=DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-        metavar="N",
-        help="open connections one client address may hold; more are closed at once. Each "
-        "waiting claim holds one, and behind a proxy all clients share its address "
-        "(default %(default)s; 0 = no cap)",
-    )
-    hygiene.add_argument(
-        "--h2c",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="serve HTTP/2 without TLS (prior knowledge or Upgrade: h2c); EntroQ's HTTP clients "
-        "speak HTTP/1.1, so it is off by default; with TLS, HTTP/2 is negotiated by ALPN",
+    add_setting_options(
+        hygiene,
+        ListenerSettings,
+        "idle_timeout_s",
+        "header_timeout_s",
+        "body_timeout_s",
+        "max_connections_per_address",
+        "h2c",
     )
 
 
@@ -90,26 +43,15 @@ class ListenerSetupError(Exception):
         self.status = status
 
 
-def listener_settings(args: argparse.Namespace) -> Any:
+def listener_settings(args: argparse.Namespace) -> ListenerSettings:
     """The service's ListenerSettings from the flags, checked (TLS files are loaded now).
 
     Raises:
         ListenerSetupError: with a message for the operator.
     """
-    from entroq_redis_server import ListenerSettings, check_listener_settings, tls_context
+    from entroq_redis_server import tls_context
 
-    settings = ListenerSettings(
-        metrics_host=args.metrics_host,
-        metrics_port=args.metrics_port,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca,
-        idle_timeout_s=args.idle_timeout,
-        header_timeout_s=args.header_timeout,
-        body_timeout_s=args.body_timeout,
-        max_connections_per_address=args.max_connections_per_address,
-        h2c=args.h2c,
-    )
+    settings = settings_from_args(ListenerSettings, args)
     try:
         check_listener_settings(settings)
     except ValueError as exc:
@@ -121,14 +63,16 @@ def listener_settings(args: argparse.Namespace) -> Any:
     return settings
 
 
-def bind_listeners(host: str, port: int, listeners: Any, grpc: Any = None) -> Any:
+def bind_listeners(
+    host: str, port: int, listeners: ListenerSettings, grpc: GrpcSettings | None = None
+) -> BoundListeners:
     """Binds the service's listening sockets (before any store starts): BoundListeners
     (``grpc``: the gRPC listener's GrpcSettings, None: none).
 
     Raises:
         ListenerSetupError: an address is in use or cannot be bound (status 1).
     """
-    from entroq_redis_server import ListenError, ServiceSettings
+    from entroq_redis_server import ListenError
     from entroq_redis_server import bind_listeners as bind
 
     try:

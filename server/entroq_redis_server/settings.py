@@ -1,16 +1,19 @@
-"""The service's settings (the ``serve`` command's flags)."""
+"""The service's settings; each field with an ``Option`` is one of the ``serve`` command's
+flags (see ``options``: its default and help are declared here only)."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import get_args
 
 import entroq_redis
 
 from .authz.settings import AuthzSettings
-from .core.values import ValueEncoding
+from .core.values import ENCODINGS, ValueEncoding
 from .grpc.settings import GrpcSettings
 from .listen.listener_settings import ListenerSettings
 from .logs import LogFormat, LogLevel
+from .options import MIB, Option, setting
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_UI_REFRESH_S = 2.0
@@ -51,26 +54,108 @@ class ServiceSettings:
     """
 
     store_url: str
-    host: str = "127.0.0.1"
-    port: int = 9100
-    namespaces: tuple[str, ...] = ("eq",)
-    test_any_namespace: bool = False
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    claim_wait_cap_s: float | None = None
-    allow_evicting_store: bool = False
-    metrics_interval_s: float = 15.0
-    metrics_max_queues: int = 1000
-    graceful_timeout_s: float = 10.0
-    workers: int = 1
-    log_level: LogLevel = "info"
-    log_format: LogFormat = "text"
+    host: str = setting("127.0.0.1", Option("--host", "address to listen on (default %(default)s)"))
+    port: int = setting(9100, Option("--port", "port (default %(default)s; 0 = any free)"))
+    namespaces: tuple[str, ...] = setting(
+        ("eq",),
+        Option(
+            "--namespace",
+            "namespace to serve (repeatable; the first is the default; default %(default)s); "
+            "requests pick one with the EntroQ-Namespace header",
+            kind="list",
+            metavar="NAME",
+        ),
+    )
+    # Testing only, so not in --help and refused unless ENTROQ_REDIS_TESTING=1: serve any
+    # namespace a request names in its EntroQ-Namespace header (the suite gives each test its own).
+    test_any_namespace: bool = setting(False, Option("--test-any-namespace", "", kind="switch", hidden=True))
+    max_body_bytes: int = setting(
+        DEFAULT_MAX_BODY_BYTES,
+        Option(
+            "--max-body-mb", "request body limit in MiB (413 beyond)", metavar="MIB", type=float, scale=MIB
+        ),
+    )
+    claim_wait_cap_s: float | None = setting(
+        None,
+        Option(
+            "--claim-wait-cap",
+            "longest a blocking claim waits whatever the client asks (default: no cap; 504 when it ends)",
+            metavar="SECONDS",
+            type=float,
+        ),
+    )
+    allow_evicting_store: bool = setting(
+        False,
+        Option(
+            "--allow-evicting-store",
+            "run even if the store's maxmemory-policy may evict tasks",
+            kind="switch",
+        ),
+    )
+    metrics_interval_s: float = setting(
+        15.0,
+        Option("--metrics-interval", "seconds between queue size refreshes (metrics)", metavar="SECONDS"),
+    )
+    metrics_max_queues: int = setting(
+        1000,
+        Option(
+            "--metrics-max-queues",
+            "queues covered by entroq_queue_size: the largest (ties by name), and "
+            "entroq_queue_size_omitted_queues counts the rest (default %(default)s; 0 = all)",
+            metavar="N",
+        ),
+    )
+    graceful_timeout_s: float = setting(
+        10.0,
+        Option("--graceful-timeout", "seconds in-flight requests get at shutdown", metavar="SECONDS"),
+    )
+    workers: int = setting(1, Option("--workers", "service processes sharing the port", metavar="N"))
+    log_level: LogLevel = setting(
+        "info",
+        Option(
+            "--log-level",
+            "least severe log messages written to stderr (default %(default)s)",
+            choices=get_args(LogLevel),
+        ),
+    )
+    log_format: LogFormat = setting(
+        "text",
+        Option(
+            "--log-format",
+            "text lines, or json: one JSON object per line (time, level, logger, message)",
+            choices=get_args(LogFormat),
+        ),
+    )
     authz: AuthzSettings = dataclasses.field(default_factory=AuthzSettings)
-    value_encoding_default: ValueEncoding = "base64"
+    value_encoding_default: ValueEncoding = setting(
+        "base64",
+        Option(
+            "--value-encoding-default",
+            "task values for EntroQ clients whose generation a request does not reveal: base64 "
+            "(seed-era clients) or json (PyPI entroq 0.12+); see docs/migrating.md",
+            choices=ENCODINGS,
+        ),
+    )
     durability: entroq_redis.Durability | None = None
     listeners: ListenerSettings = dataclasses.field(default_factory=ListenerSettings)
     grpc: GrpcSettings | None = None
-    ui: bool = True
-    ui_refresh_s: float = DEFAULT_UI_REFRESH_S
+    ui: bool = setting(
+        True,
+        Option(
+            "--ui",
+            "serve the web dashboard at /ui on the HTTP port (default on; --no-ui turns it off)",
+            kind="toggle",
+        ),
+    )
+    ui_refresh_s: float = setting(
+        DEFAULT_UI_REFRESH_S,
+        Option(
+            "--ui-refresh",
+            "how often the dashboard's live queue table re-reads the queue stats, once for all "
+            "open pages (default %(default)s)",
+            metavar="SECONDS",
+        ),
+    )
 
     @property
     def bind(self) -> str:

@@ -36,6 +36,8 @@ from typing import Any
 
 import trio
 
+from entroq_redis._extras import require
+
 from .decision import PolicyFailure
 from .input import Credentials
 from .rego_processes import DECISION_TIMEOUT_S, MAX_RSS_MB, DecisionProcesses
@@ -234,10 +236,8 @@ def load_rego_engine(
         PolicyConfigError: a file cannot be read, the policy does not compile, the data is
             not a JSON object, or the policy has no boolean ``allow`` at ``path``.
     """
-    try:
-        import regopy  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - regopy is a dependency
-        raise PolicyConfigError(f"--authz rego needs the regopy package: {exc}") from None
+    # Without the [rego] extra: one line naming the install command (the CLI checks first).
+    require("rego", "--authz rego")
     if not policy_files:
         raise PolicyConfigError("--authz rego needs at least one --policy FILE")
     modules = []

@@ -1,9 +1,12 @@
 """How the service's listeners accept connections: TLS, timeouts, a per-address cap, h2c and
-the metrics listener (the ``serve`` command's listener flags)."""
+the metrics listener (the ``serve`` command's listener flags, declared on the fields: see
+``options``)."""
 
 from __future__ import annotations
 
 import dataclasses
+
+from ..options import Option, setting
 
 # A load balancer's idle timeout is typically 60 s, and a server that closes an idle connection
 # first races the balancer's next request on it; 75 s outlasts the common 60 s.
@@ -41,16 +44,80 @@ class ListenerSettings:
             HTTP/2 is negotiated by ALPN whatever this says.
     """
 
-    metrics_host: str | None = None
-    metrics_port: int | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_client_ca: str | None = None
-    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
-    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
-    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
-    max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
-    h2c: bool = False
+    metrics_host: str | None = setting(
+        None, Option("--metrics-host", "address of the metrics listener (default: --host)", metavar="HOST")
+    )
+    metrics_port: int | None = setting(
+        None,
+        Option(
+            "--metrics-port",
+            "serve /metrics on its own listener on this port (0 = any free port), and then NOT on "
+            "the API port (default: /metrics on the API port)",
+            metavar="PORT",
+            type=int,
+        ),
+    )
+    tls_cert: str | None = setting(
+        None,
+        Option(
+            "--tls-cert", "PEM certificate chain; with --tls-key, TLS only on every listener", metavar="FILE"
+        ),
+    )
+    tls_key: str | None = setting(None, Option("--tls-key", "PEM private key of --tls-cert", metavar="FILE"))
+    tls_client_ca: str | None = setting(
+        None,
+        Option(
+            "--tls-client-ca",
+            "PEM CA bundle: clients must present a certificate it signed (mutual TLS)",
+            metavar="FILE",
+        ),
+    )
+    idle_timeout_s: float = setting(
+        DEFAULT_IDLE_TIMEOUT_S,
+        Option(
+            "--idle-timeout",
+            "close a keep-alive connection idle this long (default %(default)s)",
+            metavar="SECONDS",
+        ),
+    )
+    header_timeout_s: float = setting(
+        DEFAULT_HEADER_TIMEOUT_S,
+        Option(
+            "--header-timeout",
+            "close a connection whose request header is not complete this long after the "
+            "connection opened (TLS handshake included) or after the request's first byte "
+            "(default %(default)s)",
+            metavar="SECONDS",
+        ),
+    )
+    body_timeout_s: float = setting(
+        DEFAULT_BODY_TIMEOUT_S,
+        Option(
+            "--body-timeout",
+            "answer 408 and close when a request body is not complete this long after its "
+            "header (default %(default)s)",
+            metavar="SECONDS",
+        ),
+    )
+    max_connections_per_address: int = setting(
+        DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        Option(
+            "--max-connections-per-address",
+            "open connections one client address may hold; more are closed at once. Each "
+            "waiting claim holds one, and behind a proxy all clients share its address "
+            "(default %(default)s; 0 = no cap)",
+            metavar="N",
+        ),
+    )
+    h2c: bool = setting(
+        False,
+        Option(
+            "--h2c",
+            "serve HTTP/2 without TLS (prior knowledge or Upgrade: h2c); EntroQ's HTTP clients "
+            "speak HTTP/1.1, so it is off by default; with TLS, HTTP/2 is negotiated by ALPN",
+            kind="toggle",
+        ),
+    )
 
     @property
     def tls(self) -> bool:
