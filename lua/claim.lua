@@ -269,17 +269,18 @@ for _, slot in ipairs(slots) do
   if chosen == nil then break end
 
   -- Uniform rank among the available tasks not skipped: draw among the remaining count,
-  -- then step over each skipped rank at or below the draw (in ascending order).
-  local rank = slot.rank_random % chosen.available
-  local at_index = #chosen.skipped + 1
-  for index, skipped_rank in ipairs(chosen.skipped) do
-    if skipped_rank <= rank then
-      rank = rank + 1
-    elseif at_index > index then
-      at_index = index
-    end
+  -- then step over the skipped ranks below it. The skipped ranks are sorted, and below the
+  -- j-th of them lie skipped[j] - (j - 1) ranks not skipped, a count that never decreases
+  -- with j: a binary search finds how many skipped ranks lie below the pick (O(log k)).
+  local draw = slot.rank_random % chosen.available
+  local skipped = chosen.skipped
+  local below, above = 0, #skipped
+  while below < above do
+    local middle = math.floor((below + above + 1) / 2)
+    if skipped[middle] - (middle - 1) <= draw then below = middle else above = middle - 1 end
   end
-  table.insert(chosen.skipped, at_index, rank)
+  local rank = draw + below
+  table.insert(skipped, below + 1, rank)
   chosen.available = chosen.available - 1
 
   local id = redis.call('ZRANGE', chosen.key, rank, rank)[1]
