@@ -160,11 +160,16 @@ end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
--- Finish (delete) checks: reads only, exactly modify.lua's delete rules.
+-- Finish (delete) checks: reads only, exactly modify.lua's delete rules. One MGET reads every
+-- record (the commands of a batch are grouped throughout: one call per kind, not per task).
 local finished = {}
 local failures = {}
-for _, item in ipairs(finish) do
-  local record = redis.call('GET', prefix .. 't:' .. item.id)
+local finish_keys = {}
+for i, item in ipairs(finish) do finish_keys[i] = prefix .. 't:' .. item.id end
+local finish_records = {}
+if #finish_keys > 0 then finish_records = redis.call('MGET', unpack(finish_keys)) end
+for i, item in ipairs(finish) do
+  local record = finish_records[i]
   local task = nil
   if record then
     local format_version, version, at, _, _, claims, _, queue, owner = struct.unpack(RECORD_FORMAT, record)
@@ -284,37 +289,101 @@ for _, slot in ipairs(slots) do
   chosen.available = chosen.available - 1
 
   local id = redis.call('ZRANGE', chosen.key, rank, rank)[1]
-  local record = redis.call('GET', prefix .. 't:' .. id)
+  picks[#picks + 1] = {id = id, index_key = chosen.key, slot = slot}
+end
+
+-- The picked tasks' records, in one MGET.
+local pick_keys = {}
+for i, pick in ipairs(picks) do pick_keys[i] = prefix .. 't:' .. pick.id end
+local pick_records = {}
+if #pick_keys > 0 then pick_records = redis.call('MGET', unpack(pick_keys)) end
+for i, pick in ipairs(picks) do
+  local record = pick_records[i]
   if not record then
-    return redis.error_reply('EQ_CORRUPT queue index ' .. chosen.key .. ' lists task ' .. id .. ' but its record is missing')
+    return redis.error_reply('EQ_CORRUPT queue index ' .. pick.index_key .. ' lists task ' .. pick.id .. ' but its record is missing')
   end
   local format_version, version, at, created, modified, claims, attempt, queue, _, err, value_start =
     struct.unpack(RECORD_FORMAT, record)
   if format_version ~= 1 then
-    return redis.error_reply('EQ_CORRUPT task ' .. id .. ' has record format ' .. format_version .. ', this script reads 1')
+    return redis.error_reply('EQ_CORRUPT task ' .. pick.id .. ' has record format ' .. format_version .. ', this script reads 1')
   end
-  picks[#picks + 1] = {
-    id = id, version = version + 1, at = now + slot.duration, created = created, modified = now,
-    claims = claims + 1, attempt = attempt, queue = queue, claimant = slot.claimant, err = err,
-    value = string.sub(record, value_start),
-  }
+  pick.version = version + 1
+  pick.at = now + pick.slot.duration
+  pick.created = created
+  pick.modified = now
+  pick.claims = claims + 1
+  pick.attempt = attempt
+  pick.queue = queue
+  pick.claimant = pick.slot.claimant
+  pick.err = err
+  pick.value = string.sub(record, value_start)
+end
+
+-- Groups tasks by queue, in first-seen order (replies and replication stay deterministic).
+local function by_queue(tasks)
+  local order, groups = {}, {}
+  for _, task in ipairs(tasks) do
+    if not groups[task.queue] then
+      groups[task.queue] = {}
+      order[#order + 1] = task.queue
+    end
+    table.insert(groups[task.queue], task)
+  end
+  return order, groups
+end
+
+-- Moves the claims-count histogram of a queue by the given deltas (claims count -> change);
+-- a count that drops to 0 leaves the histogram and the order of counts, one that appears
+-- joins them.
+local function shift_histogram(queue, deltas, counts)
+  local histogram_key = prefix .. 'h:' .. queue
+  local order_key = prefix .. 'm:' .. queue
+  for _, count in ipairs(counts) do
+    local delta = deltas[count]
+    if delta ~= 0 then
+      local now_held = redis.call('HINCRBY', histogram_key, count, delta)
+      if now_held <= 0 then
+        redis.call('HDEL', histogram_key, count)
+        redis.call('ZREM', order_key, count)
+      elseif now_held - delta <= 0 then
+        redis.call('ZADD', order_key, count, count)
+      end
+    end
+  end
+end
+
+-- Adds ``by`` to a histogram delta, remembering the order counts first appear in.
+local function add_delta(deltas, counts, count, by)
+  if deltas[count] == nil then
+    deltas[count] = 0
+    counts[#counts + 1] = count
+  end
+  deltas[count] = deltas[count] + by
 end
 
 -- Writes start here: first the finish deletes.
 local function apply_finish()
-  for _, task in ipairs(finished) do
-    local queue_key = prefix .. 'q:' .. task.queue
-    redis.call('ZREM', queue_key, task.id)
-    if task.claims > 0 and task.claimant ~= '' then redis.call('ZREM', prefix .. 'c:' .. task.queue, task.id) end
-    if task.claims > 0 then
-      if redis.call('HINCRBY', prefix .. 'h:' .. task.queue, task.claims, -1) <= 0 then
-        redis.call('HDEL', prefix .. 'h:' .. task.queue, task.claims)
-        redis.call('ZREM', prefix .. 'm:' .. task.queue, task.claims)
+  if #finished == 0 then return end
+  local order, groups = by_queue(finished)
+  local record_keys = {}
+  for _, queue in ipairs(order) do
+    local queue_key = prefix .. 'q:' .. queue
+    local ids, held = {}, {}
+    local deltas, counts = {}, {}
+    for _, task in ipairs(groups[queue]) do
+      ids[#ids + 1] = task.id
+      record_keys[#record_keys + 1] = prefix .. 't:' .. task.id
+      if task.claims > 0 then
+        if task.claimant ~= '' then held[#held + 1] = task.id end
+        add_delta(deltas, counts, task.claims, -1)
       end
     end
-    if redis.call('ZCARD', queue_key) == 0 then redis.call('ZREM', KEYS[1], task.queue) end
-    redis.call('DEL', prefix .. 't:' .. task.id)
+    redis.call('ZREM', queue_key, unpack(ids))
+    if #held > 0 then redis.call('ZREM', prefix .. 'c:' .. queue, unpack(held)) end
+    shift_histogram(queue, deltas, counts)
+    if redis.call('ZCARD', queue_key) == 0 then redis.call('ZREM', KEYS[1], queue) end
   end
+  redis.call('DEL', unpack(record_keys))
 end
 
 if #picks == 0 then
@@ -323,30 +392,34 @@ if #picks == 0 then
   return {0, earliest_future - now}
 end
 
--- All checks are done: the finish deletes, then the claims.
+-- All checks are done: the finish deletes, then the claims, one call per kind of write.
 apply_finish()
 local tasks = {}
+local records = {}
 for _, task in ipairs(picks) do
   local queue = task.queue
-  redis.call('SET', prefix .. 't:' .. task.id, struct.pack(RECORD_FORMAT, 1, task.version, task.at, task.created,
-    task.modified, task.claims, task.attempt, #queue, queue, #task.claimant, task.claimant, #task.err, task.err) .. task.value)
-  redis.call('ZADD', prefix .. 'q:' .. queue, task.at, task.id)
-  redis.call('ZADD', prefix .. 'c:' .. queue, task.at, task.id)
-
-  -- Claim-count histogram behind the exact max_claims of queue stats.
-  local histogram_key = prefix .. 'h:' .. queue
-  local order_key = prefix .. 'm:' .. queue
-  if task.claims > 1 then
-    if redis.call('HINCRBY', histogram_key, task.claims - 1, -1) <= 0 then
-      redis.call('HDEL', histogram_key, task.claims - 1)
-      redis.call('ZREM', order_key, task.claims - 1)
-    end
-  end
-  if redis.call('HINCRBY', histogram_key, task.claims, 1) == 1 then
-    redis.call('ZADD', order_key, task.claims, task.claims)
-  end
+  records[#records + 1] = prefix .. 't:' .. task.id
+  records[#records + 1] = struct.pack(RECORD_FORMAT, 1, task.version, task.at, task.created, task.modified,
+    task.claims, task.attempt, #queue, queue, #task.claimant, task.claimant, #task.err, task.err) .. task.value
   tasks[#tasks + 1] = {queue, task.id, task.version, task.at, task.claimant, task.value, task.created,
     task.modified, task.claims, task.attempt, task.err}
+end
+redis.call('MSET', unpack(records))
+local order, groups = by_queue(picks)
+for _, queue in ipairs(order) do
+  local arrivals = {}
+  -- Claim-count histogram behind the exact max_claims of queue stats: each task moves from
+  -- its old count to the next.
+  local deltas, counts = {}, {}
+  for _, task in ipairs(groups[queue]) do
+    arrivals[#arrivals + 1] = task.at
+    arrivals[#arrivals + 1] = task.id
+    if task.claims > 1 then add_delta(deltas, counts, task.claims - 1, -1) end
+    add_delta(deltas, counts, task.claims, 1)
+  end
+  redis.call('ZADD', prefix .. 'q:' .. queue, unpack(arrivals))
+  redis.call('ZADD', prefix .. 'c:' .. queue, unpack(arrivals))
+  shift_histogram(queue, deltas, counts)
 end
 
 return {1, tasks}
