@@ -53,3 +53,21 @@ def test_quick_docs_part_runs_the_doc_loops_next_to_the_task_loop() -> None:
     assert [r["workload"] for r in runs] == ["tasks", "docs", "task+docs"]
     assert all(r["jobs"] > 0 and r["errors"] == 0 and r["store_cpu_us_per_job"] > 0 for r in runs)
     assert "## docs" in done.stdout
+
+
+def test_quick_batch_claim_part_sets_batches_against_the_one_task_path() -> None:
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "batch_claim",
+        "--loops", "trio", "--seconds", "0.3", "--no-save",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=150, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    runs = [r for r in rows if r["part"] == "batch-claim"]
+    assert [(r["path"], r["batch"]) for r in runs] == [("one-task", 1), ("batch", 16), ("one-task", 1)]
+    assert all(r["jobs"] > 0 and r["errors"] == 0 and r["claimers"] == 16 for r in runs)
+    # A batch call finishes and claims many jobs: far fewer script calls per job than one.
+    assert runs[1]["evalsha_calls_per_job"] < 0.5 < runs[0]["evalsha_calls_per_job"]
+    (ratio,) = [r for r in rows if r["part"] == "batch-claim-ratio"]
+    assert ratio["ratio"] is not None and ratio["ratio"] > 0
+    assert "## batch-claim-ratio" in done.stdout and "library batches of 16 / one-task path" in done.stdout
