@@ -386,7 +386,14 @@ class HttpBackend:
         atomic call as on the Redis backend, but each task is still a claim of its own."""
         tasks: list[Task] = []
         while len(tasks) < limit:
-            task = await self._try_claim_one(claimant, queues, duration_ms, () if tasks else finish)
+            try:
+                task = await self._try_claim_one(claimant, queues, duration_ms, () if tasks else finish)
+            except StoreError:
+                if not tasks:
+                    raise
+                # The tasks already claimed are held: hand them over rather than strand them
+                # until their leases run out; the caller's next call meets the trouble.
+                break
             if task is None:
                 break
             seen = next((i for i, t in enumerate(tasks) if t.id == task.id), None)
@@ -410,7 +417,11 @@ class HttpBackend:
         """A blocking HTTP claim for the first task, then up to ``limit - 1`` more without
         waiting, one claim per task (the wire claims one task per call)."""
         first = await self._claim_one(claimant, queues, duration_ms, timeout_s, finish)
-        return [first, *await self.try_claim_many(claimant, queues, limit - 1, duration_ms)]
+        try:
+            more = await self.try_claim_many(claimant, queues, limit - 1, duration_ms)
+        except StoreError:
+            more = []  # the first task is held: hand it over (see try_claim_many)
+        return [first, *more]
 
     async def modify(
         self,
