@@ -250,6 +250,7 @@ local function look(queue)
 end
 
 local picks = {}
+local pick_index_keys, pick_slots = {}, {}
 local candidates = queues
 for _, slot in ipairs(slots) do
   -- Park-Miller generator seeded by the slot's order_random: deterministic for replication,
@@ -289,34 +290,33 @@ for _, slot in ipairs(slots) do
   chosen.available = chosen.available - 1
 
   local id = redis.call('ZRANGE', chosen.key, rank, rank)[1]
-  picks[#picks + 1] = {id = id, index_key = chosen.key, slot = slot}
+  picks[#picks + 1] = id
+  pick_index_keys[#picks] = chosen.key
+  pick_slots[#picks] = slot
 end
 
 -- The picked tasks' records, in one MGET.
 local pick_keys = {}
-for i, pick in ipairs(picks) do pick_keys[i] = prefix .. 't:' .. pick.id end
+for i, id in ipairs(picks) do pick_keys[i] = prefix .. 't:' .. id end
 local pick_records = {}
 if #pick_keys > 0 then pick_records = redis.call('MGET', unpack(pick_keys)) end
-for i, pick in ipairs(picks) do
+for i, id in ipairs(picks) do
   local record = pick_records[i]
   if not record then
-    return redis.error_reply('EQ_CORRUPT queue index ' .. pick.index_key .. ' lists task ' .. pick.id .. ' but its record is missing')
+    return redis.error_reply('EQ_CORRUPT queue index ' .. pick_index_keys[i] .. ' lists task ' .. id .. ' but its record is missing')
   end
-  local format_version, version, at, created, modified, claims, attempt, queue, _, err, value_start =
+  local format_version, version, _, created, _, claims, attempt, queue, _, err, value_start =
     struct.unpack(RECORD_FORMAT, record)
   if format_version ~= 1 then
-    return redis.error_reply('EQ_CORRUPT task ' .. pick.id .. ' has record format ' .. format_version .. ', this script reads 1')
+    return redis.error_reply('EQ_CORRUPT task ' .. id .. ' has record format ' .. format_version .. ', this script reads 1')
   end
-  pick.version = version + 1
-  pick.at = now + pick.slot.duration
-  pick.created = created
-  pick.modified = now
-  pick.claims = claims + 1
-  pick.attempt = attempt
-  pick.queue = queue
-  pick.claimant = pick.slot.claimant
-  pick.err = err
-  pick.value = string.sub(record, value_start)
+  local slot = pick_slots[i]
+  -- One constructor per task (its fields all at once).
+  picks[i] = {
+    id = id, version = version + 1, at = now + slot.duration, created = created, modified = now,
+    claims = claims + 1, attempt = attempt, queue = queue, claimant = slot.claimant, err = err,
+    value = string.sub(record, value_start),
+  }
 end
 
 -- Groups tasks by queue, in first-seen order (replies and replication stay deterministic).
