@@ -4,7 +4,9 @@ Prints one JSON line (its report) on stdout when done. Kinds:
 
 - ``throughput``: C concurrent claimers through the library (redis:// or http:// URL), each
   looping claim -> delete (``two-call``: try_claim, then modify deleting the task) or
-  finish-and-claim (``finish``: try_claim(finish=[previous task]), one call per job). Counts
+  finish-and-claim (``finish``: try_claim(finish=[previous task]), one call per job), or
+  batches (``batch``: claim_many(limit=``batch``, finish=the previous batch), one call per
+  batch; a job is counted when the call that deletes it returns). Counts
   the jobs completed and the claim latencies of calls started inside the measured window,
   and the process's own CPU time over it.
 - ``wake``: a blocking claimer for the wake-up benchmark: claims N tasks one at a time with
@@ -45,6 +47,7 @@ async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
     end = start + spec["seconds"]
     queue, duration = spec["queue"], spec["duration_ms"]
     finish_mode = spec["mode"] == "finish"
+    batch_size = int(spec.get("batch", 0)) if spec["mode"] == "batch" else 0
     counts = {"jobs": 0, "claims": 0, "empty": 0, "errors": 0}
     latencies: list[float] = []
     cpu: list[float] = []
@@ -52,7 +55,37 @@ async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
     async with entroq_redis.connect(spec["url"], namespace=spec["namespace"]) as eq:
         await eq.time()  # connected before the clock starts
 
+        async def batch_claimer() -> None:
+            held: list[entroq_redis.Task] = []
+            perf = time.perf_counter
+            while True:
+                began = perf()
+                if began >= end:
+                    break
+                try:
+                    tasks = await eq.claim_many(
+                        queue, batch_size, duration, timeout_s=max(0.001, end - began), finish=held
+                    )
+                except entroq_redis.ClaimTimeoutError:
+                    tasks = []  # the window ended; the finish was deleted by the first attempt
+                except entroq_redis.EntroQError:
+                    counts["errors"] += 1
+                    held = []
+                    continue
+                claimed = perf()
+                inside = start <= began
+                if inside:
+                    latencies.append(claimed - began)
+                    counts["claims"] += 1
+                    counts["empty"] += not tasks
+                if held and inside and claimed <= end:
+                    counts["jobs"] += len(held)
+                held = tasks
+
         async def claimer() -> None:
+            if batch_size:
+                await batch_claimer()
+                return
             held: entroq_redis.Task | None = None
             perf = time.perf_counter
             while True:

@@ -57,6 +57,8 @@ class Sizes:
     doc_claimers: tuple[int, ...] = (16,)
     docs_per_key: tuple[int, ...] = (1, 10)
     peer_jobs: int = 20_000  # the peers part: jobs added beforehand, per system and W
+    batch_claimers: int = 16  # the batch_claim part: C = 16 loops ...
+    batch_size: int = 16  # ... each claiming batches of 16
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -127,6 +129,45 @@ def part_library(ctx: Context) -> None:
             ctx.results.add(
                 "library", loop=loop, procs=procs, claimers=claimers, mode=mode, depth_before=depth, **row
             )
+    ctx.store.clear(ns)
+
+
+def part_batch_claim(ctx: Context) -> None:
+    """Issue 17's batch target, per loop: one process of C = 16 loops, each claim_many(limit=16,
+    finish=its previous batch), against the one-task path (try_claim(finish=its previous task),
+    one call per job) on the same store in the same run. The one-task path runs right before
+    and right after the batches; the ratio sets the batches against the mean of the two."""
+    ns, queue = "bench-batch", "jobs"
+    ctx.store.clear(ns)
+    sizes = ctx.sizes
+    window = sizes.seconds + sizes.warmup + sizes.startup
+    for loop in sizes.loops:
+        one_task: list[float] = []
+        batch_rate = None
+        for mode, when in (("finish", "before"), ("batch", ""), ("finish", "after")):
+            # Batches go faster: size their backlog by four times the one-task rate seen.
+            guess = 4 * max(one_task) if mode == "batch" and one_task else ctx.throughput_rate_guess
+            depth = top_up(ctx.store.url, ns, queue, int(10_000 + guess * window))
+            row = run_throughput(
+                ctx.store, url=ctx.store.url, namespace=ns, queue=queue, loop=loop, procs=1,
+                claimers=sizes.batch_claimers, mode=mode, seconds=sizes.seconds, warmup=sizes.warmup,
+                startup=sizes.startup, extra={"batch": sizes.batch_size},
+            )  # fmt: skip
+            ctx.results.add(
+                "batch-claim", loop=loop, procs=1, claimers=sizes.batch_claimers,
+                path="one-task" if mode == "finish" else "batch",
+                batch=1 if mode == "finish" else sizes.batch_size, when=when, depth_before=depth, **row,
+            )  # fmt: skip
+            if mode == "finish":
+                one_task.append(row["jobs_per_s"])
+            else:
+                batch_rate = row["jobs_per_s"]
+        mean = sum(one_task) / len(one_task)
+        ctx.results.add(
+            "batch-claim-ratio", loop=loop, procs=1, claimers=sizes.batch_claimers, batch=sizes.batch_size,
+            one_task_jobs_per_s=mean, batch_jobs_per_s=batch_rate,
+            ratio=batch_rate / mean if batch_rate is not None and mean else None,
+        )  # fmt: skip
     ctx.store.clear(ns)
 
 
@@ -443,13 +484,17 @@ def part_ceilings(ctx: Context) -> None:
                 "1",
                 index,
                 prefix,
-                "1",
+                entroq_redis.CONTRACT_VERSION,
                 "rb-claimant",
                 "0",
-                "__rand_int__",
-                "__rand_int__",
+                # n_finish, n_queues, k, form; the queue; the one slot's rank and order randoms.
                 "0",
+                "1",
+                "1",
+                "shared",
                 queue,
+                "__rand_int__",
+                "__rand_int__",
             ],
         ),
         (
@@ -462,7 +507,7 @@ def part_ceilings(ctx: Context) -> None:
                 "1",
                 index,
                 prefix,
-                "1",
+                entroq_redis.CONTRACT_VERSION,
                 "rb-claimant",
                 "rb-seed-__rand_int__",
                 "PUBLISH",

@@ -9,8 +9,8 @@ Starts what it needs: the library's embedded Valkey (AOF on, appendfsync everyse
 for the HTTP parts. Every part works in its own namespace (``{bench-*}``) and deletes its keys
 afterwards, so --url may point at a store that holds other data (nothing else is touched).
 
-Parts: ceilings, library, docs, saq (if installed), peers (our Worker next to BullMQ for Node and
-taskiq, each if installed), depth, queues, wake, http, profile, authz. Results go
+Parts: ceilings, library, batch_claim, docs, saq (if installed), peers (our Worker next to BullMQ for
+Node and taskiq, each if installed), depth, queues, wake, http, profile, authz. Results go
 to stdout as JSON lines and to benchmarks/results/<UTC date>[-quick].jsonl; the tables and the
 design-5 targets are printed at the end. Benchmarks are programs, not tests: nothing here
 asserts a timing.
@@ -36,6 +36,7 @@ from _harness import Results, Store, machine, table
 from _parts import (
     Context,
     Sizes,
+    part_batch_claim,
     part_ceilings,
     part_depth,
     part_docs,
@@ -51,6 +52,7 @@ from _peers import part_peers
 PARTS: dict[str, Callable[[Context], None]] = {
     "ceilings": part_ceilings,
     "library": part_library,
+    "batch_claim": part_batch_claim,
     "docs": part_docs,
     "saq": part_saq,
     "peers": part_peers,
@@ -80,6 +82,22 @@ TABLES: dict[str, list[str]] = {
         "empty_claims",
         "errors",
     ],
+    "batch-claim": [
+        "loop",
+        "claimers",
+        "path",
+        "batch",
+        "when",
+        "jobs_per_s",
+        "claim_p50_us",
+        "claim_p99_us",
+        "evalsha_calls_per_job",
+        "store_cpu_us_per_job",
+        "client_cpu_us_per_job",
+        "empty_claims",
+        "errors",
+    ],
+    "batch-claim-ratio": ["loop", "claimers", "batch", "one_task_jobs_per_s", "batch_jobs_per_s", "ratio"],
     "docs": [
         "workload",
         "docs_per_key",
@@ -216,6 +234,14 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 r["jobs_per_s"] / (1.3 * SAQ_REFERENCE),
                 ">= 1.0",
                 r["jobs_per_s"] >= 1.3 * SAQ_REFERENCE,
+            )
+    for r in part("batch-claim-ratio"):
+        if r["ratio"] is not None:
+            add(
+                f"library batches of {r['batch']} / one-task path, 1x{r['claimers']} ({r['loop']}, same run)",
+                r["ratio"],
+                ">= 3.0",
+                r["ratio"] >= 3.0,
             )
     # Against saq measured between the two library runs it is compared with (their mean; same
     # W x 16; saq has no trio, so trio is set against saq on plain asyncio).

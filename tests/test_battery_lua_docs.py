@@ -241,7 +241,7 @@ async def test_worst_case_doc_inputs_finish_in_under_50_ms(store: PrivateValkey,
         index = Keys(namespace)
 
         async def deep_page() -> object:
-            args = [index.prefix, "2", "deep", "", "", 1000, 18_000, "1"]
+            args = [index.prefix, entroq_redis.CONTRACT_VERSION, "deep", "", "", 1000, 18_000, "1"]
             reply = raw.eval(script_source("docs"), 1, index.queue_index, *args)
             assert isinstance(reply, list) and len(reply[1]) == 1000
             return reply

@@ -113,3 +113,21 @@ def test_store_clients_runs_glide_and_coredis_on_trio_and_uvloop() -> None:
     assert all(
         "error" not in r and r["calls_per_s"] > 0 and r["process_cpu_us_per_call"] > 0 for r in runs
     ), runs
+
+
+def test_quick_batch_claim_part_sets_batches_against_the_one_task_path() -> None:
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "batch_claim",
+        "--loops", "trio", "--seconds", "0.3", "--no-save",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=150, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    runs = [r for r in rows if r["part"] == "batch-claim"]
+    assert [(r["path"], r["batch"]) for r in runs] == [("one-task", 1), ("batch", 16), ("one-task", 1)]
+    assert all(r["jobs"] > 0 and r["errors"] == 0 and r["claimers"] == 16 for r in runs)
+    # A batch call finishes and claims many jobs: far fewer script calls per job than one.
+    assert runs[1]["evalsha_calls_per_job"] < 0.5 < runs[0]["evalsha_calls_per_job"]
+    (ratio,) = [r for r in rows if r["part"] == "batch-claim-ratio"]
+    assert ratio["ratio"] is not None and ratio["ratio"] > 0
+    assert "## batch-claim-ratio" in done.stdout and "library batches of 16 / one-task path" in done.stdout

@@ -19,7 +19,7 @@ from entroq_redis._keys import Keys
 from entroq_redis._scripts import script_source
 
 # chi-square critical values at p = 1e-6 by degrees of freedom.
-CHI2_CRITICAL = {1: 23.93, 2: 27.63, 9: 41.32}
+CHI2_CRITICAL = {1: 23.93, 2: 27.63, 7: 40.52, 9: 41.32}
 
 
 def chi_square(counts: collections.Counter[str], categories: list[str]) -> float:
@@ -102,8 +102,76 @@ async def test_claim_over_many_names_reports_the_next_arrival(
         now = await eq.time()
         await eq.modify(inserts=[TaskData("n999", at=now + 60_000)])
     names = [f"n{i}" for i in range(1000)]
-    argv = [keys.prefix, entroq_redis.CONTRACT_VERSION, "me", "1000", "5", "9", "0", *names]
+    # claimant, duration_ms, n_finish, n_queues, k, form; the names; one slot's randoms.
+    head = [keys.prefix, entroq_redis.CONTRACT_VERSION, "me", "1000", "0"]
+    argv = [*head, str(len(names)), "1", "shared", *names, "5", "9"]
     reply = sync_redis.eval(script_source("claim"), 1, keys.queue_index, *argv)
     assert reply[0] == 0 and 55_000 < reply[1] <= 60_000, reply
-    emptied = sync_redis.eval(script_source("claim"), 1, keys.queue_index, *argv[:7], "n1", "n2")
+    emptied = sync_redis.eval(
+        script_source("claim"), 1, keys.queue_index, *head, "2", "1", "shared", "n1", "n2", "5", "9"
+    )
     assert emptied == [0, -1]
+
+
+# --- Batches (claim.lua's k slots): each slot picks as one claim does, never a task twice ---
+
+# chi-square critical values at p = 1e-6 for the batch tests' degrees of freedom.
+CHI2_CRITICAL[19] = 63.68
+
+
+async def test_each_slot_of_a_batch_is_uniform_over_the_tasks_not_yet_picked(redis_eq: EntroQ) -> None:
+    # 20 tasks, batches of 5 with 0 ms leases (every task stays available, so only the
+    # script's own skipping keeps a batch free of repeats): every slot's pick is uniform over
+    # all 20 (each slot alone sees every task equally often), and every task lands in a
+    # batch a quarter of the time.
+    random.seed(20261207)
+    inserted, _ = await redis_eq.modify(inserts=[TaskData("b", id=f"t{i:02d}") for i in range(20)])
+    ids = [t.id for t in inserted]
+    per_slot: list[collections.Counter[str]] = [collections.Counter() for _ in range(5)]
+    included: collections.Counter[str] = collections.Counter()
+    rounds = 2000
+    for _ in range(rounds):
+        batch = await redis_eq.try_claim_many("b", 5, duration_ms=0)
+        assert len(batch) == 5 and len({t.id for t in batch}) == 5, batch
+        for slot, task in enumerate(batch):
+            per_slot[slot][task.id] += 1
+            included[task.id] += 1
+    for slot, counts in enumerate(per_slot):
+        assert chi_square(counts, ids) < CHI2_CRITICAL[19], (slot, counts)
+    assert chi_square(included, ids) < CHI2_CRITICAL[19], included
+    # The last slot, which steps over four earlier picks, still gives no task a double share.
+    assert max(per_slot[4].values()) < 2 * rounds / 20
+
+
+async def test_a_batch_skips_the_finished_tasks_uniformly(redis_eq: EntroQ) -> None:
+    # Finished tasks that are still available (0 ms leases) are never picked; the others are
+    # picked evenly by every slot, as by a single claim.
+    random.seed(5)
+    await redis_eq.modify(inserts=[TaskData("s", id=f"t{i}") for i in range(8)])
+    counts: collections.Counter[str] = collections.Counter()
+    for _ in range(600):
+        finished = await redis_eq.try_claim_many("s", 4, duration_ms=0)
+        batch = await redis_eq.try_claim_many("s", 4, duration_ms=0, finish=finished)
+        assert len(batch) == 4 and not {t.id for t in batch} & {t.id for t in finished}
+        counts.update(t.id for t in batch)
+        # Put the finished four back, as they were, for the next round.
+        await redis_eq.modify(inserts=[TaskData("s", id=t.id) for t in finished])
+    assert len(counts) == 8
+    assert chi_square(counts, sorted(counts)) < CHI2_CRITICAL[7], counts
+
+
+async def test_a_batch_is_uniform_over_queues_and_moves_on_when_one_runs_dry(redis_eq: EntroQ) -> None:
+    # "small" holds one task, "big" 2,000: the first slot takes either queue equally often;
+    # once "small" has given its task, the remaining slots all come from "big".
+    random.seed(9)
+    await redis_eq.modify(inserts=[TaskData("small")])
+    for _ in range(2):
+        await redis_eq.modify(inserts=[TaskData("big") for _ in range(1000)])
+    first: collections.Counter[str] = collections.Counter()
+    for _ in range(1500):
+        batch = await redis_eq.try_claim_many(["empty", "small", "big"], 4, duration_ms=0)
+        assert len(batch) == 4 and len({t.id for t in batch}) == 4
+        queues = [t.queue for t in batch]
+        assert queues.count("small") <= 1 and "empty" not in queues
+        first[queues[0]] += 1
+    assert chi_square(first, ["small", "big"]) < CHI2_CRITICAL[1], first

@@ -273,7 +273,7 @@ def call_modify(
     counts: Sequence[int],
     items: Sequence[bytes | str | int],
     *,
-    contract: str = "2",
+    contract: str = entroq_redis.CONTRACT_VERSION,
     id_seed: str = "",
 ) -> object:
     prefix = "{" + namespace + "}:"

@@ -55,7 +55,9 @@ def store_state(sync_redis: redis.Redis, namespace: str) -> dict[bytes, bytes | 
 
 def run_script(sync_redis: redis.Redis, namespace: str, name: str, *args: str | bytes | int) -> object:
     keys = Keys(namespace)
-    return sync_redis.eval(script_source(name), 1, keys.queue_index, keys.prefix, "2", *args)
+    return sync_redis.eval(
+        script_source(name), 1, keys.queue_index, keys.prefix, entroq_redis.CONTRACT_VERSION, *args
+    )
 
 
 async def insert_docs(eq: EntroQ, docs: list[DocData]) -> list[Doc]:

@@ -663,7 +663,7 @@ def test_readme_and_script_list_match() -> None:
 def test_parser_sees_what_the_scripts_hold() -> None:
     """Guards the checks themselves: a parser that found nothing would pass everything."""
     claim = parse_header((LUA_DIR / "claim.lua").read_text(encoding="utf-8"))
-    assert claim.keys == {1} and claim.fixed_argv == set(range(1, 8)) and claim.tail_start == 8
+    assert claim.keys == {1} and claim.fixed_argv == set(range(1, 9)) and claim.tail_start == 9
     assert len(claim.replies) == 3 and claim.errors == {"EQ_BADARG", "EQ_CONTRACT", "EQ_CORRUPT"}
     assert [v for _, v in claim.tuples[1][:6]] == ["queue", "id", "version", "at", "claimant", "value"]
     modify = analyse_body(tokenize((LUA_DIR / "modify.lua").read_text(encoding="utf-8")))
@@ -698,12 +698,12 @@ def _add_script(lua_dir: pathlib.Path) -> None:
 
 BREAKAGES: dict[str, tuple[Callable[[pathlib.Path], None], str]] = {
     "undocumented ARGV": (
-        _edit("claim.lua", "-- ARGV[5]  rank_random", "-- ARGx[5]  rank_random"),
+        _edit("claim.lua", "-- ARGV[5]  n_finish", "-- ARGx[5]  n_finish"),
         "fixed ARGV",
     ),
     "documented ARGV unused": (_edit("modify.lua", "for i = 1, 8 do", "for i = 1, 7 do"), "unused: [13]"),
     "tail undocumented": (
-        _edit("claim.lua", "-- ARGV[8..] finish, queue", "-- queues from 8 on"),
+        _edit("claim.lua", "-- ARGV[9..] finish, queues, slots", "-- queues from 9 on"),
         "no ARGV[k..]",
     ),
     "tail moved": (_edit("tasks.lua", "for i = 8, #ARGV do", "for i = 9, #ARGV do"), "reads from 9"),
@@ -712,9 +712,9 @@ BREAKAGES: dict[str, tuple[Callable[[pathlib.Path], None], str]] = {
         _edit("queues.lua", "local after = ARGV[5]", "local after = ARGV[5] .. KEYS[2]"),
         "KEYS used",
     ),
-    "first line": (_edit("claim.lua", "contract 2: claim.lua", "contract 3: claim.lua"), "first line"),
+    "first line": (_edit("claim.lua", "contract 3: claim.lua", "contract 4: claim.lua"), "first line"),
     "version check": (
-        _edit("queues.lua", "if ARGV[2] ~= '2' then", "if ARGV[2] ~= '3' then"),
+        _edit("queues.lua", "if ARGV[2] ~= '3' then", "if ARGV[2] ~= '4' then"),
         "checks ARGV[2]",
     ),
     "limit drifted": (_edit("claim.lua", "MAX_QUEUES = 1000", "MAX_QUEUES = 999"), "MAX_QUEUES = 999"),
@@ -805,7 +805,7 @@ def test_checks_catch_a_broken_copy(breakage: str, tmp_path: pathlib.Path) -> No
     ("old", "new", "expected"),
     [
         ("| `MAX_ERR_BYTES` | 1048576 |", "| `MAX_ERR_BYTES` | 1048575 |", "MAX_ERR_BYTES"),
-        ("| `ARGV[6]` | order_random |", "| `ARGV[6]` | shuffle_seed |", "'shuffle_seed'"),
+        ("| `ARGV[6]` | n_queues |", "| `ARGV[6]` | queue_count |", "'queue_count'"),
         ("| `ARGV[9]` | n_depends |", "| n_depends |", "README table for modify.lua"),
         ("## 8. queues.lua", "## 8. queue listing", "no section for queues.lua"),
         ("`{ns}:m:<queue>`", "`{ns}:<queue>`", "{ns}:m:"),

@@ -50,7 +50,7 @@ class Scripts {
     }
   }
 
-  async call(name, prefix, args, contract = '2') {
+  async call(name, prefix, args, contract = '3') {
     // KEYS[1] = <prefix>queues, ARGV[1] = <prefix>, ARGV[2] = contract version.
     const command = ['EVALSHA', this.shas[name], '1', `${prefix}queues`, prefix, contract, ...args.map(encode)];
     try {
@@ -65,7 +65,7 @@ class Scripts {
   }
 
   /** Like call, but returns the error reply's message instead of throwing it. */
-  async callForError(name, prefix, args, contract = '2') {
+  async callForError(name, prefix, args, contract = '3') {
     try {
       await this.call(name, prefix, args, contract);
       return null;
@@ -202,11 +202,13 @@ async function run(client, subscriber) {
   const wakes = [];
   await subscriber.subscribe(`${prefix}wake`, (message) => wakes.push(message));
 
-  const claim = async (claimant, durationMs, queues) => {
-    // rank_random 0 .. 2^52-1 and order_random 0 .. 2^31-1, fresh per call (lua/README.md section 11).
-    const rankRandom = randomInt(2 ** 26) * 2 ** 26 + randomInt(2 ** 26);
-    return scripts.call('claim', prefix, [claimant, durationMs, rankRandom, randomInt(2 ** 31), 0, ...queues]);
-  };
+  // One slot per task wanted: rank_random 0 .. 2^52-1 and order_random 0 .. 2^31-1, fresh
+  // for every slot (lua/README.md section 11).
+  const randoms = (k) =>
+    Array.from({ length: k }, () => [randomInt(2 ** 26) * 2 ** 26 + randomInt(2 ** 26), randomInt(2 ** 31)]).flat();
+  const claim = async (claimant, durationMs, queues, k = 1) =>
+    // n_finish 0, n_queues, k slots in the "shared" form (lua/README.md section 5).
+    scripts.call('claim', prefix, [claimant, durationMs, 0, queues.length, k, 'shared', ...queues, ...randoms(k)]);
   const modify = async (
     claimant,
     { inserts = [], changes = [], deletes = [], depends = [], docInserts = [], docChanges = [], docDeletes = [] },
@@ -221,9 +223,9 @@ async function run(client, subscriber) {
     ]);
 
   // Caller bugs are error replies, not statuses (lua/README.md section 4).
-  const noQueues = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0, 0]);
+  const noQueues = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0, 1, 'shared', 0, 0]);
   check('claim without queues is EQ_BADARG', noQueues?.startsWith('EQ_BADARG') === true, noQueues);
-  const wrongContract = await scripts.callForError('claim', prefix, [worker, 1000, 0, 0, 0, queue], '1');
+  const wrongContract = await scripts.callForError('claim', prefix, [worker, 1000, 0, 1, 1, 'shared', queue, 0, 0], '2');
   check('wrong contract version is EQ_CONTRACT', wrongContract?.startsWith('EQ_CONTRACT') === true, wrongContract);
 
   // lua/README.md section 8a: the store's clock (the one every lease is measured on).
@@ -251,8 +253,8 @@ async function run(client, subscriber) {
 
   // Claim (duplicates and a queue that does not exist are fine).
   const claimReply = await claim(worker, 10000, [queue, queue, 'node/no such queue']);
-  const claimed = claimReply[0] === 1 ? decodeTask(claimReply[1]) : null;
-  check('claim replies {1, task}', claimed !== null, claimReply);
+  const claimed = claimReply[0] === 1 && claimReply[1].length === 1 ? decodeTask(claimReply[1][0]) : null;
+  check('claim replies {1, [task]}', claimed !== null, claimReply);
   if (claimed === null) return { scripts };
   check('claim: same task', claimed.id === inserted.id && claimed.queue === queue);
   check('claim: version + 1, claims + 1', claimed.version === 1 && claimed.claims === 1, claimed);
@@ -326,6 +328,20 @@ async function run(client, subscriber) {
   if (picked === null) return { scripts };
   const pickDone = await modify(intruder, { deletes: [[pickId, picked.version, queue]] });
   check('the claimant of claim_id deletes its task', same(pickDone, [1, [], [], [], []]), pickDone);
+
+  // A batch (lua/README.md section 5): 3 tasks, 5 slots with a 0 ms lease: the 3, each once, and
+  // a finish of all 3 with a claim that then finds nothing ({0, -1}: the queue is empty).
+  const batchQueue = `${queue}/batch`;
+  await modify(worker, { inserts: [0, 1, 2].map((i) => ['', batchQueue, 'at', 0, `b${i}`, 0, '']) }, randomBytes(16));
+  const batch = await claim(worker, 0, [batchQueue], 5);
+  const batchTasks = batch[0] === 1 ? batch[1].map(decodeTask) : [];
+  check('a 5-slot claim of 3 tasks replies {1, tasks} with the 3, each once, version 1',
+    batchTasks.length === 3 && new Set(batchTasks.map((t) => t.id)).size === 3 &&
+      batchTasks.every((t) => t.version === 1 && t.claimant === worker), batch);
+  const finishAll = batchTasks.flatMap((t) => [t.id, t.version, batchQueue]);
+  const batchDone = await scripts.call('claim', prefix,
+    [worker, 0, batchTasks.length, 1, 2, 'shared', ...finishAll, batchQueue, ...randoms(2)]);
+  check('finishing the batch and claiming again replies {0, -1}', same(batchDone, [0, -1]), batchDone);
 
   const docFacts = await runDocs(scripts, prefix, modify, worker, intruder, value);
 

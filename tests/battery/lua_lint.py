@@ -23,8 +23,8 @@ from test_lua_contract import Token, tokenize
 
 WRITE_COMMANDS = frozenset(
     [
-        "SET", "SETEX", "PSETEX", "SETNX", "APPEND", "DEL", "UNLINK", "INCR", "INCRBY", "DECR",
-        "DECRBY", "EXPIRE", "PEXPIRE", "PERSIST", "RENAME", "ZADD", "ZREM", "ZINCRBY",
+        "SET", "SETEX", "PSETEX", "SETNX", "MSET", "MSETNX", "APPEND", "DEL", "UNLINK", "INCR", "INCRBY",
+        "DECR", "DECRBY", "EXPIRE", "PEXPIRE", "PERSIST", "RENAME", "ZADD", "ZREM", "ZINCRBY",
         "ZREMRANGEBYSCORE", "ZREMRANGEBYRANK", "ZREMRANGEBYLEX", "ZPOPMIN", "ZPOPMAX", "HSET",
         "HSETNX", "HMSET", "HDEL", "HINCRBY", "HINCRBYFLOAT", "SADD", "SREM", "SPOP", "LPUSH", "RPUSH",
         "LPOP", "RPOP", "LSET", "LREM", "LTRIM", "XADD", "XDEL", "XTRIM", "PUBLISH", "SPUBLISH",
