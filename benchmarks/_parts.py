@@ -133,10 +133,11 @@ def part_library(ctx: Context) -> None:
 
 
 def part_batch_claim(ctx: Context) -> None:
-    """Issue 17's batch target, per loop: one process of C = 16 loops, each claim_many(limit=16,
-    finish=its previous batch), against the one-task path (try_claim(finish=its previous task),
-    one call per job) on the same store in the same run. The one-task path runs right before
-    and right after the batches; the ratio sets the batches against the mean of the two."""
+    """The batch target (docs/performance.md) per loop: one process of C = 16 loops, each
+    claim_many(limit=16, finish=its previous batch), against the one-task path
+    (try_claim(finish=its previous task), one call per job) on the same store in the same run.
+    The one-task path runs right before and right after the batches; the ratio sets the batches
+    against the mean of the two."""
     ns, queue = "bench-batch", "jobs"
     ctx.store.clear(ns)
     sizes = ctx.sizes
