@@ -244,3 +244,38 @@ async def test_concurrent_grpc_claims_get_distinct_tasks_with_their_own_claimant
     assert len(got) == 8
     assert all(task is not None and task.claimant == who for who, task in got)
     assert len({task.id for _, task in got if task is not None}) == 8
+
+
+async def test_a_waiting_claim_whose_caller_goes_away_leaves_the_line(
+    service: ServiceProcess, own_store: str, store: redis.Redis, namespace: str
+) -> None:
+    """The caller first in line behind a claim in flight disconnects (the service cancels its
+    request): it claims nothing, and the ones behind it are still served."""
+    await fill(own_store, namespace, 10)
+    headers = {"EntroQ-Namespace": namespace, "User-Agent": "entroq-redis-tests"}
+    replies: dict[str, httpx.Response] = {}
+
+    async def one(name: str, *, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        async with httpx.AsyncClient(base_url=service.url, headers=headers, timeout=30) as client:
+            await client.get("/healthz")
+            with trio.CancelScope() as scope:
+                task_status.started(scope)
+                replies[name] = await client.post("/api/v0/claim", json=claim_body(name))
+
+    async with trio.open_nursery() as nursery:
+        with held_writes(store):
+            await nursery.start(one, "first")  # in the store, held
+            await trio.sleep(ARRIVAL_S / 2)
+            gone = await nursery.start(one, "gone")  # first in line behind it
+            await trio.sleep(ARRIVAL_S / 2)
+            for i in range(3):
+                await nursery.start(one, f"later-{i}")
+            await trio.sleep(ARRIVAL_S / 2)
+            gone.cancel()  # closes its connection: the service cancels the request
+            await trio.sleep(ARRIVAL_S / 2)
+    assert "gone" not in replies
+    assert sorted(replies) == ["first", "later-0", "later-1", "later-2"]
+    assert all(r.status_code == 200 and r.json()["task"]["claimantId"] == n for n, r in replies.items())
+    async with entroq_redis.connect(own_store, namespace=namespace) as eq:
+        claimants = sorted(t.claimant for t in await eq.tasks(QUEUE) if t.version == 1)
+    assert claimants == ["first", "later-0", "later-1", "later-2"]
