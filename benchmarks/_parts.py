@@ -717,6 +717,9 @@ def wrk_run(
             jobs_per_s=jobs / seconds,
             store_cpu_us_per_job=delta["cpu_usec"] / max(1, jobs),
             evalsha_us_per_job=delta["evalsha_usec"] / max(1, jobs),
+            # Store calls per job: 2 (claim, delete) or 1 (finish) unless the service batches
+            # concurrent claims into one call (core/claim_batcher.py).
+            evalsha_calls_per_job=delta["evalsha_calls"] / max(1, jobs),
         )
     row["service_cpu_cores"] = service_cpu / seconds
     row["service_cpu_us_per_request"] = service_cpu * 1e6 / max(1, result["requests"])

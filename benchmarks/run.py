@@ -196,6 +196,7 @@ TABLES: dict[str, list[str]] = {
         "request_p50_us",
         "request_p99_us",
         "store_cpu_us_per_job",
+        "evalsha_calls_per_job",
         "service_cpu_cores",
         "service_cpu_us_per_request",
         "failed",

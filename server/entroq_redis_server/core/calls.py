@@ -15,6 +15,7 @@ import entroq_redis
 
 from . import doc_wire as _doc_wire
 from . import wire as _wire
+from .claim_batcher import ClaimBatcher, batchable
 from .draining import Draining
 from .errors import CLAIM_DOCS_MESSAGE, ApiError, bad_request, dependency
 from .hooks import AllowAll, Authorizer, Call, HeaderMap, Proceed
@@ -52,6 +53,8 @@ class Calls:
         self.draining = draining
         self.authorizer: Authorizer = authorizer or AllowAll()
         self.claim_wait_cap_s = claim_wait_cap_s
+        # Non-blocking claims that arrive together share one store call (claim_batcher).
+        self.claims = ClaimBatcher()
         self._handlers: dict[str, Handler] = {
             "TryClaim": self._try_claim,
             "Claim": self._claim,
@@ -154,9 +157,17 @@ class Calls:
         if request.task_id:
             return _wire.claim_response(await self._try_claim_id(claimant, request))
         finish = [_wire.task_id(t) for t in request.finish]
-        task = await self._store(
-            "try_claim", claimant.try_claim(list(request.queues), request.duration_ms, finish=finish)
-        )
+        queues = list(request.queues)
+        backend = batchable(eq.backend, claimant.claimant_id, queues, request.duration_ms, finish)
+        if backend is not None:
+            task = await self._store(
+                "try_claim",
+                self.claims.try_claim(backend, queues, claimant.claimant_id, request.duration_ms),
+            )
+        else:
+            task = await self._store(
+                "try_claim", claimant.try_claim(queues, request.duration_ms, finish=finish)
+            )
         return _wire.claim_response(task)
 
     async def _try_claim_id(self, claimant: entroq_redis.EntroQ, request: Any) -> entroq_redis.Task | None:
