@@ -32,6 +32,13 @@ _TESTING_ENV = "ENTROQ_REDIS_TESTING"
 class ServiceStartError(RuntimeError):
     """The service exited, or did not listen or get ready in time; the message ends with its log."""
 
+    def __init__(self, message: str, *, returncode: int | None, log: str) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        """The exit code if it exited by itself; None if it was killed for taking too long."""
+        self.log = log
+        """Its whole log (stderr)."""
+
 
 @dataclasses.dataclass
 class Service:
@@ -96,7 +103,8 @@ def start_service(
         any_namespace: Serve every namespace a request names (``--test-any-namespace``), so
             each test can work in a namespace of its own through one service.
         wait_ready: Wait for /readyz to answer 200 (False: only for the listen lines, for a
-            service started without a reachable store on purpose).
+            service started without a reachable store on purpose). Not done with
+            ``--tls-client-ca`` (the probe has no client certificate).
         timeout: Seconds to wait in all.
         log_dir: Where the log file goes (default: the temporary directory).
         env: The process's environment (default: this one's).
@@ -124,7 +132,9 @@ def start_service(
     service = Service("", process, log_path)
     try:
         _wait_for_listeners(service, args, time.monotonic() + timeout)
-        if wait_ready:
+        # A service that asks clients for a certificate (--tls-client-ca) cannot be probed
+        # without one: then the listen lines are all there is to wait for.
+        if wait_ready and option_value(args, "--tls-client-ca") is None:
             _wait_until_ready(service, time.monotonic() + timeout)
     except BaseException:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -198,9 +208,9 @@ def _wait_for_listeners(service: Service, args: Sequence[str], deadline: float) 
             line = lines.get(timeout=max(0.0, min(0.1, deadline - time.monotonic())))
         except queue.Empty:
             if service.process.poll() is not None and lines.empty():
-                raise ServiceStartError(_failure(service, "exited")) from None
+                raise _failure(service, "exited") from None
             if time.monotonic() >= deadline:
-                raise ServiceStartError(_failure(service, "did not listen in time")) from None
+                raise _failure(service, "did not listen in time") from None
             continue
         for name, pattern in _LINES:
             if (match := pattern.search(line)) and name not in found:
@@ -229,11 +239,13 @@ def _wait_until_ready(service: Service, deadline: float) -> None:
             except httpx.TransportError:
                 pass
             if service.process.poll() is not None:
-                raise ServiceStartError(_failure(service, "exited"))
+                raise _failure(service, "exited")
             if time.monotonic() >= deadline:
-                raise ServiceStartError(_failure(service, "was not ready (/readyz) in time"))
+                raise _failure(service, "was not ready (/readyz) in time")
             time.sleep(0.05)
 
 
-def _failure(service: Service, what: str) -> str:
-    return f"entroq-redis serve {what}: {service.log()[-3000:]}"
+def _failure(service: Service, what: str) -> ServiceStartError:
+    log = service.log()
+    returncode = service.process.poll()
+    return ServiceStartError(f"entroq-redis serve {what}: {log[-3000:]}", returncode=returncode, log=log)
