@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 
 import pytest
 
@@ -15,45 +17,58 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 SMOKE = pathlib.Path(__file__).parent / "programs" / "smoke.py"
 
 
-# What a source tree outside git may hold that is not source (build litter, venvs, caches).
-LITTER = shutil.ignore_patterns(
-    ".git",
-    ".venv",
-    "venv",
-    "build",
-    "dist",
-    "*.egg-info",
-    "__pycache__",
-    ".pytest_cache",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".hypothesis",
-    "entroq-data",
-)
+# What a source tree may hold that is not source: version control, venvs, caches, build
+# output, a built docs site, node modules, a store's data. Explicit, so that the suite needs no
+# git (it runs from an unpacked source archive as from a checkout).
+LITTER_DIRS = frozenset(
+    {
+        ".git", ".venv", "venv", "build", "dist", "site", "node_modules", "__pycache__",
+        ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", "entroq-data",
+    }
+)  # fmt: skip
+LITTER_SUFFIXES = (".egg-info", ".pyc", ".pyo")
+
+
+def is_litter(path: pathlib.Path) -> bool:
+    """A directory or file that is not source (a venv: any directory with a pyvenv.cfg)."""
+    if path.name in LITTER_DIRS or path.name.endswith(LITTER_SUFFIXES):
+        return True
+    return path.is_dir() and (path / "pyvenv.cfg").exists()
+
+
+def source_files(root: pathlib.Path) -> list[pathlib.Path]:
+    """Every file under ``root`` that is source (relative paths, sorted), litter left out."""
+    found = []
+    for directory, subdirectories, files in os.walk(root):
+        here = pathlib.Path(directory)
+        subdirectories[:] = [name for name in subdirectories if not is_litter(here / name)]
+        found += [(here / name).relative_to(root) for name in files if not is_litter(here / name)]
+    return sorted(found)
 
 
 def copy_checkout(target: pathlib.Path) -> pathlib.Path:
-    """Copies the tracked and new files (not build litter) so builds never write into the repo.
-
-    In a git checkout git says which files those are; in an unpacked source archive (no
-    ``.git``) the tree is copied without the usual litter.
-    """
-    if not (REPO / ".git").exists():
-        shutil.copytree(REPO, target, ignore=LITTER, dirs_exist_ok=True, symlinks=True)
-        return target
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    for name in listed:
-        source = REPO / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    """Copies the source (not the litter) so builds never write into the repository."""
+    for name in source_files(REPO):
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target / name, follow_symlinks=False)
     return target
+
+
+def shipped_files(source: pathlib.Path) -> set[str]:
+    """What the wheel must hold, from a walk of the tree: every file of the three package
+    directories, under the name pyproject.toml's package-dir mapping gives it."""
+    mapping = {
+        "entroq_redis": "entroq_redis",
+        "lua": "entroq_redis/lua",
+        "server/entroq_redis_server": "entroq_redis_server",
+    }
+    files = source_files(source)
+    return {
+        f"{installed}/{name.relative_to(tree).as_posix()}"
+        for tree, installed in mapping.items()
+        for name in files
+        if name.is_relative_to(tree)
+    }
 
 
 def borrowed_dependencies(target: pathlib.Path) -> pathlib.Path:
@@ -131,6 +146,10 @@ def test_wheel_install_carries_the_scripts(tmp_path: pathlib.Path, store_url: st
         capture_output=True,
     )
     (wheel,) = (tmp_path / "dist").glob("entroq_redis-*.whl")
+    # Every file of the package directories in the tree is in the wheel, and nothing else is.
+    with zipfile.ZipFile(wheel) as archive:
+        packaged = {name for name in archive.namelist() if ".dist-info/" not in name}
+    assert packaged == shipped_files(source)
     python = make_venv(tmp_path / "venv")
     pip_install(python, str(wheel))
     result = smoke(python, store_url, namespace, cwd=tmp_path)

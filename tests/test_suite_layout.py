@@ -58,3 +58,27 @@ def test_no_test_module_is_imported_by_another() -> None:
         if (names := imported_test_modules(path.read_text(encoding="utf-8")))
     }
     assert offenders == {}
+
+
+def commands_run(source: str) -> list[str]:
+    """The programs named first in a list or tuple of strings (how subprocess is called here)."""
+    return [
+        node.elts[0].value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.List | ast.Tuple)
+        and node.elts
+        and isinstance(node.elts[0], ast.Constant)
+        and isinstance(node.elts[0].value, str)
+    ]
+
+
+def test_no_test_needs_git() -> None:
+    """The suite runs from any copy of the source (an unpacked archive has no .git): no test
+    runs git."""
+    assert "git" in commands_run('subprocess.run(["git", "ls-files"])')
+    runs_git = [
+        str(path.relative_to(TESTS))
+        for path in sorted(TESTS.rglob("*.py"))
+        if "git" in commands_run(path.read_text(encoding="utf-8"))
+    ]
+    assert runs_git == []
