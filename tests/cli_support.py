@@ -27,8 +27,12 @@ class Cli:
 
     def argv(self, command: str, *args: str) -> list[str]:
         # The connection options go right after the command: worker's COMMAND takes the rest.
-        connection = ["--url", self.url, "--namespace", self.namespace]
+        # The URL is in the environment (env()): the session's store URL holds its password.
+        connection = ["--namespace", self.namespace]
         return [sys.executable, "-m", "entroq_redis.cli", command, *connection, *args]
+
+    def env(self) -> dict[str, str]:
+        return {**clean_env(), "ENTROQ_URL": self.url}
 
     def run(
         self, *args: str, stdin: bytes | str | None = None, expect: int = 0, timeout: float = TIMEOUT_S
@@ -40,7 +44,7 @@ class Cli:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=clean_env(),
+            env=self.env(),
             stdin=None if data is not None else subprocess.DEVNULL,
         )
         assert done.returncode == expect, f"{args}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
@@ -61,5 +65,5 @@ class Cli:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=clean_env(),
+            env=self.env(),
         )

@@ -74,13 +74,12 @@ class Service:
                 self.process.stdout.close()
 
 
-def serve_command(*args: str, store_url: str | None = None) -> list[str]:
+def serve_command(*args: str) -> list[str]:
     """The command line ``start_service`` runs: this interpreter's ``entroq-redis serve`` on
-    free ports (``--port 0``, and ``--grpc-port free`` unless ``args`` name a gRPC port)."""
-    store = ["--redis", store_url] if store_url else []
+    free ports (``--port 0`` and ``--grpc-port free`` unless ``args`` name other ports)."""
     grpc = [] if option_value(args, "--grpc-port") is not None else ["--grpc-port", "free"]
     port = [] if option_value(args, "--port") is not None else ["--port", "0"]
-    return [sys.executable, "-m", "entroq_redis.cli", "serve", *store, *port, *grpc, *args]
+    return [sys.executable, "-m", "entroq_redis.cli", "serve", *port, *grpc, *args]
 
 
 def start_service(
@@ -91,14 +90,14 @@ def start_service(
     timeout: float = 30,
     log_dir: str | None = None,
     env: Mapping[str, str] | None = None,
-    store_url_on_command_line: bool = False,
 ) -> Service:
     """Starts ``entroq-redis serve ARGS`` and returns it once it listens and /readyz says 200.
 
     Args:
-        store_url: The store (``--redis``); None: the service starts its embedded store
-            (give ``--data DIR`` in ``args`` to keep it). The URL goes to the process in
-            $ENTROQ_REDIS_URL, not on its command line (it may hold a password).
+        store_url: The store; None: the service starts its embedded store (give ``--data
+            DIR`` in ``args`` to keep it), unless ``args`` name one (``--redis``,
+            ``--redis-file``). The URL goes to the process in $ENTROQ_REDIS_URL, not on
+            its command line (it may hold a password).
         args: More ``serve`` options. ``--port`` and ``--grpc-port`` default to free ports.
         any_namespace: Serve every namespace a request names (``--test-any-namespace``), so
             each test can work in a namespace of its own through one service.
@@ -108,7 +107,6 @@ def start_service(
         timeout: Seconds to wait in all.
         log_dir: Where the log file goes (default: the temporary directory).
         env: The process's environment (default: this one's).
-        store_url_on_command_line: Give ``store_url`` as ``--redis URL`` instead.
 
     Raises:
         ServiceStartError: it exited or did not get ready in time (the message has its log).
@@ -120,10 +118,12 @@ def start_service(
     if any_namespace:
         args = ("--test-any-namespace", *args)
         environment[_TESTING_ENV] = "1"
-    if store_url and not store_url_on_command_line:
+    # The store URL holds a password: every local user can read command lines.
+    if store_url:
         environment["ENTROQ_REDIS_URL"] = store_url
-        store_url = None
-    command = serve_command(*args, store_url=store_url)
+    else:
+        environment.pop("ENTROQ_REDIS_URL", None)
+    command = serve_command(*args)
     log_fd, log_path = tempfile.mkstemp(prefix="entroq-serve-", suffix=".log", dir=log_dir)
     try:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_fd, text=True, env=environment)
