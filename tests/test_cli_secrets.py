@@ -119,10 +119,10 @@ def test_masked_url(url: str, shown: str) -> None:
 
 
 def test_serve_reads_the_store_url_from_the_environment(
-    password_url: str, password: str, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    password_url: str, password: str, sync_redis: redis.Redis
 ) -> None:
-    monkeypatch.setenv("ENTROQ_REDIS_URL", password_url)
-    service = start_service(None, "--test-any-namespace", "--workers", "2")
+    # start_service hands the store URL over in $ENTROQ_REDIS_URL, never on the command line.
+    service = start_service(password_url, "--test-any-namespace", "--workers", "2")
     try:
         _serves_on_that_store(service, sync_redis)
         lines = _command_lines(service.process.pid)
