@@ -22,20 +22,9 @@ from typing import Any
 
 import redis
 
+from entroq_redis.testing import embedded_store
+
 HERE = pathlib.Path(__file__).resolve().parent
-
-# Runs the library's embedded Valkey until its stdin closes; prints "URL PID" once it is up.
-_STORE_HOST = """
-import sys, anyio, anyio.to_thread
-from entroq_redis._embedded import open_embedded_store
-
-async def main():
-    async with open_embedded_store(sys.argv[1], fsync=sys.argv[2]) as store:
-        print(store.url, store.pid, flush=True)
-        await anyio.to_thread.run_sync(sys.stdin.read)
-
-anyio.run(main)
-"""
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -70,28 +59,21 @@ class Snapshot:
 class Store:
     """The store under test: the library's embedded Valkey, or any store given by URL."""
 
-    def __init__(self, url: str, host: subprocess.Popen[str] | None = None, pid: int | None = None) -> None:
+    def __init__(self, url: str, owner: contextlib.ExitStack | None = None) -> None:
         self.url = url
-        self.pid = pid
-        self._host = host
+        self._owner = owner
         self.client = redis.Redis.from_url(url)
-        # Only a store we started may have its statistics reset (CONFIG RESETSTAT).
-        self.owned = host is not None
+        # Only a store we started may have its statistics reset (CONFIG RESETSTAT), and
+        # only its process is ours to watch (py-spy, CPU).
+        self.owned = owner is not None
+        self.pid: int | None = int(self.client.info("server")["process_id"]) if self.owned else None
 
     @classmethod
-    def embedded(cls, data_dir: str, fsync: str = "everysec") -> Store:
-        host = subprocess.Popen(
-            [sys.executable, "-c", _STORE_HOST, data_dir, fsync],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert host.stdout is not None
-        line = host.stdout.readline().split()
-        if len(line) != 2:
-            host.kill()
-            raise RuntimeError("the embedded store did not start")
-        return cls(line[0], host, int(line[1]))
+    def embedded(cls, data_dir: str) -> Store:
+        """The library's embedded Valkey (entroq_redis.testing), stopped by ``close``."""
+        owner = contextlib.ExitStack()
+        url = owner.enter_context(embedded_store(data_dir))
+        return cls(url, owner)
 
     def server_version(self) -> str:
         info = self.client.info("server")
@@ -138,10 +120,8 @@ class Store:
 
     def close(self) -> None:
         self.client.close()
-        if self._host is not None:
-            assert self._host.stdin is not None
-            self._host.stdin.close()
-            self._host.wait(60)
+        if self._owner is not None:
+            self._owner.close()
 
 
 def start_clients(specs: Sequence[dict[str, Any]], scratch: str) -> list[subprocess.Popen[str]]:

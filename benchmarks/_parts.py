@@ -29,6 +29,7 @@ from _workloads import (
 import entroq_redis
 from entroq_redis import TaskData
 from entroq_redis._scripts import script_sha
+from entroq_redis.testing import start_service
 
 
 @dataclasses.dataclass
@@ -554,36 +555,15 @@ class Service:
     """``entroq-redis serve`` on the store under test."""
 
     def __init__(self, store_url: str, namespace: str, workers: int) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "entroq_redis.cli",
-            "serve",
-            "--redis",
-            store_url,
-            "--port",
-            "0",
-            "--namespace",
-            namespace,
-            "--workers",
-            str(workers),
-            "--grpc-port",
-            "0",  # HTTP only here: never the default 37706 another run may hold
-        ]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            match = re.search(r"listening on (http://\S+)", line)
-            if match:
-                self.url = match.group(1)
-                break
-        else:
-            raise RuntimeError("the service did not start")
+        # HTTP only here (--grpc-port 0): never the default 37706 another run may hold.
+        args = ("--namespace", namespace, "--workers", str(workers), "--grpc-port", "0")
+        self.service = start_service(store_url, *args)
+        self.process = self.service.process
+        self.url = self.service.url
         time.sleep(0.5 + 0.5 * workers)  # spawned workers import and connect
 
     def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+        self.service.stop(timeout=30)
 
 
 def wrk(url: str, seconds: float, threads: int, connections: int, script: str, *args: str) -> dict[str, Any]:

@@ -22,14 +22,15 @@ import json
 import multiprocessing
 import os
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
 
 import httpx
 import trio
+
+from entroq_redis import testing
+from entroq_redis.testing import Service
 
 NAMESPACE = "bench"
 QUEUE = "bench/jobs"
@@ -160,19 +161,10 @@ def run_load(url: str, mode: str, clients: int, procs: int, seconds: float) -> t
     return total, seconds
 
 
-def start_service(args: argparse.Namespace, data_dir: str) -> tuple[subprocess.Popen[str], str]:
-    store = ["--redis", args.redis] if args.redis else ["--data", data_dir]
-    command = [
-        sys.executable, "-m", "entroq_redis.cli", "serve", *store, "--port", "0",
-        "--namespace", NAMESPACE, "--workers", str(args.workers), "--grpc-port", "0",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            return process, match.group(1)
-    raise RuntimeError("the service did not start")
+def start_service(args: argparse.Namespace, data_dir: str) -> Service:
+    store = () if args.redis else ("--data", data_dir)
+    options = ("--namespace", NAMESPACE, "--workers", str(args.workers), "--grpc-port", "0")
+    return testing.start_service(args.redis, *store, *options)
 
 
 def fill(url: str, count: int) -> None:
@@ -191,7 +183,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="service processes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="entroq-bench-") as data_dir:
-        process, url = start_service(args, data_dir)
+        service = start_service(args, data_dir)
+        url = service.url
         try:
             noop, seconds = run_load(url, "noop", args.clients, args.client_procs, args.seconds)
             # Enough tasks that the queue never runs dry during the run.
@@ -200,8 +193,7 @@ def main() -> None:
             fill(url, jobs["jobs"] * 2 + 20_000)
             finish, _ = run_load(url, "finish", args.clients, args.client_procs, args.seconds)
         finally:
-            process.terminate()
-            process.wait(30)
+            service.stop(timeout=30)
     noop_rate = noop["requests"] / seconds
     job_rate = jobs["jobs"] / seconds
     request_rate = jobs["requests"] / seconds

@@ -31,13 +31,13 @@ import json
 import multiprocessing
 import os
 import pathlib
-import re
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from typing import Any
+
+from entroq_redis.testing import start_service
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -226,25 +226,12 @@ def compile_stubs(out: pathlib.Path) -> str:
 class Service:
     """One ``entroq-redis serve`` (one worker) with HTTP and gRPC listeners on free ports."""
 
-    def __init__(self, store_url: str, log_path: pathlib.Path, grpc: bool) -> None:
-        command = [
-            sys.executable, "-m", "entroq_redis.cli", "serve", "--redis", store_url, "--port", "0",
-            "--namespace", NAMESPACE, "--workers", "1", "--grpc-port", "free" if grpc else "0",
-        ]  # fmt: skip
-        self.log_path = log_path
-        with log_path.open("w") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
-        assert self.process.stdout is not None
-        self.url = self.target = ""
-        for line in self.process.stdout:
-            if match := re.search(r"gRPC listening on grpc://(\S+)", line):
-                self.target = match.group(1)
-            elif match := re.search(r"listening on (http://\S+)", line):
-                self.url = match.group(1)
-            if self.url and (self.target or not grpc):
-                break
-        else:
-            raise RuntimeError(f"the service did not start: {log_path.read_text()[-3000:]}")
+    def __init__(self, store_url: str, log_dir: pathlib.Path, grpc: bool) -> None:
+        args = ("--namespace", NAMESPACE, "--workers", "1", "--grpc-port", "free" if grpc else "0")
+        self.service = start_service(store_url, *args, log_dir=str(log_dir))
+        self.process = self.service.process
+        self.url = self.service.url
+        self.target = (self.service.grpc_url or "").removeprefix("grpc://")
 
     def cpu_seconds(self) -> float:
         import psutil
@@ -253,8 +240,7 @@ class Service:
         return _tree_cpu(psutil.Process(self.process.pid))
 
     def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+        self.service.stop(timeout=30)
 
 
 def run_once(
@@ -357,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is None:
             print(json.dumps(context), flush=True)
         rows: list[dict[str, Any]] = []
-        service = Service(store.url, scratch / "service.log", grpc="grpc" in protocols)
+        service = Service(store.url, scratch, grpc="grpc" in protocols)
         try:
             for round_number in range(args.rounds):
                 order = protocols if round_number % 2 == 0 else protocols[::-1]

@@ -15,10 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +25,7 @@ import trio
 
 import entroq_redis
 from entroq_redis import TaskData
+from entroq_redis.testing import running_service
 
 BATCH = 1000  # inserts per modify (the store's limit per call)
 ERRORS = ("timeout after 30 s", "ValueError: bad total", "KeyError: 'customer'", "SMTP 550", "OOM killed")
@@ -68,18 +66,6 @@ async def store(url: str | None) -> AsyncIterator[str]:
         return
     async with entroq_redis.open_embedded() as embedded:
         yield embedded
-
-
-def start_service(url: str) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "entroq_redis.cli", "serve", "--port", "0", "--grpc-port", "0"]
-    env = {**os.environ, "ENTROQ_REDIS_URL": url}  # the URL holds the password: not on the command line
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    assert process.stdout is not None
-    for line in process.stdout:
-        found = re.search(r"listening on (http://\S+)", line)
-        if found:
-            return process, found.group(1)
-    raise RuntimeError("entroq-redis serve did not start")
 
 
 async def time_pages(base: str, task_id: str, repeat: int) -> None:
@@ -130,12 +116,8 @@ async def time_pages(base: str, task_id: str, repeat: int) -> None:
 async def main(args: argparse.Namespace) -> None:
     async with store(args.redis) as url:
         task_id = await fill(url, args.queues, args.big)
-        process, base = start_service(url)
-        try:
-            await time_pages(base, task_id, args.repeat)
-        finally:
-            process.terminate()
-            process.wait(30)
+        with running_service(url, "--grpc-port", "0") as service:
+            await time_pages(service.url, task_id, args.repeat)
 
 
 if __name__ == "__main__":

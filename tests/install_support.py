@@ -4,6 +4,7 @@ environment's packages (fast, for checks of the package itself)."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import subprocess
@@ -13,45 +14,58 @@ from collections.abc import Iterable
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
-# What a source tree outside git may hold that is not source (build litter, venvs, caches).
-LITTER = shutil.ignore_patterns(
-    ".git",
-    ".venv",
-    "venv",
-    "build",
-    "dist",
-    "*.egg-info",
-    "__pycache__",
-    ".pytest_cache",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".hypothesis",
-    "entroq-data",
-)
+# What a source tree may hold that is not source: version control, venvs, caches, build
+# output, a built docs site, node modules, a store's data. Explicit, so that the suite needs no
+# git (it runs from an unpacked source archive as from a checkout).
+LITTER_DIRS = frozenset(
+    {
+        ".git", ".venv", "venv", "build", "dist", "site", "node_modules", "__pycache__",
+        ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", "entroq-data",
+    }
+)  # fmt: skip
+LITTER_SUFFIXES = (".egg-info", ".pyc", ".pyo")
+
+
+def is_litter(path: pathlib.Path) -> bool:
+    """A directory or file that is not source (a venv: any directory with a pyvenv.cfg)."""
+    if path.name in LITTER_DIRS or path.name.endswith(LITTER_SUFFIXES):
+        return True
+    return path.is_dir() and (path / "pyvenv.cfg").exists()
+
+
+def source_files(root: pathlib.Path) -> list[pathlib.Path]:
+    """Every file under ``root`` that is source (relative paths, sorted), litter left out."""
+    found = []
+    for directory, subdirectories, files in os.walk(root):
+        here = pathlib.Path(directory)
+        subdirectories[:] = [name for name in subdirectories if not is_litter(here / name)]
+        found += [(here / name).relative_to(root) for name in files if not is_litter(here / name)]
+    return sorted(found)
 
 
 def copy_checkout(target: pathlib.Path) -> pathlib.Path:
-    """Copies the tracked and new files (not build litter) so builds never write into the repo.
-
-    In a git checkout git says which files those are; in an unpacked source archive (no
-    ``.git``) the tree is copied without the usual litter.
-    """
-    if not (REPO / ".git").exists():
-        shutil.copytree(REPO, target, ignore=LITTER, dirs_exist_ok=True, symlinks=True)
-        return target
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    for name in listed:
-        source = REPO / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    """Copies the source (not the litter) so builds never write into the repository."""
+    for name in source_files(REPO):
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target / name, follow_symlinks=False)
     return target
+
+
+def shipped_files(source: pathlib.Path) -> set[str]:
+    """What the wheel must hold, from a walk of the tree: every file of the three package
+    directories, under the name pyproject.toml's package-dir mapping gives it."""
+    mapping = {
+        "entroq_redis": "entroq_redis",
+        "lua": "entroq_redis/lua",
+        "server/entroq_redis_server": "entroq_redis_server",
+    }
+    files = source_files(source)
+    return {
+        f"{installed}/{name.relative_to(tree).as_posix()}"
+        for tree, installed in mapping.items()
+        for name in files
+        if name.is_relative_to(tree)
+    }
 
 
 def build_wheel(work: pathlib.Path) -> pathlib.Path:

@@ -4,18 +4,10 @@ over raw sockets."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import queue
 import re
 import socket
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-from typing import Any
 
-from conftest import ServiceProcess
+from conftest import ServiceProcess, start_service
 
 
 @dataclasses.dataclass
@@ -39,52 +31,12 @@ def address_of(url: str) -> tuple[str, int]:
 
 def start_listening(store_url: str, *args: str, timeout: float = 30, grpc: bool = False) -> Listening:
     """Starts ``serve --redis STORE --port 0 ARGS`` and waits for its URL lines (https too, the
-    metrics listener's when ``--metrics-port`` is among ARGS, the gRPC listener's with ``grpc``)."""
-    log_fd, log_path = tempfile.mkstemp(prefix="entroq-serve-", suffix=".log")
-    command = [sys.executable, "-m", "entroq_redis.cli", "serve", "--redis", store_url, "--port", "0", *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_fd, text=True)
-    os.close(log_fd)
-    assert process.stdout is not None
-    service = ServiceProcess("", process, log_path)
-    url: str | None = None
-    metrics_url: str | None = None
-    grpc_url: str | None = None
-    wants_metrics = "--metrics-port" in args
-    # A thread reads the lines: the two URL lines may come in one read, and select() on the
-    # pipe does not see a line already in the file object's buffer.
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
-    deadline = time.monotonic() + timeout
-
-    def waiting() -> bool:
-        return url is None or (wants_metrics and metrics_url is None) or (grpc and grpc_url is None)
-
-    while waiting() and time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.1)
-        except queue.Empty:
-            if process.poll() is not None and lines.empty():
-                break
-            continue
-        if found := re.search(r"listening on (https?://\S+)", line):
-            url = found.group(1)
-        if found := re.search(r"metrics on (https?://\S+)", line):
-            metrics_url = found.group(1)
-        if found := re.search(r"gRPC listening on (grpcs?://\S+)", line):
-            grpc_url = found.group(1)
-    if waiting():
-        service.stop()
-        raise RuntimeError(f"entroq-redis serve did not start: {service.log()[-3000:]}")
-    service.url = url
-    return Listening(service, url, metrics_url, grpc_url)
-
-
-def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:
-    try:
-        for line in stream:
-            lines.put(line)
-    except (OSError, ValueError):
-        pass  # the test closed the pipe (ServiceProcess.stop)
+    metrics listener's when ``--metrics-port`` is among ARGS, the gRPC listener's with ``grpc``;
+    without it gRPC is off unless ARGS name a ``--grpc-port``)."""
+    named = any(arg.split("=", 1)[0] == "--grpc-port" for arg in args)
+    grpc_off = () if grpc or named else ("--grpc-port", "0")
+    service = start_service(store_url, *grpc_off, *args, timeout=timeout)
+    return Listening(service, service.url, service.metrics_url, service.grpc_url)
 
 
 def connect(address: tuple[str, int], source: str | None = None, timeout: float = 20) -> socket.socket:

@@ -272,8 +272,8 @@ async def test_httpx_denial_details_name_the_doc_namespace(service: ServiceProce
 
 def test_doc_rpcs_over_grpc_are_authorized_the_same(service: ServiceProcess, namespace: str) -> None:
     pb2: Any = grpc_support.v1().pb2
-    assert service.grpc_address is not None
-    with grpc_support.channel(service.grpc_address) as channel:
+    assert service.grpc_url is not None
+    with grpc_support.channel(service.grpc_url) as channel:
         stub = grpc_support.v1().stub(channel)
 
         def md(token: str) -> list[tuple[str, str]]:

@@ -17,10 +17,8 @@ import hashlib
 import json
 import pathlib
 import secrets
-import select
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +29,7 @@ from conftest import ServiceProcess, start_service
 
 import entroq_redis
 from entroq_redis.cli._example_credentials import EXAMPLE_JWT_SECRET, EXAMPLE_TOKENS, example_credentials_in
+from entroq_redis.testing import ServiceStartError
 
 REFUSAL = "holds the example policy's published credentials"
 
@@ -50,30 +49,17 @@ def _own_credentials(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return mine, token
 
 
-def _serve_until_listening_or_exit(*args: str, timeout: float = 60) -> tuple[int | None, str]:
-    """Runs ``serve ARGS``: (None, log) once it listens (it is then stopped), or (exit code,
-    stderr) if it exits first. Waits for one of the two, however long startup takes."""
-    command = [sys.executable, "-m", "entroq_redis.cli", "serve", "--port", "0", *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stdout is not None and process.stderr is not None
-    deadline = time.monotonic() + timeout
+def _serve_until_listening_or_exit(store_url: str, *args: str, timeout: float = 60) -> tuple[int | None, str]:
+    """Runs ``serve ARGS`` on the store: (None, log) once it listens (it is then stopped), or (exit code,
+    log) if it exits first. Waits for one of the two, however long startup takes."""
     try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            line = process.stdout.readline() if ready else ""
-            if "listening on" in line:
-                process.terminate()
-                process.wait(30)
-                return None, process.stderr.read()
-            if not line and process.poll() is not None:
-                return process.returncode, process.stderr.read()
-        raise AssertionError(f"serve neither listened nor exited within {timeout} s")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
+        service = start_service(store_url, *args, timeout=timeout, wait_ready=False)
+    except ServiceStartError as exc:
+        if exc.returncode is None:
+            raise AssertionError(f"serve neither listened nor exited within {timeout} s") from exc
+        return exc.returncode, exc.log
+    service.stop()
+    return None, service.log()
 
 
 def _rego(data_file: str | pathlib.Path) -> tuple[str, ...]:
@@ -97,7 +83,7 @@ def test_serve_refuses_the_example_data(store_url: str, where: str, tmp_path: pa
     if where != "the example file":
         data_file = tmp_path / "production-authz.json"
         data_file.write_text(json.dumps(_example_data()))
-    code, stderr = _serve_until_listening_or_exit("--redis", store_url, *_rego(data_file))
+    code, stderr = _serve_until_listening_or_exit(store_url, *_rego(data_file))
     assert code == 2, stderr
     (line,) = stderr.strip().splitlines()
     assert line.startswith(f"entroq-redis serve: --policy-data {data_file} {REFUSAL} (")
@@ -118,7 +104,7 @@ def test_serve_refuses_data_that_keeps_any_example_credential(
         data["entroq"]["legacy"] = {"alice": ["bob-token"]}
     data_file = tmp_path / "data.json"
     data_file.write_text(json.dumps(data))
-    code, stderr = _serve_until_listening_or_exit("--redis", store_url, *_rego(data_file))
+    code, stderr = _serve_until_listening_or_exit(store_url, *_rego(data_file))
     assert code == 2 and REFUSAL in stderr and len(stderr.strip().splitlines()) == 1, stderr
 
 
@@ -126,7 +112,7 @@ def test_serve_starts_with_credentials_of_its_own(store_url: str, tmp_path: path
     data, _token = _own_credentials(_example_data())
     data_file = tmp_path / "data.json"
     data_file.write_text(json.dumps(data))
-    code, log = _serve_until_listening_or_exit("--redis", store_url, *_rego(data_file))
+    code, log = _serve_until_listening_or_exit(store_url, *_rego(data_file))
     assert code is None, log
     assert "example" not in log
 

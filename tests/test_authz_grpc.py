@@ -165,8 +165,8 @@ class Caller:
 
 @contextlib.asynccontextmanager
 async def caller(service: ServiceProcess, namespace: str, bearer: str | None) -> AsyncIterator[Caller]:
-    assert service.grpc_address is not None
-    calling = Caller(service.grpc_address, namespace, bearer)
+    assert service.grpc_url is not None
+    calling = Caller(service.grpc_url, namespace, bearer)
     try:
         yield calling
     finally:
@@ -519,8 +519,8 @@ async def test_a_claimant_id_of_another_user_is_refused(
 async def test_the_grpc_test_backend_maps_refusals_like_the_http_backend(
     service: ServiceProcess, namespace: str
 ) -> None:
-    assert service.grpc_address is not None
-    async with open_grpc_client(service.grpc_address, namespace=namespace, token=ALICE) as alice:
+    assert service.grpc_url is not None
+    async with open_grpc_client(service.grpc_url, namespace=namespace, token=ALICE) as alice:
         inserted, _ = await alice.modify([entroq_redis.TaskData(queue="/alice/lib", value=b"x")])
         assert [t.id for t in await alice.tasks("/alice/lib")] == [inserted[0].id]
         assert await alice.try_claim("/alice/lib") is not None
@@ -529,7 +529,7 @@ async def test_the_grpc_test_backend_maps_refusals_like_the_http_backend(
         assert denied.value.status == 403 and "/bob/lib" in str(denied.value)
         assert list(await alice.queues()) == ["/alice/lib"]
     for bearer in (None, "wrong"):
-        async with open_grpc_client(service.grpc_address, namespace=namespace, token=bearer) as nobody:
+        async with open_grpc_client(service.grpc_url, namespace=namespace, token=bearer) as nobody:
             with pytest.raises(entroq_redis.PermissionDeniedError) as refused:
                 await nobody.tasks("/alice/lib")
             assert refused.value.status == 401
@@ -573,8 +573,8 @@ async def test_an_empty_bearer_token_is_refused_alone(service: ServiceProcess, n
     # "Bearer " is what a client with an empty token sends. REST answers 401 (malformed: no
     # credentials after Bearer); over gRPC it must be UNAUTHENTICATED, and a claim waiting on the
     # same connection must go on.
-    assert service.grpc_address is not None
-    channel = channel_to(service.grpc_address)
+    assert service.grpc_url is not None
+    channel = channel_to(service.grpc_url)
     waiting = GrpcBackend(channel, call_metadata(ALICE, namespace))
     empty = GrpcBackend(channel, [("authorization", "Bearer "), ("entroq-namespace", namespace)])
     claim = pb2.ClaimRequest(claimant_id="alice#1", queues=["/alice/wait"], duration_ms=1000)

@@ -19,7 +19,7 @@ import pytest
 from authz_support import ALICE, BOB, OPS, REGO_FLAGS, b64, client, jwt
 from conftest import ServiceProcess, start_service
 from entroq_redis_server.authz.modify import plan_modify, translate_failures
-from test_http_openapi import OPERATIONS, example_request, validate
+from openapi_support import OPERATIONS, example_request, validate
 
 import entroq_redis
 

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 import redis
 from battery.lua_lint import analyse
+from battery.raw_store import plant_wrong_type, slowlog, state
 from battery.stores import PrivateValkey, private_valkey
 
 import entroq_redis
@@ -137,24 +138,6 @@ def raw(store: PrivateValkey) -> Iterator[redis.Redis]:
 async def client_for(store: PrivateValkey, namespace: str) -> AsyncIterator[entroq_redis.EntroQ]:
     async with entroq_redis.connect(store.url, namespace=namespace, claimant_id="me") as eq:
         yield eq
-
-
-def state(raw: redis.Redis, namespace: str, leave_out: bytes = b"") -> dict[bytes, bytes | None]:
-    return {
-        key: raw.dump(key)
-        for key in raw.scan_iter(match="{" + namespace + "}:*", count=1000)
-        if key != leave_out
-    }
-
-
-def plant_wrong_type(raw: redis.Redis, key: bytes) -> None:
-    """Replaces a key by one of a type no script expects there."""
-    kind = raw.type(key)
-    raw.delete(key)
-    if kind == b"string":
-        raw.hset(key, "planted", "1")  # a GET on a hash: WRONGTYPE
-    else:
-        raw.set(key, "planted")  # a ZSET or HASH command on a string: WRONGTYPE
 
 
 async def claim_one(eq: entroq_redis.EntroQ, queue: str) -> entroq_redis.Task:
@@ -399,23 +382,6 @@ VOLUME_BOUND = {
     "claim: finish 1,000 available, then 1,000 slots",
 }
 VOLUME_BOUND_MS = 2000  # well below the 5 s BUSY threshold
-
-
-@contextlib.contextmanager
-def slowlog(raw: redis.Redis) -> Iterator[list[float]]:
-    """Collects the store-side duration (ms) of every EVALSHA/EVAL run inside the block."""
-    old = raw.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
-    raw.config_set("slowlog-max-len", 10_000)
-    raw.config_set("slowlog-log-slower-than", 0)
-    raw.slowlog_reset()
-    durations: list[float] = []
-    try:
-        yield durations
-    finally:
-        for entry in raw.slowlog_get(10_000):
-            if entry["command"].split(b" ")[0].upper() in (b"EVALSHA", b"EVAL", b"EVALSHA_RO"):
-                durations.append(entry["duration"] / 1000)
-        raw.config_set("slowlog-log-slower-than", old)
 
 
 async def test_worst_case_inputs_finish_in_under_50_ms(store: PrivateValkey, raw: redis.Redis) -> None:

@@ -24,8 +24,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import redis
+from battery.raw_store import plant_wrong_type, slowlog, state
 from battery.stores import PrivateValkey, private_valkey
-from test_battery_lua import plant_wrong_type, slowlog, state
 
 import entroq_redis
 from entroq_redis import DependencyError, DocData, DocSet, EntroQ, TaskData

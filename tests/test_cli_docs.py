@@ -13,17 +13,17 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import cli_support
 import pytest
-import test_cli  # the Cli runner (imported as a module so its tests are not collected twice)
 from conftest import ServiceProcess
 
 
 @pytest.fixture
-def cli(backend_url: str, namespace: str) -> test_cli.Cli:
-    return test_cli.Cli(backend_url, namespace)
+def cli(backend_url: str, namespace: str) -> cli_support.Cli:
+    return cli_support.Cli(backend_url, namespace)
 
 
-def test_doc_put_then_docs_lists_by_range_key_and_id(cli: test_cli.Cli, tmp_path: Path) -> None:
+def test_doc_put_then_docs_lists_by_range_key_and_id(cli: cli_support.Cli, tmp_path: Path) -> None:
     first = cli.json("doc-put", "accounts", "acct:1", '{"balance": 10}', "--secondary-key", "main")
     assert (first["namespace"], first["key"], first["secondaryKey"]) == ("accounts", "acct:1", "main")
     assert (first["version"], first["claimant"], first["contentText"]) == (0, "", '{"balance": 10}')
@@ -75,7 +75,7 @@ def test_doc_put_then_docs_lists_by_range_key_and_id(cli: test_cli.Cli, tmp_path
     assert "CONTENT" not in cli.run("docs", "accounts", "--omit-values").stdout
 
 
-def test_ns_counts_docs_and_claimed_docs(cli: test_cli.Cli) -> None:
+def test_ns_counts_docs_and_claimed_docs(cli: cli_support.Cli) -> None:
     assert cli.json("ns") == []
     assert cli.run("ns").stdout == "no doc namespaces\n"
     for key in ("a", "b", "c"):
@@ -98,7 +98,7 @@ def test_ns_counts_docs_and_claimed_docs(cli: test_cli.Cli) -> None:
     assert re.search(r"^shop/carts\s+3\s+1$", table, re.M), table
 
 
-def test_doc_put_change_and_doc_rm_check_versions(cli: test_cli.Cli) -> None:
+def test_doc_put_change_and_doc_rm_check_versions(cli: cli_support.Cli) -> None:
     cli.run("doc-put", "cfg", "db", "v0 content", "--id", "conf", "--secondary-key", "primary")
     changed = cli.json("doc-put", "cfg", "db", "--id", "conf", "--doc-version", "0")
     # Nothing but the key given: the content and secondary key are kept, the version moves on.
@@ -132,7 +132,7 @@ def test_doc_put_change_and_doc_rm_check_versions(cli: test_cli.Cli) -> None:
     assert cli.run("doc-rm", "cfg", "again", "--doc-version", "0").stdout == "deleted doc again v0 from cfg\n"
 
 
-def test_a_doc_held_by_one_claimant_refuses_another(cli: test_cli.Cli) -> None:
+def test_a_doc_held_by_one_claimant_refuses_another(cli: cli_support.Cli) -> None:
     cli.run("doc-put", "locks", "job", "free", "--id", "lock")
     held = cli.json(
         "doc-put",
@@ -180,7 +180,7 @@ def test_a_doc_held_by_one_claimant_refuses_another(cli: test_cli.Cli) -> None:
     cli.run("doc-rm", "locks", "lock", "--doc-version", "2", "--claimant", "bob")
 
 
-def test_bad_doc_input_is_refused_with_a_message(cli: test_cli.Cli) -> None:
+def test_bad_doc_input_is_refused_with_a_message(cli: cli_support.Cli) -> None:
     too_long = "n" * 1025
     refused = cli.run("doc-put", too_long, "k", "x", expect=2)
     assert "namespace" in refused.stderr
@@ -191,7 +191,7 @@ def test_bad_doc_input_is_refused_with_a_message(cli: test_cli.Cli) -> None:
 def test_doc_json_names_are_the_http_apis(http_service: ServiceProcess, namespace: str) -> None:
     """A doc's and a doc namespace's keys are the HTTP API's (camelCase; a doc's holder is
     ``claimant``, as EntroQ's Doc message names it), plus contentText; numbers stay numbers."""
-    cli = test_cli.Cli(http_service.url, namespace)
+    cli = cli_support.Cli(http_service.url, namespace)
     inserted = cli.json("doc-put", "wire", "k", "text", "--secondary-key", "s")
     # Held (a change with a future arrival), so that the claimant is not empty.
     written = cli.json("doc-put", "wire", "k", "-t", inserted["id"], "--doc-version", "0", "--delay", "1h")
@@ -201,7 +201,7 @@ def test_doc_json_names_are_the_http_apis(http_service: ServiceProcess, namespac
 
     def get(path: str) -> Any:
         request = urllib.request.Request(http_service.url + path, headers=headers)
-        with urllib.request.urlopen(request, timeout=test_cli.TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=cli_support.TIMEOUT_S) as response:
             return json.load(response)
 
     [http_doc] = get("/api/v0/docs?namespace=wire")["docs"]

@@ -132,18 +132,22 @@ def test_version_everywhere(command: str) -> None:
 
 
 def test_errors_are_json_with_json(store_url: str, namespace: str) -> None:
-    connection = ["--url", store_url, "--namespace", namespace]
+    # The store's URL in the environment: on the command line (it holds a password) it would
+    # add a warning line to stderr, which is all JSON here.
+    connection = ["--namespace", namespace]
+    env = clean_env(ENTROQ_URL=store_url)
     usage = run(["ts", "--json", "--limit", "many"], expect=2)
     body = json.loads(usage.stderr)
     assert (body["error"], body["exitCode"]) == ("usage", 2) and "--limit" in body["message"]
     assert usage.stdout == ""
-    [task] = json.loads(run([*connection, "ins", "jobs", "x", "--json"]).stdout)
-    conflict = json.loads(run([*connection, "rm", task["id"], "--task-version", "7", "-j"], expect=3).stderr)
+    [task] = json.loads(run([*connection, "ins", "jobs", "x", "--json"], env=env).stdout)
+    rm = [*connection, "rm", task["id"], "--task-version", "7", "-j"]
+    conflict = json.loads(run(rm, expect=3, env=env).stderr)
     assert (conflict["error"], conflict["exitCode"]) == ("dependency", 3)
     assert [(f["id"], f["reason"], f["currentVersion"]) for f in conflict["failures"]] == [
         (task["id"], "mismatch", 0)
     ]
-    nothing = json.loads(run([*connection, "claim", "empty", "--try", "--json"], expect=4).stderr)
+    nothing = json.loads(run([*connection, "claim", "empty", "--try", "--json"], expect=4, env=env).stderr)
     assert (nothing["error"], nothing["exitCode"]) == ("nothing_claimed", 4)
     unreachable = json.loads(run(["time", "--url", "redis://127.0.0.1:1", "--json"], expect=1).stderr)
     assert unreachable["exitCode"] == 1 and unreachable["message"]
@@ -153,14 +157,16 @@ def test_a_closed_pipe_ends_quietly(store_url: str, namespace: str, tmp_path: An
     """``ts --json | head``: status 141 (as for SIGPIPE), nothing on stderr."""
     big = tmp_path / "big"
     big.write_bytes(b"v" * 300_000)  # more than a pipe holds
-    connection = ["--url", store_url, "--namespace", namespace]
-    run([*connection, "ins", "jobs", "--file", str(big)])
+    # The URL (it holds a password) in the environment: no warning on stderr.
+    connection = ["--namespace", namespace]
+    env = clean_env(ENTROQ_URL=store_url)
+    run([*connection, "ins", "jobs", "--file", str(big)], env=env)
     reader = subprocess.Popen(
         [*CLI, *connection, "ts", "jobs", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
-        env=clean_env(),
+        env=env,
     )
     assert reader.stdout is not None and reader.stderr is not None
     assert reader.stdout.read(10)

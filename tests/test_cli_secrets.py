@@ -119,10 +119,10 @@ def test_masked_url(url: str, shown: str) -> None:
 
 
 def test_serve_reads_the_store_url_from_the_environment(
-    password_url: str, password: str, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    password_url: str, password: str, sync_redis: redis.Redis
 ) -> None:
-    monkeypatch.setenv("ENTROQ_REDIS_URL", password_url)
-    service = start_service(None, "--test-any-namespace", "--workers", "2")
+    # start_service hands the store URL over in $ENTROQ_REDIS_URL, never on the command line.
+    service = start_service(password_url, "--test-any-namespace", "--workers", "2")
     try:
         _serves_on_that_store(service, sync_redis)
         lines = _command_lines(service.process.pid)
@@ -151,7 +151,7 @@ def test_serve_reads_the_store_url_from_a_file(
 def test_a_password_on_the_command_line_still_works_with_one_masked_warning(
     password_url: str, password: str, sync_redis: redis.Redis
 ) -> None:
-    service = start_service(password_url, "--test-any-namespace")
+    service = start_service(None, "--redis", password_url, "--test-any-namespace")
     try:
         _serves_on_that_store(service, sync_redis)
     finally:
@@ -178,7 +178,7 @@ def test_store_urls_in_the_service_log_are_masked(
     for url in (wrong, gone):
         url_file = tmp_path / "redis-url"
         url_file.write_text(url)
-        log = _stop(start_service(None, "--redis-file", str(url_file)))
+        log = _stop(start_service(None, "--redis-file", str(url_file), wait_ready=False))
         assert "the store is not reachable yet" in log, log
         assert masked_url(url) in log and password not in log, log
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import pathlib
 import subprocess
+import zipfile
 
 import pytest
-from install_support import copy_checkout, make_venv, pip_install, site_packages
+from install_support import REPO, copy_checkout, make_venv, pip_install, shipped_files, site_packages
 
 SMOKE = pathlib.Path(__file__).parent / "programs" / "smoke.py"
 
@@ -29,6 +30,10 @@ def smoke(python: pathlib.Path, store_url: str, namespace: str, cwd: pathlib.Pat
 def test_wheel_install_carries_the_scripts(
     tmp_path: pathlib.Path, entroq_wheel: pathlib.Path, store_url: str, namespace: str
 ) -> None:
+    # Every file of the package directories in the tree is in the wheel, and nothing else is.
+    with zipfile.ZipFile(entroq_wheel) as archive:
+        packaged = {name for name in archive.namelist() if ".dist-info/" not in name}
+    assert packaged == shipped_files(REPO)
     python = make_venv(tmp_path / "venv")
     pip_install(python, str(entroq_wheel))
     result = smoke(python, store_url, namespace, cwd=tmp_path)

@@ -30,8 +30,8 @@ def service(store_url: str) -> Iterator[ServiceProcess]:
 
 @pytest.fixture
 def stub(service: ServiceProcess) -> Iterator[Any]:
-    assert service.grpc_address is not None
-    with grpc_support.channel(service.grpc_address) as channel:
+    assert service.grpc_url is not None
+    with grpc_support.channel(service.grpc_url) as channel:
         yield V1.stub(channel)
 
 
@@ -173,9 +173,9 @@ def test_bad_doc_requests_are_invalid_and_write_nothing(stub: Any, namespace: st
 def test_the_bytes_schema_carries_contents_as_bytes(store_url: str, namespace: str) -> None:
     process = start_service(store_url, "--test-any-namespace", "--grpc-values", "bytes")
     try:
-        assert process.grpc_address is not None
+        assert process.grpc_url is not None
         old: Any = grpc_support.bytes_schema().pb2
-        with grpc_support.channel(process.grpc_address) as channel:
+        with grpc_support.channel(process.grpc_url) as channel:
             stub = grpc_support.bytes_schema().stub(channel)
             raw = bytes(range(256))
             request = old.ModifyRequest(

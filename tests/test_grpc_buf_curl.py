@@ -41,15 +41,15 @@ def grpc_service(store_url: str) -> Iterator[ServiceProcess]:
     service.stop()
 
 
-def grpc_address(service: ServiceProcess) -> str:
-    return str(service.grpc_address).removeprefix("grpc://")
+def grpc_url(service: ServiceProcess) -> str:
+    return str(service.grpc_url).removeprefix("grpc://")
 
 
 @pytest.fixture
 def curl(buf_binary: pathlib.Path, grpc_service: ServiceProcess, namespace: str) -> BufCurl:
     return BufCurl(
         buf_binary,
-        grpc_address(grpc_service),
+        grpc_url(grpc_service),
         schemas=(V1_PROTO, HEALTH_PROTO),
         headers=(f"entroq-namespace: {namespace}",),
     )
@@ -198,7 +198,7 @@ def test_claim_ends_with_deadline_exceeded_at_the_callers_timeout(
 
 def test_transcript_program_shows_every_call(buf_binary: pathlib.Path, grpc_service: ServiceProcess) -> None:
     done = subprocess.run(
-        [sys.executable, str(TRANSCRIPT), "--buf", str(buf_binary), grpc_address(grpc_service)],
+        [sys.executable, str(TRANSCRIPT), "--buf", str(buf_binary), grpc_url(grpc_service)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -224,7 +224,7 @@ def test_bytes_schema_service_takes_bytes_values(
     try:
         curl = BufCurl(
             buf_binary,
-            grpc_address(service),
+            grpc_url(service),
             schemas=(PROTOS / "entroq_bytes" / "entroq.proto", HEALTH_PROTO),
             headers=(f"entroq-namespace: {namespace}",),
         )

@@ -39,7 +39,7 @@ def grpc_service(store_url: str) -> Iterator[ServiceProcess]:
 
 
 def grpc_port(service: ServiceProcess) -> int:
-    return int(str(service.grpc_address).rsplit(":", 1)[1])
+    return int(str(service.grpc_url).rsplit(":", 1)[1])
 
 
 Endpoint = tuple[str, int]
@@ -56,7 +56,7 @@ class WatchedChannel:
     def __init__(self, service: ServiceProcess) -> None:
         self.service = service
         self.port = grpc_port(service)
-        self.channel = grpc_support.channel(str(service.grpc_address))
+        self.channel = grpc_support.channel(str(service.grpc_url))
         self.states: list[grpc.ChannelConnectivity] = []
         self.channel.subscribe(self.states.append, try_to_connect=True)
         grpc.channel_ready_future(self.channel).result(timeout=10)

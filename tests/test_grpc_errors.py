@@ -34,8 +34,8 @@ def service(store_url: str) -> Iterator[ServiceProcess]:
 
 @pytest.fixture
 def stub(service: ServiceProcess) -> Iterator[Any]:
-    assert service.grpc_address is not None
-    with grpc_support.channel(service.grpc_address) as channel:
+    assert service.grpc_url is not None
+    with grpc_support.channel(service.grpc_url) as channel:
         yield grpc_support.v1().stub(channel)
 
 
@@ -130,8 +130,8 @@ def test_invalid_arguments_say_what_http_says(service: ServiceProcess, stub: Any
 
 
 def test_bytes_that_are_not_the_message_are_invalid_argument(service: ServiceProcess) -> None:
-    assert service.grpc_address is not None
-    with grpc_support.channel(service.grpc_address) as channel:
+    assert service.grpc_url is not None
+    with grpc_support.channel(service.grpc_url) as channel:
         raw = channel.unary_unary("/api.EntroQ/Time", request_serializer=None, response_deserializer=None)
         with pytest.raises(grpc.RpcError) as caught:
             raw(b"\xff\xff\xff", timeout=10)
@@ -156,8 +156,8 @@ def test_bad_document_requests_are_invalid_and_unknown_methods_unimplemented(
         error = rpc_error(call, request, metadata=md(namespace))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
         assert wanted in error.details()  # type: ignore[attr-defined]
-    assert service.grpc_address is not None
-    with grpc_support.channel(service.grpc_address) as channel:
+    assert service.grpc_url is not None
+    with grpc_support.channel(service.grpc_url) as channel:
         other = channel.unary_unary("/api.EntroQ/Nope", request_serializer=None, response_deserializer=None)
         with pytest.raises(grpc.RpcError) as caught:
             other(b"", timeout=10)
@@ -190,8 +190,8 @@ def test_claim_ends_at_the_service_cap_with_deadline_exceeded(store_url: str, na
     pb2 = grpc_support.v1().pb2
     capped = start_service(store_url, "--test-any-namespace", "--claim-wait-cap", "0.5")
     try:
-        assert capped.grpc_address is not None
-        with grpc_support.channel(capped.grpc_address) as channel:
+        assert capped.grpc_url is not None
+        with grpc_support.channel(capped.grpc_url) as channel:
             started = time.monotonic()
             request = pb2.ClaimRequest(claimant_id="c", queues=["/empty"], duration_ms=1000)
             error = rpc_error(
@@ -212,10 +212,10 @@ def _free_port() -> int:
 
 
 def test_store_down_is_unavailable_and_not_serving() -> None:
-    dead = start_service(f"redis://127.0.0.1:{_free_port()}", "--test-any-namespace")
+    dead = start_service(f"redis://127.0.0.1:{_free_port()}", "--test-any-namespace", wait_ready=False)
     try:
-        assert dead.grpc_address is not None
-        with grpc_support.channel(dead.grpc_address) as channel:
+        assert dead.grpc_url is not None
+        with grpc_support.channel(dead.grpc_url) as channel:
             assert grpc_support.health_check(channel) == grpc_support.NOT_SERVING
             pb2 = grpc_support.v1().pb2
             error = rpc_error(grpc_support.v1().stub(channel).Time, pb2.TimeRequest(), timeout=30)
@@ -236,8 +236,8 @@ def test_message_limit(store_url: str, stub: Any, namespace: str) -> None:
     assert len(task.value.string_value) == 9_900_000
     small = start_service(store_url, "--test-any-namespace", "--grpc-max-message-mb", "1")
     try:
-        assert small.grpc_address is not None
-        with grpc_support.channel(small.grpc_address) as channel:
+        assert small.grpc_url is not None
+        with grpc_support.channel(small.grpc_url) as channel:
             limited = grpc_support.v1().stub(channel)
             over = pb2.ModifyRequest(
                 inserts=[pb2.TaskData(queue="/big", value=pb2.Value(string_value="y" * 2_000_000))]
@@ -270,8 +270,8 @@ def test_authorization_metadata_goes_through_the_policy(store_url: str, namespac
     pb2 = grpc_support.v1().pb2
     guarded = start_service(store_url, "--test-any-namespace", *REGO_FLAGS)
     try:
-        assert guarded.grpc_address is not None
-        with grpc_support.channel(guarded.grpc_address) as channel:
+        assert guarded.grpc_url is not None
+        with grpc_support.channel(guarded.grpc_url) as channel:
             stub = grpc_support.v1().stub(channel)
             insert = pb2.ModifyRequest(
                 inserts=[pb2.TaskData(queue="/alice/jobs", value=pb2.Value(number_value=1))]
@@ -297,7 +297,7 @@ def test_authorization_metadata_goes_through_the_policy(store_url: str, namespac
 def test_grpc_port_0_turns_grpc_off(store_url: str) -> None:
     off = start_service(store_url, "--grpc-port", "0")
     try:
-        assert off.grpc_address is None
+        assert off.grpc_url is None
         listening = [
             c for c in psutil.Process(off.process.pid).net_connections("tcp") if c.status == "LISTEN"
         ]
@@ -310,9 +310,9 @@ def test_workers_share_the_grpc_socket(store_url: str, namespace: str) -> None:
     pb2 = grpc_support.v1().pb2
     workers = start_service(store_url, "--test-any-namespace", "--workers", "2")
     try:
-        assert workers.grpc_address is not None
+        assert workers.grpc_url is not None
         for _ in range(6):  # new connections, spread over the workers by the kernel
-            with grpc_support.channel(workers.grpc_address) as channel:
+            with grpc_support.channel(workers.grpc_url) as channel:
                 assert (
                     grpc_support.v1()
                     .stub(channel)
@@ -386,9 +386,9 @@ def test_idle_connections_live_on_pings_not_on_the_header_timer(store_url: str, 
         store_url, "--test-any-namespace", "--header-timeout", "1", "--grpc-idle-timeout", "3"
     )
     try:
-        assert quick.grpc_address is not None
-        port = int(quick.grpc_address.rsplit(":", 1)[1])
-        target = quick.grpc_address.removeprefix("grpc://")
+        assert quick.grpc_url is not None
+        port = int(quick.grpc_url.rsplit(":", 1)[1])
+        target = quick.grpc_url.removeprefix("grpc://")
         pinging = [
             ("grpc.keepalive_time_ms", 500),
             ("grpc.keepalive_permit_without_calls", 1),
@@ -418,8 +418,8 @@ def test_idle_connections_live_on_pings_not_on_the_header_timer(store_url: str, 
 def test_shutdown_ends_waiting_claims_with_unavailable(store_url: str, namespace: str) -> None:
     pb2 = grpc_support.v1().pb2
     stopping = start_service(store_url, "--test-any-namespace")
-    assert stopping.grpc_address is not None
-    with grpc_support.channel(stopping.grpc_address) as channel:
+    assert stopping.grpc_url is not None
+    with grpc_support.channel(stopping.grpc_url) as channel:
         stub = grpc_support.v1().stub(channel)
         future = stub.Claim.future(
             pb2.ClaimRequest(claimant_id="c", queues=["/never"], duration_ms=1000),
@@ -437,9 +437,9 @@ def test_shutdown_ends_waiting_claims_with_unavailable(store_url: str, namespace
 
 def test_a_client_that_is_not_grpc_gets_a_clear_status(service: ServiceProcess) -> None:
     # HTTP/1.1 without te: trailers: the status travels in the headers.
-    assert service.grpc_address is not None
+    assert service.grpc_url is not None
     answer = httpx.post(
-        service.grpc_address.replace("grpc://", "http://") + "/api.EntroQ/Time",
+        service.grpc_url.replace("grpc://", "http://") + "/api.EntroQ/Time",
         content=b"\x00\x00\x00\x00\x00",
         headers={"content-type": "application/grpc"},
     )

@@ -136,11 +136,11 @@ def test_a_waiting_claim_outlives_a_call_with_whitespace_metadata(
     # One channel, one connection (as a sidecar multiplexing many callers): a claim waits while
     # other calls carry metadata values with surrounding spaces (grpcio sends them as given; a
     # tab it refuses itself, INTERNAL "Invalid metadata", and the raw client's tests send one).
-    assert service.grpc_address is not None
+    assert service.grpc_url is not None
     api = grpc_support.v1()
     pb2 = api.pb2
     meta = [("entroq-namespace", namespace)]
-    with grpc_support.channel(service.grpc_address) as channel:
+    with grpc_support.channel(service.grpc_url) as channel:
         stub = api.stub(channel)
         claim = stub.Claim.future(
             pb2.ClaimRequest(claimant_id="c1", queues=["/wait"], duration_ms=10_000, poll_ms=20_000),
@@ -190,9 +190,9 @@ MALFORMED = {
 def test_a_malformed_request_is_a_stream_error(service: ServiceProcess, namespace: str, case: str) -> None:
     # Each of h2's header checks still refuses the request, on its stream only: the answer is a
     # gRPC status, the connection gets no GOAWAY and serves the next call.
-    assert service.grpc_address is not None
+    assert service.grpc_url is not None
     header, message = MALFORMED[case]
-    client = RawH2(service.grpc_address)
+    client = RawH2(service.grpc_url)
     try:
         answer = client.answer(
             client.request(grpc_request("/api.EntroQ/Time", namespace, header), EMPTY_MESSAGE)
@@ -243,8 +243,8 @@ def test_priority_frames_for_unopened_streams_cost_nothing(service: ServiceProce
     # Hypercorn put every stream a PRIORITY frame names into its scheduler, for the connection's
     # life. 300,000 frames naming streams never opened: the service's memory stays put, and the
     # same connection then serves as many calls at once as --grpc-max-streams allows.
-    assert service.grpc_address is not None
-    client = RawH2(service.grpc_address)
+    assert service.grpc_url is not None
+    client = RawH2(service.grpc_url)
     try:
         assert time_call(client, namespace)[b"grpc-status"] == b"0"
         before = rss(service)
@@ -267,8 +267,8 @@ def test_calls_up_to_the_stream_limit_still_run_after_priority_frames(
 ) -> None:
     # PRIORITY frames for streams about to be opened (ids just above the next), then
     # MAX_STREAMS waiting claims on them: all are accepted, and all get their tasks.
-    assert service.grpc_address is not None
-    client = RawH2(service.grpc_address)
+    assert service.grpc_url is not None
+    client = RawH2(service.grpc_url)
     try:
         frames = bytearray()
         for stream_id in range(1, 4 * MAX_STREAMS, 2):
@@ -285,7 +285,7 @@ def test_calls_up_to_the_stream_limit_still_run_after_priority_frames(
             )
             for _ in range(MAX_STREAMS)
         ]
-        with grpc_support.channel(service.grpc_address) as channel:
+        with grpc_support.channel(service.grpc_url) as channel:
             inserts = [api.pb2.TaskData(queue="/many") for _ in range(MAX_STREAMS)]
             api.stub(channel).Modify(
                 api.pb2.ModifyRequest(inserts=inserts), metadata=[("entroq-namespace", namespace)], timeout=10
@@ -299,12 +299,12 @@ def test_claims_cancelled_and_reissued_at_once_all_run(service: ServiceProcess, 
     # A client at --grpc-max-streams cancels every waiting claim and opens as many new ones in
     # the same write: the scheduler's cap (the stream limit) counts the cancelled ones out, so
     # none of the new calls is refused.
-    assert service.grpc_address is not None
+    assert service.grpc_url is not None
     api = grpc_support.v1()
     claim = api.pb2.ClaimRequest(claimant_id="c", queues=["/again"], duration_ms=10_000, poll_ms=20_000)
     payload = claim.SerializeToString()
     message = struct.pack(">BI", 0, len(payload)) + payload
-    client = RawH2(service.grpc_address)
+    client = RawH2(service.grpc_url)
     try:
         first = [
             client.request(grpc_request("/api.EntroQ/Claim", namespace), message) for _ in range(MAX_STREAMS)
@@ -319,7 +319,7 @@ def test_claims_cancelled_and_reissued_at_once_all_run(service: ServiceProcess, 
             client.conn.send_data(stream, message, end_stream=True)
             second.append(stream)
         client.flush()  # one write
-        with grpc_support.channel(service.grpc_address) as channel:
+        with grpc_support.channel(service.grpc_url) as channel:
             inserts = [api.pb2.TaskData(queue="/again") for _ in range(MAX_STREAMS)]
             api.stub(channel).Modify(
                 api.pb2.ModifyRequest(inserts=inserts), metadata=[("entroq-namespace", namespace)], timeout=10
@@ -373,8 +373,8 @@ def test_malformed_trailers_reset_their_stream_only(service: ServiceProcess, nam
     # Request trailers are checked too (h2's rules: here an uppercase name): the stream, whose
     # request is with the application already, is reset; the connection goes on. (The
     # request, headers to trailers, goes out in one write: no answer can come first.)
-    assert service.grpc_address is not None
-    client = RawH2(service.grpc_address)
+    assert service.grpc_url is not None
+    client = RawH2(service.grpc_url)
     try:
         stream = client.conn.get_next_available_stream_id()
         client.conn.send_headers(stream, grpc_request("/api.EntroQ/Time", namespace))

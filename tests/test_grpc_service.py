@@ -34,8 +34,8 @@ def bytes_service(store_url: str) -> Iterator[ServiceProcess]:
 
 @pytest.fixture
 def v1_channel(v1_service: ServiceProcess) -> Iterator[grpc.Channel]:
-    assert v1_service.grpc_address is not None
-    with grpc_support.channel(v1_service.grpc_address) as channel:
+    assert v1_service.grpc_url is not None
+    with grpc_support.channel(v1_service.grpc_url) as channel:
         yield channel
 
 
@@ -128,8 +128,8 @@ def test_every_rpc_on_the_v1_schema(v1_channel: grpc.Channel, namespace: str) ->
 def test_every_rpc_on_the_bytes_schema(bytes_service: ServiceProcess, namespace: str) -> None:
     schema = grpc_support.bytes_schema()
     pb2 = schema.pb2
-    assert bytes_service.grpc_address is not None
-    with grpc_support.channel(bytes_service.grpc_address) as channel:
+    assert bytes_service.grpc_url is not None
+    with grpc_support.channel(bytes_service.grpc_url) as channel:
         stub = schema.stub(channel)
         meta = md(namespace)
         raw = [b"\x00\xffbinary", b'{"a":1}', b""]
@@ -243,9 +243,9 @@ def _client_connections(port: int) -> set[int]:
 def test_thousands_of_calls_on_one_connection(v1_service: ServiceProcess, namespace: str) -> None:
     # Hypercorn's default closes a connection with GOAWAY after 1,000 requests; not here.
     pb2 = grpc_support.v1().pb2
-    assert v1_service.grpc_address is not None
-    port = int(v1_service.grpc_address.rsplit(":", 1)[1])
-    with grpc_support.channel(v1_service.grpc_address) as channel:
+    assert v1_service.grpc_url is not None
+    port = int(v1_service.grpc_url.rsplit(":", 1)[1])
+    with grpc_support.channel(v1_service.grpc_url) as channel:
         stub = grpc_support.v1().stub(channel)
         stub.Time(pb2.TimeRequest(), metadata=md(namespace))
         first = _client_connections(port)
@@ -261,9 +261,9 @@ def test_many_blocking_claims_on_one_connection(
     # One Go worker process runs all its blocking claims on one connection, a stream each.
     count = 2_000
     pb2 = grpc_support.v1().pb2
-    assert v1_service.grpc_address is not None
-    port = int(v1_service.grpc_address.rsplit(":", 1)[1])
-    with grpc_support.channel(v1_service.grpc_address) as channel:
+    assert v1_service.grpc_url is not None
+    port = int(v1_service.grpc_url.rsplit(":", 1)[1])
+    with grpc_support.channel(v1_service.grpc_url) as channel:
         stub = grpc_support.v1().stub(channel)
         claim = pb2.ClaimRequest(claimant_id="w", queues=["/wait"], duration_ms=60_000)
         started = time.monotonic()

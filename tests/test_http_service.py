@@ -15,7 +15,7 @@ def free_port() -> int:
 
 
 def test_unreachable_store_gives_503_and_health_stays_up() -> None:
-    service = start_service(f"redis://127.0.0.1:{free_port()}/0")
+    service = start_service(f"redis://127.0.0.1:{free_port()}/0", wait_ready=False)
     try:
         with httpx.Client(base_url=service.url, timeout=30) as http:
             assert http.get("/healthz").status_code == 200

@@ -426,8 +426,8 @@ def run_buf_curl(block: Block, store_url: str, namespace: str) -> None:
     buf = install_buf()
     service = start_service(store_url, "--namespace", namespace)
     try:
-        assert service.grpc_address is not None
-        command = block.text.replace("127.0.0.1:37706", service.grpc_address.removeprefix("grpc://"))
+        assert service.grpc_url is not None
+        command = block.text.replace("127.0.0.1:37706", service.grpc_url.removeprefix("grpc://"))
         assert command != block.text, f"{block.where}: the command no longer calls 127.0.0.1:37706"
         assert shlex.split(command)[:2] == ["buf", "curl"], f"{block.where}: not a buf curl command"
         _insert(store_url, namespace, "jobs")

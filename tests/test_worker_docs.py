@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 import pytest
-import test_worker_processes  # read_line (imported as a module so its test is not collected twice)
 import trio
+from process_support import read_line
 
 import entroq_redis
 from entroq_redis import (
@@ -453,7 +453,7 @@ async def test_two_processes_contending_for_doc_sets_lose_no_update(
         with trio.fail_after(120):
             for proc in procs:
                 assert proc.stdout is not None
-                assert await test_worker_processes.read_line(proc.stdout) == b"ready\n"
+                assert await read_line(proc.stdout) == b"ready\n"
             inserted, _ = await eq.modify(
                 inserts=[
                     TaskData("count", value=a.encode()) for a in accounts for _ in range(tasks_per_account)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import trio
+from process_support import read_line
 
 import entroq_redis
 from entroq_redis import TaskData
@@ -42,16 +43,6 @@ trio.run(main)
 """
 
 TASKS = 400
-
-
-async def read_line(stream: trio.abc.ReceiveStream) -> bytes:
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = await stream.receive_some()
-        if not chunk:
-            break
-        line += chunk
-    return line
 
 
 async def test_two_processes_handle_each_task_exactly_once(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from test_lua_contract import Token, tokenize
+from lua_tokens import Token, tokenize
 
 WRITE_COMMANDS = frozenset(
     [

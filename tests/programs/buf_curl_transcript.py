@@ -114,7 +114,7 @@ def main() -> int:
         from conftest import start_service
 
         service = start_service(None, "--data", scratch.name, "--test-any-namespace", "--grpc-port", "free")
-        address = service.grpc_address
+        address = service.grpc_url
     try:
         curl = BufCurl(
             binary,
