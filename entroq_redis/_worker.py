@@ -128,10 +128,11 @@ class _Lane:
     the tasks this lane holds in the store never outnumber its slots.
     """
 
-    __slots__ = ("_wake", "claim_waits", "eq", "free", "open", "pending")
+    __slots__ = ("_wake", "capacity", "claim_waits", "eq", "free", "open", "pending")
 
     def __init__(self, eq: EntroQ, capacity: int) -> None:
         self.eq = eq
+        self.capacity = capacity
         self.free = capacity
         # (job, version to delete) of plain successes, committed with the next claim.
         self.pending: list[tuple[_Job, Task]] = []
@@ -347,7 +348,13 @@ class Worker:
                 limit = lane.free if self._budget is None else min(lane.free, self._budget)
                 if limit <= 0:
                     if self._budget == 0:
-                        break
+                        # Out of budget: the last successes still go in batches, until none runs.
+                        if lane.pending:
+                            finish, lane.pending = lane.pending, []
+                            await self._commit_deletes(lane.eq, finish)
+                            continue
+                        if lane.free == lane.capacity:
+                            break
                     await lane.changed()
                     # Successes finishing in the same pass of the event loop join this round.
                     await anyio.lowlevel.checkpoint()
@@ -367,7 +374,7 @@ class Worker:
                 for task in tasks:
                     runners.start_soon(self._run, lane, _Job(task, claimed_at))
         finally:
-            # Stopping or out of budget: later successes commit on their own.
+            # Stopping (or cancelled): later successes commit on their own.
             lane.open = False
             if lane.pending:
                 finish, lane.pending = lane.pending, []
