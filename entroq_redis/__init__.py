@@ -39,7 +39,7 @@ from ._errors import (
     UnsafeStoreError,
 )
 from ._keys import Keys
-from ._types import ChangeMode, QueueStats, Task, TaskChange, TaskData, TaskID
+from ._types import ChangeMode, ClaimSlot, QueueStats, Task, TaskChange, TaskData, TaskID
 from ._worker import Worker, WorkerEvent
 from ._worker_compat import EntroQWorker, StopWorker, renewing
 from ._worker_docs import DocNeed, TakenDocs
@@ -52,6 +52,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "Backoff",
     "ChangeMode",
+    "ClaimSlot",
     "ClaimTimeoutError",
     "ClaimedDocs",
     "DependencyError",

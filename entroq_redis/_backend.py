@@ -27,25 +27,33 @@ class Backend(Protocol):
         """Checks that the store answers and is ready for use (readiness)."""
         ...
 
-    async def try_claim(
-        self, claimant: str, queues: Sequence[str], duration_ms: int, finish: Sequence[TaskID] = ()
-    ) -> Task | None:
-        """Deletes ``finish`` (all or none), then claims one available task or returns None at once."""
+    async def try_claim_many(
+        self,
+        claimant: str,
+        queues: Sequence[str],
+        limit: int,
+        duration_ms: int,
+        finish: Sequence[TaskID] = (),
+    ) -> list[Task]:
+        """Deletes ``finish`` (all or none), then claims up to ``limit`` distinct available
+        tasks (each picked as one claim picks) or returns [] at once."""
         ...
 
     async def try_claim_id(self, claimant: str, queue: str, task_id: str, duration_ms: int) -> Task | None:
         """Claims the task ``task_id`` (in ``queue``; "" = any) if it is available now, else None."""
         ...
 
-    async def claim(
+    async def claim_many(
         self,
         claimant: str,
         queues: Sequence[str],
+        limit: int,
         duration_ms: int,
         timeout_s: float | None,
         finish: Sequence[TaskID] = (),
-    ) -> Task:
-        """Deletes ``finish``, then claims one task, waiting for one; raises ClaimTimeoutError."""
+    ) -> list[Task]:
+        """Deletes ``finish``, then claims up to ``limit`` tasks, waiting until at least one
+        is claimed; raises ClaimTimeoutError."""
         ...
 
     async def modify(

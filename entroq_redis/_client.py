@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from ._backend import Backend
-from ._contract import MAX_DURATION_MS, MAX_ID_BYTES
+from ._contract import MAX_CLAIM_SLOTS, MAX_DURATION_MS, MAX_ID_BYTES
 from ._doc_checks import check_doc_items
 from ._doc_types import (
     ClaimedDocs,
@@ -33,6 +33,14 @@ def _queue_list(queues: str | Iterable[str]) -> list[str]:
         if not isinstance(name, str):
             raise InvalidArgumentError(f"queue names must be strings, got {type(name).__name__}")
     return names
+
+
+def _claim_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidArgumentError(f"limit must be an integer, got {type(limit).__name__}")
+    if not 1 <= limit <= MAX_CLAIM_SLOTS:
+        raise InvalidArgumentError(f"limit must be from 1 to {MAX_CLAIM_SLOTS} tasks per claim, got {limit}")
+    return limit
 
 
 def _as_id(item: Task | TaskID) -> TaskID:
@@ -100,9 +108,50 @@ class EntroQ:
                 then nothing is claimed). Saves a round trip per task on the Redis
                 backend; over HTTP it is a modify followed by the claim.
         """
-        return await self.backend.try_claim(
-            self.claimant_id, _queue_list(queues), duration_ms, [_as_id(t) for t in finish]
+        tasks = await self.backend.try_claim_many(
+            self.claimant_id, _queue_list(queues), 1, duration_ms, [_as_id(t) for t in finish]
         )
+        return tasks[0] if tasks else None
+
+    async def try_claim_many(
+        self,
+        queues: str | Iterable[str],
+        limit: int,
+        duration_ms: int = DEFAULT_CLAIM_DURATION_MS,
+        *,
+        finish: Iterable[Task | TaskID] = (),
+    ) -> list[Task]:
+        """Claims up to ``limit`` available tasks from the queues in one store call, or
+        returns [] at once.
+
+        Each task is picked as try_claim picks one (each queue still holding an available
+        task equally likely, then each of its available tasks not yet picked), and no task
+        is returned twice, also with a 0 ms lease. Each claimed task's version and claims go
+        up by one, its claimant becomes this client and it stays invisible to other claims
+        for ``duration_ms`` (every task has its own lease, all of the same length). Fewer
+        than ``limit`` come back when fewer are available.
+
+        Args:
+            queues: One queue name or several.
+            limit: The most tasks to claim, 1 .. 1000. Claim no more than you will start
+                now: a claimed task's lease runs from the claim.
+            duration_ms: The lease of each task.
+            finish: Tasks this worker is done with, deleted first in the same store call
+                with modify's rules (all or none; DependencyError if any is stale, and
+                then nothing is claimed).
+
+        Returns:
+            The claimed tasks, 0 .. ``limit`` of them. One store call on the Redis backend
+            (lua/claim.lua); over HTTP and gRPC one claim per task (the wire claims one).
+        """
+        tasks = await self.backend.try_claim_many(
+            self.claimant_id,
+            _queue_list(queues),
+            _claim_limit(limit),
+            duration_ms,
+            [_as_id(t) for t in finish],
+        )
+        return tasks
 
     async def try_claim_id(
         self, queue: str, task_id: str, duration_ms: int = DEFAULT_CLAIM_DURATION_MS
@@ -157,8 +206,39 @@ class EntroQ:
             ClaimTimeoutError: (a TimeoutError) if nothing was claimed within timeout_s.
             DependencyError: a ``finish`` delete was refused; nothing was deleted or claimed.
         """
-        return await self.backend.claim(
-            self.claimant_id, _queue_list(queues), duration_ms, timeout_s, [_as_id(t) for t in finish]
+        tasks = await self.backend.claim_many(
+            self.claimant_id, _queue_list(queues), 1, duration_ms, timeout_s, [_as_id(t) for t in finish]
+        )
+        return tasks[0]
+
+    async def claim_many(
+        self,
+        queues: str | Iterable[str],
+        limit: int,
+        duration_ms: int = DEFAULT_CLAIM_DURATION_MS,
+        timeout_s: float | None = None,
+        *,
+        finish: Iterable[Task | TaskID] = (),
+    ) -> list[Task]:
+        """Like try_claim_many, but waits until at least one task is claimed.
+
+        Wakes as claim does (store pub/sub, the earliest future arrival; no fixed polling)
+        and then returns every task it could claim in that attempt, 1 .. ``limit``.
+        ``finish`` is deleted by the first attempt, even if the claim then waits or times
+        out.
+
+        Raises:
+            ClaimTimeoutError: (a TimeoutError) if nothing was claimed within timeout_s.
+            DependencyError: a ``finish`` delete was refused; nothing was deleted or claimed.
+            InvalidArgumentError: ``limit`` is not an integer from 1 to 1000.
+        """
+        return await self.backend.claim_many(
+            self.claimant_id,
+            _queue_list(queues),
+            _claim_limit(limit),
+            duration_ms,
+            timeout_s,
+            [_as_id(t) for t in finish],
         )
 
     async def modify(

@@ -1,4 +1,4 @@
-"""Encodes script arguments and decodes script replies (lua/README.md, contract 2).
+"""Encodes script arguments and decodes script replies (lua/README.md, contract 3).
 
 I/O free: the Redis backend calls these around each EVALSHA. Strings go to the store as
 UTF-8; names that came from the store undecodable round-trip through surrogateescape.
@@ -19,7 +19,7 @@ from ._errors import (
     StoreError,
 )
 from ._keys import Keys
-from ._types import QueueStats, Task, TaskChange, TaskData, TaskID, arrival_ms, as_bytes
+from ._types import ClaimSlot, QueueStats, Task, TaskChange, TaskData, TaskID, arrival_ms, as_bytes
 
 Arg = str | bytes | int
 
@@ -85,28 +85,50 @@ def claim_args(
     claimant: str,
     duration_ms: int,
     queues: Sequence[str],
-    rank_random: int,
-    order_random: int,
+    randoms: Sequence[tuple[int, int]],
     finish: Sequence[TaskID] = (),
+    slots: Sequence[ClaimSlot] | None = None,
 ) -> list[Arg]:
-    args: list[Arg] = [keys.prefix, CONTRACT_VERSION, raw(claimant), duration_ms, rank_random, order_random]
-    args.append(len(finish))
+    """claim.lua's ARGV: one (rank_random, order_random) pair per slot.
+
+    Without ``slots`` every slot claims as ``claimant`` for ``duration_ms`` (the "shared"
+    form); with them (as many as ``randoms``) each names its own (the "each" form), and
+    ``claimant`` is only the one the finish deletes are checked against.
+    """
+    form = "shared" if slots is None else "each"
+    args: list[Arg] = [
+        keys.prefix,
+        CONTRACT_VERSION,
+        raw(claimant),
+        duration_ms if slots is None else 0,
+        len(finish),
+        len(queues),
+        len(randoms),
+        form,
+    ]
     for task_id in finish:
         args += [raw(task_id.id), task_id.version, raw(task_id.queue)]
     args += [raw(q) for q in queues]
+    if slots is None:
+        for rank_random, order_random in randoms:
+            args += [rank_random, order_random]
+    else:
+        for slot, (rank_random, order_random) in zip(slots, randoms, strict=True):
+            args += [raw(slot.claimant), slot.duration_ms, rank_random, order_random]
     return args
 
 
-def decode_claim(reply: Sequence[Any]) -> tuple[Task | None, int]:
-    """(task, -) when claimed; (None, wait_ms) otherwise, wait_ms -1 meaning no tasks at all.
+def decode_claim(reply: Sequence[Any]) -> tuple[list[Task], int]:
+    """(tasks in slot order, 0) when any was claimed; ([], wait_ms) otherwise, wait_ms -1
+    meaning no tasks at all.
 
     Raises DependencyError when a finish delete was refused (nothing deleted or claimed).
     """
     if reply[0] == 1:
-        return decode_task(reply[1]), 0
+        return [decode_task(fields) for fields in reply[1]], 0
     if reply[0] == -1:
         raise _dependency_error(reply[1])
-    return None, reply[1]
+    return [], reply[1]
 
 
 def claim_id_args(keys: Keys, claimant: str, duration_ms: int, task_id: str, queue: str) -> list[Arg]:

@@ -4,10 +4,12 @@ The scripts enforce the same limits themselves (other languages call them direct
 tests/test_lua_contract.py checks that these numbers match the scripts.
 """
 
-CONTRACT_VERSION = "2"
+CONTRACT_VERSION = "3"
 
 MAX_ITEMS_PER_MODIFY = 1000
 MAX_QUEUES_PER_CLAIM = 1000
+# Tasks one claim call takes at most (claim.lua's slots, contract 3).
+MAX_CLAIM_SLOTS = 1000
 MAX_PAGE = 1000
 MAX_MATCHERS = 1000
 MAX_ID_BYTES = 64

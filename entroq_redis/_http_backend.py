@@ -308,7 +308,7 @@ class HttpBackend:
     async def time_ms(self) -> int:
         return int((await self._send("GET", "/api/v0/time")).get("timeMs", 0))
 
-    async def try_claim(
+    async def _try_claim_one(
         self, claimant: str, queues: Sequence[str], duration_ms: int, finish: Sequence[TaskID] = ()
     ) -> Task | None:
         data = await self._send(
@@ -338,7 +338,7 @@ class HttpBackend:
             )
         return task
 
-    async def claim(
+    async def _claim_one(
         self,
         claimant: str,
         queues: Sequence[str],
@@ -371,6 +371,46 @@ class HttpBackend:
             if data.get("task"):
                 return _task(data["task"])
             raise StoreError("the service ended a blocking claim without a task")
+
+    async def try_claim_many(
+        self,
+        claimant: str,
+        queues: Sequence[str],
+        limit: int,
+        duration_ms: int,
+        finish: Sequence[TaskID] = (),
+    ) -> list[Task]:
+        """Up to ``limit`` claims, one HTTP claim per task (the wire claims one task per
+        call): the first deletes ``finish``; stops at the first that finds nothing (or,
+        with a 0 ms lease, takes a task it already holds again). Not one
+        atomic call as on the Redis backend, but each task is still a claim of its own."""
+        tasks: list[Task] = []
+        while len(tasks) < limit:
+            task = await self._try_claim_one(claimant, queues, duration_ms, () if tasks else finish)
+            if task is None:
+                break
+            seen = next((i for i, t in enumerate(tasks) if t.id == task.id), None)
+            if seen is not None:
+                # A 0 ms lease leaves a claimed task available, and this claim took it again
+                # (its earlier version is stale now): keep the newer one, and stop.
+                tasks[seen] = task
+                break
+            tasks.append(task)
+        return tasks
+
+    async def claim_many(
+        self,
+        claimant: str,
+        queues: Sequence[str],
+        limit: int,
+        duration_ms: int,
+        timeout_s: float | None,
+        finish: Sequence[TaskID] = (),
+    ) -> list[Task]:
+        """A blocking HTTP claim for the first task, then up to ``limit - 1`` more without
+        waiting, one claim per task (the wire claims one task per call)."""
+        first = await self._claim_one(claimant, queues, duration_ms, timeout_s, finish)
+        return [first, *await self.try_claim_many(claimant, queues, limit - 1, duration_ms)]
 
     async def modify(
         self,

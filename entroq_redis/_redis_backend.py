@@ -38,7 +38,7 @@ from ._errors import (
 from ._keys import Keys
 from ._masked_url import masked_url
 from ._scripts import script_source
-from ._types import QueueStats, Task, TaskChange, TaskData, TaskID
+from ._types import ClaimSlot, QueueStats, Task, TaskChange, TaskData, TaskID
 from ._wake import WakeHub
 
 T = TypeVar("T")
@@ -69,8 +69,8 @@ def _store_trouble(exc: BaseException) -> bool:
 def _wrote(name: str, reply: Any, args: list[_codec.Arg]) -> bool:
     """Whether a script call changed the store (only then is there anything to confirm)."""
     if name == "claim":
-        # Claimed, or nothing to claim after its finish deletes (ARGV[7] = n_finish).
-        return bool(reply[0] == 1 or (reply[0] == 0 and int(args[6]) > 0))
+        # Claimed, or nothing to claim after its finish deletes (ARGV[5] = n_finish).
+        return bool(reply[0] == 1 or (reply[0] == 0 and int(args[4]) > 0))
     if name == "claim_id":
         return bool(reply[0] == 1)
     if name == "claim_docs":
@@ -229,19 +229,47 @@ class RedisBackend:
                 source = script.script
                 await self._guard(lambda: self.redis.script_load(source))  # noqa: B023
 
-    async def _claim_once(
-        self, claimant: str, queues: Sequence[str], duration_ms: int, finish: Sequence[TaskID] = ()
-    ) -> tuple[Task | None, int]:
-        args = _codec.claim_args(
-            self.keys, claimant, duration_ms, queues, random.getrandbits(52), random.getrandbits(31), finish
-        )
+    async def try_claim_slots(
+        self,
+        finisher: str,
+        queues: Sequence[str],
+        slots: Sequence[ClaimSlot],
+        finish: Sequence[TaskID] = (),
+    ) -> tuple[list[Task], int]:
+        """One claim.lua call whose slots each name their own claimant and lease.
+
+        For a service that coalesces the claims of several callers into one store call:
+        ``tasks[i]`` is slot i's (slots fill in order, so the slots from ``len(tasks)`` on
+        got nothing). ``finish`` is deleted first, checked against ``finisher`` (modify's
+        rules, all or none: DependencyError and nothing claimed). Returns the tasks and,
+        when none was claimed, the ms until the earliest future arrival (-1: no tasks).
+        """
+        randoms = [(random.getrandbits(52), random.getrandbits(31)) for _ in slots]
+        args = _codec.claim_args(self.keys, finisher, 0, queues, randoms, finish, slots)
         return _codec.decode_claim(await self._call("claim", args, mutates=True))
 
-    async def try_claim(
-        self, claimant: str, queues: Sequence[str], duration_ms: int, finish: Sequence[TaskID] = ()
-    ) -> Task | None:
-        task, _ = await self._claim_once(claimant, queues, duration_ms, finish)
-        return task
+    async def _claim_once(
+        self,
+        claimant: str,
+        queues: Sequence[str],
+        limit: int,
+        duration_ms: int,
+        finish: Sequence[TaskID] = (),
+    ) -> tuple[list[Task], int]:
+        randoms = [(random.getrandbits(52), random.getrandbits(31)) for _ in range(limit)]
+        args = _codec.claim_args(self.keys, claimant, duration_ms, queues, randoms, finish)
+        return _codec.decode_claim(await self._call("claim", args, mutates=True))
+
+    async def try_claim_many(
+        self,
+        claimant: str,
+        queues: Sequence[str],
+        limit: int,
+        duration_ms: int,
+        finish: Sequence[TaskID] = (),
+    ) -> list[Task]:
+        tasks, _ = await self._claim_once(claimant, queues, limit, duration_ms, finish)
+        return tasks
 
     async def try_claim_id(self, claimant: str, queue: str, task_id: str, duration_ms: int) -> Task | None:
         args = _codec.claim_id_args(self.keys, claimant, duration_ms, task_id, queue)
@@ -267,29 +295,30 @@ class RedisBackend:
     def waiting_claims(self) -> int:
         return self._hub.waiting if self._hub else 0
 
-    async def claim(
+    async def claim_many(
         self,
         claimant: str,
         queues: Sequence[str],
+        limit: int,
         duration_ms: int,
         timeout_s: float | None,
         finish: Sequence[TaskID] = (),
-    ) -> Task:
+    ) -> list[Task]:
         deadline = anyio.current_time() + timeout_s if timeout_s is not None else None
         hub = await self._wake_hub()
         with hub.watching(queues) as waiter:
             while True:
                 consumed = waiter.rearm()
                 try:
-                    task, wait_ms = await self._claim_once(claimant, queues, duration_ms, finish)
+                    tasks, wait_ms = await self._claim_once(claimant, queues, limit, duration_ms, finish)
                     finish = ()  # deleted by the first attempt
                 except BaseException:
                     if consumed is not None:
                         # Cancelled or failed before the attempt finished: someone else looks.
                         hub.wake(consumed, 1)
                     raise
-                if task is not None:
-                    return task
+                if tasks:
+                    return tasks
                 sleep_s = SAFETY_RECHECK_S
                 if wait_ms >= 0:
                     # +1 ms: the store's clock has ms resolution; waking a hair early would

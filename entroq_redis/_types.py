@@ -60,6 +60,15 @@ class TaskID:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ClaimSlot:
+    """One slot of a batched claim that names its own claimant and lease (lua/claim.lua's
+    "each" form), so one store call can claim for several callers at once."""
+
+    claimant: str
+    duration_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class TaskData:
     """A task to insert.
 

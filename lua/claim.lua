@@ -1,29 +1,40 @@
--- entroq-redis contract 2: claim.lua
--- Claims one available task (at <= now) from one of several queues, under a lease.
+-- entroq-redis contract 3: claim.lua
+-- Claims up to k available tasks (at <= now) from several queues, each under its own lease.
 --
--- Every queue that has an available task is equally likely to be chosen, and within
--- that queue every available task is equally likely. Cost: O(log n) per non-empty queue
--- looked at (empty ones are dropped by one ZMSCORE on the queue index), never a scan of
--- the available tasks. Needs ZMSCORE: Redis >= 6.2 or any Valkey.
+-- The call has k slots; each slot is one pick made as a single claim makes it: every queue
+-- that still has an available task is equally likely, and within that queue every available
+-- task not yet picked by this call. No task is picked twice, also with duration_ms 0 (a task
+-- claimed for 0 ms stays available, but not to the later slots of the same call). Slots are
+-- filled in order and stop at the first that finds nothing. Cost: O(log n) per pick and per
+-- non-empty queue looked at (empty ones are dropped by one ZMSCORE on the queue index), never
+-- a scan of the available tasks. Needs ZMSCORE: Redis >= 6.2 or any Valkey.
 --
--- Optionally it first deletes finished tasks, so a worker commits one task and takes the
--- next in one call. The deletes follow modify.lua's rules exactly (version match, same
--- queue if one is named, not held by another claimant; all or none); if any fails,
--- nothing is deleted and nothing is claimed.
+-- Optionally it first deletes finished tasks, so a worker commits its tasks and takes the
+-- next ones in one call. The deletes follow modify.lua's rules exactly (version match, same
+-- queue if one is named, not held by another claimant than ARGV[3]; all or none); if any
+-- fails, nothing is deleted and nothing is claimed.
 --
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
 -- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
--- ARGV[2]  contract        "2"
--- ARGV[3]  claimant        non-empty, at most 128 bytes
--- ARGV[4]  duration_ms     integer, 0 .. 31622400000 (lease length; 0 = claimable again at once)
--- ARGV[5]  rank_random     integer, 0 .. 2^52-1 (picks the task within the chosen queue)
--- ARGV[6]  order_random    integer, 0 .. 2^31-1 (seeds the queue shuffle)
--- ARGV[7]  n_finish        integer 0 .. 1000: finished tasks to delete first (0 = a plain claim)
--- ARGV[8..] finish, queue  n_finish triples (id, version, queue: "" = wherever the task is),
---                          then 1 .. 1000 queue names, each 1 .. 1024 bytes; duplicates are ignored
+-- ARGV[2]  contract        "3"
+-- ARGV[3]  claimant        at most 128 bytes: the finish deletes are checked against it; in the
+--                          "shared" form every slot claims as it (non-empty there)
+-- ARGV[4]  duration_ms     integer, 0 .. 31622400000: every slot's lease in the "shared" form
+--                          (validated but unused in the "each" form; send 0)
+-- ARGV[5]  n_finish        integer 0 .. 1000: finished tasks to delete first (0 = a plain claim)
+-- ARGV[6]  n_queues        integer 1 .. 1000: queue names that follow the finish triples
+-- ARGV[7]  k               integer 1 .. 1000: slots, the most tasks this call claims
+-- ARGV[8]  form            "shared" (slots take ARGV[3] and ARGV[4]) or "each" (slots name their own)
+-- ARGV[9..] finish, queues, slots   n_finish triples (id, version, queue: "" = wherever the task
+--                          is), then n_queues queue names (1 .. 1024 bytes each, duplicates
+--                          ignored), then k slots: "shared": pairs (rank_random, order_random);
+--                          "each": quadruples (claimant, duration_ms, rank_random, order_random),
+--                          claimant 1 .. 128 bytes, rank_random 0 .. 2^52-1, order_random
+--                          0 .. 2^31-1. #ARGV = 8 + 3 n_finish + n_queues + 2k ("shared") or 4k.
 --
--- Reply (claimed):   {1, task}  where task = {queue, id, version, at_ms, claimant, value,
---                                              created_ms, modified_ms, claims, attempt, err}
+-- Reply (claimed):   {1, tasks}  1 .. k tasks in slot order (the i-th task is slot i's), each
+--                                {queue, id, version, at_ms, claimant, value, created_ms,
+--                                 modified_ms, claims, attempt, err}
 -- Reply (nothing):   {0, wait_ms}  wait_ms = ms until the earliest future arrival among the
 --                                  queues, or -1 when they hold no tasks at all
 --                    (finished tasks were deleted in both cases)
@@ -36,6 +47,7 @@
 
 local MAX_QUEUES = 1000
 local MAX_ITEMS = 1000
+local MAX_CLAIM_SLOTS = 1000
 local MAX_ID_BYTES = 64
 local MAX_INT32 = 2147483647
 local MAX_QUEUE_BYTES = 1024
@@ -44,11 +56,11 @@ local MAX_DURATION_MS = 31622400000
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 
 local prefix = ARGV[1]
-if ARGV[2] ~= '2' then
-  return redis.error_reply('EQ_CONTRACT claim.lua speaks contract 2, caller sent ' .. tostring(ARGV[2]))
+if ARGV[2] ~= '3' then
+  return redis.error_reply('EQ_CONTRACT claim.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
-if #ARGV < 7 then
-  return redis.error_reply('EQ_BADARG claim.lua needs at least 7 ARGV entries, got ' .. #ARGV)
+if #ARGV < 8 then
+  return redis.error_reply('EQ_BADARG claim.lua needs at least 8 ARGV entries, got ' .. #ARGV)
 end
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
@@ -69,7 +81,6 @@ local function parse_integer(text, low, high)
 end
 
 local claimant = ARGV[3]
-if claimant == nil or claimant == '' then return bad('claimant must not be empty') end
 if #claimant > MAX_CLAIMANT_BYTES then
   return bad('claimant is longer than ' .. MAX_CLAIMANT_BYTES .. ' bytes')
 end
@@ -77,24 +88,33 @@ local duration = parse_integer(ARGV[4], 0, MAX_DURATION_MS)
 if duration == nil then
   return bad('duration_ms must be an integer from 0 to ' .. MAX_DURATION_MS .. ', got ' .. tostring(ARGV[4]))
 end
-local rank_random = parse_integer(ARGV[5], 0, 4503599627370495)
-if rank_random == nil then return bad('rank_random must be an integer from 0 to 2^52-1') end
-local order_random = parse_integer(ARGV[6], 0, 2147483647)
-if order_random == nil then return bad('order_random must be an integer from 0 to 2^31-1') end
-
-local n_finish = parse_integer(ARGV[7], 0, MAX_ITEMS)
+local n_finish = parse_integer(ARGV[5], 0, MAX_ITEMS)
 if n_finish == nil then return bad('n_finish must be an integer from 0 to ' .. MAX_ITEMS) end
+local n_queues = parse_integer(ARGV[6], 1, MAX_QUEUES)
+if n_queues == nil then return bad('n_queues must be an integer from 1 to ' .. MAX_QUEUES) end
+local k = parse_integer(ARGV[7], 1, MAX_CLAIM_SLOTS)
+if k == nil then return bad('k must be an integer from 1 to ' .. MAX_CLAIM_SLOTS) end
+local form = ARGV[8]
+if form ~= 'shared' and form ~= 'each' then return bad('form must be "shared" or "each"') end
+if form == 'shared' and claimant == '' then return bad('claimant must not be empty') end
+local slot_width = 2
+if form == 'each' then slot_width = 4 end
+local expected = 8 + 3 * n_finish + n_queues + slot_width * k
+if #ARGV ~= expected then
+  return bad('claim.lua needs exactly ' .. expected .. ' ARGV entries for these counts, got ' .. #ARGV)
+end
+
 local finish = {}
 local finishing = {}
-local position = 8
+local position = 9
 for i = 1, n_finish do
   local item = {id = ARGV[position], version = parse_integer(ARGV[position + 1], 0, MAX_INT32), queue = ARGV[position + 2]}
   position = position + 3
-  if item.id == nil or item.id == '' or #item.id > MAX_ID_BYTES then
+  if item.id == '' or #item.id > MAX_ID_BYTES then
     return bad('finish ' .. i .. ' id must be 1 to ' .. MAX_ID_BYTES .. ' bytes')
   end
   if item.version == nil then return bad('finish ' .. i .. ' version must be an integer from 0 to ' .. MAX_INT32) end
-  if item.queue == nil or #item.queue > MAX_QUEUE_BYTES then
+  if #item.queue > MAX_QUEUE_BYTES then
     return bad('finish ' .. i .. ' queue name is longer than ' .. MAX_QUEUE_BYTES .. ' bytes')
   end
   if finishing[item.id] then return bad('task id ' .. item.id .. ' is finished more than once') end
@@ -104,8 +124,9 @@ end
 
 local queues = {}
 local seen = {}
-for i = position, #ARGV do
-  local queue = ARGV[i]
+for _ = 1, n_queues do
+  local queue = ARGV[position]
+  position = position + 1
   if queue == '' then return bad('queue names must not be empty') end
   if #queue > MAX_QUEUE_BYTES then return bad('queue name is longer than ' .. MAX_QUEUE_BYTES .. ' bytes') end
   if not seen[queue] then
@@ -113,8 +134,28 @@ for i = position, #ARGV do
     queues[#queues + 1] = queue
   end
 end
-if #queues == 0 then return bad('at least one queue is required') end
-if #queues > MAX_QUEUES then return bad('at most ' .. MAX_QUEUES .. ' queues per claim, got ' .. #queues) end
+
+local slots = {}
+for i = 1, k do
+  local slot = {claimant = claimant, duration = duration}
+  if form == 'each' then
+    slot.claimant = ARGV[position]
+    slot.duration = parse_integer(ARGV[position + 1], 0, MAX_DURATION_MS)
+    position = position + 2
+    if slot.claimant == '' or #slot.claimant > MAX_CLAIMANT_BYTES then
+      return bad('slot ' .. i .. ' claimant must be 1 to ' .. MAX_CLAIMANT_BYTES .. ' bytes')
+    end
+    if slot.duration == nil then
+      return bad('slot ' .. i .. ' duration_ms must be an integer from 0 to ' .. MAX_DURATION_MS)
+    end
+  end
+  slot.rank_random = parse_integer(ARGV[position], 0, 4503599627370495)
+  slot.order_random = parse_integer(ARGV[position + 1], 0, 2147483647)
+  position = position + 2
+  if slot.rank_random == nil then return bad('slot ' .. i .. ' rank_random must be an integer from 0 to 2^52-1') end
+  if slot.order_random == nil then return bad('slot ' .. i .. ' order_random must be an integer from 0 to 2^31-1') end
+  slots[i] = slot
+end
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -145,7 +186,7 @@ end
 if #failures > 0 then return {-1, failures} end
 
 -- Finished tasks that are available now would otherwise count as claimable: they are
--- left out of the choice below (their deletes are applied only after every read).
+-- left out of the picks below (their deletes are applied only after every read).
 local leaving = {}
 for _, task in ipairs(finished) do
   if task.at <= now then
@@ -154,57 +195,111 @@ for _, task in ipairs(finished) do
   end
 end
 
--- Park-Miller generator seeded by the caller: deterministic for replication, and
--- not Lua's math.random, which restarts from the same sequence after a server start.
-local state = (order_random % 2147483646) + 1
-local function next_index(bound)
-  state = (state * 48271) % 2147483647
-  return state % bound
-end
-
--- Lazy Fisher-Yates: the first queue of a uniformly random order that has an available
--- task is uniform over the queues that have one, and we can stop as soon as we find it.
-local chosen, available = nil, 0
-local earliest_future = nil
 -- Several queues: one ZMSCORE asks the queue index which of them hold any task at all (a
 -- queue is listed exactly while it does), so the names of empty queues cost no call each.
 -- Dropping them leaves the choice uniform over the queues that have an available task.
-if #queues > 1 then
+local several = #queues > 1
+if several then
   local listed = redis.call('ZMSCORE', KEYS[1], unpack(queues))
   local holding = {}
   for i, queue in ipairs(queues) do
     if listed[i] then holding[#holding + 1] = queue end
   end
   queues = holding
+  several = #queues > 1
 end
-local count = #queues
-for i = 1, count do
-  local j = i + next_index(count - i + 1)
-  queues[i], queues[j] = queues[j], queues[i]
-  local queue_key = prefix .. 'q:' .. queues[i]
+
+-- What this call knows of each queue it looked at: its available tasks not yet picked, and
+-- the ranks (in arrival order) of the available ones it must skip: the leaving finished
+-- tasks and the tasks earlier slots picked. Nothing is written until every pick is made, so
+-- ranks stay valid for the whole call.
+local known = {}
+local earliest_future = nil
+local function look(queue)
+  local queue_key = prefix .. 'q:' .. queue
+  local state = {key = queue_key, available = 0, skipped = {}}
   local first_at = nil
-  if count > 1 then
+  if several then
     -- Several queues, often mostly empty: one look tells an empty queue from a busy one.
     local first = redis.call('ZRANGE', queue_key, 0, 0, 'WITHSCORES')
     if first[1] then first_at = tonumber(first[2]) end
   end
-  if count == 1 or (first_at ~= nil and first_at <= now) then
+  if not several or (first_at ~= nil and first_at <= now) then
     -- One queue: counting is the only look needed when it has available tasks.
-    available = redis.call('ZCOUNT', queue_key, '-inf', now) - #(leaving[queues[i]] or {})
-    if available > 0 then
-      chosen = queues[i]
-      break
+    for _, leaving_id in ipairs(leaving[queue] or {}) do
+      table.insert(state.skipped, redis.call('ZRANK', queue_key, leaving_id))
     end
-    -- Nothing available here (or only finished tasks): the next arrival is still news.
-    local first = redis.call('ZRANGE', queue_key, '(' .. now, '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
-    first_at = first[1] and tonumber(first[2]) or nil
+    table.sort(state.skipped)
+    state.available = redis.call('ZCOUNT', queue_key, '-inf', now) - #state.skipped
+    if state.available <= 0 then
+      -- Nothing available here (or only finished tasks): the next arrival is still news.
+      local first = redis.call('ZRANGE', queue_key, '(' .. now, '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+      first_at = first[1] and tonumber(first[2]) or nil
+    end
   end
   if first_at ~= nil and first_at > now and (earliest_future == nil or first_at < earliest_future) then
     earliest_future = first_at
   end
+  known[queue] = state
+  return state
 end
 
--- Writes start here when nothing is claimed: only the finish deletes.
+local picks = {}
+local candidates = queues
+for _, slot in ipairs(slots) do
+  -- Park-Miller generator seeded by the slot's order_random: deterministic for replication,
+  -- and not Lua's math.random, which restarts from the same sequence after a server start.
+  local state = (slot.order_random % 2147483646) + 1
+  -- A uniform draw among the candidate queues; one without an available task left is
+  -- dropped for the rest of the call and the draw repeated, so the queue chosen is uniform
+  -- over the queues that still have one.
+  local chosen = nil
+  while #candidates > 0 do
+    state = (state * 48271) % 2147483647
+    local j = 1 + state % #candidates
+    local queue = candidates[j]
+    local looked = known[queue] or look(queue)
+    if looked.available > 0 then
+      chosen = looked
+      break
+    end
+    candidates[j] = candidates[#candidates]
+    candidates[#candidates] = nil
+  end
+  if chosen == nil then break end
+
+  -- Uniform rank among the available tasks not skipped: draw among the remaining count,
+  -- then step over each skipped rank at or below the draw (in ascending order).
+  local rank = slot.rank_random % chosen.available
+  local at_index = #chosen.skipped + 1
+  for index, skipped_rank in ipairs(chosen.skipped) do
+    if skipped_rank <= rank then
+      rank = rank + 1
+    elseif at_index > index then
+      at_index = index
+    end
+  end
+  table.insert(chosen.skipped, at_index, rank)
+  chosen.available = chosen.available - 1
+
+  local id = redis.call('ZRANGE', chosen.key, rank, rank)[1]
+  local record = redis.call('GET', prefix .. 't:' .. id)
+  if not record then
+    return redis.error_reply('EQ_CORRUPT queue index ' .. chosen.key .. ' lists task ' .. id .. ' but its record is missing')
+  end
+  local format_version, version, at, created, modified, claims, attempt, queue, _, err, value_start =
+    struct.unpack(RECORD_FORMAT, record)
+  if format_version ~= 1 then
+    return redis.error_reply('EQ_CORRUPT task ' .. id .. ' has record format ' .. format_version .. ', this script reads 1')
+  end
+  picks[#picks + 1] = {
+    id = id, version = version + 1, at = now + slot.duration, created = created, modified = now,
+    claims = claims + 1, attempt = attempt, queue = queue, claimant = slot.claimant, err = err,
+    value = string.sub(record, value_start),
+  }
+end
+
+-- Writes start here: first the finish deletes.
 local function apply_finish()
   for _, task in ipairs(finished) do
     local queue_key = prefix .. 'q:' .. task.queue
@@ -221,59 +316,36 @@ local function apply_finish()
   end
 end
 
-if chosen == nil then
+if #picks == 0 then
   apply_finish()
   if earliest_future == nil then return {0, -1} end
   return {0, earliest_future - now}
 end
 
--- Uniform rank among the available tasks minus the leaving ones: draw among the
--- remaining count, then step over each leaving task's rank at or below the draw.
-local queue_key = prefix .. 'q:' .. chosen
-local rank = rank_random % available
-local skipped = {}
-for _, leaving_id in ipairs(leaving[chosen] or {}) do
-  table.insert(skipped, redis.call('ZRANK', queue_key, leaving_id))
-end
-table.sort(skipped)
-for _, skipped_rank in ipairs(skipped) do
-  if skipped_rank <= rank then rank = rank + 1 end
-end
-local id = redis.call('ZRANGE', queue_key, rank, rank)[1]
-local task_key = prefix .. 't:' .. id
-local record = redis.call('GET', task_key)
-if not record then
-  return redis.error_reply('EQ_CORRUPT queue ' .. chosen .. ' lists task ' .. id .. ' but its record is missing')
-end
-local format_version, version, at, created, modified, claims, attempt, queue, old_claimant, err, value_start =
-  struct.unpack(RECORD_FORMAT, record)
-if format_version ~= 1 then
-  return redis.error_reply('EQ_CORRUPT task ' .. id .. ' has record format ' .. format_version .. ', this script reads 1')
-end
-local value = string.sub(record, value_start)
-
--- All checks are done; writes start here: the finish deletes, then the claim.
+-- All checks are done: the finish deletes, then the claims.
 apply_finish()
-version = version + 1
-claims = claims + 1
-at = now + duration
-modified = now
-redis.call('SET', task_key, struct.pack(RECORD_FORMAT, 1, version, at, created, modified, claims, attempt,
-  #queue, queue, #claimant, claimant, #err, err) .. value)
-redis.call('ZADD', queue_key, at, id)
-redis.call('ZADD', prefix .. 'c:' .. queue, at, id)
+local tasks = {}
+for _, task in ipairs(picks) do
+  local queue = task.queue
+  redis.call('SET', prefix .. 't:' .. task.id, struct.pack(RECORD_FORMAT, 1, task.version, task.at, task.created,
+    task.modified, task.claims, task.attempt, #queue, queue, #task.claimant, task.claimant, #task.err, task.err) .. task.value)
+  redis.call('ZADD', prefix .. 'q:' .. queue, task.at, task.id)
+  redis.call('ZADD', prefix .. 'c:' .. queue, task.at, task.id)
 
--- Claim-count histogram behind the exact max_claims of queue stats.
-local histogram_key = prefix .. 'h:' .. queue
-local order_key = prefix .. 'm:' .. queue
-if claims > 1 then
-  if redis.call('HINCRBY', histogram_key, claims - 1, -1) <= 0 then
-    redis.call('HDEL', histogram_key, claims - 1)
-    redis.call('ZREM', order_key, claims - 1)
+  -- Claim-count histogram behind the exact max_claims of queue stats.
+  local histogram_key = prefix .. 'h:' .. queue
+  local order_key = prefix .. 'm:' .. queue
+  if task.claims > 1 then
+    if redis.call('HINCRBY', histogram_key, task.claims - 1, -1) <= 0 then
+      redis.call('HDEL', histogram_key, task.claims - 1)
+      redis.call('ZREM', order_key, task.claims - 1)
+    end
   end
-end
-if redis.call('HINCRBY', histogram_key, claims, 1) == 1 then
-  redis.call('ZADD', order_key, claims, claims)
+  if redis.call('HINCRBY', histogram_key, task.claims, 1) == 1 then
+    redis.call('ZADD', order_key, task.claims, task.claims)
+  end
+  tasks[#tasks + 1] = {queue, task.id, task.version, task.at, task.claimant, task.value, task.created,
+    task.modified, task.claims, task.attempt, task.err}
 end
 
-return {1, {queue, id, version, at, claimant, value, created, modified, claims, attempt, err}}
+return {1, tasks}

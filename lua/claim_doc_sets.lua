@@ -1,4 +1,4 @@
--- entroq-redis contract 2: claim_doc_sets.lua
+-- entroq-redis contract 3: claim_doc_sets.lua
 -- Claims the locks of doc sets, all or nothing: a set is every doc of one (doc namespace, key).
 --
 -- EntroQ 0.15's set claims. A set's lock is a record of its own (version, claimant, at_ms),
@@ -14,7 +14,7 @@
 --
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
 -- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
--- ARGV[2]  contract        "2"
+-- ARGV[2]  contract        "3"
 -- ARGV[3]  claimant        non-empty, at most 128 bytes
 -- ARGV[4]  duration_ms     integer, 0 .. 31622400000 (lease length; not used with a task to match)
 -- ARGV[5]  task_id         "" = no task to match; else the task (1 .. 64 bytes) whose lease the
@@ -60,8 +60,8 @@ local SET_RECORD_FORMAT = '>Bi4i4i8I2c0'
 local DOC_HEADER_BYTES = 2211
 
 local prefix = ARGV[1]
-if ARGV[2] ~= '2' then
-  return redis.error_reply('EQ_CONTRACT claim_doc_sets.lua speaks contract 2, caller sent ' .. tostring(ARGV[2]))
+if ARGV[2] ~= '3' then
+  return redis.error_reply('EQ_CONTRACT claim_doc_sets.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 8 then
   return redis.error_reply('EQ_BADARG claim_doc_sets.lua needs at least 8 ARGV entries, got ' .. #ARGV)

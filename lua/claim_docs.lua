@@ -1,4 +1,4 @@
--- entroq-redis contract 2: claim_docs.lua
+-- entroq-redis contract 3: claim_docs.lua
 -- Claims every doc of one (doc namespace, key), all or nothing, under a lease.
 --
 -- EntroQ's ClaimDocs: if any of the docs is held by another claimant, or the key's doc set is
@@ -12,7 +12,7 @@
 --
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
 -- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
--- ARGV[2]  contract        "2"
+-- ARGV[2]  contract        "3"
 -- ARGV[3]  claimant        non-empty, at most 128 bytes
 -- ARGV[4]  duration_ms     integer, 0 .. 31622400000 (lease length; 0 = claimable again at once)
 -- ARGV[5]  namespace       the doc namespace, 1 .. 1024 bytes
@@ -40,8 +40,8 @@ local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
 local SET_RECORD_FORMAT = '>Bi4i4i8I2c0'
 
 local prefix = ARGV[1]
-if ARGV[2] ~= '2' then
-  return redis.error_reply('EQ_CONTRACT claim_docs.lua speaks contract 2, caller sent ' .. tostring(ARGV[2]))
+if ARGV[2] ~= '3' then
+  return redis.error_reply('EQ_CONTRACT claim_docs.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV ~= 6 then
   return redis.error_reply('EQ_BADARG claim_docs.lua needs exactly 6 ARGV entries, got ' .. #ARGV)

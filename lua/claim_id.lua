@@ -1,4 +1,4 @@
--- entroq-redis contract 2: claim_id.lua
+-- entroq-redis contract 3: claim_id.lua
 -- Claims one given task by ID if it is available now (at <= now), under a lease.
 --
 -- EntroQ's `eqc tryclaimid`: the effect on the task is exactly claim.lua's (version + 1,
@@ -8,7 +8,7 @@
 --
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
 -- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
--- ARGV[2]  contract        "2"
+-- ARGV[2]  contract        "3"
 -- ARGV[3]  claimant        non-empty, at most 128 bytes
 -- ARGV[4]  duration_ms     integer, 0 .. 31622400000 (lease length; 0 = claimable again at once)
 -- ARGV[5]  id              the task's ID, 1 .. 64 bytes
@@ -31,8 +31,8 @@ local MAX_DURATION_MS = 31622400000
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 
 local prefix = ARGV[1]
-if ARGV[2] ~= '2' then
-  return redis.error_reply('EQ_CONTRACT claim_id.lua speaks contract 2, caller sent ' .. tostring(ARGV[2]))
+if ARGV[2] ~= '3' then
+  return redis.error_reply('EQ_CONTRACT claim_id.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV ~= 6 then
   return redis.error_reply('EQ_BADARG claim_id.lua needs exactly 6 ARGV entries, got ' .. #ARGV)

@@ -1,4 +1,4 @@
--- entroq-redis contract 2: docs.lua
+-- entroq-redis contract 3: docs.lua
 -- Lists the docs of one doc namespace: a page of a key range in (key, secondary key, id)
 -- order, or given doc IDs in the order asked.
 --
@@ -8,7 +8,7 @@
 --
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
 -- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
--- ARGV[2]  contract        "2"
+-- ARGV[2]  contract        "3"
 -- ARGV[3]  namespace       the doc namespace, 1 .. 1024 bytes
 -- ARGV[4]  key_start       at most 1024 bytes: the range's first key ("" = from the first doc)
 -- ARGV[5]  key_end         at most 1024 bytes: the first key past the range ("" = no bound)
@@ -34,8 +34,8 @@ local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
 local DOC_HEADER_BYTES = 2211
 
 local prefix = ARGV[1]
-if ARGV[2] ~= '2' then
-  return redis.error_reply('EQ_CONTRACT docs.lua speaks contract 2, caller sent ' .. tostring(ARGV[2]))
+if ARGV[2] ~= '3' then
+  return redis.error_reply('EQ_CONTRACT docs.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 8 then
   return redis.error_reply('EQ_BADARG docs.lua needs at least 8 ARGV entries, got ' .. #ARGV)

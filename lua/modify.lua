@@ -1,4 +1,4 @@
--- entroq-redis contract 2: modify.lua
+-- entroq-redis contract 3: modify.lua
 -- Inserts, changes, deletes and depends on any set of tasks and docs, all or nothing.
 --
 -- Every item is validated and every dependency checked before the first write. On any
@@ -6,7 +6,7 @@
 --
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
 -- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
--- ARGV[2]  contract        "2"
+-- ARGV[2]  contract        "3"
 -- ARGV[3]  claimant        the modifier, at most 128 bytes (may be empty)
 -- ARGV[4]  id_seed         entropy for generated IDs: at least 16 bytes when an insert has an empty id
 -- ARGV[5]  notify          "PUBLISH", "SPUBLISH" or "" (how to announce newly available tasks)
@@ -80,8 +80,8 @@ local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
 local SET_RECORD_FORMAT = '>Bi4i4i8I2c0'
 
 local prefix = ARGV[1]
-if ARGV[2] ~= '2' then
-  return redis.error_reply('EQ_CONTRACT modify.lua speaks contract 2, caller sent ' .. tostring(ARGV[2]))
+if ARGV[2] ~= '3' then
+  return redis.error_reply('EQ_CONTRACT modify.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 13 then
   return redis.error_reply('EQ_BADARG modify.lua needs at least 13 ARGV entries, got ' .. #ARGV)

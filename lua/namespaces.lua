@@ -1,4 +1,4 @@
--- entroq-redis contract 2: namespaces.lua
+-- entroq-redis contract 3: namespaces.lua
 -- Lists the doc namespaces that hold docs, in name order, with their doc and claimed counts.
 --
 -- Read only. Matching works on ranks in the sorted doc namespace index (ZLEXCOUNT per prefix
@@ -8,7 +8,7 @@
 --
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
 -- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
--- ARGV[2]  contract        "2"
+-- ARGV[2]  contract        "3"
 -- ARGV[3]  limit           integer 1 .. 1000: doc namespaces per page
 -- ARGV[4]  after           "" for the first page, else the last name of the previous page
 -- ARGV[5]  n_prefixes      integer 0 .. 1000
@@ -27,8 +27,8 @@ local MAX_PAGE = 1000
 local MAX_MATCHERS = 1000
 
 local prefix = ARGV[1]
-if ARGV[2] ~= '2' then
-  return redis.error_reply('EQ_CONTRACT namespaces.lua speaks contract 2, caller sent ' .. tostring(ARGV[2]))
+if ARGV[2] ~= '3' then
+  return redis.error_reply('EQ_CONTRACT namespaces.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 5 then
   return redis.error_reply('EQ_BADARG namespaces.lua needs at least 5 ARGV entries, got ' .. #ARGV)

@@ -1,4 +1,4 @@
--- entroq-redis contract 2: queues.lua
+-- entroq-redis contract 3: queues.lua
 -- Lists non-empty queues in name order, with their sizes or their full stats.
 --
 -- Read only. Matching uses the sorted queue index (ZRANGE BYLEX per prefix, ZSCORE per
@@ -6,7 +6,7 @@
 --
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
 -- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
--- ARGV[2]  contract        "2"
+-- ARGV[2]  contract        "3"
 -- ARGV[3]  detail          "size" = {name, num_tasks}; "stats" = full stats (below)
 -- ARGV[4]  limit           integer 1 .. 1000: queues per page
 -- ARGV[5]  after           "" for the first page, else the last name of the previous page
@@ -27,8 +27,8 @@ local MAX_PAGE = 1000
 local MAX_MATCHERS = 1000
 
 local prefix = ARGV[1]
-if ARGV[2] ~= '2' then
-  return redis.error_reply('EQ_CONTRACT queues.lua speaks contract 2, caller sent ' .. tostring(ARGV[2]))
+if ARGV[2] ~= '3' then
+  return redis.error_reply('EQ_CONTRACT queues.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 6 then
   return redis.error_reply('EQ_BADARG queues.lua needs at least 6 ARGV entries, got ' .. #ARGV)

@@ -1,4 +1,4 @@
--- entroq-redis contract 2: tasks.lua
+-- entroq-redis contract 3: tasks.lua
 -- Lists tasks: one page of a queue in arrival order, or given task IDs from any queue.
 --
 -- Read only. A queue listing is paged by rank: each call looks at no more than `limit`
@@ -6,7 +6,7 @@
 --
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
 -- ARGV[1]  key prefix      "{ns}:" (every other key is derived from it, see lua/README.md)
--- ARGV[2]  contract        "2"
+-- ARGV[2]  contract        "3"
 -- ARGV[3]  claimant        "" = no filter; otherwise only tasks held by this claimant or available
 --                          now (at <= now) are listed
 -- ARGV[4]  queue           "" = any queue (IDs mode only)
@@ -26,8 +26,8 @@ local MAX_QUEUE_BYTES = 1024
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 
 local prefix = ARGV[1]
-if ARGV[2] ~= '2' then
-  return redis.error_reply('EQ_CONTRACT tasks.lua speaks contract 2, caller sent ' .. tostring(ARGV[2]))
+if ARGV[2] ~= '3' then
+  return redis.error_reply('EQ_CONTRACT tasks.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 7 then
   return redis.error_reply('EQ_BADARG tasks.lua needs at least 7 ARGV entries, got ' .. #ARGV)

@@ -1,4 +1,4 @@
--- entroq-redis contract 2: time.lua
+-- entroq-redis contract 3: time.lua
 -- Reads the store's clock on the node that owns the namespace.
 --
 -- Every availability and lease decision uses this clock (TIME inside the scripts). On a
@@ -8,14 +8,14 @@
 --
 -- KEYS[1]  {ns}:queues     queue index; names the namespace slot (must equal ARGV[1] .. "queues")
 -- ARGV[1]  key prefix      "{ns}:"
--- ARGV[2]  contract        "2"
+-- ARGV[2]  contract        "3"
 --
 -- Reply:   {now_ms}  ms since the epoch
 -- Errors:  EQ_BADARG <message>, EQ_CONTRACT <message>
 
 local prefix = ARGV[1]
-if ARGV[2] ~= '2' then
-  return redis.error_reply('EQ_CONTRACT time.lua speaks contract 2, caller sent ' .. tostring(ARGV[2]))
+if ARGV[2] ~= '3' then
+  return redis.error_reply('EQ_CONTRACT time.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 2 then
   return redis.error_reply('EQ_BADARG time.lua needs at least 2 ARGV entries, got ' .. #ARGV)

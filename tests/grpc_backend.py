@@ -288,7 +288,7 @@ class GrpcBackend:
             finish=[self._task_id(t) for t in finish],
         )
 
-    async def try_claim(
+    async def _try_claim_one(
         self, claimant: str, queues: Sequence[str], duration_ms: int, finish: Sequence[TaskID] = ()
     ) -> Task | None:
         request = self._claim_request(claimant, queues, duration_ms, finish)
@@ -308,7 +308,7 @@ class GrpcBackend:
         response = await self._call(self.stub.TryClaim, request)
         return task_of(response.task) if response.HasField("task") else None
 
-    async def claim(
+    async def _claim_one(
         self,
         claimant: str,
         queues: Sequence[str],
@@ -357,6 +357,46 @@ class GrpcBackend:
         if value is not None:
             message.value.CopyFrom(value)
         return message
+
+    async def try_claim_many(
+        self,
+        claimant: str,
+        queues: Sequence[str],
+        limit: int,
+        duration_ms: int,
+        finish: Sequence[TaskID] = (),
+    ) -> list[Task]:
+        """Up to ``limit`` claims, one gRPC claim per task (the wire claims one task per
+        call): the first deletes ``finish``; stops at the first that finds nothing (or,
+        with a 0 ms lease, takes a task it already holds again). Not one
+        atomic call as on the Redis backend, but each task is still a claim of its own."""
+        tasks: list[Task] = []
+        while len(tasks) < limit:
+            task = await self._try_claim_one(claimant, queues, duration_ms, () if tasks else finish)
+            if task is None:
+                break
+            seen = next((i for i, t in enumerate(tasks) if t.id == task.id), None)
+            if seen is not None:
+                # A 0 ms lease leaves a claimed task available, and this claim took it again
+                # (its earlier version is stale now): keep the newer one, and stop.
+                tasks[seen] = task
+                break
+            tasks.append(task)
+        return tasks
+
+    async def claim_many(
+        self,
+        claimant: str,
+        queues: Sequence[str],
+        limit: int,
+        duration_ms: int,
+        timeout_s: float | None,
+        finish: Sequence[TaskID] = (),
+    ) -> list[Task]:
+        """A blocking gRPC claim for the first task, then up to ``limit - 1`` more without
+        waiting, one claim per task (the wire claims one task per call)."""
+        first = await self._claim_one(claimant, queues, duration_ms, timeout_s, finish)
+        return [first, *await self.try_claim_many(claimant, queues, limit - 1, duration_ms)]
 
     async def modify(
         self,

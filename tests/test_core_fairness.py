@@ -102,8 +102,12 @@ async def test_claim_over_many_names_reports_the_next_arrival(
         now = await eq.time()
         await eq.modify(inserts=[TaskData("n999", at=now + 60_000)])
     names = [f"n{i}" for i in range(1000)]
-    argv = [keys.prefix, entroq_redis.CONTRACT_VERSION, "me", "1000", "5", "9", "0", *names]
+    # claimant, duration_ms, n_finish, n_queues, k, form; the names; one slot's randoms.
+    head = [keys.prefix, entroq_redis.CONTRACT_VERSION, "me", "1000", "0"]
+    argv = [*head, str(len(names)), "1", "shared", *names, "5", "9"]
     reply = sync_redis.eval(script_source("claim"), 1, keys.queue_index, *argv)
     assert reply[0] == 0 and 55_000 < reply[1] <= 60_000, reply
-    emptied = sync_redis.eval(script_source("claim"), 1, keys.queue_index, *argv[:7], "n1", "n2")
+    emptied = sync_redis.eval(
+        script_source("claim"), 1, keys.queue_index, *head, "2", "1", "shared", "n1", "n2", "5", "9"
+    )
     assert emptied == [0, -1]
