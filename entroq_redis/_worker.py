@@ -38,6 +38,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ._client import EntroQ
+from ._contract import MAX_CLAIM_SLOTS
 from ._doc_types import Doc
 from ._errors import DependencyError, InvalidArgumentError
 from ._types import Task
@@ -345,7 +346,7 @@ class Worker:
         """
         try:
             while not self._stop_requested:
-                limit = lane.free if self._budget is None else min(lane.free, self._budget)
+                limit = min(lane.free, MAX_CLAIM_SLOTS if self._budget is None else self._budget)
                 if limit <= 0:
                     if self._budget == 0:
                         # Out of budget: the last successes still go in batches, until none runs.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import redis
 import trio
 
@@ -28,6 +29,9 @@ async def test_one_store_call_per_round() -> None:
     concurrency, rounds = 8, 8
     async with entroq_redis.open_embedded() as url, entroq_redis.connect(url) as eq:
         await eq.modify(inserts=[TaskData("jobs", value=b"x")] * (concurrency * rounds))
+        # A blocking claim's first use sets up the client's wake-ups (a script call of its own).
+        with pytest.raises(entroq_redis.ClaimTimeoutError):
+            await eq.claim("warm-up", 1_000, timeout_s=0.01)
         client = redis.Redis.from_url(url)
         try:
             worker = Worker(eq, "jobs", noop, concurrency=concurrency, max_tasks=concurrency * rounds)
@@ -129,8 +133,15 @@ async def test_one_stale_task_does_not_block_its_rounds_other_deletes(
         await go.wait()
 
     events: list[WorkerEvent] = []
+    settled = trio.Event()
+
+    def record(event: WorkerEvent) -> None:
+        events.append(event)
+        if len(events) == 4:
+            settled.set()
+
     # No max_tasks: the four deletes ride on the next round's claim, which the stale one refuses.
-    worker = Worker(eq, "jobs", handle, lease_ms=30_000, concurrency=4, on_event=events.append)
+    worker = Worker(eq, "jobs", handle, lease_ms=30_000, concurrency=4, on_event=record)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(worker.run)
@@ -142,8 +153,7 @@ async def test_one_stale_task_does_not_block_its_rounds_other_deletes(
             thief = await other.claim("jobs", 60_000, timeout_s=5)
             assert thief.id == stale_id
             go.set()
-            while len(events) < 4:
-                await trio.sleep(0.01)
+            await settled.wait()
             worker.stop()
     assert sorted(e.kind for e in events) == ["done", "done", "done", "lost"]
     assert [e.task.id for e in events if e.kind == "lost"] == [stale_id]
