@@ -2,6 +2,7 @@
 
     python benchmarks/worker_noop.py [--jobs 20000] [--procs 1] [--concurrency 16]
         [--loops trio,uvloop] [--repeats 2] [--url redis://...] [--profile DIR]
+        [--variant NAME=SOURCE_DIR]...
 
 Starts the embedded Valkey (unless --url), fills a queue with ``--jobs`` tasks (100-byte
 values) before each run, starts W worker processes (each a ``Worker`` with ``concurrency``
@@ -9,6 +10,10 @@ C and a handler that returns None at once) and times them from a common start un
 queue is empty. Loops and repeats alternate in one run, so their figures share the machine's
 load. Prints one JSON line per run: jobs/s, client CPU us per job (the worker processes),
 store CPU us per job and script calls per job (INFO commandstats, EVALSHA).
+
+With --variant, each run is repeated with the worker processes importing ``entroq_redis``
+from another source tree (``git archive <commit> entroq_redis lua | tar -x -C DIR``), so an
+older Worker and this one are measured in the same run; ``NAME=`` is the installed library.
 
 With --profile DIR, py-spy samples the first worker process of each run (raw collapsed
 stacks in DIR) and the heaviest frames, by own time and by time under them, are printed.
@@ -95,14 +100,21 @@ def _top_frames(path: str, count: int = 12) -> dict[str, list[tuple[str, float]]
     return {"own_pct": share(own), "under_pct": share(under)}
 
 
-def _one_run(store: Store, args: argparse.Namespace, loop: str, profile: str | None) -> dict[str, Any]:
+def _one_run(
+    store: Store, args: argparse.Namespace, loop: str, variant: tuple[str, str], profile: str | None
+) -> dict[str, Any]:
+    name, source = variant
+    env = {**os.environ, "PYTHONPATH": source} if source else None
     store.clear(NAMESPACE)
     fill(store.url, NAMESPACE, QUEUE, args.jobs)
     start_at = time.time() + 2.0
     spec = {"url": store.url, "concurrency": args.concurrency, "loop": loop, "start_at": start_at}
     children = [
         subprocess.Popen(
-            [sys.executable, __file__, "--child", json.dumps(spec)], stdout=subprocess.PIPE, text=True
+            [sys.executable, __file__, "--child", json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for _ in range(args.procs)
     ]
@@ -125,6 +137,7 @@ def _one_run(store: Store, args: argparse.Namespace, loop: str, profile: str | N
     seconds = max(r["ended"] for r in reports) - start_at
     done = sum(r["done"] for r in reports)
     row: dict[str, Any] = {
+        "variant": name,
         "loop": loop,
         "procs": args.procs,
         "concurrency": args.concurrency,
@@ -154,6 +167,13 @@ def main() -> None:
     parser.add_argument("--loops", default="trio,uvloop", help="comma-separated: trio, asyncio, uvloop")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--profile", metavar="DIR", help="py-spy the first worker process of each run")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=SOURCE_DIR",
+        help="another entroq_redis to run",
+    )
     args = parser.parse_args()
     if args.child:
         _run_child(json.loads(args.child))
@@ -161,13 +181,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         store = Store(args.url) if args.url else Store.embedded(scratch)
         try:
+            variants = [tuple(v.split("=", 1)) for v in args.variant] or [("", "")]
             for repeat in range(args.repeats):
                 for loop in args.loops.split(","):
-                    profile = None
-                    if args.profile:
-                        os.makedirs(args.profile, exist_ok=True)
-                        profile = os.path.join(args.profile, f"worker-{loop}-{repeat}.txt")
-                    print(json.dumps(_one_run(store, args, loop, profile)), flush=True)
+                    for variant in variants:
+                        profile = None
+                        if args.profile:
+                            os.makedirs(args.profile, exist_ok=True)
+                            profile = os.path.join(args.profile, f"worker-{variant[0]}-{loop}-{repeat}.txt")
+                        row = _one_run(store, args, loop, (variant[0], variant[1]), profile)
+                        print(json.dumps(row), flush=True)
         finally:
             store.clear(NAMESPACE)
             store.close()
