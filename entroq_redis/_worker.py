@@ -482,11 +482,12 @@ class Worker:
         args: tuple[object, ...] = (task,) if taken is None else (task, taken)
         result: object
         if self._handler_is_async:
-            result = await cast(Callable[..., Awaitable[object]], self.handler)(*args)
+            # String types: a subscripted one is built (a typing cache lookup) on every call.
+            result = await cast("Callable[..., Awaitable[object]]", self.handler)(*args)
         else:
             # Abandoned on cancel: a thread cannot be interrupted, but the lease can be given up.
             result = await anyio.to_thread.run_sync(
-                cast(Callable[..., object], self.handler),
+                cast("Callable[..., object]", self.handler),
                 *args,
                 abandon_on_cancel=True,
                 limiter=self._limiter,
@@ -587,8 +588,8 @@ class Worker:
         try:
             items = self.take_docs(task)
             if self._take_docs_is_async:
-                items = await cast(Awaitable[Iterable[DocNeedLike]], items)
-            needs: list[DocNeed] = normalize_needs(cast(Iterable[DocNeedLike], items))
+                items = await cast("Awaitable[Iterable[DocNeedLike]]", items)
+            needs: list[DocNeed] = normalize_needs(cast("Iterable[DocNeedLike]", items))
         except Exception as exc:
             await self._commit_outcome(eq, job, task, exc)
             return None

@@ -199,7 +199,7 @@ class LeaseKeeper:
         version to commit with (or release).
         """
         self.leases.discard(lease)
-        if lease._renewing:
+        if lease._renewing:  # rare: most tasks end before their first renewal is due
             lease._settled = anyio.Event()
             with anyio.CancelScope(shield=True):
                 await lease._settled.wait()
