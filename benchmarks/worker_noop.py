@@ -59,12 +59,14 @@ async def _child(spec: dict[str, Any]) -> dict[str, Any]:
         async with anyio.create_task_group() as group:
             group.start_soon(worker.run)
             # The store alone knows when every process's jobs are done.
-            while await eq.queues(exact=[QUEUE]):  # noqa: ASYNC110
+            give_up = time.perf_counter() + spec["timeout_s"]
+            while await eq.queues(exact=[QUEUE]) and time.perf_counter() < give_up:  # noqa: ASYNC110
                 await anyio.sleep(0.02)
+            left = (await eq.queues(exact=[QUEUE])).get(QUEUE, 0)
             ended = time.perf_counter() + offset
             cpu_s = time.process_time() - cpu_before
             worker.stop(grace_s=5)
-    return {"done": worker.counts["done"], "ended": ended, "cpu_s": cpu_s}
+    return {"done": worker.counts["done"], "ended": ended, "cpu_s": cpu_s, "left": left}
 
 
 def _run_child(spec: dict[str, Any]) -> None:
@@ -108,7 +110,13 @@ def _one_run(
     store.clear(NAMESPACE)
     fill(store.url, NAMESPACE, QUEUE, args.jobs)
     start_at = time.time() + 2.0
-    spec = {"url": store.url, "concurrency": args.concurrency, "loop": loop, "start_at": start_at}
+    spec = {
+        "url": store.url,
+        "concurrency": args.concurrency,
+        "loop": loop,
+        "start_at": start_at,
+        "timeout_s": 120.0,
+    }
     children = [
         subprocess.Popen(
             [sys.executable, __file__, "--child", json.dumps(spec)],
@@ -148,6 +156,8 @@ def _one_run(
         # Counted from just before the start to after the last worker stopped: the fill is out.
         "store_cpu_us_per_job": round(delta["cpu_usec"] / done, 1),
         "script_calls_per_job": round(delta["evalsha_calls"] / done, 3),
+        # Tasks still in the queue when a worker gave up waiting (120 s): a stuck run.
+        "left": max(r["left"] for r in reports),
     }
     if profile and os.path.exists(profile):
         row["profile"] = profile
