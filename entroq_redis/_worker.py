@@ -362,15 +362,23 @@ class Worker:
                     continue
                 # The leases start during the call: their renewals are timed from before it.
                 claimed_at = anyio.current_time()
-                if lane.pending:
-                    finish, lane.pending = lane.pending, []
-                    tasks = await self._finish_and_claim(lane, finish, limit)
-                else:
-                    tasks = await self._claim(lane, limit)
-                if not tasks:
-                    continue
+                # Reserved before the call (given back after it): other lanes claim meanwhile,
+                # and must not wait for tasks beyond max_tasks.
+                if self._budget is not None:
+                    self._budget -= limit
+                try:
+                    if lane.pending:
+                        finish, lane.pending = lane.pending, []
+                        tasks = await self._finish_and_claim(lane, finish, limit)
+                    else:
+                        tasks = await self._claim(lane, limit)
+                finally:
+                    if self._budget is not None:
+                        self._budget += limit
                 if self._budget is not None:
                     self._budget -= len(tasks)
+                if not tasks:
+                    continue
                 lane.free -= len(tasks)
                 for task in tasks:
                     runners.start_soon(self._run, lane, _Job(task, claimed_at))

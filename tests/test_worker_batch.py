@@ -13,7 +13,7 @@ import redis
 import trio
 
 import entroq_redis
-from entroq_redis import MoveTaskError, RetryTaskError, Task, TaskData, Worker, WorkerEvent
+from entroq_redis import MoveTaskError, RetryTaskError, TakenDocs, Task, TaskData, Worker, WorkerEvent
 
 
 def script_calls(client: redis.Redis) -> int:
@@ -159,3 +159,18 @@ async def test_one_stale_task_does_not_block_its_rounds_other_deletes(
     assert [e.task.id for e in events if e.kind == "lost"] == [stale_id]
     [left] = await eq.tasks("jobs")
     assert (left.id, left.version, left.claimant) == (stale_id, thief.version, other.claimant_id)
+
+
+async def test_max_tasks_ends_a_worker_whose_slots_claim_apart(redis_eq: entroq_redis.EntroQ) -> None:
+    # With take_docs each slot claims on its own (its own claimant): the slots that find the
+    # budget taken must not wait for a task max_tasks will never let them claim.
+    await redis_eq.modify(inserts=[TaskData("jobs", value=b"only")])
+
+    async def handle(task: Task, docs: TakenDocs) -> None:
+        return None
+
+    worker = Worker(redis_eq, "jobs", handle, concurrency=4, max_tasks=1, take_docs=lambda task: [])
+    with trio.fail_after(10):
+        await worker.run()
+    assert worker.counts == {"done": 1}
+    assert await redis_eq.tasks("jobs") == []
