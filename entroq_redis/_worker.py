@@ -34,9 +34,11 @@ from typing import Literal, TypeAlias, cast
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import anyio.to_thread
 
 from ._client import EntroQ
+from ._contract import MAX_CLAIM_SLOTS
 from ._doc_types import Doc
 from ._errors import DependencyError, InvalidArgumentError
 from ._types import Task
@@ -49,7 +51,7 @@ from ._worker_docs import (
     normalize_needs,
     set_release,
 )
-from ._worker_lease import Lease, hold_lease
+from ._worker_lease import LeaseKeeper
 from ._worker_outcomes import (
     Backoff,
     Commit,
@@ -83,6 +85,7 @@ EventKind = Literal["done", "retried", "quarantined", "released", "lost", "faile
 
 # How long a release or commit may take while the worker is being cancelled from outside.
 _SHIELDED_CALL_S = 5.0
+_TIMED_OUT = "commit timed out; the task returns when its lease runs out"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,12 +109,50 @@ class WorkerEvent:
     elapsed_s: float = 0.0
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _PendingDelete:
-    """A successful task whose delete waits to ride on the slot's next claim."""
+class _Job:
+    """One claimed task on its way through the worker: the task as claimed, and when."""
 
-    held: Task
-    event: Callable[..., None]
+    __slots__ = ("claimed_at", "task")
+
+    def __init__(self, task: Task, claimed_at: float) -> None:
+        self.task = task
+        self.claimed_at = claimed_at
+
+
+class _Lane:
+    """Slots that claim as one claimant, and the successes whose deletes ride on their next claim.
+
+    One lane holds every slot of a worker; with ``take_docs`` each slot is a lane of its own
+    (its own claimant, see ``Worker._slot_client``). The lane's dispatcher claims at most
+    ``free`` tasks per store call, and a slot is free again only once the task it ran is
+    committed or its delete is in ``pending`` (deleted atomically with that next claim), so
+    the tasks this lane holds in the store never outnumber its slots.
+    """
+
+    __slots__ = ("_wake", "capacity", "claim_waits", "eq", "free", "open", "pending")
+
+    def __init__(self, eq: EntroQ, capacity: int) -> None:
+        self.eq = eq
+        self.capacity = capacity
+        self.free = capacity
+        # (job, version to delete) of plain successes, committed with the next claim.
+        self.pending: list[tuple[_Job, Task]] = []
+        # A blocking claim is in flight (nothing to claim now): successes commit on their own.
+        self.claim_waits = False
+        # The dispatcher takes successes into pending (False once it has stopped).
+        self.open = True
+        self._wake: anyio.Event | None = None
+
+    def notify(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def changed(self) -> None:
+        self._wake = anyio.Event()
+        try:
+            await self._wake.wait()
+        finally:
+            self._wake = None
 
 
 def _is_async(handler: object) -> bool:
@@ -215,7 +256,8 @@ class Worker:
         self._deadline = float("inf")
         self._cancel_handlers = False
         self._claim_scopes: set[anyio.CancelScope] = set()
-        self._handler_scopes: set[anyio.CancelScope] = set()
+        self._lanes: list[_Lane] = []
+        self._keeper = LeaseKeeper(lease_ms)
         self._stop_event: anyio.Event | None = None
         self._deadline_moved: anyio.Event | None = None
 
@@ -230,13 +272,18 @@ class Worker:
         self._stop_event = anyio.Event()
         self._deadline_moved = anyio.Event()
         self._limiter = anyio.CapacityLimiter(self.concurrency)
+        if self.take_docs is None:
+            self._lanes = [_Lane(self.eq, self.concurrency)]
+        else:
+            self._lanes = [_Lane(self._slot_client(index), 1) for index in range(self.concurrency)]
         if self._stop_requested:
             self._stop_event.set()
         async with anyio.create_task_group() as supervisor:
             supervisor.start_soon(self._enforce_grace)
-            async with anyio.create_task_group() as slots:
-                for index in range(self.concurrency):
-                    slots.start_soon(self._slot, self._slot_client(index))
+            supervisor.start_soon(self._keeper.run)
+            async with anyio.create_task_group() as runners:
+                for lane in self._lanes:
+                    runners.start_soon(self._dispatch, lane, runners)
                 task_status.started()
             supervisor.cancel_scope.cancel()
 
@@ -257,6 +304,8 @@ class Worker:
         self._deadline_moved.set()
         for scope in list(self._claim_scopes):
             scope.cancel()
+        for lane in self._lanes:
+            lane.notify()
 
     @property
     def stopping(self) -> bool:
@@ -272,18 +321,9 @@ class Worker:
             with anyio.move_on_after(remaining):
                 await self._deadline_moved.wait()
         self._cancel_handlers = True
-        for scope in list(self._handler_scopes):
-            scope.cancel()
+        self._keeper.cancel_all()
 
     # -- claiming --------------------------------------------------------------------------
-
-    def _take_budget(self) -> bool:
-        if self._budget is None:
-            return True
-        if self._budget <= 0:
-            return False
-        self._budget -= 1
-        return True
 
     def _slot_client(self, index: int) -> EntroQ:
         """The client a slot claims and commits through.
@@ -296,70 +336,149 @@ class Worker:
             return self.eq
         return self.eq.as_claimant(f"{self.claimant_id}/{index}")
 
-    async def _slot(self, eq: EntroQ) -> None:
-        # A plain success (the handler returned None) is not committed on its own: the
-        # delete rides on this slot's next claim (finish-and-claim, one store call).
-        pending: _PendingDelete | None = None
-        while not self._stop_requested and self._take_budget():
-            task: Task | None = None
-            if pending is not None:
-                task = await self._finish_and_try_claim(eq, pending)
-                pending = None
-            if task is None:
-                with anyio.CancelScope() as scope:
-                    self._claim_scopes.add(scope)
-                    try:
-                        task = await eq.claim(self.queues, self.lease_ms)
-                    except Exception as exc:
-                        log.warning("claim from %s failed (%s); retrying", self.queues, exc)
-                        await anyio.sleep(self.claim_error_delay_s)
-                    finally:
-                        self._claim_scopes.discard(scope)
-            if task is None:
-                if self._budget is not None:
-                    self._budget += 1
-                continue
-            try:
-                pending = await self._process(eq, task)
-            except Exception:
-                # Never reached by design; a bug here must not end the worker.
-                log.exception("internal error handling task %s", task.id)
-        if pending is not None:
-            # Stopping or out of budget: commit the last success on its own.
-            await self._commit_outcome(eq, pending.held, None, pending.event)
+    async def _dispatch(self, lane: _Lane, runners: anyio.abc.TaskGroup) -> None:
+        """Fills ``lane``'s free slots, one store call per round, until stopped or out of budget.
 
-    async def _finish_and_try_claim(self, eq: EntroQ, pending: _PendingDelete) -> Task | None:
-        """Deletes a finished task and claims the next one in one call (None: nothing claimed)."""
+        A round deletes the plain successes finished since the last one and claims up to as
+        many tasks as there are free slots, in one call; each claimed task gets a runner.
+        With nothing to delete it is a blocking claim, during which successes commit on their
+        own (nothing else would commit them while the queues stay empty).
+        """
+        try:
+            while not self._stop_requested:
+                limit = min(lane.free, MAX_CLAIM_SLOTS if self._budget is None else self._budget)
+                if limit <= 0:
+                    if self._budget == 0:
+                        # Out of budget: the last successes still go in batches, until none runs.
+                        if lane.pending:
+                            finish, lane.pending = lane.pending, []
+                            await self._commit_deletes(lane.eq, finish)
+                            continue
+                        if lane.free == lane.capacity:
+                            break
+                    await lane.changed()
+                    # Successes finishing in the same pass of the event loop join this round.
+                    await anyio.lowlevel.checkpoint()
+                    continue
+                # The leases start during the call: their renewals are timed from before it.
+                claimed_at = anyio.current_time()
+                # Reserved before the call (given back after it): other lanes claim meanwhile,
+                # and must not wait for tasks beyond max_tasks.
+                if self._budget is not None:
+                    self._budget -= limit
+                try:
+                    if lane.pending:
+                        finish, lane.pending = lane.pending, []
+                        tasks = await self._finish_and_claim(lane, finish, limit)
+                    else:
+                        tasks = await self._claim(lane, limit)
+                finally:
+                    if self._budget is not None:
+                        self._budget += limit
+                if self._budget is not None:
+                    self._budget -= len(tasks)
+                if not tasks:
+                    continue
+                lane.free -= len(tasks)
+                for task in tasks:
+                    runners.start_soon(self._run, lane, _Job(task, claimed_at))
+        finally:
+            # Stopping (or cancelled): later successes commit on their own.
+            lane.open = False
+            if lane.pending:
+                finish, lane.pending = lane.pending, []
+                await self._commit_deletes(lane.eq, finish)
+
+    async def _claim(self, lane: _Lane, limit: int) -> list[Task]:
+        """Waits for up to ``limit`` tasks (at least one); [] after a failure or when stopped."""
+        with anyio.CancelScope() as scope:
+            self._claim_scopes.add(scope)
+            lane.claim_waits = True
+            try:
+                return await lane.eq.claim_many(self.queues, limit, self.lease_ms)
+            except Exception as exc:
+                log.warning("claim from %s failed (%s); retrying", self.queues, exc)
+                await anyio.sleep(self.claim_error_delay_s)
+            finally:
+                lane.claim_waits = False
+                self._claim_scopes.discard(scope)
+        return []
+
+    async def _finish_and_claim(self, lane: _Lane, finish: list[tuple[_Job, Task]], limit: int) -> list[Task]:
+        """Deletes ``finish`` and claims up to ``limit`` tasks in one store call (maybe none)."""
         try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S) as timeout:
-                task = await eq.try_claim(self.queues, self.lease_ms, finish=[pending.held])
+                tasks = await lane.eq.try_claim_many(
+                    self.queues, limit, self.lease_ms, finish=[held for _, held in finish]
+                )
             if timeout.cancelled_caught:
-                pending.event("failed", message="commit timed out; the task returns when its lease runs out")
-                return None
+                for job, _ in finish:
+                    self._emit("failed", job, message=_TIMED_OUT)
+                return []
         except DependencyError as exc:
-            pending.event("lost", message=str(exc))
-            return None
+            if len(finish) == 1:
+                self._emit("lost", finish[0][0], message=str(exc))
+            else:
+                # One stale task refuses the whole batch: the others must still commit.
+                for job, held in finish:
+                    await self._commit_outcome(lane.eq, job, held, None)
+            return []
         except Exception as exc:
-            log.warning("finish-and-claim failed (%s); committing on its own", exc)
-            await self._commit_outcome(eq, pending.held, None, pending.event)
-            return None
-        pending.event("done")
-        return task
+            log.warning("finish-and-claim failed (%s); committing on their own", exc)
+            await self._commit_deletes(lane.eq, finish)
+            return []
+        for job, _ in finish:
+            self._emit("done", job)
+        return tasks
+
+    async def _commit_deletes(self, eq: EntroQ, finish: list[tuple[_Job, Task]]) -> None:
+        """Deletes plain successes in one modify; if it is refused, each on its own.
+
+        One stale task (its lease lost) refuses a modify for all: committing the others one
+        by one keeps it from costing them their commit.
+        """
+        if len(finish) > 1:
+            try:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S) as timeout:
+                    await eq.modify(deletes=[held for _, held in finish])
+                if timeout.cancelled_caught:
+                    for job, _ in finish:
+                        self._emit(
+                            "failed",
+                            job,
+                            message=_TIMED_OUT,
+                        )
+                    return
+            except DependencyError:
+                pass
+            except Exception as exc:
+                for job, _ in finish:
+                    self._emit("failed", job, message=f"commit failed: {exc}")
+                return
+            else:
+                for job, _ in finish:
+                    self._emit("done", job)
+                return
+        for job, held in finish:
+            await self._commit_outcome(eq, job, held, None)
 
     # -- one task --------------------------------------------------------------------------
 
-    def _emit(self, event: WorkerEvent) -> None:
-        self.counts[event.kind] += 1
+    def _emit(self, kind: EventKind, job: _Job, result: Task | None = None, message: str = "") -> None:
+        self.counts[kind] += 1
         # Retries are routine; a quarantine, a lost lease or a failed write deserve attention.
-        level = logging.WARNING if event.kind in ("quarantined", "lost", "failed") else logging.INFO
+        level = logging.WARNING if kind in ("quarantined", "lost", "failed") else logging.INFO
+        if self.on_event is None and not log.isEnabledFor(level):
+            return  # nobody looks at the event: do not build it
+        event = WorkerEvent(kind, job.task, result, message, anyio.current_time() - job.claimed_at)
         log.log(
             level,
             "%s task %s from %s: %s",
-            event.kind,
-            event.task.id,
-            event.task.queue,
-            event.message,
-            extra={"worker_event": event.kind},
+            kind,
+            job.task.id,
+            job.task.queue,
+            message,
+            extra={"worker_event": kind},
         )
         if self.on_event is not None:
             try:
@@ -371,11 +490,12 @@ class Worker:
         args: tuple[object, ...] = (task,) if taken is None else (task, taken)
         result: object
         if self._handler_is_async:
-            result = await cast(Callable[..., Awaitable[object]], self.handler)(*args)
+            # String types: a subscripted one is built (a typing cache lookup) on every call.
+            result = await cast("Callable[..., Awaitable[object]]", self.handler)(*args)
         else:
             # Abandoned on cancel: a thread cannot be interrupted, but the lease can be given up.
             result = await anyio.to_thread.run_sync(
-                cast(Callable[..., object], self.handler),
+                cast("Callable[..., object]", self.handler),
                 *args,
                 abandon_on_cancel=True,
                 limiter=self._limiter,
@@ -385,78 +505,86 @@ class Worker:
         raise TypeError(f"a handler returns None or Finish, not {type(result).__name__}")
 
     async def _run_handler(
-        self, task: Task, taken: TakenDocs | None
+        self, task: Task, taken: TakenDocs | None, scope: anyio.CancelScope
     ) -> tuple[bool, HandlerResult | Exception]:
-        """(True, the handler's result or exception), or (False, None) if stop() cancelled it."""
-        with anyio.CancelScope() as scope:
-            self._handler_scopes.add(scope)
-            if self._cancel_handlers:
-                scope.cancel()
+        """(True, the handler's result or exception), or (False, None) if ``scope`` was cancelled
+        (stop's grace period ended, or the lease was lost)."""
+        with scope:
             try:
                 return True, await self._call_handler(task, taken)
             except Exception as exc:
                 log.debug("handler raised on task %s", task.id, exc_info=True)
                 return True, exc
-            finally:
-                self._handler_scopes.discard(scope)
         return False, None
 
-    async def _process(self, eq: EntroQ, task: Task) -> _PendingDelete | None:
+    async def _run(self, lane: _Lane, job: _Job) -> None:
+        """Runs one claimed task in one of ``lane``'s slots, and frees the slot."""
+        try:
+            held = await self._process(lane.eq, job)
+            if held is not None:
+                if lane.open and not lane.claim_waits and not self._stop_requested:
+                    lane.pending.append((job, held))  # deleted by the next round's claim
+                else:
+                    await self._commit_outcome(lane.eq, job, held, None)
+        except Exception:
+            # Never reached by design; a bug here must not end the worker.
+            log.exception("internal error handling task %s", job.task.id)
+        finally:
+            lane.free += 1
+            lane.notify()
+
+    async def _process(self, eq: EntroQ, job: _Job) -> Task | None:
         """Takes the task's docs, runs the handler under a renewed lease and commits its outcome.
 
         Returns the held task when the outcome is a plain delete the caller may combine
         with its next claim (not while stopping, nor with doc sets to release); otherwise
         everything is committed here.
         """
-        started = anyio.current_time()
-
-        def event(kind: EventKind, result: Task | None = None, message: str = "") -> None:
-            self._emit(WorkerEvent(kind, task, result, message, anyio.current_time() - started))
-
+        task = job.task
         if self.max_claims and task.claims > self.max_claims:
             message = f"claimed {task.claims} times without finishing (max_claims {self.max_claims})"
-            await self._commit_outcome(eq, task, MoveTaskError(message), event)
+            await self._commit_outcome(eq, job, task, MoveTaskError(message))
             return None
         taken: TakenDocs | None = None
-        first_renewal_s: float | None = None
         if self.take_docs is not None:
-            taken = await self._take_docs(eq, task, event)
+            taken = await self._take_docs(eq, job)
             if taken is None:
                 return None  # its outcome is written already
-            # The task's lease has run since the claim: renew half a lease after it.
-            first_renewal_s = self.lease_ms / 2000 - (anyio.current_time() - started)
-        held, held_sets = task, taken.sets if taken is not None else []
-        lease: Lease | None = None
-        needs_release = True
+        scope = anyio.CancelScope()
+        if self._cancel_handlers:
+            scope.cancel()
+        # The lease has run since the claim: the first renewal is due half a lease after it.
+        lease = self._keeper.hold(
+            eq, task, scope, job.claimed_at + self.lease_ms / 2000, taken.sets if taken is not None else ()
+        )
+        released = False
         try:
-            try:
-                async with hold_lease(
-                    eq, task, self.lease_ms, sets=held_sets, first_renewal_s=first_renewal_s
-                ) as lease:
-                    finished, outcome = await self._run_handler(task, taken)
-            except DependencyError as exc:
-                needs_release = False
-                event("lost", message=str(exc))
-                if lease is not None and lease.sets:
+            finished, outcome = await self._run_handler(task, taken, scope)
+            lost = await self._keeper.release(lease)
+            released = True
+            if lost is not None:
+                self._emit("lost", job, message=str(lost))
+                if lease.sets:
                     await self._release_sets_quietly(eq, lease.sets)
                 return None
             held, held_sets = lease.task, lease.sets
             if not finished:
-                return None  # stopped past the grace period: released below
-            needs_release = False
+                await self._release(eq, job, held, held_sets)  # stopped past the grace period
+                return None
             if outcome is None and not self._stop_requested and not held_sets:
-                return _PendingDelete(held, event)
-            await self._commit_outcome(eq, held, outcome, event, held_sets)
+                return held
+            await self._commit_outcome(eq, job, held, outcome, held_sets)
             return None
         finally:
-            if needs_release:
-                if lease is not None:
-                    # Cancelled from outside: the lease's versions are the ones we hold.
-                    held, held_sets = lease.task, lease.sets
-                await self._release(eq, held, event, held_sets)
+            if not released:
+                # Cancelled from outside: the lease's versions are the ones we hold.
+                if await self._keeper.release(lease) is None:
+                    await self._release(eq, job, lease.task, lease.sets)
+                else:
+                    self._emit("lost", job, message=str(lease.lost))
 
-    async def _take_docs(self, eq: EntroQ, task: Task, event: Callable[..., None]) -> TakenDocs | None:
-        """Claims the doc sets ``task`` needs, tied to its lease.
+    async def _take_docs(self, eq: EntroQ, job: _Job) -> TakenDocs | None:
+        """Claims the doc sets the job's task needs, tied to its lease.
 
         Returns what to hand the handler, or None when the task's outcome has been written
         instead: quarantined (a needed doc is missing, or the request cannot be served),
@@ -464,13 +592,14 @@ class Worker:
         or lost (the task is no longer ours).
         """
         assert self.take_docs is not None
+        task = job.task
         try:
             items = self.take_docs(task)
             if self._take_docs_is_async:
-                items = await cast(Awaitable[Iterable[DocNeedLike]], items)
-            needs: list[DocNeed] = normalize_needs(cast(Iterable[DocNeedLike], items))
+                items = await cast("Awaitable[Iterable[DocNeedLike]]", items)
+            needs: list[DocNeed] = normalize_needs(cast("Iterable[DocNeedLike]", items))
         except Exception as exc:
-            await self._commit_outcome(eq, task, exc, event)
+            await self._commit_outcome(eq, job, task, exc)
             return None
         if not needs:
             return TakenDocs([], [])
@@ -479,48 +608,46 @@ class Worker:
         except DependencyError as exc:
             if exc.failures:
                 # The task itself: no longer held by us at this version (its lease ran out).
-                event("lost", message=str(exc))
+                self._emit("lost", job, message=str(exc))
                 return None
-            await self._put_back(eq, task, f"doc contention: {exc}", event)
+            await self._put_back(eq, job, f"doc contention: {exc}")
             return None
         except InvalidArgumentError as exc:
             # Too many sets or members, a bad namespace: no retry can make it work.
-            await self._commit_outcome(eq, task, MoveTaskError(f"cannot take its docs: {exc}"), event)
+            await self._commit_outcome(eq, job, task, MoveTaskError(f"cannot take its docs: {exc}"))
             return None
         except Exception as exc:
-            await self._put_back(eq, task, f"taking its docs failed: {exc}", event)
+            await self._put_back(eq, job, f"taking its docs failed: {exc}")
             return None
         taken = TakenDocs(list(claimed.sets), list(claimed.docs))
         missing = missing_docs(needs, taken)
         if missing:
             message = "missing " + "; ".join(missing)
-            await self._commit_outcome(eq, task, MoveTaskError(message), event, taken.sets)
+            await self._commit_outcome(eq, job, task, MoveTaskError(message), taken.sets)
             return None
         return taken
 
-    async def _put_back(self, eq: EntroQ, task: Task, message: str, event: Callable[..., None]) -> None:
-        """Makes ``task`` available again after the contention backoff; not a failed attempt."""
-        change = contention_change(task, self.doc_contention_backoff.delay_ms(1))
+    async def _put_back(self, eq: EntroQ, job: _Job, message: str) -> None:
+        """Makes the job's task available again after the contention backoff; not a failed attempt."""
+        change = contention_change(job.task, self.doc_contention_backoff.delay_ms(1))
         with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S):
             try:
                 _, changed = await eq.modify(changes=[change])
-                event("retried", changed[0], message)
+                self._emit("retried", job, changed[0], message)
             except DependencyError as exc:
-                event("lost", message=str(exc))
+                self._emit("lost", job, message=str(exc))
             except Exception as exc:
-                event("failed", message=f"{message}; putting the task back failed: {exc}")
+                self._emit("failed", job, message=f"{message}; putting the task back failed: {exc}")
 
-    async def _release(
-        self, eq: EntroQ, held: Task, event: Callable[..., None], sets: Sequence[Doc] = ()
-    ) -> None:
+    async def _release(self, eq: EntroQ, job: _Job, held: Task, sets: Sequence[Doc] = ()) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_SHIELDED_CALL_S):
             try:
                 _, changed = await eq.modify(
                     changes=[release_change(held)], doc_changes=[set_release(s) for s in sets]
                 )
-                event("released", changed[0], "worker stopping")
+                self._emit("released", job, changed[0], "worker stopping")
             except Exception as exc:
-                event("failed", message=f"release failed: {exc}")
+                self._emit("failed", job, message=f"release failed: {exc}")
 
     async def _release_sets_quietly(self, eq: EntroQ, sets: Sequence[Doc]) -> None:
         """After a lost lease: gives back the set locks we may still hold, if we still do."""
@@ -551,9 +678,9 @@ class Worker:
     async def _commit_outcome(
         self,
         eq: EntroQ,
+        job: _Job,
         held: Task,
         outcome: HandlerResult | Exception,
-        event: Callable[..., None],
         sets: Sequence[Doc] = (),
     ) -> None:
         """Writes the outcome; ``sets`` (doc set locks held with the task) are released in it."""
@@ -574,7 +701,7 @@ class Worker:
                     doc_depends=commit.doc_depends,
                 )
             if timeout.cancelled_caught:
-                event("failed", message="commit timed out; the task returns when its lease runs out")
+                self._emit("failed", job, message=_TIMED_OUT)
                 return
         except DependencyError as exc:
             held_sets = {(s.namespace, s.key) for s in sets}
@@ -582,13 +709,13 @@ class Worker:
                 not f.id and (f.namespace, f.key) in held_sets for f in exc.doc_failures
             )
             if ours_lost or kind != "done":
-                event("lost", message=str(exc))
+                self._emit("lost", job, message=str(exc))
                 return
             # The handler's own items conflicted, not our claim: count it as a failed attempt.
-            await self._commit_outcome(eq, held, RetryTaskError(str(exc)), event, sets)
+            await self._commit_outcome(eq, job, held, RetryTaskError(str(exc)), sets)
             return
         except Exception as exc:
-            event("failed", message=f"commit failed: {exc}")
+            self._emit("failed", job, message=f"commit failed: {exc}")
             return
         mine = [t for t in changed if t.id == held.id]
-        event(kind, mine[0] if mine else None, message)
+        self._emit(kind, job, mine[0] if mine else None, message)
