@@ -226,13 +226,13 @@ async def test_namespaces_batch_apart(
 async def test_concurrent_grpc_claims_get_distinct_tasks_with_their_own_claimants(
     service: ServiceProcess, own_store: str, store: redis.Redis, namespace: str
 ) -> None:
-    assert service.grpc_address is not None
+    assert service.grpc_url is not None
     await fill(own_store, namespace, 10)
     got: list[tuple[str, entroq_redis.Task | None]] = []
 
     async def one(i: int) -> None:
         async with open_grpc_client(
-            service.grpc_address or "", namespace=namespace, claimant_id=f"g-{i}"
+            service.grpc_url or "", namespace=namespace, claimant_id=f"g-{i}"
         ) as eq:
             got.append((f"g-{i}", await eq.try_claim(QUEUE)))
 
