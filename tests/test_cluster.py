@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import os
 import subprocess
 import sys
 
@@ -146,12 +147,14 @@ async def test_unconfirmed_write_is_503_outcome_unknown_over_http(store_url: str
 
 
 def test_serve_refuses_a_zero_wait_timeout(store_url: str) -> None:
-    serve = [sys.executable, "-m", "entroq_redis.cli", "serve", "--redis", store_url, "--port", "0"]
+    # The URL in the environment, as a secret should be (on the command line it draws a warning).
+    serve = [sys.executable, "-m", "entroq_redis.cli", "serve", "--port", "0"]
     result = subprocess.run(
         [*serve, "--wait-replicas", "1", "--wait-timeout-ms", "0"],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "ENTROQ_REDIS_URL": store_url},
     )
     assert result.returncode == 2
     assert result.stderr == "entroq-redis serve: --wait-timeout-ms must be positive\n"
