@@ -57,7 +57,6 @@ local MAX_DURATION_MS = 31622400000
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 -- shared: record-format end
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT claim.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
@@ -65,6 +64,7 @@ if #ARGV < 8 then
   return redis.error_reply('EQ_BADARG claim.lua needs at least 8 ARGV entries, got ' .. #ARGV)
 end
 -- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
@@ -145,7 +145,8 @@ end
 
 local slots = {}
 for i = 1, k do
-  local slot = {claimant = claimant, duration = duration}
+  -- All four fields in the constructor: a table grown key by key is rehashed on the way.
+  local slot = {claimant = claimant, duration = duration, rank_random = false, order_random = false}
   if form == 'each' then
     slot.claimant = ARGV[position]
     slot.duration = parse_integer(ARGV[position + 1], 0, MAX_DURATION_MS)
@@ -185,7 +186,11 @@ end
 local finish_keys = {}
 for i, item in ipairs(finish) do finish_keys[i] = prefix .. 't:' .. item.id end
 local finish_records = {}
-if #finish_keys > 0 then finish_records = redis.call('MGET', unpack(finish_keys)) end
+if #finish_keys == 1 then
+  finish_records = {redis.call('GET', finish_keys[1])}
+elseif #finish_keys > 1 then
+  finish_records = redis.call('MGET', unpack(finish_keys))
+end
 for i, item in ipairs(finish) do
   local record = finish_records[i]
   local task = nil
@@ -322,7 +327,11 @@ end
 local pick_keys = {}
 for i, id in ipairs(picks) do pick_keys[i] = prefix .. 't:' .. id end
 local pick_records = {}
-if #pick_keys > 0 then pick_records = redis.call('MGET', unpack(pick_keys)) end
+if #pick_keys == 1 then
+  pick_records = {redis.call('GET', pick_keys[1])}
+elseif #pick_keys > 1 then
+  pick_records = redis.call('MGET', unpack(pick_keys))
+end
 for i, id in ipairs(picks) do
   local record = pick_records[i]
   if not record then
@@ -396,6 +405,20 @@ local function add_delta(deltas, counts, count, by)
   deltas[count] = deltas[count] + by
 end
 
+-- A task's record and its reply entry, as modify.lua writes and returns them.
+-- shared: task-write begin
+local function store(task)
+  redis.call('SET', prefix .. 't:' .. task.id, struct.pack(RECORD_FORMAT, 1, task.version, task.at, task.created,
+    task.modified, task.claims, task.attempt, #task.queue, task.queue, #task.claimant, task.claimant,
+    #task.err, task.err) .. task.value)
+end
+
+local function as_reply(task)
+  return {task.queue, task.id, task.version, task.at, task.claimant, task.value, task.created, task.modified,
+    task.claims, task.attempt, task.err}
+end
+-- shared: task-write end
+
 -- Writes start here: first the finish deletes.
 local function apply_finish()
   if #finished == 0 then return end
@@ -445,16 +468,12 @@ apply_finish()
 if #picks == 1 then
   -- One task (k = 1, or a batch that found one): its own calls, without the grouping tables.
   local task = picks[1]
-  local queue = task.queue
-  redis.call('SET', prefix .. 't:' .. task.id, struct.pack(RECORD_FORMAT, 1, task.version, task.at, task.created,
-    task.modified, task.claims, task.attempt, #queue, queue, #task.claimant, task.claimant, #task.err, task.err)
-    .. task.value)
-  redis.call('ZADD', prefix .. 'q:' .. queue, task.at, task.id)
-  redis.call('ZADD', prefix .. 'c:' .. queue, task.at, task.id)
-  if task.claims > 1 then shift_one(queue, task.claims - 1, -1) end
-  shift_one(queue, task.claims, 1)
-  return {1, {{queue, task.id, task.version, task.at, task.claimant, task.value, task.created, task.modified,
-    task.claims, task.attempt, task.err}}}
+  store(task)
+  redis.call('ZADD', prefix .. 'q:' .. task.queue, task.at, task.id)
+  redis.call('ZADD', prefix .. 'c:' .. task.queue, task.at, task.id)
+  if task.claims > 1 then shift_one(task.queue, task.claims - 1, -1) end
+  shift_one(task.queue, task.claims, 1)
+  return {1, {as_reply(task)}}
 end
 local tasks = {}
 local records = {}
@@ -463,8 +482,7 @@ for _, task in ipairs(picks) do
   records[#records + 1] = prefix .. 't:' .. task.id
   records[#records + 1] = struct.pack(RECORD_FORMAT, 1, task.version, task.at, task.created, task.modified,
     task.claims, task.attempt, #queue, queue, #task.claimant, task.claimant, #task.err, task.err) .. task.value
-  tasks[#tasks + 1] = {queue, task.id, task.version, task.at, task.claimant, task.value, task.created,
-    task.modified, task.claims, task.attempt, task.err}
+  tasks[#tasks + 1] = as_reply(task)
 end
 redis.call('MSET', unpack(records))
 local order, groups = by_queue(picks)

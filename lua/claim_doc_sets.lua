@@ -65,7 +65,6 @@ local SET_RECORD_FORMAT = '>Bi4i4i8I2c0'
 -- with omit_members are checked on this much of their record, without copying contents.
 local DOC_HEADER_BYTES = 2211
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT claim_doc_sets.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
@@ -73,6 +72,7 @@ if #ARGV < 8 then
   return redis.error_reply('EQ_BADARG claim_doc_sets.lua needs at least 8 ARGV entries, got ' .. #ARGV)
 end
 -- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end

@@ -43,7 +43,6 @@ local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
 local SET_RECORD_FORMAT = '>Bi4i4i8I2c0'
 -- shared: set-record-format end
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT claim_docs.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
@@ -51,6 +50,7 @@ if #ARGV ~= 6 then
   return redis.error_reply('EQ_BADARG claim_docs.lua needs exactly 6 ARGV entries, got ' .. #ARGV)
 end
 -- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end

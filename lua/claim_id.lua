@@ -32,7 +32,6 @@ local MAX_DURATION_MS = 31622400000
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 -- shared: record-format end
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT claim_id.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
@@ -40,6 +39,7 @@ if #ARGV ~= 6 then
   return redis.error_reply('EQ_BADARG claim_id.lua needs exactly 6 ARGV entries, got ' .. #ARGV)
 end
 -- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end

@@ -35,7 +35,6 @@ local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
 -- much of a record is read (GETRANGE), so omit_values does not copy the contents.
 local DOC_HEADER_BYTES = 2211
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT docs.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
@@ -43,6 +42,7 @@ if #ARGV < 8 then
   return redis.error_reply('EQ_BADARG docs.lua needs at least 8 ARGV entries, got ' .. #ARGV)
 end
 -- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end

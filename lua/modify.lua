@@ -85,7 +85,6 @@ local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
 local SET_RECORD_FORMAT = '>Bi4i4i8I2c0'
 -- shared: set-record-format end
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT modify.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
@@ -93,6 +92,7 @@ if #ARGV < 13 then
   return redis.error_reply('EQ_BADARG modify.lua needs at least 13 ARGV entries, got ' .. #ARGV)
 end
 -- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
@@ -698,6 +698,7 @@ local function reindex(old, task)
   end
 end
 
+-- shared: task-write begin
 local function store(task)
   redis.call('SET', prefix .. 't:' .. task.id, struct.pack(RECORD_FORMAT, 1, task.version, task.at, task.created,
     task.modified, task.claims, task.attempt, #task.queue, task.queue, #task.claimant, task.claimant,
@@ -708,6 +709,7 @@ local function as_reply(task)
   return {task.queue, task.id, task.version, task.at, task.claimant, task.value, task.created, task.modified,
     task.claims, task.attempt, task.err}
 end
+-- shared: task-write end
 
 local function note_arrival(task)
   local entry = wake[task.queue]

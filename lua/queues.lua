@@ -26,7 +26,6 @@
 local MAX_PAGE = 1000
 local MAX_MATCHERS = 1000
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT queues.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
@@ -34,6 +33,7 @@ if #ARGV < 6 then
   return redis.error_reply('EQ_BADARG queues.lua needs at least 6 ARGV entries, got ' .. #ARGV)
 end
 -- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end

@@ -27,7 +27,6 @@ local MAX_QUEUE_BYTES = 1024
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
 -- shared: record-format end
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT tasks.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
@@ -35,6 +34,7 @@ if #ARGV < 7 then
   return redis.error_reply('EQ_BADARG tasks.lua needs at least 7 ARGV entries, got ' .. #ARGV)
 end
 -- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
