@@ -1,12 +1,14 @@
 """Store CPU per call of claim.lua versions, A/B on one private embedded store.
 
-Each script given with --script LABEL=PATH is loaded (SCRIPT LOAD) into one embedded Valkey; rounds
-alternate the scripts (the order flips every round) and read the store's own accounting of EVALSHA
-(INFO commandstats, reset before each run), so two versions are compared on the same data, the
-same process and the same moment. Modes: ``plain`` (k = 1, lease 0, so the queue keeps its depth),
-``finish1`` (k = 1 finishing the task the previous call claimed) and ``batch`` (k = --batch, finishing
-the previous call's tasks; contract 3 only). A script file whose first line says contract 2 is
-called with contract 2's arguments (k = 1 only). The queue is refilled to --depth before every run.
+Each script given with --script LABEL=PATH is loaded (SCRIPT LOAD) into one embedded Valkey;
+rounds alternate the scripts (the order flips every round) and read the store's own accounting
+of EVALSHA (INFO commandstats, reset before each run) and the store process's CPU time (INFO cpu),
+so two versions are compared on the same data, the same process and the same moment.
+
+Modes: ``plain`` (k = 1, lease 0, so the queue keeps its depth), ``finish1`` (k = 1, finishing
+the task the previous call claimed) and ``batch`` (k = --batch, finishing the previous call's
+tasks; contract 3 only). A script file whose first line says contract 2 is called with contract
+2's arguments (k = 1 only). The queue is refilled to --depth before every run.
 
     python benchmarks/claim_script_cost.py --depth 1000 --script new=lua/claim.lua \
         --script old=<(git show 979611b:lua/claim.lua)
@@ -101,6 +103,13 @@ def evalsha_usec(client: redis.Redis) -> tuple[int, int]:
     return int(stats["calls"]), int(stats["usec"])
 
 
+def cpu_usec(client: redis.Redis) -> float:
+    """The store process's CPU time so far (user + system), in us: unlike the commandstats
+    time it does not grow while the store waits for a core on a busy machine."""
+    cpu = client.info("cpu")
+    return (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])) * 1e6
+
+
 def run(
     client: redis.Redis,
     modify_sha: str,
@@ -110,8 +119,9 @@ def run(
     calls: int,
     batch: int,
     depth: int,
-) -> float:
-    """Store us per call (plain, finish1) or per claimed job (batch), from INFO commandstats."""
+) -> tuple[float, float]:
+    """Store us per call (plain, finish1) or per claimed job (batch): the script's time from INFO
+    commandstats, and the store process's CPU time (network and command dispatch included)."""
     k = batch if mode == "batch" else 1
     duration = 0 if mode == "plain" else 30000
     held: list[Task] = []
@@ -121,19 +131,23 @@ def run(
     # below three quarters of the depth.
     segment = calls if mode == "plain" else max(1, depth // (4 * k))
     jobs = n = usec = 0
+    cpu = 0.0
     done = 0
     while done < calls:
         client.config_resetstat()
+        cpu_start = cpu_usec(client)
         for _ in range(min(segment, calls - done)):
             held = call_claim(client, sha, contract, duration, held if mode != "plain" else [], k)
             jobs += len(held)
             done += 1
+        cpu += cpu_usec(client) - cpu_start
         segment_calls, segment_usec = evalsha_usec(client)
         n, usec = n + segment_calls, usec + segment_usec
         refill(client, modify_sha, depth)
     if mode != "plain" and held:  # leave no lease behind for the next run
         call_claim(client, sha, contract, 0, held, k)
-    return usec / (jobs if mode == "batch" else n)
+    per = jobs if mode == "batch" else n
+    return usec / per, cpu / per
 
 
 def main() -> int:
@@ -157,7 +171,7 @@ def main() -> int:
         shas = {label: str(client.script_load(text)) for label, text in texts.items()}
         refill(client, modify_sha, args.depth)
         labels = list(shas)
-        results: dict[tuple[str, str], list[float]] = {}
+        results: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for mode in modes:
             for round_ in range(args.rounds):
                 for label in labels if round_ % 2 == 0 else labels[::-1]:
@@ -173,7 +187,10 @@ def main() -> int:
         row = {
             "part": "claim_script_cost", "script": label, "mode": mode, "depth": args.depth,
             "k": args.batch if mode == "batch" else 1, "unit": "us/job" if mode == "batch" else "us/call",
-            "median": round(statistics.median(costs), 2), "runs": [round(c, 2) for c in costs],
+            "median": round(statistics.median(c[0] for c in costs), 2),
+            "runs": [round(c[0], 2) for c in costs],
+            "cpu_median": round(statistics.median(c[1] for c in costs), 2),
+            "cpu_runs": [round(c[1], 2) for c in costs],
         }  # fmt: skip
         print(json.dumps(row))
     return 0

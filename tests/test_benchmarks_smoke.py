@@ -145,4 +145,4 @@ def test_claim_script_cost_compares_two_script_files() -> None:
     assert {(r["script"], r["mode"]) for r in rows} == {
         (s, m) for s in "ab" for m in ("plain", "finish1", "batch")
     }
-    assert all(len(r["runs"]) == 2 and r["median"] > 0 for r in rows)
+    assert all(len(r["runs"]) == 2 and r["median"] > 0 and r["cpu_median"] > 0 for r in rows)
