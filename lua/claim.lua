@@ -53,22 +53,27 @@ local MAX_INT32 = 2147483647
 local MAX_QUEUE_BYTES = 1024
 local MAX_CLAIMANT_BYTES = 128
 local MAX_DURATION_MS = 31622400000
+-- shared: record-format begin
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
+-- shared: record-format end
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT claim.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 8 then
   return redis.error_reply('EQ_BADARG claim.lua needs at least 8 ARGV entries, got ' .. #ARGV)
 end
+-- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
 end
+-- shared: prefix-check end
 
+-- shared: argument-helpers begin
 local function bad(message)
   return redis.error_reply('EQ_BADARG ' .. message)
 end
@@ -79,8 +84,10 @@ local function parse_integer(text, low, high)
   if number == nil or number < low or number > high then return nil end
   return number
 end
+-- shared: argument-helpers end
 
 local claimant = ARGV[3]
+-- shared: claimant-and-duration begin
 if #claimant > MAX_CLAIMANT_BYTES then
   return bad('claimant is longer than ' .. MAX_CLAIMANT_BYTES .. ' bytes')
 end
@@ -88,6 +95,7 @@ local duration = parse_integer(ARGV[4], 0, MAX_DURATION_MS)
 if duration == nil then
   return bad('duration_ms must be an integer from 0 to ' .. MAX_DURATION_MS .. ', got ' .. tostring(ARGV[4]))
 end
+-- shared: claimant-and-duration end
 local n_finish = parse_integer(ARGV[5], 0, MAX_ITEMS)
 if n_finish == nil then return bad('n_finish must be an integer from 0 to ' .. MAX_ITEMS) end
 local n_queues = parse_integer(ARGV[6], 1, MAX_QUEUES)
@@ -137,7 +145,8 @@ end
 
 local slots = {}
 for i = 1, k do
-  local slot = {claimant = claimant, duration = duration}
+  -- All four fields in the constructor: a table grown key by key is rehashed on the way.
+  local slot = {claimant = claimant, duration = duration, rank_random = false, order_random = false}
   if form == 'each' then
     slot.claimant = ARGV[position]
     slot.duration = parse_integer(ARGV[position + 1], 0, MAX_DURATION_MS)
@@ -157,17 +166,31 @@ for i = 1, k do
   slots[i] = slot
 end
 
+-- shared: clock begin
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- shared: clock end
 
 -- Finish (delete) checks: reads only, exactly modify.lua's delete rules. One MGET reads every
 -- record (the commands of a batch are grouped throughout: one call per kind, not per task).
 local finished = {}
+-- shared: task-failures begin
 local failures = {}
+local function fail(kind, reason, id, version, queue, current)
+  failures[#failures + 1] = {kind, reason, id, version, queue, current}
+end
+local function held_by_other(task)
+  return task.at > now and task.claimant ~= '' and task.claimant ~= claimant
+end
+-- shared: task-failures end
 local finish_keys = {}
 for i, item in ipairs(finish) do finish_keys[i] = prefix .. 't:' .. item.id end
 local finish_records = {}
-if #finish_keys > 0 then finish_records = redis.call('MGET', unpack(finish_keys)) end
+if #finish_keys == 1 then
+  finish_records = {redis.call('GET', finish_keys[1])}
+elseif #finish_keys > 1 then
+  finish_records = redis.call('MGET', unpack(finish_keys))
+end
 for i, item in ipairs(finish) do
   local record = finish_records[i]
   local task = nil
@@ -178,12 +201,14 @@ for i, item in ipairs(finish) do
     end
     task = {id = item.id, version = version, at = at, claims = claims, queue = queue, claimant = owner}
   end
+  -- shared: delete-rules begin
   if not task or (item.queue ~= '' and item.queue ~= task.queue) then
-    failures[#failures + 1] = {'DELETE', 'missing', item.id, item.version, item.queue, task and task.version or -1}
+    fail('DELETE', 'missing', item.id, item.version, item.queue, task and task.version or -1)
   elseif task.version ~= item.version then
-    failures[#failures + 1] = {'DELETE', 'mismatch', item.id, item.version, task.queue, task.version}
-  elseif task.at > now and task.claimant ~= '' and task.claimant ~= claimant then
-    failures[#failures + 1] = {'CLAIM', 'claimed', item.id, item.version, task.queue, task.version}
+    fail('DELETE', 'mismatch', item.id, item.version, task.queue, task.version)
+  elseif held_by_other(task) then
+    fail('CLAIM', 'claimed', item.id, item.version, task.queue, task.version)
+  -- shared: delete-rules end
   else
     finished[#finished + 1] = task
   end
@@ -231,10 +256,13 @@ local function look(queue)
   end
   if not several or (first_at ~= nil and first_at <= now) then
     -- One queue: counting is the only look needed when it has available tasks.
-    for _, leaving_id in ipairs(leaving[queue] or {}) do
-      table.insert(state.skipped, redis.call('ZRANK', queue_key, leaving_id))
+    local leaving_here = leaving[queue]
+    if leaving_here then
+      for _, leaving_id in ipairs(leaving_here) do
+        table.insert(state.skipped, redis.call('ZRANK', queue_key, leaving_id))
+      end
+      table.sort(state.skipped)
     end
-    table.sort(state.skipped)
     state.available = redis.call('ZCOUNT', queue_key, '-inf', now) - #state.skipped
     if state.available <= 0 then
       -- Nothing available here (or only finished tasks): the next arrival is still news.
@@ -299,7 +327,11 @@ end
 local pick_keys = {}
 for i, id in ipairs(picks) do pick_keys[i] = prefix .. 't:' .. id end
 local pick_records = {}
-if #pick_keys > 0 then pick_records = redis.call('MGET', unpack(pick_keys)) end
+if #pick_keys == 1 then
+  pick_records = {redis.call('GET', pick_keys[1])}
+elseif #pick_keys > 1 then
+  pick_records = redis.call('MGET', unpack(pick_keys))
+end
 for i, id in ipairs(picks) do
   local record = pick_records[i]
   if not record then
@@ -352,6 +384,18 @@ local function shift_histogram(queue, deltas, counts)
   end
 end
 
+-- Moves one task's claims count in the histogram by ``delta`` (shift_histogram for one count).
+local function shift_one(queue, count, delta)
+  local histogram_key = prefix .. 'h:' .. queue
+  local now_held = redis.call('HINCRBY', histogram_key, count, delta)
+  if now_held <= 0 then
+    redis.call('HDEL', histogram_key, count)
+    redis.call('ZREM', prefix .. 'm:' .. queue, count)
+  elseif now_held - delta <= 0 then
+    redis.call('ZADD', prefix .. 'm:' .. queue, count, count)
+  end
+end
+
 -- Adds ``by`` to a histogram delta, remembering the order counts first appear in.
 local function add_delta(deltas, counts, count, by)
   if deltas[count] == nil then
@@ -361,9 +405,36 @@ local function add_delta(deltas, counts, count, by)
   deltas[count] = deltas[count] + by
 end
 
+-- A task's record and its reply entry, as modify.lua writes and returns them.
+-- shared: task-write begin
+local function store(task)
+  redis.call('SET', prefix .. 't:' .. task.id, struct.pack(RECORD_FORMAT, 1, task.version, task.at, task.created,
+    task.modified, task.claims, task.attempt, #task.queue, task.queue, #task.claimant, task.claimant,
+    #task.err, task.err) .. task.value)
+end
+
+local function as_reply(task)
+  return {task.queue, task.id, task.version, task.at, task.claimant, task.value, task.created, task.modified,
+    task.claims, task.attempt, task.err}
+end
+-- shared: task-write end
+
 -- Writes start here: first the finish deletes.
 local function apply_finish()
   if #finished == 0 then return end
+  if #finished == 1 then
+    -- One task (a worker's usual commit): its own calls, without the grouping tables.
+    local task = finished[1]
+    local queue_key = prefix .. 'q:' .. task.queue
+    redis.call('ZREM', queue_key, task.id)
+    if task.claims > 0 then
+      if task.claimant ~= '' then redis.call('ZREM', prefix .. 'c:' .. task.queue, task.id) end
+      shift_one(task.queue, task.claims, -1)
+    end
+    if redis.call('ZCARD', queue_key) == 0 then redis.call('ZREM', KEYS[1], task.queue) end
+    redis.call('DEL', prefix .. 't:' .. task.id)
+    return
+  end
   local order, groups = by_queue(finished)
   local record_keys = {}
   for _, queue in ipairs(order) do
@@ -394,6 +465,16 @@ end
 
 -- All checks are done: the finish deletes, then the claims, one call per kind of write.
 apply_finish()
+if #picks == 1 then
+  -- One task (k = 1, or a batch that found one): its own calls, without the grouping tables.
+  local task = picks[1]
+  store(task)
+  redis.call('ZADD', prefix .. 'q:' .. task.queue, task.at, task.id)
+  redis.call('ZADD', prefix .. 'c:' .. task.queue, task.at, task.id)
+  if task.claims > 1 then shift_one(task.queue, task.claims - 1, -1) end
+  shift_one(task.queue, task.claims, 1)
+  return {1, {as_reply(task)}}
+end
 local tasks = {}
 local records = {}
 for _, task in ipairs(picks) do
@@ -401,8 +482,7 @@ for _, task in ipairs(picks) do
   records[#records + 1] = prefix .. 't:' .. task.id
   records[#records + 1] = struct.pack(RECORD_FORMAT, 1, task.version, task.at, task.created, task.modified,
     task.claims, task.attempt, #queue, queue, #task.claimant, task.claimant, #task.err, task.err) .. task.value
-  tasks[#tasks + 1] = {queue, task.id, task.version, task.at, task.claimant, task.value, task.created,
-    task.modified, task.claims, task.attempt, task.err}
+  tasks[#tasks + 1] = as_reply(task)
 end
 redis.call('MSET', unpack(records))
 local order, groups = by_queue(picks)

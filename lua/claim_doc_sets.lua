@@ -52,27 +52,36 @@ local MAX_DURATION_MS = 31622400000
 local MAX_INT32 = 2147483647
 local MAX_DOC_NAMESPACE_BYTES = 1024
 local MAX_DOC_KEY_BYTES = 1024
+-- shared: record-format begin
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
+-- shared: record-format end
+-- shared: doc-record-format begin
 local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
+-- shared: doc-record-format end
+-- shared: set-record-format begin
 local SET_RECORD_FORMAT = '>Bi4i4i8I2c0'
+-- shared: set-record-format end
 -- The longest a doc record's fields before the content can be (docs.lua): members of a set
 -- with omit_members are checked on this much of their record, without copying contents.
 local DOC_HEADER_BYTES = 2211
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT claim_doc_sets.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 8 then
   return redis.error_reply('EQ_BADARG claim_doc_sets.lua needs at least 8 ARGV entries, got ' .. #ARGV)
 end
+-- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
 end
+-- shared: prefix-check end
 
+-- shared: argument-helpers begin
 local function bad(message)
   return redis.error_reply('EQ_BADARG ' .. message)
 end
@@ -83,9 +92,11 @@ local function parse_integer(text, low, high)
   if number == nil or number < low or number > high then return nil end
   return number
 end
+-- shared: argument-helpers end
 
 local claimant = ARGV[3]
 if claimant == '' then return bad('claimant must not be empty') end
+-- shared: claimant-and-duration begin
 if #claimant > MAX_CLAIMANT_BYTES then
   return bad('claimant is longer than ' .. MAX_CLAIMANT_BYTES .. ' bytes')
 end
@@ -93,6 +104,7 @@ local duration = parse_integer(ARGV[4], 0, MAX_DURATION_MS)
 if duration == nil then
   return bad('duration_ms must be an integer from 0 to ' .. MAX_DURATION_MS .. ', got ' .. tostring(ARGV[4]))
 end
+-- shared: claimant-and-duration end
 local task_id = ARGV[5]
 if #task_id > MAX_ID_BYTES then return bad('task id must be at most ' .. MAX_ID_BYTES .. ' bytes') end
 local task_version = parse_integer(ARGV[6], 0, MAX_INT32)
@@ -124,8 +136,10 @@ for _ = 1, n_sets do
   wanted[#wanted + 1] = {namespace = namespace, key = key, omit = omit_members == '1', record_key = record_key}
 end
 
+-- shared: clock begin
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- shared: clock end
 
 -- Held: a claimant, not the caller, and a lease that has not run out.
 local function held_by_other(owner, at)

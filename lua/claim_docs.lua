@@ -36,23 +36,30 @@ local MAX_CLAIMANT_BYTES = 128
 local MAX_DURATION_MS = 31622400000
 local MAX_DOC_NAMESPACE_BYTES = 1024
 local MAX_DOC_KEY_BYTES = 1024
+-- shared: doc-record-format begin
 local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
+-- shared: doc-record-format end
+-- shared: set-record-format begin
 local SET_RECORD_FORMAT = '>Bi4i4i8I2c0'
+-- shared: set-record-format end
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT claim_docs.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV ~= 6 then
   return redis.error_reply('EQ_BADARG claim_docs.lua needs exactly 6 ARGV entries, got ' .. #ARGV)
 end
+-- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
 end
+-- shared: prefix-check end
 
+-- shared: argument-helpers begin
 local function bad(message)
   return redis.error_reply('EQ_BADARG ' .. message)
 end
@@ -63,9 +70,11 @@ local function parse_integer(text, low, high)
   if number == nil or number < low or number > high then return nil end
   return number
 end
+-- shared: argument-helpers end
 
 local claimant = ARGV[3]
 if claimant == '' then return bad('claimant must not be empty') end
+-- shared: claimant-and-duration begin
 if #claimant > MAX_CLAIMANT_BYTES then
   return bad('claimant is longer than ' .. MAX_CLAIMANT_BYTES .. ' bytes')
 end
@@ -73,6 +82,7 @@ local duration = parse_integer(ARGV[4], 0, MAX_DURATION_MS)
 if duration == nil then
   return bad('duration_ms must be an integer from 0 to ' .. MAX_DURATION_MS .. ', got ' .. tostring(ARGV[4]))
 end
+-- shared: claimant-and-duration end
 local namespace = ARGV[5]
 if namespace == '' or #namespace > MAX_DOC_NAMESPACE_BYTES then
   return bad('doc namespace must be 1 to ' .. MAX_DOC_NAMESPACE_BYTES .. ' bytes')
@@ -82,8 +92,10 @@ if key == '' or #key > MAX_DOC_KEY_BYTES then
   return bad('a doc claim needs a key of 1 to ' .. MAX_DOC_KEY_BYTES .. ' bytes')
 end
 
+-- shared: clock begin
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- shared: clock end
 
 -- Held: a claimant, not the caller, and a lease that has not run out.
 local function held_by_other(owner, at)

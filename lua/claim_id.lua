@@ -28,22 +28,27 @@ local MAX_ID_BYTES = 64
 local MAX_QUEUE_BYTES = 1024
 local MAX_CLAIMANT_BYTES = 128
 local MAX_DURATION_MS = 31622400000
+-- shared: record-format begin
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
+-- shared: record-format end
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT claim_id.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV ~= 6 then
   return redis.error_reply('EQ_BADARG claim_id.lua needs exactly 6 ARGV entries, got ' .. #ARGV)
 end
+-- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
 end
+-- shared: prefix-check end
 
+-- shared: argument-helpers begin
 local function bad(message)
   return redis.error_reply('EQ_BADARG ' .. message)
 end
@@ -54,9 +59,11 @@ local function parse_integer(text, low, high)
   if number == nil or number < low or number > high then return nil end
   return number
 end
+-- shared: argument-helpers end
 
 local claimant = ARGV[3]
 if claimant == '' then return bad('claimant must not be empty') end
+-- shared: claimant-and-duration begin
 if #claimant > MAX_CLAIMANT_BYTES then
   return bad('claimant is longer than ' .. MAX_CLAIMANT_BYTES .. ' bytes')
 end
@@ -64,6 +71,7 @@ local duration = parse_integer(ARGV[4], 0, MAX_DURATION_MS)
 if duration == nil then
   return bad('duration_ms must be an integer from 0 to ' .. MAX_DURATION_MS .. ', got ' .. tostring(ARGV[4]))
 end
+-- shared: claimant-and-duration end
 local id = ARGV[5]
 if id == '' or #id > MAX_ID_BYTES then return bad('task id must be 1 to ' .. MAX_ID_BYTES .. ' bytes') end
 local wanted_queue = ARGV[6]
@@ -71,8 +79,10 @@ if #wanted_queue > MAX_QUEUE_BYTES then
   return bad('queue name is longer than ' .. MAX_QUEUE_BYTES .. ' bytes')
 end
 
+-- shared: clock begin
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- shared: clock end
 
 local task_key = prefix .. 't:' .. id
 local record = redis.call('GET', task_key)

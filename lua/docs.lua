@@ -27,26 +27,31 @@ local MAX_PAGE = 1000
 local MAX_DOC_NAMESPACE_BYTES = 1024
 local MAX_DOC_ID_BYTES = 256
 local MAX_DOC_KEY_BYTES = 1024
+-- shared: doc-record-format begin
 local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
+-- shared: doc-record-format end
 -- The longest a doc record's fields before the content can be: 29 fixed bytes, then the key
 -- and secondary key (2 + 1024 each) and the claimant (2 + 128). Without contents only this
 -- much of a record is read (GETRANGE), so omit_values does not copy the contents.
 local DOC_HEADER_BYTES = 2211
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT docs.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 8 then
   return redis.error_reply('EQ_BADARG docs.lua needs at least 8 ARGV entries, got ' .. #ARGV)
 end
+-- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
 end
+-- shared: prefix-check end
 
+-- shared: argument-helpers begin
 local function bad(message)
   return redis.error_reply('EQ_BADARG ' .. message)
 end
@@ -57,6 +62,7 @@ local function parse_integer(text, low, high)
   if number == nil or number < low or number > high then return nil end
   return number
 end
+-- shared: argument-helpers end
 
 local namespace = ARGV[3]
 if namespace == '' or #namespace > MAX_DOC_NAMESPACE_BYTES then
@@ -121,10 +127,12 @@ end
 -- self-delimiting, so the byte order of members is the (key, secondary key, id) order and
 -- "key >= k" is "member >= sort_part(k)".
 -- (A plain find first: gsub costs tens of microseconds on a 1 KiB key even without a NUL.)
+-- shared: sort-part begin
 local function sort_part(text)
   if string.find(text, '\0', 1, true) then text = string.gsub(text, '%z', '\0\255') end
   return text .. '\0\1'
 end
+-- shared: sort-part end
 
 local index_key = prefix .. 'dk:' .. namespace
 local first = 0

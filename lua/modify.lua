@@ -75,24 +75,33 @@ local MAX_INT32 = 2147483647
 local MAX_DOC_NAMESPACE_BYTES = 1024
 local MAX_DOC_ID_BYTES = 256
 local MAX_DOC_KEY_BYTES = 1024
+-- shared: record-format begin
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
+-- shared: record-format end
+-- shared: doc-record-format begin
 local DOC_RECORD_FORMAT = '>Bi4i8i8i8I2c0I2c0I2c0'
+-- shared: doc-record-format end
+-- shared: set-record-format begin
 local SET_RECORD_FORMAT = '>Bi4i4i8I2c0'
+-- shared: set-record-format end
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT modify.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 13 then
   return redis.error_reply('EQ_BADARG modify.lua needs at least 13 ARGV entries, got ' .. #ARGV)
 end
+-- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
 end
+-- shared: prefix-check end
 
+-- shared: argument-helpers begin
 local function bad(message)
   return redis.error_reply('EQ_BADARG ' .. message)
 end
@@ -103,6 +112,7 @@ local function parse_integer(text, low, high)
   if number == nil or number < low or number > high then return nil end
   return number
 end
+-- shared: argument-helpers end
 
 local claimant = ARGV[3]
 if #claimant > MAX_CLAIMANT_BYTES then return bad('claimant is longer than ' .. MAX_CLAIMANT_BYTES .. ' bytes') end
@@ -129,8 +139,10 @@ if #ARGV ~= expected_argv then
   return bad('ARGV holds ' .. #ARGV .. ' entries, the item counts call for ' .. expected_argv)
 end
 
+-- shared: clock begin
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- shared: clock end
 
 local function check_id(id, what)
   if id == '' then return what .. ' id must not be empty' end
@@ -399,6 +411,7 @@ local function load(id)
   return task
 end
 
+-- shared: task-failures begin
 local failures = {}
 local function fail(kind, reason, id, version, queue, current)
   failures[#failures + 1] = {kind, reason, id, version, queue, current}
@@ -406,6 +419,7 @@ end
 local function held_by_other(task)
   return task.at > now and task.claimant ~= '' and task.claimant ~= claimant
 end
+-- shared: task-failures end
 
 for _, item in ipairs(inserts) do
   local existing = load(item.id)
@@ -423,12 +437,14 @@ for _, item in ipairs(changes) do
 end
 for _, item in ipairs(deletes) do
   local task = load(item.id)
+  -- shared: delete-rules begin
   if not task or (item.queue ~= '' and item.queue ~= task.queue) then
     fail('DELETE', 'missing', item.id, item.version, item.queue, task and task.version or -1)
   elseif task.version ~= item.version then
     fail('DELETE', 'mismatch', item.id, item.version, task.queue, task.version)
   elseif held_by_other(task) then
     fail('CLAIM', 'claimed', item.id, item.version, task.queue, task.version)
+  -- shared: delete-rules end
   end
 end
 for _, item in ipairs(depends) do
@@ -682,6 +698,7 @@ local function reindex(old, task)
   end
 end
 
+-- shared: task-write begin
 local function store(task)
   redis.call('SET', prefix .. 't:' .. task.id, struct.pack(RECORD_FORMAT, 1, task.version, task.at, task.created,
     task.modified, task.claims, task.attempt, #task.queue, task.queue, #task.claimant, task.claimant,
@@ -692,6 +709,7 @@ local function as_reply(task)
   return {task.queue, task.id, task.version, task.at, task.claimant, task.value, task.created, task.modified,
     task.claims, task.attempt, task.err}
 end
+-- shared: task-write end
 
 local function note_arrival(task)
   local entry = wake[task.queue]
@@ -750,10 +768,12 @@ end
 -- NUL 0xFF and the part ends with NUL 0x01, which sorts below every continuation of the part.
 -- (string.find with plain = true first: the pattern engine costs ~20 us per KiB, and most keys
 -- hold no NUL at all.)
+-- shared: sort-part begin
 local function sort_part(text)
   if string.find(text, '\0', 1, true) then text = string.gsub(text, '%z', '\0\255') end
   return text .. '\0\1'
 end
+-- shared: sort-part end
 local function index_member(doc) return sort_part(doc.key) .. sort_part(doc.secondary_key) .. doc.id end
 
 local function store_doc(doc)

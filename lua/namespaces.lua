@@ -26,20 +26,23 @@
 local MAX_PAGE = 1000
 local MAX_MATCHERS = 1000
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT namespaces.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 5 then
   return redis.error_reply('EQ_BADARG namespaces.lua needs at least 5 ARGV entries, got ' .. #ARGV)
 end
+-- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
 end
+-- shared: prefix-check end
 
+-- shared: argument-helpers begin
 local function bad(message)
   return redis.error_reply('EQ_BADARG ' .. message)
 end
@@ -50,6 +53,7 @@ local function parse_integer(text, low, high)
   if number == nil or number < low or number > high then return nil end
   return number
 end
+-- shared: argument-helpers end
 
 local limit = parse_integer(ARGV[3], 1, MAX_PAGE)
 if limit == nil then return bad('limit must be an integer from 1 to ' .. MAX_PAGE) end
@@ -58,8 +62,10 @@ local n_prefixes = parse_integer(ARGV[5], 0, MAX_MATCHERS)
 if n_prefixes == nil or 5 + n_prefixes > #ARGV then return bad('n_prefixes must count the prefixes that follow it') end
 if #ARGV - 5 - n_prefixes > MAX_MATCHERS then return bad('at most ' .. MAX_MATCHERS .. ' exact names') end
 
+-- shared: clock begin
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- shared: clock end
 
 local index_key = prefix .. 'dn'
 local size = redis.call('ZCARD', index_key)
@@ -70,12 +76,14 @@ local lowest = 0
 if after ~= '' then lowest = redis.call('ZLEXCOUNT', index_key, '-', '[' .. after) end
 
 -- The smallest string greater than every string that starts with `text`, or nil if none.
+-- shared: successor begin
 local function successor(text)
   local last = #text
   while last > 0 and string.byte(text, last) == 255 do last = last - 1 end
   if last == 0 then return nil end
   return string.sub(text, 1, last - 1) .. string.char(string.byte(text, last) + 1)
 end
+-- shared: successor end
 
 -- Each prefix is a span of ranks [first, past), each exact name a span of one rank. The spans
 -- are merged in rank order and the names read from the merged spans only up to limit + 1, so a

@@ -26,20 +26,23 @@
 local MAX_PAGE = 1000
 local MAX_MATCHERS = 1000
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT queues.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 6 then
   return redis.error_reply('EQ_BADARG queues.lua needs at least 6 ARGV entries, got ' .. #ARGV)
 end
+-- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
 end
+-- shared: prefix-check end
 
+-- shared: argument-helpers begin
 local function bad(message)
   return redis.error_reply('EQ_BADARG ' .. message)
 end
@@ -50,6 +53,7 @@ local function parse_integer(text, low, high)
   if number == nil or number < low or number > high then return nil end
   return number
 end
+-- shared: argument-helpers end
 
 local detail = ARGV[3]
 if detail ~= 'size' and detail ~= 'stats' then return bad('detail must be "size" or "stats"') end
@@ -71,11 +75,14 @@ local function before(a, b)
 end
 
 -- The smallest string greater than every string that starts with `text`, or nil if none.
+-- shared: successor begin
 local function successor(text)
-  local trimmed = string.gsub(text, '\255+$', '')
-  if trimmed == '' then return nil end
-  return string.sub(trimmed, 1, -2) .. string.char(string.byte(trimmed, -1) + 1)
+  local last = #text
+  while last > 0 and string.byte(text, last) == 255 do last = last - 1 end
+  if last == 0 then return nil end
+  return string.sub(text, 1, last - 1) .. string.char(string.byte(text, last) + 1)
 end
+-- shared: successor end
 
 local lower = '-'
 if after ~= '' then lower = '(' .. after end

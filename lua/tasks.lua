@@ -23,22 +23,27 @@
 
 local MAX_PAGE = 1000
 local MAX_QUEUE_BYTES = 1024
+-- shared: record-format begin
 local RECORD_FORMAT = '>Bi4i8i8i8i4i4I2c0I2c0I4c0'
+-- shared: record-format end
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT tasks.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 7 then
   return redis.error_reply('EQ_BADARG tasks.lua needs at least 7 ARGV entries, got ' .. #ARGV)
 end
+-- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
 end
+-- shared: prefix-check end
 
+-- shared: argument-helpers begin
 local function bad(message)
   return redis.error_reply('EQ_BADARG ' .. message)
 end
@@ -49,6 +54,7 @@ local function parse_integer(text, low, high)
   if number == nil or number < low or number > high then return nil end
   return number
 end
+-- shared: argument-helpers end
 
 local claimant = ARGV[3]
 local queue = ARGV[4]
@@ -61,8 +67,10 @@ local omit_values = ARGV[7]
 if omit_values ~= '0' and omit_values ~= '1' then return bad('omit_values must be "0" or "1"') end
 if #ARGV - 7 > MAX_PAGE then return bad('at most ' .. MAX_PAGE .. ' task ids per call') end
 
+-- shared: clock begin
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- shared: clock end
 
 local tasks = {}
 local function add(id, record)

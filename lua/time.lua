@@ -13,19 +13,21 @@
 -- Reply:   {now_ms}  ms since the epoch
 -- Errors:  EQ_BADARG <message>, EQ_CONTRACT <message>
 
-local prefix = ARGV[1]
 if ARGV[2] ~= '3' then
   return redis.error_reply('EQ_CONTRACT time.lua speaks contract 3, caller sent ' .. tostring(ARGV[2]))
 end
 if #ARGV < 2 then
   return redis.error_reply('EQ_BADARG time.lua needs at least 2 ARGV entries, got ' .. #ARGV)
 end
+-- shared: prefix-check begin
+local prefix = ARGV[1]
 if type(prefix) ~= 'string' or not string.match(prefix, '^{[^{}]+}:$') then
   return redis.error_reply('EQ_CONTRACT ARGV[1] must be a key prefix of the form "{namespace}:"')
 end
 if KEYS[1] ~= prefix .. 'queues' then
   return redis.error_reply('EQ_CONTRACT KEYS[1] must be the key prefix followed by "queues"')
 end
+-- shared: prefix-check end
 
 local clock = redis.call('TIME')
 return {tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)}

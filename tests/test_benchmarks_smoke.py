@@ -131,3 +131,18 @@ def test_quick_batch_claim_part_sets_batches_against_the_one_task_path() -> None
     (ratio,) = [r for r in rows if r["part"] == "batch-claim-ratio"]
     assert ratio["ratio"] is not None and ratio["ratio"] > 0
     assert "## batch-claim-ratio" in done.stdout and "library batches of 16 / one-task path" in done.stdout
+
+
+def test_claim_script_cost_compares_two_script_files() -> None:
+    claim = str(ROOT / "lua" / "claim.lua")
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "claim_script_cost.py"), "--depth", "100", "--calls", "20",
+        "--rounds", "2", "--batch", "4", "--script", f"a={claim}", "--script", f"b={claim}",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=100, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert {(r["script"], r["mode"]) for r in rows} == {
+        (s, m) for s in "ab" for m in ("plain", "finish1", "batch")
+    }
+    assert all(len(r["runs"]) == 2 and r["median"] > 0 and r["cpu_median"] > 0 for r in rows)
