@@ -10,8 +10,8 @@ several of them on the cluster, and how an unconfirmed write (--wait-replicas) i
 from __future__ import annotations
 
 import contextlib
-import secrets
 import os
+import secrets
 import subprocess
 import sys
 
