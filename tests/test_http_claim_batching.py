@@ -231,9 +231,7 @@ async def test_concurrent_grpc_claims_get_distinct_tasks_with_their_own_claimant
     got: list[tuple[str, entroq_redis.Task | None]] = []
 
     async def one(i: int) -> None:
-        async with open_grpc_client(
-            service.grpc_url or "", namespace=namespace, claimant_id=f"g-{i}"
-        ) as eq:
+        async with open_grpc_client(service.grpc_url or "", namespace=namespace, claimant_id=f"g-{i}") as eq:
             got.append((f"g-{i}", await eq.try_claim(QUEUE)))
 
     async with trio.open_nursery() as nursery:
