@@ -17,6 +17,7 @@ nothing starts until a test asks for a fixture:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
@@ -46,8 +47,25 @@ def entroq_namespace(entroq_store_url: str) -> Iterator[str]:
     """A namespace no other test uses; every key of it is deleted after the test."""
     name = fresh_namespace()
     yield name
-    # Synchronous teardown (no event loop here, whatever the test ran on).
-    anyio.run(clear_namespace, entroq_store_url, name)
+    # On a thread of its own: the test may have left an event loop running on this one (a sync
+    # API built on asyncio, such as Playwright's), and anyio.run refuses to nest in it.
+    _clear_on_a_thread_of_its_own(entroq_store_url, name)
+
+
+def _clear_on_a_thread_of_its_own(store_url: str, namespace: str) -> None:
+    failures: list[BaseException] = []
+
+    def clear() -> None:
+        try:
+            anyio.run(clear_namespace, store_url, namespace)
+        except BaseException as exc:  # handed to the test's thread below
+            failures.append(exc)
+
+    thread = threading.Thread(target=clear, name="entroq-clear-namespace")
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
 
 
 @pytest.fixture
