@@ -62,6 +62,7 @@ from ._errors import (
 )
 from ._keys import Keys
 from ._masked_url import masked_url
+from ._one_claim_per_task import OneClaimPerTask
 from ._types import QueueStats, Task, TaskChange, TaskData, TaskID, arrival_ms, as_bytes
 
 NAMESPACE_HEADER = "EntroQ-Namespace"
@@ -265,7 +266,7 @@ def _raise_for(response: httpx.Response, claiming: bool = False) -> None:
     raise StoreError(f"HTTP {status}: {message}")
 
 
-class HttpBackend:
+class HttpBackend(OneClaimPerTask):
     """Runs each operation as one request to an entroq-redis (or EntroQ) HTTP service."""
 
     def __init__(
@@ -384,57 +385,6 @@ class HttpBackend:
             if data.get("task"):
                 return _task(data["task"])
             raise StoreError("the service ended a blocking claim without a task")
-
-    async def try_claim_many(
-        self,
-        claimant: str,
-        queues: Sequence[str],
-        limit: int,
-        duration_ms: int,
-        finish: Sequence[TaskID] = (),
-    ) -> list[Task]:
-        """Up to ``limit`` claims, one HTTP claim per task (the wire claims one task per
-        call): the first deletes ``finish``; stops at the first that finds nothing (or,
-        with a 0 ms lease, takes a task it already holds again). Not one
-        atomic call as on the Redis backend, but each task is still a claim of its own."""
-        tasks: list[Task] = []
-        while len(tasks) < limit:
-            try:
-                task = await self._try_claim_one(claimant, queues, duration_ms, () if tasks else finish)
-            except StoreError:
-                if not tasks:
-                    raise
-                # The tasks already claimed are held: hand them over rather than strand them
-                # until their leases run out; the caller's next call meets the trouble.
-                break
-            if task is None:
-                break
-            seen = next((i for i, t in enumerate(tasks) if t.id == task.id), None)
-            if seen is not None:
-                # A 0 ms lease leaves a claimed task available, and this claim took it again
-                # (its earlier version is stale now): keep the newer one, and stop.
-                tasks[seen] = task
-                break
-            tasks.append(task)
-        return tasks
-
-    async def claim_many(
-        self,
-        claimant: str,
-        queues: Sequence[str],
-        limit: int,
-        duration_ms: int,
-        timeout_s: float | None,
-        finish: Sequence[TaskID] = (),
-    ) -> list[Task]:
-        """A blocking HTTP claim for the first task, then up to ``limit - 1`` more without
-        waiting, one claim per task (the wire claims one task per call)."""
-        first = await self._claim_one(claimant, queues, duration_ms, timeout_s, finish)
-        try:
-            more = await self.try_claim_many(claimant, queues, limit - 1, duration_ms)
-        except StoreError:
-            more = []  # the first task is held: hand it over (see try_claim_many)
-        return [first, *more]
 
     async def modify(
         self,

@@ -69,6 +69,7 @@ from entroq_redis._doc_types import (
     NamespaceStats,
 )
 from entroq_redis._errors import DependencyFailure, DocDependencyFailure, FailureKind, FailureReason
+from entroq_redis._one_claim_per_task import OneClaimPerTask
 from entroq_redis._types import arrival_ms, as_bytes
 
 NAMESPACE_KEY = "entroq-namespace"
@@ -165,7 +166,7 @@ def doc_failure_of(dep: Any, kind_name: str) -> DocDependencyFailure | None:
     )
 
 
-class GrpcBackend:
+class GrpcBackend(OneClaimPerTask):
     """Runs each library operation as one call on ``api.EntroQ`` through grpcio's generated stub.
 
     Args:
@@ -357,57 +358,6 @@ class GrpcBackend:
         if value is not None:
             message.value.CopyFrom(value)
         return message
-
-    async def try_claim_many(
-        self,
-        claimant: str,
-        queues: Sequence[str],
-        limit: int,
-        duration_ms: int,
-        finish: Sequence[TaskID] = (),
-    ) -> list[Task]:
-        """Up to ``limit`` claims, one gRPC claim per task (the wire claims one task per
-        call): the first deletes ``finish``; stops at the first that finds nothing (or,
-        with a 0 ms lease, takes a task it already holds again). Not one
-        atomic call as on the Redis backend, but each task is still a claim of its own."""
-        tasks: list[Task] = []
-        while len(tasks) < limit:
-            try:
-                task = await self._try_claim_one(claimant, queues, duration_ms, () if tasks else finish)
-            except StoreError:
-                if not tasks:
-                    raise
-                # The tasks already claimed are held: hand them over rather than strand them
-                # until their leases run out; the caller's next call meets the trouble.
-                break
-            if task is None:
-                break
-            seen = next((i for i, t in enumerate(tasks) if t.id == task.id), None)
-            if seen is not None:
-                # A 0 ms lease leaves a claimed task available, and this claim took it again
-                # (its earlier version is stale now): keep the newer one, and stop.
-                tasks[seen] = task
-                break
-            tasks.append(task)
-        return tasks
-
-    async def claim_many(
-        self,
-        claimant: str,
-        queues: Sequence[str],
-        limit: int,
-        duration_ms: int,
-        timeout_s: float | None,
-        finish: Sequence[TaskID] = (),
-    ) -> list[Task]:
-        """A blocking gRPC claim for the first task, then up to ``limit - 1`` more without
-        waiting, one claim per task (the wire claims one task per call)."""
-        first = await self._claim_one(claimant, queues, duration_ms, timeout_s, finish)
-        try:
-            more = await self.try_claim_many(claimant, queues, limit - 1, duration_ms)
-        except StoreError:
-            more = []  # the first task is held: hand it over (see try_claim_many)
-        return [first, *more]
 
     async def modify(
         self,
