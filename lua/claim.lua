@@ -183,14 +183,17 @@ local function held_by_other(task)
   return task.at > now and task.claimant ~= '' and task.claimant ~= claimant
 end
 -- shared: task-failures end
-local finish_keys = {}
-for i, item in ipairs(finish) do finish_keys[i] = prefix .. 't:' .. item.id end
-local finish_records = {}
-if #finish_keys == 1 then
-  finish_records = {redis.call('GET', finish_keys[1])}
-elseif #finish_keys > 1 then
-  finish_records = redis.call('MGET', unpack(finish_keys))
+-- Task records by ID, in key order: GET for one (cheaper than MGET), one MGET for more.
+local function read_records(ids)
+  if #ids == 0 then return {} end
+  local keys = {}
+  for i, id in ipairs(ids) do keys[i] = prefix .. 't:' .. id end
+  if #keys == 1 then return {redis.call('GET', keys[1])} end
+  return redis.call('MGET', unpack(keys))
 end
+local finish_ids = {}
+for i, item in ipairs(finish) do finish_ids[i] = item.id end
+local finish_records = read_records(finish_ids)
 for i, item in ipairs(finish) do
   local record = finish_records[i]
   local task = nil
@@ -324,14 +327,7 @@ for _, slot in ipairs(slots) do
 end
 
 -- The picked tasks' records, in one MGET.
-local pick_keys = {}
-for i, id in ipairs(picks) do pick_keys[i] = prefix .. 't:' .. id end
-local pick_records = {}
-if #pick_keys == 1 then
-  pick_records = {redis.call('GET', pick_keys[1])}
-elseif #pick_keys > 1 then
-  pick_records = redis.call('MGET', unpack(pick_keys))
-end
+local pick_records = read_records(picks)
 for i, id in ipairs(picks) do
   local record = pick_records[i]
   if not record then
